@@ -1,0 +1,10 @@
+//! The wire formats of the public contract (CONTRACT.md §3, §4, §6): jobs, results and dead-letter
+//! headers. No I/O lives here.
+
+pub mod dead_letter;
+pub mod job;
+pub mod result;
+
+pub use dead_letter::DeadLetterHeaders;
+pub use job::{DecodeFailure, Job, JobError};
+pub use result::{ErrorClass, ErrorInfo, JobResult, Stage, Status};

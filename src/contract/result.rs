@@ -1,0 +1,273 @@
+//! Result v1 (CONTRACT.md §4) and the stable error classes of §5.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The only result schema version this worker writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One job's verdict, published to the results topic keyed by `job_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// Always 1.
+    pub schema_version: u32,
+    /// The job's id.
+    pub job_id: String,
+    /// The verdict.
+    pub status: Status,
+    /// `Some` when the network answered, `None` when the job failed.
+    pub phone_number_verified: Option<bool>,
+    /// The job's login_hint (`None` only for an invalid job that lacked a readable one).
+    pub login_hint: Option<String>,
+    /// From userinfo.
+    pub sub: Option<String>,
+    /// From userinfo.
+    pub mobile_id: Option<String>,
+    /// Echoed from the job.
+    pub state: Option<String>,
+    /// Echoed from the job.
+    pub attributes: BTreeMap<String, String>,
+    /// Set when `status` is `failed`, or on a `login_hint_mismatch`.
+    pub error: Option<ErrorInfo>,
+    /// HTTP requests made for this job.
+    pub attempts: u32,
+    /// True when republished from the idempotency cache.
+    pub duplicate: bool,
+    /// From the `dlq.replay_count` header of a replayed job.
+    pub replay_count: u32,
+    /// When the worker consumed the job.
+    pub received_at: DateTime<Utc>,
+    /// When the verdict was reached.
+    pub completed_at: DateTime<Utc>,
+    /// `completed_at - received_at` in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The verdict of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The network verified the job's own number.
+    Verified,
+    /// The network answered, and the number is not the device's.
+    NotVerified,
+    /// No verdict: see `error`.
+    Failed,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Verified => "verified",
+            Status::NotVerified => "not_verified",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Why a job failed (or, for `login_hint_mismatch`, why it is not verified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// The stable class (§5).
+    pub class: ErrorClass,
+    /// Where it happened.
+    pub stage: Stage,
+    /// The upstream `error` string when there was one.
+    pub code: Option<String>,
+    /// The upstream HTTP status when there was one.
+    pub http_status: Option<u16>,
+    /// Human-readable; never contains a secret.
+    pub description: String,
+    /// Whether a later replay could help.
+    pub retryable: bool,
+}
+
+impl ErrorInfo {
+    /// An error whose `retryable` flag follows the class table.
+    pub fn new(class: ErrorClass, stage: Stage, description: impl Into<String>) -> Self {
+        ErrorInfo {
+            class,
+            stage,
+            code: None,
+            http_status: None,
+            description: description.into(),
+            retryable: class.retryable(),
+        }
+    }
+
+    /// Adds the upstream error code.
+    pub fn with_code(mut self, code: Option<String>) -> Self {
+        self.code = code;
+        self
+    }
+
+    /// Adds the upstream HTTP status.
+    pub fn with_status(mut self, status: Option<u16>) -> Self {
+        self.http_status = status;
+        self
+    }
+}
+
+/// The stable error classes of CONTRACT.md §5. The `class` strings are the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Undecodable or invalid job.
+    InvalidJob,
+    /// The job carries an authorize `error`.
+    AuthorizeRejected,
+    /// The code's deadline passed before a request could be sent.
+    Expired,
+    /// Token 400: bad, used, expired code or redirect mismatch.
+    CodeRejected,
+    /// 401 `invalid_client` for the worker's credentials.
+    CredentialsRejected,
+    /// 403 `permission_denied`.
+    PermissionDenied,
+    /// 429 still returned when retries ran out.
+    RateLimited,
+    /// 5xx, timeout or connection failure when retries ran out.
+    UpstreamUnavailable,
+    /// A 2xx body that does not parse, or an unexpected status.
+    ProtocolError,
+    /// Verified by the network for a different number.
+    LoginHintMismatch,
+}
+
+impl ErrorClass {
+    /// Every class, in table order.
+    pub const ALL: [ErrorClass; 10] = [
+        ErrorClass::InvalidJob,
+        ErrorClass::AuthorizeRejected,
+        ErrorClass::Expired,
+        ErrorClass::CodeRejected,
+        ErrorClass::CredentialsRejected,
+        ErrorClass::PermissionDenied,
+        ErrorClass::RateLimited,
+        ErrorClass::UpstreamUnavailable,
+        ErrorClass::ProtocolError,
+        ErrorClass::LoginHintMismatch,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::InvalidJob => "invalid_job",
+            ErrorClass::AuthorizeRejected => "authorize_rejected",
+            ErrorClass::Expired => "expired",
+            ErrorClass::CodeRejected => "code_rejected",
+            ErrorClass::CredentialsRejected => "credentials_rejected",
+            ErrorClass::PermissionDenied => "permission_denied",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::UpstreamUnavailable => "upstream_unavailable",
+            ErrorClass::ProtocolError => "protocol_error",
+            ErrorClass::LoginHintMismatch => "login_hint_mismatch",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether a job with this class also goes to the dead-letter topic (§5 table).
+    pub fn dead_lettered(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::InvalidJob
+                | ErrorClass::CredentialsRejected
+                | ErrorClass::PermissionDenied
+                | ErrorClass::RateLimited
+                | ErrorClass::UpstreamUnavailable
+                | ErrorClass::ProtocolError
+        )
+    }
+
+    /// The `retryable` flag of the result (§5 table): whether a later replay could help.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::CredentialsRejected
+                | ErrorClass::PermissionDenied
+                | ErrorClass::RateLimited
+                | ErrorClass::UpstreamUnavailable
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where in the flow an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Decoding or validating the job.
+    Job,
+    /// The authorize redirect (the job carried its error).
+    Authorize,
+    /// The code's deadline.
+    Deadline,
+    /// `POST /oauth2/token`.
+    Token,
+    /// `GET /oauth2/userinfo`.
+    Userinfo,
+}
+
+impl Stage {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Job => "job",
+            Stage::Authorize => "authorize",
+            Stage::Deadline => "deadline",
+            Stage::Token => "token",
+            Stage::Userinfo => "userinfo",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in ErrorClass::ALL {
+            assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        assert_eq!(ErrorClass::parse("nope"), None);
+    }
+
+    #[test]
+    fn dead_letter_table_matches_contract() {
+        let dl: Vec<_> = ErrorClass::ALL
+            .into_iter()
+            .filter(|c| c.dead_lettered())
+            .map(ErrorClass::as_str)
+            .collect();
+        assert_eq!(
+            dl,
+            [
+                "invalid_job",
+                "credentials_rejected",
+                "permission_denied",
+                "rate_limited",
+                "upstream_unavailable",
+                "protocol_error"
+            ]
+        );
+    }
+}

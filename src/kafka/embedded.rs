@@ -1,0 +1,1 @@
+//! An in-process Kafka cluster (librdkafka's MockCluster) for `demo` and tests.

@@ -28,6 +28,12 @@ pub enum LogFormat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Consume jobs, verify them, publish results and dead letters (the product).
+    Run {
+        /// Config file (default config/default.toml, else the embedded default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Serve the Silent Auth simulator for local stacks and tests.
     Simulate {
         /// Address to listen on.

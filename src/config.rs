@@ -1,10 +1,45 @@
 //! Typed configuration (CONTRACT.md §8): a TOML file, an environment overlay
 //! (`SILENTAUTH__SECTION__KEY`), defaults, and validation that names the key.
+//!
+//! Loading goes: TOML text → table → environment overlay → typed [`Config`] (unknown keys are
+//! rejected) → [`Config::validate`]. Every error names the key (or the environment variable) and
+//! never prints a secret value.
+//!
+//! # Environment overlay
+//!
+//! A variable `SILENTAUTH__A__B__C=value` sets key `a.b.c`:
+//! - the prefix and the segments are case-insensitive; segments are separated by `__` (a single
+//!   `_` belongs to the name, as in `BASE_URL`); a segment matches an existing key of the file
+//!   regardless of case, and new keys (such as a new client profile's name) are lower-cased;
+//! - `SILENTAUTH__KAFKA__PROPERTIES__<NAME>` sets the librdkafka property `<NAME>` lower-cased
+//!   with every `_` (and `__`) turned into `.`: `..._SASL_MECHANISM` sets `sasl.mechanism`. A
+//!   property of the file whose name differs only in `.`/`_` is overridden instead;
+//! - values are strings, converted to the key's type: integers for `retry.max_attempts`,
+//!   `worker.max_in_flight`, `worker.idempotency_cache_size`, `clients.<name>.burst`, a number
+//!   for `clients.<name>.requests_per_second`, strings for everything else (durations such as
+//!   `"250ms"`, `group_id = "123"`). Types come from the defaults of [`Config`] and the embedded
+//!   `config/default.toml`, plus a table for `clients.<name>.*`, so a profile can be created
+//!   entirely from the environment;
+//! - variables that start with `SILENTAUTH_` but not `SILENTAUTH__` are ignored.
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::{Table, Value};
+
+/// The prefix of overriding environment variables, followed by `__`.
+pub const ENV_PREFIX: &str = "SILENTAUTH";
+
+/// Where [`Config::load`] looks for a config file when none is given, relative to the working
+/// directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+/// The documented default configuration, compiled in; used when [`DEFAULT_CONFIG_PATH`] is absent.
+pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,7 +72,9 @@ pub struct Config {
 }
 
 /// Kafka settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// `Debug` masks the values of secret-looking `properties` (see [`is_secret_property`]).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma separated.
@@ -73,7 +110,9 @@ pub struct TopicsConfig {
 }
 
 /// The Silent Auth API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// `Debug` masks a password embedded in `base_url`.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Base URL, e.g. `https://api.tyntec.com/silent-auth/v1`.
@@ -259,6 +298,7 @@ macro_rules! default_from_serde {
     )*};
 }
 default_from_serde!(
+    Config,
     KafkaConfig,
     TopicsConfig,
     ApiConfig,
@@ -267,3 +307,825 @@ default_from_serde!(
     RateLimitConfig,
     AdminConfig
 );
+
+/// Why a configuration was refused. Every message names the key or the environment variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("{origin}: invalid TOML at line {line}, column {column}{}: {message}", near.as_ref().map(|k| format!(" (near key {k})")).unwrap_or_default())]
+    Syntax {
+        /// The file (or `<config>` for text given directly).
+        origin: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The key written on that line, when one could be read.
+        near: Option<String>,
+        /// The parser's message.
+        message: String,
+    },
+    /// An environment variable could not be applied.
+    #[error("{var}: {problem}")]
+    Env {
+        /// The variable's name.
+        var: String,
+        /// What is wrong, e.g. `not an integer`.
+        problem: String,
+    },
+    /// A key that the configuration does not have (often a typo).
+    #[error("unknown key {key}{}{}", expected.as_ref().map(|e| format!("; expected {e}")).unwrap_or_default(), from_env(env_var))]
+    UnknownKey {
+        /// The dotted path, e.g. `kafka.brokerz`.
+        key: String,
+        /// The keys allowed there, as serde lists them.
+        expected: Option<String>,
+        /// The environment variable that set it, if one did.
+        env_var: Option<String>,
+    },
+    /// A required key is absent.
+    #[error("missing key {key} (set it in the file or as {})", env_var_for(key))]
+    MissingKey {
+        /// The dotted path, e.g. `clients.acme.api_key`.
+        key: String,
+    },
+    /// A value of the wrong type or form.
+    #[error("{key}: {message}{}", from_env(env_var))]
+    InvalidValue {
+        /// The dotted path, e.g. `worker.max_in_flight`.
+        key: String,
+        /// What is wrong (never the value of a secret).
+        message: String,
+        /// The environment variable that set it, if one did.
+        env_var: Option<String>,
+    },
+    /// Values that parse but break a rule of [`Config::validate`].
+    #[error("invalid configuration: {}", join_violations(.0))]
+    Invalid(Vec<Violation>),
+}
+
+/// One broken rule: the key and the rule, displayed as `worker.max_in_flight must be >= 1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The dotted path of the key.
+    pub key: String,
+    /// The rule it breaks, e.g. `must be >= 1`.
+    pub rule: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.key, self.rule)
+    }
+}
+
+fn from_env(var: &Option<String>) -> String {
+    var.as_ref()
+        .map(|v| format!(" (set by {v})"))
+        .unwrap_or_default()
+}
+
+/// The environment variable that sets a dotted key: `clients.acme.api_key` →
+/// `SILENTAUTH__CLIENTS__ACME__API_KEY`.
+pub fn env_var_for(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}__{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+fn join_violations(v: &[Violation]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// True when a librdkafka property holds a secret and must be printed as `***`: its name
+/// contains `password`, `secret`, `token`, `key` or `jaas`, or it is `sasl.oauthbearer.config`.
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token", "key", "jaas"]
+        .iter()
+        .any(|w| name.contains(w))
+        || name == "sasl.oauthbearer.config"
+}
+
+/// `base_url` with an embedded password replaced by `***` (unchanged when it has none).
+fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_property(k) { "***" } else { v };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("properties", &properties)
+            .field("commit_interval", &self.commit_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("base_url", &mask_url_password(&self.base_url))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads the configuration: `path` when given (a missing file is an error naming it), else
+    /// [`DEFAULT_CONFIG_PATH`] when it exists, else [`EMBEDDED_DEFAULT_TOML`]; then overlays the
+    /// process environment and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (origin, text) = match path {
+            Some(p) => (p.display().to_string(), read_file(p)?),
+            None if Path::new(DEFAULT_CONFIG_PATH).is_file() => (
+                DEFAULT_CONFIG_PATH.to_owned(),
+                read_file(Path::new(DEFAULT_CONFIG_PATH))?,
+            ),
+            None => (
+                "<embedded config/default.toml>".to_owned(),
+                EMBEDDED_DEFAULT_TOML.to_owned(),
+            ),
+        };
+        Self::parse(&origin, &text, process_env()?)
+    }
+
+    /// Builds a configuration from TOML text and environment variables (`(name, value)` pairs;
+    /// names not starting with `SILENTAUTH__` are ignored), then validates it. Tests pass their
+    /// own variables here instead of touching the process environment.
+    pub fn from_sources(
+        toml_text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse("<config>", toml_text, env)
+    }
+
+    fn parse(
+        origin: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| syntax_error(origin, text, &e))?;
+        let sources = overlay_env(&mut table, env)?;
+        stringify_properties(&mut table);
+        let config: Config = serde_path_to_error::deserialize(Value::Table(table))
+            .map_err(|e| deserialize_error(e, &sources))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules that types cannot express; the error lists every broken rule, each
+    /// naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut v = Rules::default();
+        let k = &self.kafka;
+        v.check(
+            !k.brokers.trim().is_empty(),
+            "kafka.brokers",
+            "must not be empty",
+        );
+        v.check(
+            k.brokers.trim().is_empty() || k.brokers.split(',').all(|b| !b.trim().is_empty()),
+            "kafka.brokers",
+            "must not have an empty entry between commas",
+        );
+        v.check(
+            !k.group_id.trim().is_empty(),
+            "kafka.group_id",
+            "must not be empty",
+        );
+        v.positive(k.commit_interval, "kafka.commit_interval");
+        v.positive(k.connect_timeout, "kafka.connect_timeout");
+
+        let t = &self.topics;
+        let topics = [
+            ("topics.jobs", &t.jobs),
+            ("topics.results", &t.results),
+            ("topics.dead_letter", &t.dead_letter),
+        ];
+        for (i, (key, name)) in topics.iter().enumerate() {
+            v.check(
+                valid_topic_name(name),
+                key,
+                "must be 1..249 characters of [A-Za-z0-9._-]",
+            );
+            for (other_key, other) in &topics[..i] {
+                v.check(name != other, key, &format!("must differ from {other_key}"));
+            }
+        }
+
+        match url::Url::parse(&self.api.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            Ok(_) => v.fail("api.base_url", "must be an absolute http(s) URL"),
+            Err(e) => v.fail(
+                "api.base_url",
+                &format!("must be an absolute http(s) URL ({e})"),
+            ),
+        }
+        v.positive(self.api.timeout, "api.timeout");
+
+        for (name, c) in &self.clients {
+            let key = |field: &str| format!("clients.{name}.{field}");
+            v.check(
+                !c.client_id.trim().is_empty(),
+                &key("client_id"),
+                "must not be empty",
+            );
+            v.check(
+                !c.client_secret.is_empty(),
+                &key("client_secret"),
+                "must not be empty",
+            );
+            v.check(!c.api_key.is_empty(), &key("api_key"), "must not be empty");
+            if let Some(rps) = c.requests_per_second {
+                if !rps.is_finite() {
+                    v.fail(&key("requests_per_second"), "must be a finite number");
+                } else {
+                    v.check(rps > 0.0, &key("requests_per_second"), "must be > 0");
+                }
+            }
+            v.check(c.burst >= 1, &key("burst"), "must be >= 1");
+        }
+
+        let r = &self.retry;
+        v.check(r.max_attempts >= 1, "retry.max_attempts", "must be >= 1");
+        v.positive(r.initial_backoff, "retry.initial_backoff");
+        v.check(
+            r.initial_backoff <= r.max_backoff,
+            "retry.initial_backoff",
+            "must be <= retry.max_backoff",
+        );
+        v.positive(r.max_elapsed, "retry.max_elapsed");
+
+        let w = &self.worker;
+        v.check(w.max_in_flight >= 1, "worker.max_in_flight", "must be >= 1");
+        v.positive(w.code_ttl, "worker.code_ttl");
+        v.check(
+            w.idempotency_cache_size >= 1,
+            "worker.idempotency_cache_size",
+            "must be >= 1",
+        );
+
+        v.check(
+            self.admin.listen.parse::<SocketAddr>().is_ok(),
+            "admin.listen",
+            "must be a socket address such as 127.0.0.1:9464",
+        );
+        v.finish()
+    }
+
+    /// The effective configuration as TOML, every secret printed as `***`: client secrets, api
+    /// keys, secret-looking `kafka.properties` (see [`is_secret_property`]) and a password in
+    /// `api.base_url`. Backs `check-config`.
+    pub fn render_masked(&self) -> String {
+        let mut masked = self.clone();
+        for (name, value) in masked.kafka.properties.iter_mut() {
+            if is_secret_property(name) {
+                *value = "***".to_owned();
+            }
+        }
+        masked.api.base_url = mask_url_password(&masked.api.base_url);
+        match toml::to_string_pretty(&masked) {
+            Ok(text) => format!("# effective configuration; secrets are shown as ***\n{text}"),
+            Err(e) => format!("# cannot render the configuration: {e}\n"),
+        }
+    }
+}
+
+/// `check-config`: loads the configuration like `run` would and returns what to print and the
+/// exit code: the masked configuration (ends with a newline; print to stdout) and 0, or
+/// `error: <message naming the key>` (no trailing newline; print to stderr) and 2.
+pub fn check_config(path: Option<&Path>) -> (String, i32) {
+    match Config::load(path) {
+        Ok(config) => (config.render_masked(), 0),
+        Err(e) => (format!("error: {e}"), 2),
+    }
+}
+
+#[derive(Default)]
+struct Rules(Vec<Violation>);
+
+impl Rules {
+    fn check(&mut self, ok: bool, key: &str, rule: &str) {
+        if !ok {
+            self.fail(key, rule);
+        }
+    }
+    fn fail(&mut self, key: &str, rule: &str) {
+        self.0.push(Violation {
+            key: key.to_owned(),
+            rule: rule.to_owned(),
+        });
+    }
+    fn positive(&mut self, d: Duration, key: &str) {
+        self.check(!d.is_zero(), key, "must be > 0");
+    }
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(self.0))
+        }
+    }
+}
+
+fn valid_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The `SILENTAUTH__*` variables of the process; any other variable, even one that is not
+/// UTF-8, is skipped.
+fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        if env_segments(&name).is_none() {
+            continue;
+        }
+        let value = value.into_string().map_err(|_| ConfigError::Env {
+            var: name.clone(),
+            problem: "not valid UTF-8".into(),
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// The segments after `SILENTAUTH__`, or `None` when the variable is not an override.
+fn env_segments(name: &str) -> Option<Vec<&str>> {
+    let mut parts = name.split("__");
+    let prefix = parts.next()?;
+    if !prefix.eq_ignore_ascii_case(ENV_PREFIX) || name.len() == prefix.len() {
+        return None;
+    }
+    Some(parts.collect())
+}
+
+/// A TOML syntax error located without quoting the offending line, which may hold a secret.
+fn syntax_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let mut table = String::new();
+    for l in text.lines().take(line - 1) {
+        let l = l.trim();
+        if l.starts_with('[') {
+            table = l.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        }
+    }
+    let near = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with('['))
+        .map(|k| {
+            if table.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{table}.{k}")
+            }
+        });
+    ConfigError::Syntax {
+        origin: origin.to_owned(),
+        line,
+        column,
+        near,
+        message: e.message().trim().to_owned(),
+    }
+}
+
+/// The type an environment value is converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Integer,
+    Float,
+    Boolean,
+    Section,
+}
+
+fn kind_of_value(v: &Value) -> Kind {
+    match v {
+        Value::Integer(_) => Kind::Integer,
+        Value::Float(_) => Kind::Float,
+        Value::Boolean(_) => Kind::Boolean,
+        Value::Table(_) => Kind::Section,
+        Value::String(_) | Value::Datetime(_) | Value::Array(_) => Kind::Str,
+    }
+}
+
+fn lookup<'a>(table: &'a Table, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let v = table.get(first)?;
+    match (rest.is_empty(), v) {
+        (true, v) => Some(v),
+        (false, Value::Table(t)) => lookup(t, rest),
+        _ => None,
+    }
+}
+
+/// Where the type of each overridable key comes from.
+struct Schema {
+    defaults: Table,
+    embedded: Table,
+}
+
+impl Schema {
+    fn new() -> Schema {
+        let defaults = match Value::try_from(Config::default()) {
+            Ok(Value::Table(t)) => t,
+            _ => Table::new(),
+        };
+        let embedded = EMBEDDED_DEFAULT_TOML.parse().unwrap_or_default();
+        Schema { defaults, embedded }
+    }
+
+    fn kind(&self, path: &[String]) -> Kind {
+        if path.len() >= 2 && path[0] == "clients" {
+            return match (path.len(), path.get(2).map(String::as_str)) {
+                (2, _) => Kind::Section,
+                (3, Some("burst")) => Kind::Integer,
+                (3, Some("requests_per_second")) => Kind::Float,
+                _ => Kind::Str,
+            };
+        }
+        lookup(&self.defaults, path)
+            .or_else(|| lookup(&self.embedded, path))
+            .map_or(Kind::Str, kind_of_value)
+    }
+}
+
+/// The key of `table` equal to `seg` ignoring case, else `seg` itself.
+fn existing_key(table: &Table, seg: &str) -> String {
+    table
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(seg))
+        .cloned()
+        .unwrap_or_else(|| seg.to_owned())
+}
+
+/// Applies the `SILENTAUTH__*` variables to `root`; returns which variable set which key path.
+fn overlay_env(
+    root: &mut Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let schema = Schema::new();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| env_segments(name).is_some())
+        .collect();
+    vars.sort();
+    let mut sources = Vec::new();
+    for (var, raw) in vars {
+        let err = |problem: &str| ConfigError::Env {
+            var: var.clone(),
+            problem: problem.to_owned(),
+        };
+        let segs: Vec<String> = env_segments(&var)
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if segs.iter().any(String::is_empty) {
+            return Err(err("empty name segment (use `__` only between levels)"));
+        }
+        let path = canonical_path(root, &segs);
+        let kind = schema.kind(&path);
+        let value = match kind {
+            Kind::Section => return Err(err("names a section, not a key")),
+            Kind::Str => Value::String(raw),
+            Kind::Integer => raw
+                .trim()
+                .parse::<i64>()
+                .map(Value::Integer)
+                .map_err(|_| err("not an integer"))?,
+            Kind::Float => raw
+                .trim()
+                .parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| err("not a number"))?,
+            Kind::Boolean => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" => Value::Boolean(true),
+                "false" => Value::Boolean(false),
+                _ => return Err(err("not a boolean (true or false)")),
+            },
+        };
+        insert(root, &path, value).map_err(|section| {
+            err(&format!(
+                "{section} is a value, not a section, so it has no keys"
+            ))
+        })?;
+        sources.push((path.join("."), var));
+    }
+    Ok(sources)
+}
+
+/// Turns lower-cased env segments into the key path to set (see the module docs).
+fn canonical_path(root: &Table, segs: &[String]) -> Vec<String> {
+    if segs.len() >= 3 && segs[0] == "kafka" && segs[1] == "properties" {
+        let name = segs[2..].join(".").replace('_', ".");
+        let normalize = |k: &str| k.to_ascii_lowercase().replace('_', ".");
+        let existing = lookup(root, &["kafka".into(), "properties".into()])
+            .and_then(Value::as_table)
+            .and_then(|t| t.keys().find(|k| normalize(k) == name).cloned());
+        return vec![
+            "kafka".into(),
+            "properties".into(),
+            existing.unwrap_or(name),
+        ];
+    }
+    let mut path = Vec::with_capacity(segs.len());
+    let mut table = Some(root);
+    for seg in segs {
+        let key = table.map_or_else(|| seg.clone(), |t| existing_key(t, seg));
+        table = table.and_then(|t| t.get(&key)).and_then(Value::as_table);
+        path.push(key);
+    }
+    path
+}
+
+/// Sets `path` to `value`, creating tables; `Err(prefix)` when a prefix holds a non-table.
+fn insert(root: &mut Table, path: &[String], value: Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().expect("env paths have a segment");
+    let mut table = root;
+    for (i, seg) in parents.iter().enumerate() {
+        let entry = table
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(t) => t,
+            _ => return Err(path[..=i].join(".")),
+        };
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// librdkafka properties are strings; bare numbers and booleans in the file are accepted.
+fn stringify_properties(root: &mut Table) {
+    let Some(Value::Table(kafka)) = root.get_mut("kafka") else {
+        return;
+    };
+    let Some(Value::Table(props)) = kafka.get_mut("properties") else {
+        return;
+    };
+    for (_, v) in props.iter_mut() {
+        let s = match v {
+            Value::Integer(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            _ => continue,
+        };
+        *v = Value::String(s);
+    }
+}
+
+fn deserialize_error(
+    e: serde_path_to_error::Error<toml::de::Error>,
+    sources: &[(String, String)],
+) -> ConfigError {
+    let segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
+    let key = segments.join(".");
+    let message = e.inner().message().trim().to_owned();
+    let env_var = sources
+        .iter()
+        .find(|(p, _)| key == *p || key.starts_with(&format!("{p}.")))
+        .map(|(_, var)| var.clone());
+    if let Some(rest) = message.strip_prefix("unknown field") {
+        let expected = rest
+            .split_once("expected ")
+            .map(|(_, exp)| exp.to_owned())
+            .or_else(|| {
+                rest.contains("there are no fields")
+                    .then(|| "no keys".into())
+            });
+        return ConfigError::UnknownKey {
+            key,
+            expected,
+            env_var,
+        };
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        let key = if key.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{key}.{field}")
+        };
+        return ConfigError::MissingKey { key };
+    }
+    let secret = match segments.as_slice() {
+        [.., field] if matches!(field.as_str(), "client_secret" | "api_key") => true,
+        [kafka, props, name, ..] if kafka == "kafka" && props == "properties" => {
+            is_secret_property(name)
+        }
+        _ => false,
+    };
+    let message = if secret {
+        "invalid value (not shown: the key holds a secret); expected a string".to_owned()
+    } else {
+        message
+    };
+    ConfigError::InvalidValue {
+        key: if key.is_empty() { "<root>".into() } else { key },
+        message,
+        env_var,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(name: &str) -> Vec<String> {
+        env_segments(name)
+            .unwrap()
+            .into_iter()
+            .map(str::to_ascii_lowercase)
+            .collect()
+    }
+
+    #[test]
+    fn env_segments_need_the_double_underscore_prefix() {
+        assert_eq!(
+            env_segments("SILENTAUTH__API__BASE_URL"),
+            Some(vec!["API", "BASE_URL"])
+        );
+        assert_eq!(
+            env_segments("silentauth__worker__x"),
+            Some(vec!["worker", "x"])
+        );
+        assert_eq!(env_segments("SILENTAUTH_LOG"), None);
+        assert_eq!(env_segments("SILENTAUTH"), None);
+        assert_eq!(env_segments("OTHER__API__BASE_URL"), None);
+    }
+
+    #[test]
+    fn property_names_map_underscores_to_dots() {
+        let root = Table::new();
+        assert_eq!(
+            canonical_path(
+                &root,
+                &segs("SILENTAUTH__KAFKA__PROPERTIES__SASL_MECHANISM")
+            ),
+            ["kafka", "properties", "sasl.mechanism"]
+        );
+        assert_eq!(
+            canonical_path(
+                &root,
+                &segs("SILENTAUTH__KAFKA__PROPERTIES__SSL__KEY_PASSWORD")
+            ),
+            ["kafka", "properties", "ssl.key.password"]
+        );
+    }
+
+    #[test]
+    fn segments_match_existing_keys_regardless_of_case() {
+        let root: Table = "[clients.AcmeEU]\nclient_id = \"a\"\n".parse().unwrap();
+        assert_eq!(
+            canonical_path(&root, &segs("SILENTAUTH__CLIENTS__ACMEEU__API_KEY")),
+            ["clients", "AcmeEU", "api_key"]
+        );
+        assert_eq!(
+            canonical_path(&root, &segs("SILENTAUTH__CLIENTS__NEW__API_KEY")),
+            ["clients", "new", "api_key"]
+        );
+    }
+
+    #[test]
+    fn kinds_come_from_the_defaults_and_the_client_table() {
+        let schema = Schema::new();
+        let kind = |p: &str| schema.kind(&p.split('.').map(String::from).collect::<Vec<_>>());
+        assert_eq!(kind("worker.max_in_flight"), Kind::Integer);
+        assert_eq!(kind("retry.max_attempts"), Kind::Integer);
+        assert_eq!(kind("worker.idempotency_cache_size"), Kind::Integer);
+        assert_eq!(kind("worker.code_ttl"), Kind::Str);
+        assert_eq!(kind("kafka.group_id"), Kind::Str);
+        assert_eq!(kind("kafka"), Kind::Section);
+        assert_eq!(kind("clients.x"), Kind::Section);
+        assert_eq!(kind("clients.x.burst"), Kind::Integer);
+        assert_eq!(kind("clients.x.requests_per_second"), Kind::Float);
+        assert_eq!(kind("clients.x.api_key"), Kind::Str);
+        assert_eq!(kind("kafka.properties.linger.ms"), Kind::Str);
+        assert_eq!(kind("no.such.key"), Kind::Str);
+    }
+
+    #[test]
+    fn secret_properties_are_recognised() {
+        for name in [
+            "sasl.password",
+            "ssl.key.password",
+            "SSL.KEYSTORE.PASSWORD",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "sasl.kerberos.keytab",
+        ] {
+            assert!(is_secret_property(name), "{name}");
+        }
+        for name in [
+            "sasl.username",
+            "sasl.mechanism",
+            "linger.ms",
+            "bootstrap.servers",
+        ] {
+            assert!(!is_secret_property(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        assert_eq!(
+            mask_url_password("https://u:pw@host/v1"),
+            "https://u:***@host/v1"
+        );
+        assert_eq!(mask_url_password("https://host/v1"), "https://host/v1");
+        assert_eq!(mask_url_password("not a url"), "not a url");
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(valid_topic_name("silentauth.jobs.dlq"));
+        assert!(valid_topic_name("a-b_c.1"));
+        assert!(!valid_topic_name(""));
+        assert!(!valid_topic_name(".."));
+        assert!(!valid_topic_name("with space"));
+        assert!(!valid_topic_name(&"x".repeat(250)));
+    }
+
+    #[test]
+    fn syntax_errors_give_line_column_and_key() {
+        let text = "[kafka]\nbrokers = \"a\"\ngroup_id = = 1\n";
+        let e = text.parse::<Table>().unwrap_err();
+        match syntax_error("f.toml", text, &e) {
+            ConfigError::Syntax {
+                origin, line, near, ..
+            } => {
+                assert_eq!(origin, "f.toml");
+                assert_eq!(line, 3);
+                assert_eq!(near.as_deref(), Some("kafka.group_id"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_var_for_inverts_the_overlay() {
+        assert_eq!(
+            env_var_for("clients.default.client_secret"),
+            "SILENTAUTH__CLIENTS__DEFAULT__CLIENT_SECRET"
+        );
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::from_sources(EMBEDDED_DEFAULT_TOML, Vec::new()).unwrap();
+        assert_eq!(config.api.base_url, default_base_url());
+        assert_eq!(config.kafka.brokers, default_brokers());
+    }
+}

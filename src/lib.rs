@@ -19,6 +19,11 @@
 
 pub mod config;
 pub mod contract;
-pub mod secret;
+pub mod idempotency;
 pub mod kafka;
+pub mod secret;
+pub mod silentauth;
 pub mod simulator;
+pub mod stats;
+pub mod verify;
+pub mod worker;

@@ -1,0 +1,270 @@
+//! The consumer side: the group consumer's settings and its rebalance handling. On a revoke it
+//! stops taking jobs from the revoked partitions, waits up to `worker.revoke_grace` for their
+//! in-flight jobs, commits what finished inside the callback and abandons the rest; on an
+//! assignment it starts a fresh offset tracker and warms the idempotency cache first.
+
+use super::offsets::OffsetTracker;
+use super::warmup::ResultsReader;
+use crate::config::Config;
+use crate::idempotency::IdempotencyCache;
+use crate::silentauth::Limiter;
+use crate::stats::Stats;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The librdkafka settings of the group consumer; `kafka.properties` come last and win.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", &config.kafka.group_id)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set(
+            "auto.commit.interval.ms",
+            config.kafka.commit_interval.as_millis().max(1).to_string(),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("client.id", "silentauth-worker");
+    for (k, v) in &config.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// State shared by the consumer loop, the job tasks and the rebalance callbacks.
+#[derive(Debug)]
+pub struct Shared {
+    /// The jobs topic.
+    pub jobs_topic: String,
+    /// Offsets per assigned partition.
+    pub tracker: Mutex<OffsetTracker>,
+    /// Cancels the in-flight jobs of one partition's assignment.
+    pub partition_tokens: Mutex<HashMap<i32, CancellationToken>>,
+    /// Parent of every partition token: cancelled to abandon everything at shutdown.
+    pub abandon_all: CancellationToken,
+    /// The idempotency cache.
+    pub cache: IdempotencyCache,
+    /// Catches the cache up with the results topic.
+    pub warmup: Mutex<ResultsReader>,
+    /// How long a revoke waits for in-flight jobs.
+    pub revoke_grace: Duration,
+    /// Limiters to scale with the partition share, when `rate_limit.scope = "partition_share"`.
+    pub shared_limiters: Vec<Arc<Limiter>>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Woken whenever a job finishes.
+    pub finished: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Stores `position` (the next offset to consume) for `partition`. A partition that is no
+    /// longer assigned answers `ERR__STATE`, which is benign during a rebalance.
+    pub fn store<C: ConsumerContext>(
+        &self,
+        consumer: &impl Consumer<C>,
+        partition: i32,
+        position: i64,
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&self.jobs_topic, partition, Offset::Offset(position))
+            .is_err()
+        {
+            return;
+        }
+        match consumer.store_offsets(&tpl) {
+            Ok(()) => {}
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                tracing::debug!(partition, "offset store after revoke ignored (ERR__STATE)");
+            }
+            Err(e) => tracing::warn!(partition, error = %e, "storing an offset failed"),
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
+        let deadline = Instant::now() + self.revoke_grace;
+        let wait = || loop {
+            let busy: usize = {
+                let t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+                partitions.iter().map(|&p| t.in_flight(p)).sum()
+            };
+            if busy == 0 || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
+        let mut commit = TopicPartitionList::new();
+        let mut abandoned = 0u64;
+        {
+            let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+            let mut tokens = self
+                .partition_tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for &p in partitions {
+                if let Some(offsets) = t.revoke(p) {
+                    abandoned += offsets.in_flight() as u64;
+                    if let Some(pos) = offsets.committable() {
+                        let _ =
+                            commit.add_partition_offset(&self.jobs_topic, p, Offset::Offset(pos));
+                    }
+                }
+                if let Some(tok) = tokens.remove(&p) {
+                    tok.cancel();
+                }
+            }
+        }
+        if abandoned > 0 {
+            self.stats.abandoned.fetch_add(abandoned, Ordering::Relaxed);
+            tracing::warn!(
+                abandoned,
+                ?partitions,
+                "revoke grace ran out; the next owner redoes these jobs"
+            );
+        }
+        if commit.count() > 0 {
+            match consumer.commit(&commit, CommitMode::Sync) {
+                Ok(()) => {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
+            }
+        }
+        tracing::info!(?partitions, "partitions revoked");
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
+        let warm = || {
+            let mut reader = self.warmup.lock().unwrap_or_else(|e| e.into_inner());
+            reader.catch_up(&self.cache)
+        };
+        let warmed = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(warm),
+            _ => warm(),
+        };
+        match warmed {
+            Ok(n) => tracing::debug!(results = n, "idempotency cache caught up"),
+            Err(e) => tracing::warn!(error = %e, "could not catch the idempotency cache up"),
+        }
+        {
+            let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+            let mut tokens = self
+                .partition_tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for &p in partitions {
+                t.assign(p);
+                if let Some(old) = tokens.insert(p, self.abandon_all.child_token()) {
+                    old.cancel();
+                }
+            }
+        }
+        self.stats.assigned.store(true, Ordering::Relaxed);
+        self.rescale(consumer);
+        tracing::info!(?partitions, "partitions assigned");
+    }
+
+    /// Scales the shared limiters to this instance's share of the jobs topic's partitions.
+    fn rescale(&self, consumer: &BaseConsumer<WorkerContext>) {
+        if self.shared_limiters.is_empty() {
+            return;
+        }
+        let owned = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .partitions()
+            .len();
+        let total = consumer
+            .fetch_metadata(Some(&self.jobs_topic), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == self.jobs_topic)
+                    .map(|t| t.partitions().len())
+            })
+            .unwrap_or(0);
+        if total == 0 {
+            return;
+        }
+        let share = owned as f64 / total as f64;
+        for l in &self.shared_limiters {
+            l.set_share(share);
+        }
+        tracing::info!(
+            owned,
+            total,
+            share,
+            "rate limit rescaled to the partition share"
+        );
+    }
+}
+
+/// The consumer's context: routes rebalance events to [`Shared`].
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    /// The worker's shared state.
+    pub shared: Arc<Shared>,
+}
+
+impl ClientContext for WorkerContext {}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = partitions_of(tpl, &self.shared.jobs_topic);
+            if !parts.is_empty() {
+                self.shared.revoke(consumer, &parts);
+            }
+            let remaining = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+            if remaining <= parts.len() {
+                self.shared.stats.assigned.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts = partitions_of(tpl, &self.shared.jobs_topic);
+                if !parts.is_empty() {
+                    self.shared.assign(consumer, &parts);
+                }
+            }
+            Rebalance::Revoke(_) => self.shared.rescale(consumer),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                self.shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}

@@ -1,0 +1,188 @@
+//! The per-partition offset tracker: jobs finish in any order, and the offset stored for a
+//! partition is always the lowest one not yet finished, so nothing unfinished is ever skipped.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// Offsets of one partition that were taken and are not finished yet.
+#[derive(Debug, Default, Clone)]
+pub struct PartitionOffsets {
+    pending: BTreeSet<i64>,
+    /// One past the highest offset taken: the commit position once nothing is pending.
+    next: Option<i64>,
+    /// The last position handed out by [`PartitionOffsets::finish`] (never goes back).
+    stored: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// Records that `offset` was taken for processing.
+    pub fn start(&mut self, offset: i64) {
+        self.pending.insert(offset);
+        self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
+    }
+
+    /// Records that `offset` finished; returns the new commit position (the offset to resume
+    /// from) when it moved forward.
+    pub fn finish(&mut self, offset: i64) -> Option<i64> {
+        if !self.pending.remove(&offset) {
+            return None;
+        }
+        let position = self.committable()?;
+        if self.stored.is_some_and(|s| s >= position) {
+            return None;
+        }
+        self.stored = Some(position);
+        Some(position)
+    }
+
+    /// The position a commit may use now: the lowest pending offset, or one past the highest
+    /// taken offset when nothing is pending.
+    pub fn committable(&self) -> Option<i64> {
+        self.pending.first().copied().or(self.next)
+    }
+
+    /// Offsets taken and not finished.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// The trackers of every assigned partition, keyed by partition number. Each assignment gets an
+/// epoch, so a job that outlives its partition's revocation can never store an offset for the
+/// next owner's assignment.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    partitions: HashMap<i32, (u64, PartitionOffsets)>,
+    epoch: u64,
+}
+
+impl OffsetTracker {
+    /// Starts tracking `partition` for a new assignment; returns its epoch.
+    pub fn assign(&mut self, partition: i32) -> u64 {
+        self.epoch += 1;
+        self.partitions
+            .insert(partition, (self.epoch, PartitionOffsets::default()));
+        self.epoch
+    }
+
+    /// Stops tracking `partition`; returns what was tracked.
+    pub fn revoke(&mut self, partition: i32) -> Option<PartitionOffsets> {
+        self.partitions.remove(&partition).map(|(_, p)| p)
+    }
+
+    /// The epoch of `partition`'s current assignment.
+    pub fn epoch(&self, partition: i32) -> Option<u64> {
+        self.partitions.get(&partition).map(|(e, _)| *e)
+    }
+
+    /// Records that `offset` of `partition` was taken under `epoch`; false if that assignment
+    /// is gone.
+    pub fn start(&mut self, partition: i32, epoch: u64, offset: i64) -> bool {
+        match self.partitions.get_mut(&partition) {
+            Some((e, p)) if *e == epoch => {
+                p.start(offset);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that `offset` finished; returns the new commit position when it moved forward.
+    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64) -> Option<i64> {
+        match self.partitions.get_mut(&partition) {
+            Some((e, p)) if *e == epoch => p.finish(offset),
+            _ => None,
+        }
+    }
+
+    /// In-flight jobs of `partition`.
+    pub fn in_flight(&self, partition: i32) -> usize {
+        self.partitions
+            .get(&partition)
+            .map_or(0, |(_, p)| p.in_flight())
+    }
+
+    /// The commit position of every tracked partition that has one.
+    pub fn positions(&self) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|(&part, (_, p))| p.committable().map(|o| (part, o)))
+            .collect()
+    }
+
+    /// Partitions tracked now.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn stores_the_lowest_unfinished_offset() {
+        let mut p = PartitionOffsets::default();
+        for o in 10..15 {
+            p.start(o);
+        }
+        assert_eq!(p.finish(12), None);
+        assert_eq!(p.finish(11), None);
+        assert_eq!(p.finish(10), Some(13));
+        assert_eq!(p.finish(14), None);
+        assert_eq!(p.finish(13), Some(15));
+        assert_eq!(p.finish(13), None, "finishing twice changes nothing");
+        assert_eq!(p.committable(), Some(15));
+    }
+
+    #[test]
+    fn a_stale_epoch_cannot_store() {
+        let mut t = OffsetTracker::default();
+        let e1 = t.assign(0);
+        assert!(t.start(0, e1, 5));
+        t.revoke(0);
+        let e2 = t.assign(0);
+        assert!(t.start(0, e2, 7));
+        assert_eq!(t.finish(0, e1, 5), None);
+        assert_eq!(t.finish(0, e2, 7), Some(8));
+        assert!(!t.start(3, e2, 1), "unassigned partition");
+    }
+
+    proptest! {
+        /// No completion order ever stores a position past an unfinished offset, and once all
+        /// are finished the position is one past the highest.
+        #[test]
+        fn never_past_an_unfinished_offset(
+            base in 0i64..1_000_000,
+            gaps in proptest::collection::vec(1i64..4, 1..200),
+            order in any::<proptest::sample::Index>(),
+            seed in any::<u64>(),
+        ) {
+            let mut offsets = Vec::new();
+            let mut o = base;
+            for g in gaps { offsets.push(o); o += g; }
+            let mut p = PartitionOffsets::default();
+            for &o in &offsets { p.start(o); }
+            // A deterministic shuffle driven by the inputs.
+            let mut shuffled = offsets.clone();
+            let mut s = seed ^ order.index(offsets.len()) as u64;
+            for i in (1..shuffled.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let mut unfinished: BTreeSet<i64> = offsets.iter().copied().collect();
+            let mut last = None;
+            for o in shuffled {
+                unfinished.remove(&o);
+                if let Some(pos) = p.finish(o) {
+                    if let Some(&low) = unfinished.first() {
+                        prop_assert!(pos <= low, "stored {pos} past unfinished {low}");
+                    }
+                    prop_assert!(last.is_none_or(|l| pos > l), "position went back");
+                    last = Some(pos);
+                }
+            }
+            prop_assert_eq!(last, Some(offsets.last().unwrap() + 1));
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The producer: idempotent (`enable.idempotence`, `acks=all`), results keyed by `job_id`, dead
+//! letters with the original key and value and the §6 headers. `publish` returns only once the
+//! broker acknowledged every record of a job.
+
+use crate::config::Config;
+use crate::contract::JobResult;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::time::Duration;
+
+/// A dead letter: the original record's key and value, and the `dlq.*` headers.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRecord {
+    /// The original key.
+    pub key: Option<Vec<u8>>,
+    /// The original value, unchanged.
+    pub value: Option<Vec<u8>>,
+    /// The §6 headers (`traceparent` included when the job had one).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Publishes results and dead letters.
+pub struct Publisher {
+    producer: FutureProducer,
+    results_topic: String,
+    dead_letter_topic: String,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("results_topic", &self.results_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .finish()
+    }
+}
+
+/// The librdkafka settings the producer uses; `kafka.properties` come last and win.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .set("client.id", "silentauth-worker");
+    for (k, v) in &config.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+impl Publisher {
+    /// A producer for the configured brokers and topics.
+    pub fn new(config: &Config) -> Result<Publisher, KafkaError> {
+        Ok(Publisher {
+            producer: producer_config(config).create()?,
+            results_topic: config.topics.results.clone(),
+            dead_letter_topic: config.topics.dead_letter.clone(),
+        })
+    }
+
+    /// The underlying producer (metadata checks, flush).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Produces a job's result and dead letter (either may be absent) and waits until the
+    /// broker acknowledged both.
+    pub async fn publish(
+        &self,
+        result: Option<&JobResult>,
+        dead_letter: Option<&DeadLetterRecord>,
+        traceparent: Option<&str>,
+    ) -> Result<(), KafkaError> {
+        let result_send = async {
+            let Some(r) = result else { return Ok(()) };
+            let value = serde_json::to_vec(r).expect("a JobResult always serializes");
+            let mut headers = OwnedHeaders::new();
+            if let Some(tp) = traceparent {
+                headers = headers.insert(Header {
+                    key: "traceparent",
+                    value: Some(tp),
+                });
+            }
+            let record = FutureRecord::to(&self.results_topic)
+                .key(r.job_id.as_bytes())
+                .payload(&value)
+                .headers(headers);
+            self.producer
+                .send(record, Timeout::Never)
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        };
+        let dead_letter_send = async {
+            let Some(d) = dead_letter else { return Ok(()) };
+            let mut headers = OwnedHeaders::new_with_capacity(d.headers.len());
+            for (k, v) in &d.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.dead_letter_topic).headers(headers);
+            if let Some(k) = &d.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(v) = &d.value {
+                record = record.payload(v.as_slice());
+            }
+            self.producer
+                .send(record, Timeout::Never)
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        };
+        let (a, b) = tokio::join!(result_send, dead_letter_send);
+        a.and(b)
+    }
+
+    /// Waits up to `timeout` for every queued record to be acknowledged.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

@@ -1,0 +1,314 @@
+//! The error-class table of CONTRACT.md §5 as one function: (stage, HTTP status, body, transport
+//! error) to class, retry decision and the upstream error code.
+
+use crate::contract::{ErrorClass, Stage};
+use serde::Deserialize;
+
+/// A request that got no HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Connecting (or resolving the host) failed: the request was never sent.
+    Connect(String),
+    /// No answer within `api.timeout` after the request was sent: the server may have acted on it.
+    Timeout,
+    /// The connection broke (reset, closed mid-response) after the request was sent.
+    Reset(String),
+}
+
+impl Transport {
+    /// True when the server may have received and acted on the request.
+    pub fn after_send(&self) -> bool {
+        !matches!(self, Transport::Connect(_))
+    }
+}
+
+/// What one failed attempt means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// The class the job ends with if no retry follows.
+    pub class: ErrorClass,
+    /// Whether another attempt may follow (within the retry budget).
+    pub retry: bool,
+    /// True when the code may have been spent by this attempt (token stage, sent, no answer).
+    pub ambiguous: bool,
+    /// The upstream `error` string, when the body had one.
+    pub code: Option<String>,
+    /// The HTTP status, when there was a response.
+    pub http_status: Option<u16>,
+    /// Why, for the result's description, the log and the dead letter. Never holds a secret.
+    pub reason: String,
+}
+
+/// The OAuth / tyntec error body: `{"error": "...", "error_description": "..."}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Longest upstream description carried into a result.
+const MAX_DESCRIPTION: usize = 200;
+
+/// Classifies one failed attempt: a non-2xx response (`status`, `body`) or a transport failure.
+///
+/// `stage` is [`Stage::Token`] or [`Stage::Userinfo`]. A 2xx is not a failure and is never passed
+/// here; a 2xx whose body does not parse is a `protocol_error` decided by the client.
+pub fn classify(
+    stage: Stage,
+    status: Option<u16>,
+    body: &[u8],
+    transport: Option<&Transport>,
+) -> Classification {
+    if let Some(t) = transport {
+        let ambiguous = stage == Stage::Token && t.after_send();
+        let reason = match t {
+            Transport::Connect(e) => format!("connection failed before the request was sent: {e}"),
+            Transport::Timeout => "no response within api.timeout".to_owned(),
+            Transport::Reset(e) => format!("connection broken after the request was sent: {e}"),
+        };
+        return Classification {
+            class: ErrorClass::UpstreamUnavailable,
+            retry: true,
+            ambiguous,
+            code: None,
+            http_status: None,
+            reason,
+        };
+    }
+    let status = status.unwrap_or(0);
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let code = parsed.as_ref().and_then(|b| b.error.clone());
+    let upstream = parsed
+        .as_ref()
+        .and_then(|b| b.error_description.as_deref())
+        .map(|d| truncate(d, MAX_DESCRIPTION));
+    let (class, retry) = match (stage, status) {
+        (Stage::Token, 400) => (ErrorClass::CodeRejected, false),
+        (_, 401) => (ErrorClass::CredentialsRejected, false),
+        (_, 403) => (ErrorClass::PermissionDenied, false),
+        (_, 429) => (ErrorClass::RateLimited, true),
+        (Stage::Token, 500 | 502 | 503 | 504) => (ErrorClass::UpstreamUnavailable, true),
+        (Stage::Token, 501..=599) => (ErrorClass::UpstreamUnavailable, false),
+        (Stage::Userinfo, 500..=599) => (ErrorClass::UpstreamUnavailable, true),
+        _ => (ErrorClass::ProtocolError, false),
+    };
+    let what = match class {
+        ErrorClass::ProtocolError => "unexpected status",
+        _ => "upstream answered",
+    };
+    let mut reason = format!("{stage} {what} HTTP {status}");
+    match (&code, &upstream) {
+        (Some(c), Some(d)) => reason.push_str(&format!(" {c}: {d}")),
+        (Some(c), None) => reason.push_str(&format!(" {c}")),
+        (None, _) if parsed.is_none() && !body.is_empty() => reason.push_str(" (non-JSON body)"),
+        _ => {}
+    }
+    Classification {
+        class,
+        retry,
+        ambiguous: false,
+        code,
+        http_status: Some(status),
+        reason,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErrorClass::*;
+    use Stage::{Token, Userinfo};
+
+    fn body(error: &str, description: &str) -> Vec<u8> {
+        serde_json::json!({"error": error, "error_description": description})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn check(
+        stage: Stage,
+        status: u16,
+        b: &[u8],
+        class: ErrorClass,
+        retry: bool,
+    ) -> Classification {
+        let c = classify(stage, Some(status), b, None);
+        assert_eq!((c.class, c.retry), (class, retry), "{stage} {status}");
+        assert_eq!(c.http_status, Some(status));
+        assert!(!c.ambiguous);
+        c
+    }
+
+    // Seed table B.2, one test per row.
+    #[test]
+    fn b2_400_invalid_request_is_code_rejected() {
+        let b = body(
+            "invalid_request",
+            "Client specified an invalid argument, request body or query param.",
+        );
+        let c = check(Token, 400, &b, CodeRejected, false);
+        assert_eq!(c.code.as_deref(), Some("invalid_request"));
+        assert!(c.reason.contains("invalid argument"));
+    }
+
+    #[test]
+    fn token_400_invalid_grant_is_code_rejected() {
+        let c = check(
+            Token,
+            400,
+            &body("invalid_grant", "used"),
+            CodeRejected,
+            false,
+        );
+        assert_eq!(c.code.as_deref(), Some("invalid_grant"));
+    }
+
+    #[test]
+    fn b2_401_invalid_client_is_credentials_rejected() {
+        let b = body("invalid_client", "Request not authenticated due to missing, invalid, or expired credentials. A new authentication is required.");
+        let c = check(Token, 401, &b, CredentialsRejected, false);
+        assert_eq!(c.code.as_deref(), Some("invalid_client"));
+    }
+
+    #[test]
+    fn b2_403_permission_denied() {
+        let b = body(
+            "permission_denied",
+            "Client does not have sufficient permissions to perform this action.",
+        );
+        check(Token, 403, &b, PermissionDenied, false);
+    }
+
+    #[test]
+    fn b2_500_internal_server_error_is_retried() {
+        let b = body("internal_server_error", "Request could not be processed.");
+        let c = check(Token, 500, &b, UpstreamUnavailable, true);
+        assert_eq!(c.code.as_deref(), Some("internal_server_error"));
+    }
+
+    // Seed table B.3, one test per row.
+    #[test]
+    fn b3_401_invalid_client_is_credentials_rejected() {
+        check(
+            Userinfo,
+            401,
+            &body("invalid_client", "Request not authenticated"),
+            CredentialsRejected,
+            false,
+        );
+    }
+
+    #[test]
+    fn b3_403_permission_denied() {
+        check(
+            Userinfo,
+            403,
+            &body("permission_denied", "no"),
+            PermissionDenied,
+            false,
+        );
+    }
+
+    #[test]
+    fn b3_500_internal_server_error_is_retried() {
+        check(
+            Userinfo,
+            500,
+            &body("internal_server_error", "Request could not be processed."),
+            UpstreamUnavailable,
+            true,
+        );
+    }
+
+    #[test]
+    fn status_429_is_rate_limited_and_retried_on_both_stages() {
+        check(Token, 429, b"", RateLimited, true);
+        check(Userinfo, 429, b"{}", RateLimited, true);
+    }
+
+    #[test]
+    fn gateway_statuses_are_retried_on_both_stages() {
+        for s in [502, 503, 504] {
+            check(Token, s, b"Bad Gateway", UpstreamUnavailable, true);
+            check(Userinfo, s, b"", UpstreamUnavailable, true);
+        }
+    }
+
+    #[test]
+    fn other_5xx_on_token_is_not_retried() {
+        check(Token, 501, b"", UpstreamUnavailable, false);
+        check(Userinfo, 501, b"", UpstreamUnavailable, true);
+    }
+
+    #[test]
+    fn non_json_error_body_still_classifies_by_status() {
+        let c = check(Token, 500, b"<html>oops</html>", UpstreamUnavailable, true);
+        assert_eq!(c.code, None);
+        assert!(c.reason.contains("non-JSON"), "{}", c.reason);
+        let c = check(Token, 400, b"not json", CodeRejected, false);
+        assert_eq!(c.code, None);
+    }
+
+    #[test]
+    fn unexpected_statuses_are_protocol_errors() {
+        for s in [301, 404, 405, 409, 418] {
+            check(Token, s, b"", ProtocolError, false);
+        }
+        check(Userinfo, 400, b"", ProtocolError, false);
+    }
+
+    #[test]
+    fn timeout_is_retried_and_ambiguous_on_token_only() {
+        let c = classify(Token, None, b"", Some(&Transport::Timeout));
+        assert_eq!(
+            (c.class, c.retry, c.ambiguous),
+            (UpstreamUnavailable, true, true)
+        );
+        let c = classify(Userinfo, None, b"", Some(&Transport::Timeout));
+        assert_eq!(
+            (c.class, c.retry, c.ambiguous),
+            (UpstreamUnavailable, true, false)
+        );
+    }
+
+    #[test]
+    fn connection_refused_is_retried_and_not_ambiguous() {
+        let t = Transport::Connect("connection refused".into());
+        let c = classify(Token, None, b"", Some(&t));
+        assert_eq!(
+            (c.class, c.retry, c.ambiguous),
+            (UpstreamUnavailable, true, false)
+        );
+        assert_eq!(c.http_status, None);
+    }
+
+    #[test]
+    fn reset_after_send_is_retried_and_ambiguous() {
+        let t = Transport::Reset("connection reset by peer".into());
+        let c = classify(Token, None, b"", Some(&t));
+        assert_eq!(
+            (c.class, c.retry, c.ambiguous),
+            (UpstreamUnavailable, true, true)
+        );
+    }
+
+    #[test]
+    fn long_upstream_descriptions_are_truncated() {
+        let long = "x".repeat(1000);
+        let c = check(
+            Token,
+            400,
+            &body("invalid_request", &long),
+            CodeRejected,
+            false,
+        );
+        assert!(c.reason.len() < 300);
+    }
+}

@@ -1,0 +1,347 @@
+//! The HTTP client for `POST /oauth2/token` and `GET /oauth2/userinfo`, and strict parsing of
+//! their success bodies.
+
+use super::classify::Transport;
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+/// The `User-Agent` every request carries.
+pub const USER_AGENT: &str = concat!("silentauth-worker/", env!("CARGO_PKG_VERSION"));
+
+/// An HTTP response, read whole.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// The `Retry-After` header, resolved to a delay from now.
+    pub retry_after: Option<Duration>,
+}
+
+/// The result of one request: a response of any status, or a transport failure.
+#[derive(Debug, Clone)]
+pub enum HttpOutcome {
+    /// The server answered.
+    Response(HttpResponse),
+    /// No (complete) answer.
+    Transport(Transport),
+}
+
+/// The credentials of one client profile.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: Secret,
+    /// The `apiKey` header.
+    pub api_key: Secret,
+}
+
+/// The two Silent Auth calls. [`SilentAuthClient`] makes them over HTTP; tests may fake them.
+pub trait Api: Send + Sync + 'static {
+    /// `POST {base}/oauth2/token` with the code.
+    fn token(
+        &self,
+        creds: &Credentials,
+        code: &Secret,
+        redirect_uri: &str,
+    ) -> impl Future<Output = HttpOutcome> + Send;
+
+    /// `GET {base}/oauth2/userinfo` with the access token.
+    fn userinfo(&self, access_token: &Secret) -> impl Future<Output = HttpOutcome> + Send;
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `api.base_url` is not a usable URL.
+    #[error("api.base_url is not a valid URL: {0}")]
+    BaseUrl(String),
+    /// The HTTP stack could not start.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+/// The reqwest-based client: rustls, one pooled connection set, `api.timeout` per request.
+#[derive(Debug, Clone)]
+pub struct SilentAuthClient {
+    http: reqwest::Client,
+    token_url: String,
+    userinfo_url: String,
+}
+
+impl SilentAuthClient {
+    /// A client for `base_url` (e.g. `https://api.tyntec.com/silent-auth/v1`).
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let base = url::Url::parse(base_url).map_err(|e| ClientError::BaseUrl(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(ClientError::BaseUrl("scheme must be http or https".into()));
+        }
+        let base = base.as_str().trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(SilentAuthClient {
+            http,
+            token_url: format!("{base}/oauth2/token"),
+            userinfo_url: format!("{base}/oauth2/userinfo"),
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> HttpOutcome {
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return HttpOutcome::Transport(transport_of(&e)),
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        match resp.bytes().await {
+            Ok(body) => HttpOutcome::Response(HttpResponse {
+                status,
+                body: body.to_vec(),
+                retry_after,
+            }),
+            Err(e) if e.is_timeout() => HttpOutcome::Transport(Transport::Timeout),
+            Err(e) => HttpOutcome::Transport(Transport::Reset(error_chain(&e))),
+        }
+    }
+}
+
+impl Api for SilentAuthClient {
+    async fn token(&self, creds: &Credentials, code: &Secret, redirect_uri: &str) -> HttpOutcome {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+            ("redirect_uri", redirect_uri),
+            ("client_id", creds.client_id.as_str()),
+            ("client_secret", creds.client_secret.expose()),
+        ];
+        let req = self
+            .http
+            .post(&self.token_url)
+            .header("apiKey", creds.api_key.expose())
+            .form(&form);
+        self.send(req).await
+    }
+
+    async fn userinfo(&self, access_token: &Secret) -> HttpOutcome {
+        let req = self
+            .http
+            .get(&self.userinfo_url)
+            .bearer_auth(access_token.expose());
+        self.send(req).await
+    }
+}
+
+/// Maps a reqwest error to what the retry rules need to know: was the request sent?
+fn transport_of(e: &reqwest::Error) -> Transport {
+    if e.is_connect() {
+        Transport::Connect(error_chain(e))
+    } else if e.is_timeout() {
+        Transport::Timeout
+    } else {
+        Transport::Reset(error_chain(e))
+    }
+}
+
+/// The error and its sources on one line; reqwest errors carry the URL, which holds no secret
+/// (codes and tokens travel in the body and headers).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(err) = cur {
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&err.to_string());
+        cur = err.source();
+    }
+    if s.is_empty() {
+        s = "request failed".into();
+    }
+    s
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3), as a delay from `now`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A successful token response: only what the worker needs, strictly checked.
+#[derive(Debug)]
+pub struct TokenGrant {
+    /// The access token for userinfo.
+    pub access_token: Secret,
+}
+
+#[derive(Deserialize)]
+struct RawToken {
+    access_token: Option<serde_json::Value>,
+    token_type: Option<serde_json::Value>,
+}
+
+impl TokenGrant {
+    /// Parses a 2xx token body; the error says which field is wrong and never echoes a token.
+    pub fn parse(body: &[u8]) -> Result<TokenGrant, String> {
+        let raw: RawToken = serde_json::from_slice(body)
+            .map_err(|_| "token response is not a JSON object".to_owned())?;
+        let access_token = match raw.access_token {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+            Some(_) => return Err("token response: access_token is not a non-empty string".into()),
+            None => return Err("token response lacks access_token".into()),
+        };
+        match raw.token_type {
+            Some(serde_json::Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+            Some(_) => return Err("token response: token_type is not Bearer".into()),
+            None => return Err("token response lacks token_type".into()),
+        }
+        Ok(TokenGrant {
+            access_token: Secret::new(access_token),
+        })
+    }
+}
+
+/// A successful userinfo response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// A UUID, or `"anonymous"` when not verified.
+    pub sub: Option<String>,
+    /// The network's stable device id.
+    pub mobile_id: Option<String>,
+    /// The number the verification was for.
+    pub login_hint: String,
+    /// The verdict.
+    pub phone_number_verified: bool,
+}
+
+#[derive(Deserialize)]
+struct RawUserInfo {
+    sub: Option<serde_json::Value>,
+    mobile_id: Option<serde_json::Value>,
+    login_hint: Option<serde_json::Value>,
+    phone_number_verified: Option<serde_json::Value>,
+}
+
+impl UserInfo {
+    /// Parses a 2xx userinfo body: `phone_number_verified` must be `"true"`/`"false"` or a JSON
+    /// boolean, `login_hint` a string; `sub` and `mobile_id` strings when present.
+    pub fn parse(body: &[u8]) -> Result<UserInfo, String> {
+        use serde_json::Value;
+        let raw: RawUserInfo = serde_json::from_slice(body)
+            .map_err(|_| "userinfo response is not a JSON object".to_owned())?;
+        let phone_number_verified =
+            match raw.phone_number_verified {
+                Some(Value::Bool(b)) => b,
+                Some(Value::String(s)) if s == "true" => true,
+                Some(Value::String(s)) if s == "false" => false,
+                Some(_) => return Err(
+                    "userinfo: phone_number_verified is neither \"true\"/\"false\" nor a boolean"
+                        .into(),
+                ),
+                None => return Err("userinfo response lacks phone_number_verified".into()),
+            };
+        let login_hint = match raw.login_hint {
+            Some(Value::String(s)) => s,
+            Some(_) => return Err("userinfo: login_hint is not a string".into()),
+            None => return Err("userinfo response lacks login_hint".into()),
+        };
+        let opt = |v: Option<Value>, name: &str| match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("userinfo: {name} is not a string")),
+        };
+        Ok(UserInfo {
+            sub: opt(raw.sub, "sub")?,
+            mobile_id: opt(raw.mobile_id, "mobile_id")?,
+            login_hint,
+            phone_number_verified,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn token_parsing_is_strict() {
+        let ok = br#"{"access_token":"eyJ","refresh_token":"r","id_token":"i","scope":"openid tt:mobile_id","token_type":"Bearer","expires_in":86399}"#;
+        assert_eq!(TokenGrant::parse(ok).unwrap().access_token.expose(), "eyJ");
+        for bad in [
+            &br#"{"token_type":"Bearer"}"#[..],
+            br#"{"access_token":"","token_type":"Bearer"}"#,
+            br#"{"access_token":5,"token_type":"Bearer"}"#,
+            br#"{"access_token":"a","token_type":"mac"}"#,
+            br#"{"access_token":"a"}"#,
+            b"[]",
+            b"garbage",
+        ] {
+            let e = TokenGrant::parse(bad).unwrap_err();
+            assert!(!e.contains("eyJ"));
+        }
+    }
+
+    #[test]
+    fn userinfo_accepts_strings_and_booleans_only() {
+        let u = UserInfo::parse(br#"{"sub":"99dd","mobile_id":"2d83","login_hint":"381123456789","phone_number_verified":"true"}"#).unwrap();
+        assert!(u.phone_number_verified);
+        assert_eq!(u.sub.as_deref(), Some("99dd"));
+        let u = UserInfo::parse(
+            br#"{"sub":"anonymous","login_hint":"381123456789","phone_number_verified":false}"#,
+        )
+        .unwrap();
+        assert!(!u.phone_number_verified);
+        assert_eq!(u.mobile_id, None);
+        for bad in [
+            &br#"{"login_hint":"1","phone_number_verified":"yes"}"#[..],
+            br#"{"login_hint":"1","phone_number_verified":1}"#,
+            br#"{"login_hint":"1","phone_number_verified":"TRUE"}"#,
+            br#"{"login_hint":"1"}"#,
+            br#"{"phone_number_verified":"true"}"#,
+            br#"{"login_hint":1,"phone_number_verified":"true"}"#,
+            br#"{"login_hint":"1","phone_number_verified":"true","sub":5}"#,
+            b"<html>",
+        ] {
+            assert!(
+                UserInfo::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The tyntec Silent Authentication API: the HTTP client, the error-class table, the retry policy
+//! (with the single-use-code rule) and the per-profile rate limiter.
+
+pub mod classify;
+pub mod client;
+pub mod limiter;
+pub mod retry;
+
+pub use classify::{classify, Classification, Transport};
+pub use client::{Api, HttpOutcome, HttpResponse, SilentAuthClient, TokenGrant, UserInfo};
+pub use limiter::Limiter;
+pub use retry::RetryPolicy;

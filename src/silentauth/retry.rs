@@ -1,0 +1,426 @@
+//! The retry policy of CONTRACT.md §5: exponential backoff with jitter (backon), bounded by
+//! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile; and the
+//! single-use-code rule for token requests that got no answer.
+
+use super::classify::{classify, Classification};
+use super::client::{HttpOutcome, HttpResponse};
+use super::limiter::Limiter;
+use crate::config::RetryConfig;
+use crate::contract::{ErrorClass, Stage};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How failed requests are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per stage, the first included.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub initial_backoff: Duration,
+    /// Backoff cap.
+    pub max_backoff: Duration,
+    /// Total time one stage may spend.
+    pub max_elapsed: Duration,
+    /// Random jitter of up to 100% on each backoff (off only in tests that assert a schedule).
+    pub jitter: bool,
+}
+
+impl RetryPolicy {
+    /// The policy of `[retry]`.
+    pub fn from_config(c: &RetryConfig) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: c.max_attempts.max(1),
+            initial_backoff: c.initial_backoff,
+            max_backoff: c.max_backoff,
+            max_elapsed: c.max_elapsed,
+            jitter: true,
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        let b = ExponentialBuilder::new()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_factor(2.0)
+            .without_max_times();
+        if self.jitter {
+            b.with_jitter().build()
+        } else {
+            b.build()
+        }
+    }
+}
+
+/// What happened to the requests of one job, across stages.
+#[derive(Debug, Default, Clone)]
+pub struct Attempts {
+    /// HTTP requests sent (the `attempts` of the result).
+    pub count: u32,
+    /// Time spent waiting for HTTP answers.
+    pub http_time: Duration,
+    /// Retries made (attempts beyond the first of each stage).
+    pub retries: u32,
+    /// True once a token request was sent and got no answer: the code may be spent.
+    pub ambiguous: bool,
+}
+
+/// How a stage ended.
+#[derive(Debug)]
+pub enum StageEnd {
+    /// A 2xx response.
+    Success(HttpResponse),
+    /// A failure that is final (not retryable, or the budget ran out).
+    Failed(Classification),
+    /// The deadline passed before a request could be sent.
+    Expired,
+}
+
+/// Runs one stage (`token` or `userinfo`): takes a permit for every request, retries as the
+/// policy says, and stops at `deadline` (the code's, for the token stage).
+pub async fn run_stage<F, Fut>(
+    policy: &RetryPolicy,
+    limiter: &Limiter,
+    stage: Stage,
+    deadline: Option<Instant>,
+    attempts: &mut Attempts,
+    mut send: F,
+) -> StageEnd
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = HttpOutcome>,
+{
+    let started = Instant::now();
+    let mut backoff = policy.backoff();
+    let mut tries = 0u32;
+    let mut last: Option<Classification> = None;
+    loop {
+        let permit = match deadline {
+            Some(d) => tokio::time::timeout_at(d, limiter.acquire()).await.is_ok(),
+            None => {
+                limiter.acquire().await;
+                true
+            }
+        };
+        if !permit || deadline.is_some_and(|d| Instant::now() >= d) {
+            return match last {
+                None => StageEnd::Expired,
+                Some(c) => StageEnd::Failed(with_note(c, "retries stopped at the code's deadline")),
+            };
+        }
+        tries += 1;
+        attempts.count += 1;
+        if tries > 1 {
+            attempts.retries += 1;
+        }
+        let t0 = Instant::now();
+        let outcome = send().await;
+        attempts.http_time += t0.elapsed();
+        let (mut c, retry_after) = match outcome {
+            HttpOutcome::Response(r) if (200..300).contains(&r.status) => {
+                return StageEnd::Success(r)
+            }
+            HttpOutcome::Response(r) => (
+                classify(stage, Some(r.status), &r.body, None),
+                r.retry_after,
+            ),
+            HttpOutcome::Transport(t) => (classify(stage, None, b"", Some(&t)), None),
+        };
+        if stage == Stage::Token && c.class == ErrorClass::CodeRejected && attempts.ambiguous {
+            c = with_note(
+                c,
+                "the code may have been used by an earlier attempt that got no answer",
+            );
+        }
+        attempts.ambiguous |= c.ambiguous;
+        if !c.retry {
+            return StageEnd::Failed(c);
+        }
+        if let (Some(ra), Some(429 | 503)) = (retry_after, c.http_status) {
+            limiter.pause_for(ra);
+        }
+        if tries >= policy.max_attempts {
+            return StageEnd::Failed(with_note(c, &format!("gave up after {tries} attempts")));
+        }
+        let delay = backoff
+            .next()
+            .unwrap_or(policy.max_backoff)
+            .max(retry_after.unwrap_or_default());
+        if started.elapsed() + delay > policy.max_elapsed {
+            return StageEnd::Failed(with_note(c, "retry.max_elapsed reached"));
+        }
+        if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            return StageEnd::Failed(with_note(c, "retries stopped at the code's deadline"));
+        }
+        last = Some(c);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn with_note(mut c: Classification, note: &str) -> Classification {
+    c.reason = format!("{}; {note}", c.reason);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::silentauth::classify::Transport;
+    use std::sync::{Arc, Mutex};
+
+    fn policy(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            max_elapsed: Duration::from_secs(60),
+            jitter: false,
+        }
+    }
+
+    fn resp(status: u16, retry_after: Option<u64>) -> HttpOutcome {
+        HttpOutcome::Response(HttpResponse {
+            status,
+            body: Vec::new(),
+            retry_after: retry_after.map(Duration::from_secs),
+        })
+    }
+
+    /// Replays `script` and records when each request was sent (offset from the start).
+    async fn run(
+        p: &RetryPolicy,
+        limiter: &Limiter,
+        stage: Stage,
+        deadline: Option<Duration>,
+        script: Vec<HttpOutcome>,
+    ) -> (StageEnd, Vec<Duration>, Attempts) {
+        let start = Instant::now();
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let mut attempts = Attempts::default();
+        let end = run_stage(
+            p,
+            limiter,
+            stage,
+            deadline.map(|d| start + d),
+            &mut attempts,
+            || {
+                times.lock().unwrap().push(start.elapsed());
+                let next = script.lock().unwrap().next().expect("script too short");
+                async move { next }
+            },
+        )
+        .await;
+        let t = times.lock().unwrap().clone();
+        (end, t, attempts)
+    }
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exponential_schedule_then_success() {
+        let script = vec![
+            resp(500, None),
+            resp(502, None),
+            resp(503, None),
+            resp(200, None),
+        ];
+        let (end, times, a) = run(
+            &policy(5),
+            &Limiter::unlimited(),
+            Stage::Token,
+            None,
+            script,
+        )
+        .await;
+        assert!(matches!(end, StageEnd::Success(_)));
+        assert_eq!(times, ms(&[0, 100, 300, 700]));
+        assert_eq!((a.count, a.retries, a.ambiguous), (4, 3, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_is_capped_and_attempts_bounded() {
+        let script = (0..6).map(|_| resp(504, None)).collect();
+        let (end, times, a) = run(
+            &policy(6),
+            &Limiter::unlimited(),
+            Stage::Token,
+            None,
+            script,
+        )
+        .await;
+        assert_eq!(times, ms(&[0, 100, 300, 700, 1500, 2500]));
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert_eq!(c.class, ErrorClass::UpstreamUnavailable);
+        assert!(c.reason.contains("6 attempts"));
+        assert_eq!(a.count, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_stays_within_one_backoff() {
+        let mut p = policy(4);
+        p.jitter = true;
+        let script = (0..4).map(|_| resp(500, None)).collect();
+        let (_, times, _) = run(&p, &Limiter::unlimited(), Stage::Token, None, script).await;
+        let gaps: Vec<_> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        for (gap, base) in gaps.iter().zip([100u64, 200, 400]) {
+            assert!(
+                *gap >= Duration::from_millis(base) && *gap < Duration::from_millis(2 * base),
+                "{gap:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_elapsed_stops_retries() {
+        let mut p = policy(100);
+        p.max_elapsed = Duration::from_millis(1000);
+        let script = (0..100).map(|_| resp(500, None)).collect();
+        let (end, times, _) = run(&p, &Limiter::unlimited(), Stage::Userinfo, None, script).await;
+        assert_eq!(times, ms(&[0, 100, 300, 700]));
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert!(c.reason.contains("max_elapsed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_bounds_retries_and_expires_before_first_request() {
+        let script = (0..10).map(|_| resp(500, None)).collect();
+        let (end, times, _) = run(
+            &policy(10),
+            &Limiter::unlimited(),
+            Stage::Token,
+            Some(Duration::from_millis(500)),
+            script,
+        )
+        .await;
+        assert_eq!(times, ms(&[0, 100, 300]));
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert!(c.reason.contains("deadline"));
+        // A deadline already passed: no request at all.
+        let (end, times, a) = run(
+            &policy(3),
+            &Limiter::unlimited(),
+            Stage::Token,
+            Some(Duration::ZERO),
+            vec![],
+        )
+        .await;
+        assert!(matches!(end, StageEnd::Expired));
+        assert!(times.is_empty());
+        assert_eq!(a.count, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_permit_past_the_deadline_expires() {
+        let limiter = Limiter::new(Some(1.0), 1);
+        limiter.acquire().await;
+        let (end, times, _) = run(
+            &policy(3),
+            &limiter,
+            Stage::Token,
+            Some(Duration::from_millis(300)),
+            vec![],
+        )
+        .await;
+        assert!(matches!(end, StageEnd::Expired));
+        assert!(times.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_and_pauses_the_profile() {
+        let limiter = Limiter::unlimited();
+        let script = vec![resp(429, Some(3)), resp(200, None)];
+        let (end, times, _) = run(&policy(3), &limiter, Stage::Token, None, script).await;
+        assert!(matches!(end, StageEnd::Success(_)));
+        assert_eq!(times, ms(&[0, 3000]));
+        // The pause applied to the profile: another request at t=0 would also have waited.
+        let limiter = Limiter::unlimited();
+        let script = vec![resp(503, Some(2)), resp(200, None)];
+        let start = Instant::now();
+        let (other, ours) = tokio::join!(
+            async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                limiter.acquire().await;
+                start.elapsed()
+            },
+            run(&policy(3), &limiter, Stage::Userinfo, None, script)
+        );
+        assert!(matches!(ours.0, StageEnd::Success(_)));
+        assert!(other >= Duration::from_secs(2), "{other:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_longer_than_the_budget_gives_up_rate_limited() {
+        let mut p = policy(5);
+        p.max_elapsed = Duration::from_secs(10);
+        let (end, times, _) = run(
+            &p,
+            &Limiter::unlimited(),
+            Stage::Token,
+            None,
+            vec![resp(429, Some(60))],
+        )
+        .await;
+        assert_eq!(times.len(), 1);
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert_eq!(c.class, ErrorClass::RateLimited);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_retried_statuses() {
+        for s in [400, 401, 403] {
+            let (end, times, _) = run(
+                &policy(5),
+                &Limiter::unlimited(),
+                Stage::Token,
+                None,
+                vec![resp(s, None)],
+            )
+            .await;
+            assert_eq!(times.len(), 1, "{s}");
+            assert!(matches!(end, StageEnd::Failed(c) if !c.retry));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_400_after_an_ambiguous_attempt_says_the_code_may_be_used() {
+        let script = vec![HttpOutcome::Transport(Transport::Timeout), resp(400, None)];
+        let (end, times, a) = run(
+            &policy(5),
+            &Limiter::unlimited(),
+            Stage::Token,
+            None,
+            script,
+        )
+        .await;
+        assert_eq!(times.len(), 2);
+        assert!(a.ambiguous);
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert_eq!(c.class, ErrorClass::CodeRejected);
+        assert!(
+            c.reason
+                .contains("may have been used by an earlier attempt"),
+            "{}",
+            c.reason
+        );
+        // A connect failure never sent the code: a later 400 says nothing of the kind.
+        let script = vec![
+            HttpOutcome::Transport(Transport::Connect("refused".into())),
+            resp(400, None),
+        ];
+        let (end, _, a) = run(
+            &policy(5),
+            &Limiter::unlimited(),
+            Stage::Token,
+            None,
+            script,
+        )
+        .await;
+        assert!(!a.ambiguous);
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert!(!c.reason.contains("may have been used"));
+    }
+}

@@ -1,0 +1,473 @@
+//! The simulator's scenario: credentials, devices, latency, fault rules and its own rate limit (TOML).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything that shapes how the simulator answers; `Scenario::default()` is "no file":
+/// the seed's example credentials, every device verified, no latency, no faults, no rate limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// OAuth clients accepted at authorize and token (default: the seed's `client` / `12345`).
+    pub clients: Vec<SimClient>,
+    /// Values accepted in the token request's `apiKey` header (default `["sim-api-key"]`).
+    pub api_keys: Vec<String>,
+    /// How long an authorization code can be exchanged after authorize (default 600s).
+    #[serde(with = "humantime_serde")]
+    pub code_ttl: Duration,
+    /// How long an access token is accepted at userinfo; also reported as `expires_in`
+    /// (default 86399s, as in the seed's A.2).
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// login_hint -> the number the network sees for that device. A device not listed is seen
+    /// as its own login_hint (verified); a different number makes userinfo answer `"false"`.
+    pub devices: BTreeMap<String, String>,
+    /// Added response latency.
+    pub latency: LatencyConfig,
+    /// Fault rules, tried in order; the first one that selects a request applies.
+    pub faults: Vec<FaultRule>,
+    /// The simulator's own rate limit; over it the answer is 429 with `Retry-After: 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Seed of the random generator behind fault `rate` and latency `jitter` (reproducible runs).
+    pub seed: u64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            clients: vec![SimClient {
+                client_id: "client".to_owned(),
+                client_secret: "12345".to_owned(),
+                redirect_uris: None,
+            }],
+            api_keys: vec!["sim-api-key".to_owned()],
+            code_ttl: Duration::from_secs(600),
+            token_ttl: Duration::from_secs(86_399),
+            devices: BTreeMap::new(),
+            latency: LatencyConfig::default(),
+            faults: Vec::new(),
+            rate_limit: None,
+            seed: 0,
+        }
+    }
+}
+
+/// One OAuth client the simulator knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimClient {
+    /// The `client_id` sent at authorize and token.
+    pub client_id: String,
+    /// The `client_secret` sent at token.
+    pub client_secret: String,
+    /// When set, authorize refuses (400, no redirect) any other `redirect_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uris: Option<Vec<String>>,
+}
+
+/// A fixed delay plus a uniformly random jitter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Latency {
+    /// Always added.
+    #[serde(with = "humantime_serde")]
+    pub fixed: Duration,
+    /// Up to this much more, uniformly distributed.
+    #[serde(with = "humantime_serde")]
+    pub jitter: Duration,
+}
+
+/// Response latency for all endpoints, with optional per-endpoint overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// Used by every endpoint without an override.
+    #[serde(with = "humantime_serde")]
+    pub fixed: Duration,
+    /// Used by every endpoint without an override.
+    #[serde(with = "humantime_serde")]
+    pub jitter: Duration,
+    /// Override for authorize.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize: Option<Latency>,
+    /// Override for token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Latency>,
+    /// Override for userinfo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userinfo: Option<Latency>,
+}
+
+impl LatencyConfig {
+    /// The latency that applies to `endpoint`.
+    pub fn for_endpoint(&self, endpoint: SimEndpoint) -> Latency {
+        let over = match endpoint {
+            SimEndpoint::Authorize => self.authorize,
+            SimEndpoint::Token => self.token,
+            SimEndpoint::Userinfo => self.userinfo,
+        };
+        over.unwrap_or(Latency {
+            fixed: self.fixed,
+            jitter: self.jitter,
+        })
+    }
+}
+
+/// The simulator's own token-bucket limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second (may be fractional).
+    pub requests_per_second: f64,
+    /// Requests allowed at once after an idle period (default 1).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Endpoints the limit applies to (default token and userinfo, the worker's calls).
+    #[serde(default = "default_limited")]
+    pub endpoints: Vec<SimEndpoint>,
+}
+
+const fn default_burst() -> u32 {
+    1
+}
+
+fn default_limited() -> Vec<SimEndpoint> {
+    vec![SimEndpoint::Token, SimEndpoint::Userinfo]
+}
+
+/// The three API endpoints of the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimEndpoint {
+    /// `GET /oauth2/authorize` (the device's call).
+    Authorize,
+    /// `POST /oauth2/token`.
+    Token,
+    /// `GET /oauth2/userinfo`.
+    Userinfo,
+}
+
+impl SimEndpoint {
+    /// All endpoints, in a fixed order.
+    pub const ALL: [SimEndpoint; 3] = [Self::Authorize, Self::Token, Self::Userinfo];
+
+    /// The lowercase name used in scenarios and stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimEndpoint::Authorize => "authorize",
+            SimEndpoint::Token => "token",
+            SimEndpoint::Userinfo => "userinfo",
+        }
+    }
+
+    /// The endpoint named `name` (`"authorize"`, `"token"`, `"userinfo"`).
+    pub fn parse(name: &str) -> Option<SimEndpoint> {
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+}
+
+/// What a fault rule does to a request it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer `status` (implied when `status` is set without `kind`).
+    Status,
+    /// Close the connection without a response.
+    Drop,
+    /// Wait `delay`, then answer normally.
+    Slow,
+    /// Answer 200 with a body that does not parse (or `body`); at authorize, a redirect with
+    /// neither `code` nor `error`.
+    Malformed,
+    /// Authorize only: redirect with `error` (default `server_error`), as seed B.1.
+    RedirectError,
+}
+
+/// A `Retry-After` value: seconds or any header text (e.g. an HTTP-date).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RetryAfter {
+    /// Whole seconds.
+    Seconds(u64),
+    /// The header value verbatim.
+    Value(String),
+}
+
+impl RetryAfter {
+    /// The header value.
+    pub fn header_value(&self) -> String {
+        match self {
+            RetryAfter::Seconds(s) => s.to_string(),
+            RetryAfter::Value(v) => v.clone(),
+        }
+    }
+}
+
+/// One fault-injection rule (`[[faults]]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultRule {
+    /// The endpoint the rule watches.
+    pub endpoint: Option<SimEndpoint>,
+    /// What happens; `status` alone implies [`FaultKind::Status`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FaultKind>,
+    /// HTTP status answered by a status fault (100..=599).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `Retry-After` header sent with a status fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<RetryAfter>,
+    /// Response body replacing the default (JSON when it parses as JSON, else text/plain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Delay of a slow fault.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+    /// Drop/slow after the request was processed (at token: the code is consumed first).
+    pub after_processing: bool,
+    /// `error` of a redirect_error fault (a seed B.1 code; default `server_error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `error_description` of a redirect_error fault (default: the B.1 text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    /// Probability (0..=1) that a matching request is selected; seeded by the scenario's `seed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Only the first N matching requests are selected, then the fault heals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+    /// Count `first` per code (token, userinfo) or per login_hint (authorize) instead of overall.
+    pub per_code: bool,
+    /// Only requests for codes/tokens issued to these login_hints (authorize: that login_hint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_hints: Option<Vec<String>>,
+}
+
+impl FaultRule {
+    /// The effective kind (`status` without `kind` is a status fault).
+    pub fn effective_kind(&self) -> Option<FaultKind> {
+        match (self.kind, self.status) {
+            (Some(k), _) => Some(k),
+            (None, Some(_)) => Some(FaultKind::Status),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML for a scenario (unknown keys are refused).
+    #[error("invalid scenario TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent; the message names the key.
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+}
+
+impl Scenario {
+    /// Parses and validates a scenario from TOML text.
+    pub fn from_toml_str(s: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(s)?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Reads, parses and validates a scenario file.
+    pub fn from_file(p: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(p).map_err(|source| ScenarioError::Io {
+            path: p.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// The scenario as TOML, e.g. for `PUT /_sim/scenario` from another process.
+    pub fn to_toml_string(&self) -> String {
+        // Serializing plain data (strings, numbers, durations as strings) cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks ranges and combinations; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(m));
+        if let Some(rl) = &self.rate_limit {
+            if !(rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0) {
+                return bad("rate_limit.requests_per_second must be > 0".into());
+            }
+            if rl.burst == 0 {
+                return bad("rate_limit.burst must be >= 1".into());
+            }
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.client_id.is_empty() {
+                return bad(format!("clients[{i}].client_id must not be empty"));
+            }
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            validate_rule(i, f)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_rule(i: usize, f: &FaultRule) -> Result<(), ScenarioError> {
+    let bad = |m: &str| Err(ScenarioError::Invalid(format!("faults[{i}].{m}")));
+    let Some(endpoint) = f.endpoint else {
+        return bad("endpoint is required (authorize, token or userinfo)");
+    };
+    let Some(kind) = f.effective_kind() else {
+        return bad("kind or status is required");
+    };
+    match kind {
+        FaultKind::Status => match f.status {
+            None => return bad("status is required for kind = \"status\""),
+            Some(s) if !(100..=599).contains(&s) => return bad("status must be 100..=599"),
+            Some(_) => {}
+        },
+        _ if f.status.is_some() => return bad("status is only allowed with kind = \"status\""),
+        FaultKind::Slow if f.delay.is_none() => return bad("delay is required for kind = \"slow\""),
+        FaultKind::RedirectError if endpoint != SimEndpoint::Authorize => {
+            return bad("kind = \"redirect_error\" is only valid for endpoint = \"authorize\"")
+        }
+        FaultKind::RedirectError => {
+            let code = f.error.as_deref().unwrap_or("server_error");
+            if super::responses::AuthorizeError::parse(code).is_none() {
+                return bad("error must be one of the seed's B.1 codes");
+            }
+        }
+        _ => {}
+    }
+    if let Some(rate) = f.rate {
+        if !(0.0..=1.0).contains(&rate) {
+            return bad("rate must be between 0 and 1");
+        }
+    }
+    if f.per_code && f.first.is_none() {
+        return bad("per_code needs first");
+    }
+    if matches!(&f.login_hints, Some(h) if h.is_empty()) {
+        return bad("login_hints must not be empty when present");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_text_is_the_default() {
+        assert_eq!(Scenario::from_toml_str("").unwrap(), Scenario::default());
+    }
+
+    #[test]
+    fn parses_every_section() {
+        let s = Scenario::from_toml_str(
+            r#"
+            api_keys = ["k1"]
+            code_ttl = "50ms"
+            seed = 7
+            [[clients]]
+            client_id = "c"
+            client_secret = "s"
+            redirect_uris = ["https://cb.example/x"]
+            [devices]
+            "381111111111" = "381222222222"
+            [latency]
+            fixed = "5ms"
+            [latency.token]
+            fixed = "1s"
+            jitter = "10ms"
+            [rate_limit]
+            requests_per_second = 50
+            burst = 10
+            [[faults]]
+            endpoint = "token"
+            status = 429
+            retry_after = "2"
+            first = 1
+            per_code = true
+            login_hints = ["381111111111"]
+            [[faults]]
+            endpoint = "userinfo"
+            kind = "slow"
+            delay = "5s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.code_ttl, Duration::from_millis(50));
+        assert_eq!(s.clients[0].client_id, "c");
+        assert_eq!(s.devices["381111111111"], "381222222222");
+        let token = s.latency.for_endpoint(SimEndpoint::Token);
+        assert_eq!(token.fixed, Duration::from_secs(1));
+        let ui = s.latency.for_endpoint(SimEndpoint::Userinfo);
+        assert_eq!(ui.fixed, Duration::from_millis(5));
+        let rl = s.rate_limit.as_ref().unwrap();
+        assert_eq!((rl.requests_per_second, rl.burst), (50.0, 10));
+        assert_eq!(rl.endpoints, default_limited());
+        assert_eq!(s.faults[0].effective_kind(), Some(FaultKind::Status));
+        assert_eq!(s.faults[0].retry_after.as_ref().unwrap().header_value(), "2");
+        assert_eq!(s.faults[1].delay, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut s = Scenario::default();
+        s.code_ttl = Duration::from_millis(250);
+        s.faults.push(FaultRule {
+            endpoint: Some(SimEndpoint::Token),
+            kind: Some(FaultKind::Drop),
+            after_processing: true,
+            rate: Some(0.5),
+            ..FaultRule::default()
+        });
+        let text = s.to_toml_string();
+        assert_eq!(Scenario::from_toml_str(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_key() {
+        let cases = [
+            ("nope = 1", "unknown field"),
+            ("[[faults]]\nstatus = 500", "faults[0].endpoint"),
+            ("[[faults]]\nendpoint = \"token\"", "faults[0].kind"),
+            ("[[faults]]\nendpoint = \"token\"\nstatus = 99", "status must be"),
+            ("[[faults]]\nendpoint = \"token\"\nkind = \"slow\"", "delay is required"),
+            ("[[faults]]\nendpoint = \"token\"\nkind = \"drop\"\nstatus = 500", "only allowed"),
+            ("[[faults]]\nendpoint = \"token\"\nkind = \"redirect_error\"", "only valid"),
+            (
+                "[[faults]]\nendpoint = \"authorize\"\nkind = \"redirect_error\"\nerror = \"x\"",
+                "B.1",
+            ),
+            ("[[faults]]\nendpoint = \"token\"\nstatus = 500\nrate = 2.0", "rate must"),
+            ("[[faults]]\nendpoint = \"token\"\nstatus = 500\nper_code = true", "per_code"),
+            ("[rate_limit]\nrequests_per_second = 0", "requests_per_second"),
+            ("[rate_limit]\nrequests_per_second = 1\nburst = 0", "burst"),
+            ("code_ttl = \"soon\"", "code_ttl"),
+        ];
+        for (text, needle) in cases {
+            let err = Scenario::from_toml_str(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn from_file_reports_the_path() {
+        let err = Scenario::from_file(Path::new("/nonexistent/sim.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sim.toml"));
+    }
+}

@@ -1,0 +1,357 @@
+//! One job in, one result out: the whole verification of a job, knowing nothing of Kafka.
+//!
+//! Authorize errors short-circuit with no HTTP call; the code's deadline is checked before every
+//! token request; then token, userinfo, the login_hint comparison and the verdict.
+
+use crate::config::Config;
+use crate::contract::job::DecodeFailure;
+use crate::contract::result::SCHEMA_VERSION;
+use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
+use crate::silentauth::client::Credentials;
+use crate::silentauth::retry::{run_stage, Attempts, StageEnd};
+use crate::silentauth::{Api, Classification, Limiter, RetryPolicy, TokenGrant, UserInfo};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the worker knows about a job besides its content.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// When the worker consumed the job.
+    pub received_at: DateTime<Utc>,
+    /// From the `dlq.replay_count` header (0 for a first delivery).
+    pub replay_count: u32,
+    /// The record's timestamp: the code's issue time when the job has no `issued_at`.
+    pub record_time: Option<DateTime<Utc>>,
+}
+
+impl JobContext {
+    /// A context for a job received now.
+    pub fn now() -> JobContext {
+        JobContext {
+            received_at: Utc::now(),
+            replay_count: 0,
+            record_time: None,
+        }
+    }
+}
+
+/// The verdict of one job, plus what the worker measures about it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The result to publish.
+    pub result: JobResult,
+    /// Time spent waiting for HTTP answers.
+    pub http_time: Duration,
+    /// Retries made.
+    pub retries: u32,
+}
+
+/// One client profile: its credentials and its rate limiter.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// What the token request authenticates with.
+    pub credentials: Credentials,
+    /// Shared by every request of the profile.
+    pub limiter: Arc<Limiter>,
+}
+
+/// Verifies jobs against the Silent Auth API `A`.
+#[derive(Debug)]
+pub struct Verifier<A> {
+    api: A,
+    profiles: HashMap<String, Profile>,
+    policy: RetryPolicy,
+    code_ttl: Duration,
+}
+
+impl<A: Api> Verifier<A> {
+    /// A verifier with explicit parts.
+    pub fn new(
+        api: A,
+        profiles: HashMap<String, Profile>,
+        policy: RetryPolicy,
+        code_ttl: Duration,
+    ) -> Self {
+        Verifier {
+            api,
+            profiles,
+            policy,
+            code_ttl,
+        }
+    }
+
+    /// A verifier for the `[clients]`, `[retry]` and `worker.code_ttl` of `config`.
+    pub fn from_config(api: A, config: &Config) -> Self {
+        let profiles = config
+            .clients
+            .iter()
+            .map(|(name, c)| {
+                let profile = Profile {
+                    credentials: Credentials {
+                        client_id: c.client_id.clone(),
+                        client_secret: c.client_secret.clone(),
+                        api_key: c.api_key.clone(),
+                    },
+                    limiter: Arc::new(Limiter::new(c.requests_per_second, c.burst)),
+                };
+                (name.clone(), profile)
+            })
+            .collect();
+        Verifier::new(
+            api,
+            profiles,
+            RetryPolicy::from_config(&config.retry),
+            config.worker.code_ttl,
+        )
+    }
+
+    /// The profiles' limiters, e.g. to apply an instance's partition share.
+    pub fn limiters(&self) -> impl Iterator<Item = &Arc<Limiter>> {
+        self.profiles.values().map(|p| &p.limiter)
+    }
+
+    /// Whether `name` is a configured client profile.
+    pub fn has_profile(&self, name: &str) -> bool {
+        self.profiles.contains_key(name)
+    }
+
+    /// Verifies one job. Never fails: every problem is a class in the result.
+    pub async fn verify(&self, job: &Job, ctx: &JobContext) -> Outcome {
+        let mut attempts = Attempts::default();
+        let verdict = self.run(job, ctx, &mut attempts).await;
+        let completed_at = Utc::now();
+        let (status, phone_number_verified, info, error) = verdict;
+        let (sub, mobile_id) = info.map(|u| (u.sub, u.mobile_id)).unwrap_or_default();
+        let error = error.map(|mut e| {
+            if let Some(code) = &job.code {
+                e.description = scrub(&e.description, code.expose());
+            }
+            e
+        });
+        Outcome {
+            result: JobResult {
+                schema_version: SCHEMA_VERSION,
+                job_id: job.job_id.clone(),
+                status,
+                phone_number_verified,
+                login_hint: Some(job.login_hint.clone()),
+                sub,
+                mobile_id,
+                state: job.state.clone(),
+                attributes: job.attributes.clone(),
+                error,
+                attempts: attempts.count,
+                duplicate: false,
+                replay_count: ctx.replay_count,
+                received_at: ctx.received_at,
+                completed_at,
+                duration_ms: millis_between(ctx.received_at, completed_at),
+            },
+            http_time: attempts.http_time,
+            retries: attempts.retries,
+        }
+    }
+
+    async fn run(
+        &self,
+        job: &Job,
+        ctx: &JobContext,
+        attempts: &mut Attempts,
+    ) -> (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>) {
+        let fail = |e: ErrorInfo| (Status::Failed, None, None, Some(e));
+        let Some(profile) = self.profiles.get(&job.client) else {
+            return fail(ErrorInfo::new(
+                ErrorClass::InvalidJob,
+                Stage::Job,
+                format!("client: unknown client profile `{}`", job.client),
+            ));
+        };
+        if let Some(err) = &job.error {
+            let description = job
+                .error_description
+                .clone()
+                .unwrap_or_else(|| authorize_description(err).to_owned());
+            return fail(
+                ErrorInfo::new(ErrorClass::AuthorizeRejected, Stage::Authorize, description)
+                    .with_code(Some(err.clone())),
+            );
+        }
+        let (Some(code), Some(redirect_uri)) = (&job.code, &job.redirect_uri) else {
+            return fail(ErrorInfo::new(
+                ErrorClass::InvalidJob,
+                Stage::Job,
+                "a job needs `code` and `redirect_uri` unless it carries `error`",
+            ));
+        };
+        let issued_at = job.issued_at.or(ctx.record_time).unwrap_or(ctx.received_at);
+        let deadline = issued_at + chrono::Duration::from_std(self.code_ttl).unwrap_or_default();
+        let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let expired = || {
+            fail(ErrorInfo::new(
+                ErrorClass::Expired,
+                Stage::Deadline,
+                format!(
+                    "the code's deadline (issued_at + worker.code_ttl = {}) passed before a request could be sent",
+                    deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            ))
+        };
+        if left.is_zero() {
+            return expired();
+        }
+        let deadline_at = tokio::time::Instant::now() + left;
+
+        let token = run_stage(
+            &self.policy,
+            &profile.limiter,
+            Stage::Token,
+            Some(deadline_at),
+            attempts,
+            || self.api.token(&profile.credentials, code, redirect_uri),
+        )
+        .await;
+        let grant = match token {
+            StageEnd::Expired => return expired(),
+            StageEnd::Failed(c) => return fail(error_of(Stage::Token, c)),
+            StageEnd::Success(r) => match TokenGrant::parse(&r.body) {
+                Ok(g) => g,
+                Err(why) => return fail(protocol_error(Stage::Token, r.status, why)),
+            },
+        };
+
+        let userinfo = run_stage(
+            &self.policy,
+            &profile.limiter,
+            Stage::Userinfo,
+            None,
+            attempts,
+            || self.api.userinfo(&grant.access_token),
+        )
+        .await;
+        let info = match userinfo {
+            StageEnd::Expired => return expired(),
+            StageEnd::Failed(c) => return fail(error_of(Stage::Userinfo, c)),
+            StageEnd::Success(r) => match UserInfo::parse(&r.body) {
+                Ok(u) => u,
+                Err(why) => return fail(protocol_error(Stage::Userinfo, r.status, why)),
+            },
+        };
+
+        if !info.phone_number_verified {
+            return (Status::NotVerified, Some(false), Some(info), None);
+        }
+        if same_number(&info.login_hint, &job.login_hint) {
+            (Status::Verified, Some(true), Some(info), None)
+        } else {
+            let e = ErrorInfo::new(
+                ErrorClass::LoginHintMismatch,
+                Stage::Userinfo,
+                "the network verified a different number than the job's login_hint",
+            );
+            (Status::NotVerified, Some(false), Some(info), Some(e))
+        }
+    }
+}
+
+/// The failed result of a job that could not be decoded (`invalid_job`), when its `job_id`
+/// could be read.
+pub fn invalid_job_result(failure: &DecodeFailure, ctx: &JobContext) -> Option<JobResult> {
+    let job_id = failure.job_id.clone()?;
+    let completed_at = Utc::now();
+    Some(JobResult {
+        schema_version: SCHEMA_VERSION,
+        job_id,
+        status: Status::Failed,
+        phone_number_verified: None,
+        login_hint: failure.login_hint.clone(),
+        sub: None,
+        mobile_id: None,
+        state: None,
+        attributes: Default::default(),
+        error: Some(ErrorInfo::new(
+            ErrorClass::InvalidJob,
+            Stage::Job,
+            failure.error.to_string(),
+        )),
+        attempts: 0,
+        duplicate: false,
+        replay_count: ctx.replay_count,
+        received_at: ctx.received_at,
+        completed_at,
+        duration_ms: millis_between(ctx.received_at, completed_at),
+    })
+}
+
+/// Compares two MSISDNs by their digits, ignoring a `+` or `00` international prefix.
+pub fn same_number(a: &str, b: &str) -> bool {
+    fn norm(s: &str) -> String {
+        let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+        match digits.strip_prefix("00") {
+            Some(rest) if !s.trim_start().starts_with('+') => rest.to_owned(),
+            _ => digits,
+        }
+    }
+    let (a, b) = (norm(a), norm(b));
+    !a.is_empty() && a == b
+}
+
+fn error_of(stage: Stage, c: Classification) -> ErrorInfo {
+    ErrorInfo::new(c.class, stage, c.reason)
+        .with_code(c.code)
+        .with_status(c.http_status)
+}
+
+fn protocol_error(stage: Stage, status: u16, why: String) -> ErrorInfo {
+    ErrorInfo::new(ErrorClass::ProtocolError, stage, why).with_status(Some(status))
+}
+
+/// The seed's B.1 descriptions, for an authorize error that came without one.
+fn authorize_description(error: &str) -> &'static str {
+    match error {
+        "invalid_client_id_request" => "A required OAuth 2.0 parameter is missing or invalid.",
+        "missing_scope" => "A required OAuth 2.0 scope parameter is missing",
+        "insufficient_scope" => "Only openid scope requested, while custom scope is also required",
+        "unsupported_scope" => {
+            "The requested scope is unknown, malformed, or exceeds permitted scope."
+        }
+        "missing_login_hint" => "Scope requires login_hint but not provided",
+        "server_error" => "Unexpected server error",
+        _ => "the authorize request was rejected",
+    }
+}
+
+/// Removes a secret that an upstream description might echo.
+fn scrub(text: &str, secret: &str) -> String {
+    if secret.len() >= 4 && text.contains(secret) {
+        text.replace(secret, "***")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn millis_between(a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
+    (b - a).num_milliseconds().max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_compare_by_digits_ignoring_international_prefixes() {
+        assert!(same_number("381123456789", "+381123456789"));
+        assert!(same_number("00381123456789", "381123456789"));
+        assert!(same_number("+381 12 345 6789", "381123456789"));
+        assert!(!same_number("381123456789", "381123456788"));
+        assert!(!same_number("", ""));
+        assert!(!same_number("+00381123456789", "381123456789"));
+    }
+
+    #[test]
+    fn scrub_removes_echoed_secrets() {
+        assert_eq!(scrub("bad code abcdef1234", "abcdef1234"), "bad code ***");
+        assert_eq!(scrub("nothing here", "abcdef1234"), "nothing here");
+    }
+}

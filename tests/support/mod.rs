@@ -1,0 +1,9 @@
+//! Shared helpers for integration tests (`mod support;` in each test file).
+//!
+//! Not every test binary uses every helper, hence the blanket `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod broker;
+
+#[allow(unused_imports)]
+pub use broker::{BrokerKind, TestBroker};

@@ -1,0 +1,384 @@
+//! `verify.rs` against a scripted fake API: no network, no broker, paused time.
+
+use chrono::Utc;
+use silentauth_worker::contract::{ErrorClass, Job, Stage, Status};
+use silentauth_worker::secret::Secret;
+use silentauth_worker::silentauth::classify::Transport;
+use silentauth_worker::silentauth::client::Credentials;
+use silentauth_worker::silentauth::{Api, HttpOutcome, HttpResponse, Limiter, RetryPolicy};
+use silentauth_worker::verify::{JobContext, Profile, Verifier};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default, Clone)]
+struct FakeApi {
+    token: Arc<Mutex<VecDeque<HttpOutcome>>>,
+    userinfo: Arc<Mutex<VecDeque<HttpOutcome>>>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Api for FakeApi {
+    async fn token(&self, c: &Credentials, code: &Secret, redirect_uri: &str) -> HttpOutcome {
+        self.calls.lock().unwrap().push(format!(
+            "token {} {} {}",
+            c.client_id,
+            code.expose(),
+            redirect_uri
+        ));
+        self.token
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("unexpected token call")
+    }
+    async fn userinfo(&self, t: &Secret) -> HttpOutcome {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("userinfo {}", t.expose()));
+        self.userinfo
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("unexpected userinfo call")
+    }
+}
+
+fn ok(status: u16, body: serde_json::Value) -> HttpOutcome {
+    HttpOutcome::Response(HttpResponse {
+        status,
+        body: body.to_string().into_bytes(),
+        retry_after: None,
+    })
+}
+
+fn token_ok() -> HttpOutcome {
+    ok(
+        200,
+        serde_json::json!({"access_token":"AT-1","refresh_token":"RT","id_token":"IT","scope":"openid tt:mobile_id","token_type":"Bearer","expires_in":86399}),
+    )
+}
+
+fn userinfo(hint: &str, verified: &str) -> HttpOutcome {
+    ok(
+        200,
+        serde_json::json!({"sub":"99dd","mobile_id":"2d83","login_hint":hint,"phone_number_verified":verified}),
+    )
+}
+
+fn verifier(api: FakeApi) -> Verifier<FakeApi> {
+    let mut profiles = HashMap::new();
+    profiles.insert(
+        "default".to_owned(),
+        Profile {
+            credentials: Credentials {
+                client_id: "client".into(),
+                client_secret: Secret::new("12345"),
+                api_key: Secret::new("key"),
+            },
+            limiter: Arc::new(Limiter::unlimited()),
+        },
+    );
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        max_elapsed: Duration::from_secs(30),
+        jitter: false,
+    };
+    Verifier::new(api, profiles, policy, Duration::from_secs(600))
+}
+
+fn job(extra: serde_json::Value) -> Job {
+    let mut v = serde_json::json!({
+        "job_id": "job-1",
+        "login_hint": "381123456789",
+        "code": "CODE-abc",
+        "redirect_uri": "https://client.example.com/callback",
+        "state": "xyz",
+        "attributes": {"tenant": "acme"}
+    });
+    for (k, val) in extra.as_object().unwrap() {
+        if val.is_null() {
+            v.as_object_mut().unwrap().remove(k);
+        } else {
+            v[k] = val.clone();
+        }
+    }
+    Job::decode(v.to_string().as_bytes()).expect("valid job")
+}
+
+fn script(api: &FakeApi, token: Vec<HttpOutcome>, info: Vec<HttpOutcome>) {
+    api.token.lock().unwrap().extend(token);
+    api.userinfo.lock().unwrap().extend(info);
+}
+
+#[tokio::test(start_paused = true)]
+async fn verified_end_to_end() {
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![token_ok()],
+        vec![userinfo("381123456789", "true")],
+    );
+    let out = verifier(api.clone())
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await;
+    let r = out.result;
+    assert_eq!(r.status, Status::Verified);
+    assert_eq!(r.phone_number_verified, Some(true));
+    assert_eq!(
+        (r.sub.as_deref(), r.mobile_id.as_deref()),
+        (Some("99dd"), Some("2d83"))
+    );
+    assert_eq!(r.attempts, 2);
+    assert_eq!(r.state.as_deref(), Some("xyz"));
+    assert_eq!(r.attributes["tenant"], "acme");
+    assert!(r.error.is_none());
+    let calls = api.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [
+            "token client CODE-abc https://client.example.com/callback",
+            "userinfo AT-1"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_verified_and_mismatch() {
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![token_ok()],
+        vec![userinfo("381123456789", "false")],
+    );
+    let r = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result;
+    assert_eq!(
+        (r.status, r.phone_number_verified, r.error),
+        (Status::NotVerified, Some(false), None)
+    );
+
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![token_ok()],
+        vec![userinfo("381999999999", "true")],
+    );
+    let r = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result;
+    assert_eq!(r.status, Status::NotVerified);
+    let e = r.error.unwrap();
+    assert_eq!(
+        (e.class, e.stage, e.retryable),
+        (ErrorClass::LoginHintMismatch, Stage::Userinfo, false)
+    );
+
+    // `+` and `00` prefixes are ignored.
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![token_ok()],
+        vec![userinfo("00381123456789", "true")],
+    );
+    let r = verifier(api)
+        .verify(
+            &job(serde_json::json!({"login_hint": "+381123456789"})),
+            &JobContext::now(),
+        )
+        .await
+        .result;
+    assert_eq!(r.status, Status::Verified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn authorize_error_makes_no_http_call() {
+    let api = FakeApi::default();
+    let j = job(serde_json::json!({"code": null, "redirect_uri": null, "error": "missing_scope"}));
+    let r = verifier(api.clone())
+        .verify(&j, &JobContext::now())
+        .await
+        .result;
+    let e = r.error.unwrap();
+    assert_eq!(
+        (e.class, e.stage, e.code.as_deref()),
+        (
+            ErrorClass::AuthorizeRejected,
+            Stage::Authorize,
+            Some("missing_scope")
+        )
+    );
+    assert_eq!(r.attempts, 0);
+    assert!(api.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_code_makes_no_http_call() {
+    let api = FakeApi::default();
+    let issued = (Utc::now() - chrono::Duration::minutes(11)).to_rfc3339();
+    let r = verifier(api.clone())
+        .verify(
+            &job(serde_json::json!({"issued_at": issued})),
+            &JobContext::now(),
+        )
+        .await
+        .result;
+    let e = r.error.unwrap();
+    assert_eq!((e.class, e.stage), (ErrorClass::Expired, Stage::Deadline));
+    assert_eq!(r.attempts, 0);
+    assert!(api.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_client_is_invalid_job() {
+    let r = verifier(FakeApi::default())
+        .verify(
+            &job(serde_json::json!({"client": "other"})),
+            &JobContext::now(),
+        )
+        .await
+        .result;
+    let e = r.error.unwrap();
+    assert_eq!((e.class, e.stage), (ErrorClass::InvalidJob, Stage::Job));
+}
+
+#[tokio::test(start_paused = true)]
+async fn classes_from_the_token_stage() {
+    let cases = [
+        (400, ErrorClass::CodeRejected, 1),
+        (401, ErrorClass::CredentialsRejected, 1),
+        (403, ErrorClass::PermissionDenied, 1),
+        (429, ErrorClass::RateLimited, 3),
+        (500, ErrorClass::UpstreamUnavailable, 3),
+        (404, ErrorClass::ProtocolError, 1),
+    ];
+    for (status, class, attempts) in cases {
+        let api = FakeApi::default();
+        script(
+            &api,
+            (0..3)
+                .map(|_| ok(status, serde_json::json!({"error": "x"})))
+                .collect(),
+            vec![],
+        );
+        let r = verifier(api)
+            .verify(&job(serde_json::json!({})), &JobContext::now())
+            .await
+            .result;
+        let e = r.error.unwrap();
+        assert_eq!(
+            (e.class, e.stage, e.http_status),
+            (class, Stage::Token, Some(status)),
+            "{status}"
+        );
+        assert_eq!(e.retryable, class.retryable());
+        assert_eq!(r.attempts, attempts, "{status}");
+        assert_eq!(r.phone_number_verified, None);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_success_bodies_are_protocol_errors() {
+    let api = FakeApi::default();
+    script(&api, vec![ok(200, serde_json::json!({"nope": 1}))], vec![]);
+    let e = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result
+        .error
+        .unwrap();
+    assert_eq!(
+        (e.class, e.stage),
+        (ErrorClass::ProtocolError, Stage::Token)
+    );
+
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![token_ok()],
+        vec![ok(
+            200,
+            serde_json::json!({"login_hint": "381123456789", "phone_number_verified": "maybe"}),
+        )],
+    );
+    let e = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result
+        .error
+        .unwrap();
+    assert_eq!(
+        (e.class, e.stage),
+        (ErrorClass::ProtocolError, Stage::Userinfo)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn userinfo_is_retried_then_verifies() {
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![token_ok()],
+        vec![
+            HttpOutcome::Transport(Transport::Timeout),
+            ok(503, serde_json::json!({})),
+            userinfo("381123456789", "true"),
+        ],
+    );
+    let out = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await;
+    assert_eq!(out.result.status, Status::Verified);
+    assert_eq!(out.result.attempts, 4);
+    assert_eq!(out.retries, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ambiguous_token_then_400_is_code_rejected_with_a_note() {
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![
+            HttpOutcome::Transport(Transport::Reset("reset".into())),
+            ok(400, serde_json::json!({"error": "invalid_request"})),
+        ],
+        vec![],
+    );
+    let e = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result
+        .error
+        .unwrap();
+    assert_eq!(e.class, ErrorClass::CodeRejected);
+    assert!(
+        e.description.contains("may have been used"),
+        "{}",
+        e.description
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn descriptions_never_echo_the_code() {
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![ok(
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": "code CODE-abc was used"}),
+        )],
+        vec![],
+    );
+    let r = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result;
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(!text.contains("CODE-abc"), "{text}");
+}

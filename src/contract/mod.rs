@@ -5,6 +5,8 @@ pub mod dead_letter;
 pub mod job;
 pub mod result;
 
-pub use dead_letter::DeadLetterHeaders;
+pub use dead_letter::{
+    header, replay_count_from_headers, DeadLetterHeaders, ParsedDeadLetter, SourceRecord,
+};
 pub use job::{DecodeFailure, Job, JobError};
 pub use result::{ErrorClass, ErrorInfo, JobResult, Stage, Status};

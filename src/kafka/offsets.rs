@@ -16,6 +16,10 @@ pub struct PartitionOffsets {
 impl PartitionOffsets {
     /// Records that `offset` was taken for processing.
     pub fn start(&mut self, offset: i64) {
+        if self.stored.is_none() && self.pending.is_empty() && self.next.is_none() {
+            // The assignment's starting position: storing it again would change nothing.
+            self.stored = Some(offset);
+        }
         self.pending.insert(offset);
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
     }

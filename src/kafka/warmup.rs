@@ -54,6 +54,40 @@ impl ResultsReader {
         })
     }
 
+    /// True when the record at `high - 1` of `partition` is at or after `since`.
+    fn newest_is_recent(
+        &self,
+        partition: i32,
+        high: i64,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> KafkaResult<bool> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(high - 1))?;
+        self.consumer.assign(&tpl)?;
+        let deadline = Instant::now() + self.timeout;
+        let recent = loop {
+            if Instant::now() > deadline {
+                break true; // cannot tell: reading too much is safe, too little is not
+            }
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    break m
+                        .timestamp()
+                        .to_millis()
+                        .is_none_or(|ts| ts >= since.timestamp_millis())
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break false,
+                Some(Err(e)) => {
+                    self.consumer.unassign()?;
+                    return Err(e);
+                }
+                None => {}
+            }
+        };
+        self.consumer.unassign()?;
+        Ok(recent)
+    }
+
     /// Reads every result from the last position (or the start of the window) to the current
     /// end of each partition into `cache`. Blocking; returns the number of results read.
     pub fn catch_up(&mut self, cache: &IdempotencyCache) -> KafkaResult<usize> {
@@ -85,14 +119,19 @@ impl ResultsReader {
             }
             let found = self.consumer.offsets_for_times(tpl, self.timeout)?;
             for e in found.elements() {
-                let (_, high) =
-                    self.consumer
-                        .fetch_watermarks(&self.topic, e.partition(), self.timeout)?;
+                let p = e.partition();
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p, self.timeout)?;
                 let start = match e.offset() {
                     Offset::Offset(o) => o,
-                    _ => high, // no record inside the window
+                    // "No record at or after `since`" — unless the broker cannot look offsets up
+                    // by time (librdkafka's mock cluster answers End): then, if the newest record
+                    // is inside the window, scan the partition from its start.
+                    _ if high > low && self.newest_is_recent(p, high, since)? => low,
+                    _ => high,
                 };
-                self.positions.insert(e.partition(), start);
+                self.positions.insert(p, start);
             }
         }
 

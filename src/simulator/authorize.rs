@@ -62,9 +62,7 @@ pub(crate) async fn handle(
 /// An absolute http(s) URL without a fragment, as OAuth requires of a redirect_uri.
 fn redirect_target(raw: Option<&str>) -> Option<Url> {
     let url = Url::parse(raw?).ok()?;
-    let ok = matches!(url.scheme(), "http" | "https")
-        && url.has_host()
-        && url.fragment().is_none();
+    let ok = matches!(url.scheme(), "http" | "https") && url.has_host() && url.fragment().is_none();
     ok.then_some(url)
 }
 
@@ -181,15 +179,30 @@ mod tests {
     fn b1_checks_in_order() {
         use AuthorizeError::*;
         assert_eq!(check(&format!("{OK}&login_hint=381")), Ok("381".into()));
-        assert_eq!(check("response_type=token&client_id=client"), Err(InvalidClientIdRequest));
-        assert_eq!(check("response_type=code&client_id=x&scope=openid"), Err(InvalidClientIdRequest));
-        assert_eq!(check("response_type=code&client_id=client"), Err(MissingScope));
-        assert_eq!(check("response_type=code&client_id=client&scope=+"), Err(MissingScope));
+        assert_eq!(
+            check("response_type=token&client_id=client"),
+            Err(InvalidClientIdRequest)
+        );
+        assert_eq!(
+            check("response_type=code&client_id=x&scope=openid"),
+            Err(InvalidClientIdRequest)
+        );
+        assert_eq!(
+            check("response_type=code&client_id=client"),
+            Err(MissingScope)
+        );
+        assert_eq!(
+            check("response_type=code&client_id=client&scope=+"),
+            Err(MissingScope)
+        );
         assert_eq!(
             check("response_type=code&client_id=client&scope=tt%3Aphone_verify"),
             Err(MissingScope)
         );
-        assert_eq!(check("response_type=code&client_id=client&scope=openid"), Err(InsufficientScope));
+        assert_eq!(
+            check("response_type=code&client_id=client&scope=openid"),
+            Err(InsufficientScope)
+        );
         assert_eq!(
             check("response_type=code&client_id=client&scope=openid+tt%3Aphone_verify+email"),
             Err(UnsupportedScope)

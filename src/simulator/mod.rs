@@ -1,9 +1,83 @@
 //! The Silent Auth simulator (axum): the seed's endpoints, scenarios and fault injection.
+//!
+//! A faithful stand-in for `https://api.tyntec.com/silent-auth/v1` used by tests, `demo`, the
+//! benchmark and docker-compose. [`SimHandle::start`] serves:
+//! - `GET /silent-auth/v1/oauth2/authorize`: 302 to `redirect_uri` with a single-use `code`, or
+//!   with a seed B.1 `error` (400 JSON when `redirect_uri` itself is unusable);
+//! - `POST /silent-auth/v1/oauth2/token`: the code exchange (A.2, B.2); a code is used by the
+//!   first request that presents it, and later presentations are counted as `codes_reused`;
+//! - `GET /silent-auth/v1/oauth2/userinfo`: the verdict (A.3, B.3), `"true"` when the number the
+//!   network sees for the device ([`Scenario::devices`]) equals the authorize login_hint;
+//! - `GET /_sim/stats`, `GET|PUT /_sim/scenario` (TOML), `POST /_sim/reset-stats`, `GET /_sim/health`.
+//!
+//! A [`Scenario`] adds latency, fault rules (statuses with `Retry-After`, dropped connections,
+//! slow and malformed answers; `rate`, `first`, `per_code`, `login_hints` selection) and a rate
+//! limit. `config/simulator.toml` documents every key. Codes and tokens are never logged.
 
+mod authorize;
+mod control;
+mod device;
+mod fault_rule;
+mod faults;
+mod limiter;
+mod pipeline;
+pub mod responses;
+mod scenario;
+mod server;
+mod state;
+mod stats;
+mod token;
+mod userinfo;
+
+pub use device::{authorize, AuthorizeRedirect};
+pub use scenario::{
+    FaultKind, FaultRule, Latency, LatencyConfig, RateLimitConfig, RetryAfter, Scenario,
+    ScenarioError, SimClient, SimEndpoint,
+};
+pub use server::{SimHandle, PATH_PREFIX};
+pub use stats::{EndpointStats, PerSecond, Stats, DROPPED};
+
+use anyhow::Context;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Serves the simulator on `listen` until SIGINT or SIGTERM.
-pub async fn run_cli(_listen: SocketAddr, _scenario: Option<PathBuf>) -> anyhow::Result<()> {
-    anyhow::bail!("the simulator is not built yet")
+/// Serves the simulator on `listen` until SIGINT or SIGTERM, printing the listen address and the
+/// base URL on stdout at start.
+pub async fn run_cli(listen: SocketAddr, scenario: Option<PathBuf>) -> anyhow::Result<()> {
+    let scenario = match &scenario {
+        Some(path) => Scenario::from_file(path)?,
+        None => Scenario::default(),
+    };
+    let sim = SimHandle::start(listen, scenario)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", sim.addr())?;
+        writeln!(out, "base_url {}", sim.base_url())?;
+        out.flush()?;
+    }
+    tracing::info!(addr = %sim.addr(), "simulator started");
+    shutdown_signal().await?;
+    tracing::info!("simulator stopping");
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch Ctrl-C")?;
+    Ok(())
 }

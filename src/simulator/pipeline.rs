@@ -65,7 +65,10 @@ pub(crate) async fn admit(
         other => other,
     };
     let latency = active.scenario.latency.for_endpoint(subject.endpoint);
-    let wait = latency.fixed + latency.jitter.mul_f64(jitter_factor(active, latency.jitter));
+    let wait = latency.fixed
+        + latency
+            .jitter
+            .mul_f64(jitter_factor(active, latency.jitter));
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }

@@ -4,7 +4,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// B.2/B.3 description of 400 `invalid_request`.
-pub const INVALID_REQUEST: &str = "Client specified an invalid argument, request body or query param.";
+pub const INVALID_REQUEST: &str =
+    "Client specified an invalid argument, request body or query param.";
 /// B.2/B.3 description of 401 `invalid_client`.
 pub const INVALID_CLIENT: &str = "Request not authenticated due to missing, invalid, or expired credentials. A new authentication is required.";
 /// B.2/B.3 description of 403 `permission_denied`.
@@ -136,7 +137,10 @@ fn default_error_body(status: StatusCode) -> Response {
         403 => json("permission_denied", PERMISSION_DENIED),
         429 => json("too_many_requests", "Too many requests; retry later."),
         500 => json("internal_server_error", INTERNAL_SERVER_ERROR),
-        503 => json("service_unavailable", "The service is temporarily unavailable."),
+        503 => json(
+            "service_unavailable",
+            "The service is temporarily unavailable.",
+        ),
         502 | 504 => raw_body(
             status,
             status.canonical_reason().unwrap_or("error").to_owned(),

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use super::fault_rule::{FaultKind, FaultRule, RetryAfter};
+
 /// Everything that shapes how the simulator answers; `Scenario::default()` is "no file":
 /// the seed's example credentials, every device verified, no latency, no faults, no rate limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,96 +171,6 @@ impl SimEndpoint {
     }
 }
 
-/// What a fault rule does to a request it selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// Answer `status` (implied when `status` is set without `kind`).
-    Status,
-    /// Close the connection without a response.
-    Drop,
-    /// Wait `delay`, then answer normally.
-    Slow,
-    /// Answer 200 with a body that does not parse (or `body`); at authorize, a redirect with
-    /// neither `code` nor `error`.
-    Malformed,
-    /// Authorize only: redirect with `error` (default `server_error`), as seed B.1.
-    RedirectError,
-}
-
-/// A `Retry-After` value: seconds or any header text (e.g. an HTTP-date).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum RetryAfter {
-    /// Whole seconds.
-    Seconds(u64),
-    /// The header value verbatim.
-    Value(String),
-}
-
-impl RetryAfter {
-    /// The header value.
-    pub fn header_value(&self) -> String {
-        match self {
-            RetryAfter::Seconds(s) => s.to_string(),
-            RetryAfter::Value(v) => v.clone(),
-        }
-    }
-}
-
-/// One fault-injection rule (`[[faults]]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FaultRule {
-    /// The endpoint the rule watches.
-    pub endpoint: Option<SimEndpoint>,
-    /// What happens; `status` alone implies [`FaultKind::Status`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<FaultKind>,
-    /// HTTP status answered by a status fault (100..=599).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// `Retry-After` header sent with a status fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<RetryAfter>,
-    /// Response body replacing the default (JSON when it parses as JSON, else text/plain).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// Delay of a slow fault.
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    pub delay: Option<Duration>,
-    /// Drop/slow after the request was processed (at token: the code is consumed first).
-    pub after_processing: bool,
-    /// `error` of a redirect_error fault (a seed B.1 code; default `server_error`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// `error_description` of a redirect_error fault (default: the B.1 text).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_description: Option<String>,
-    /// Probability (0..=1) that a matching request is selected; seeded by the scenario's `seed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate: Option<f64>,
-    /// Only the first N matching requests are selected, then the fault heals.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first: Option<u64>,
-    /// Count `first` per code (token, userinfo) or per login_hint (authorize) instead of overall.
-    pub per_code: bool,
-    /// Only requests for codes/tokens issued to these login_hints (authorize: that login_hint).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub login_hints: Option<Vec<String>>,
-}
-
-impl FaultRule {
-    /// The effective kind (`status` without `kind` is a status fault).
-    pub fn effective_kind(&self) -> Option<FaultKind> {
-        match (self.kind, self.status) {
-            (Some(k), _) => Some(k),
-            (None, Some(_)) => Some(FaultKind::Status),
-            (None, None) => None,
-        }
-    }
-}
-
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -318,51 +230,10 @@ impl Scenario {
             }
         }
         for (i, f) in self.faults.iter().enumerate() {
-            validate_rule(i, f)?;
+            f.validate(i)?;
         }
         Ok(())
     }
-}
-
-fn validate_rule(i: usize, f: &FaultRule) -> Result<(), ScenarioError> {
-    let bad = |m: &str| Err(ScenarioError::Invalid(format!("faults[{i}].{m}")));
-    let Some(endpoint) = f.endpoint else {
-        return bad("endpoint is required (authorize, token or userinfo)");
-    };
-    let Some(kind) = f.effective_kind() else {
-        return bad("kind or status is required");
-    };
-    match kind {
-        FaultKind::Status => match f.status {
-            None => return bad("status is required for kind = \"status\""),
-            Some(s) if !(100..=599).contains(&s) => return bad("status must be 100..=599"),
-            Some(_) => {}
-        },
-        _ if f.status.is_some() => return bad("status is only allowed with kind = \"status\""),
-        FaultKind::Slow if f.delay.is_none() => return bad("delay is required for kind = \"slow\""),
-        FaultKind::RedirectError if endpoint != SimEndpoint::Authorize => {
-            return bad("kind = \"redirect_error\" is only valid for endpoint = \"authorize\"")
-        }
-        FaultKind::RedirectError => {
-            let code = f.error.as_deref().unwrap_or("server_error");
-            if super::responses::AuthorizeError::parse(code).is_none() {
-                return bad("error must be one of the seed's B.1 codes");
-            }
-        }
-        _ => {}
-    }
-    if let Some(rate) = f.rate {
-        if !(0.0..=1.0).contains(&rate) {
-            return bad("rate must be between 0 and 1");
-        }
-    }
-    if f.per_code && f.first.is_none() {
-        return bad("per_code needs first");
-    }
-    if matches!(&f.login_hints, Some(h) if h.is_empty()) {
-        return bad("login_hints must not be empty when present");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -420,14 +291,19 @@ mod tests {
         assert_eq!((rl.requests_per_second, rl.burst), (50.0, 10));
         assert_eq!(rl.endpoints, default_limited());
         assert_eq!(s.faults[0].effective_kind(), Some(FaultKind::Status));
-        assert_eq!(s.faults[0].retry_after.as_ref().unwrap().header_value(), "2");
+        assert_eq!(
+            s.faults[0].retry_after.as_ref().unwrap().header_value(),
+            "2"
+        );
         assert_eq!(s.faults[1].delay, Some(Duration::from_secs(5)));
     }
 
     #[test]
     fn round_trips_through_toml() {
-        let mut s = Scenario::default();
-        s.code_ttl = Duration::from_millis(250);
+        let mut s = Scenario {
+            code_ttl: Duration::from_millis(250),
+            ..Scenario::default()
+        };
         s.faults.push(FaultRule {
             endpoint: Some(SimEndpoint::Token),
             kind: Some(FaultKind::Drop),
@@ -437,6 +313,15 @@ mod tests {
         });
         let text = s.to_toml_string();
         assert_eq!(Scenario::from_toml_str(&text).unwrap(), s);
+
+        // Every section at once, as parsed from a file.
+        let full = Scenario::from_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/simulator.toml"),
+        )
+        .unwrap();
+        assert!(!full.devices.is_empty() && full.latency.token.is_some());
+        let text = full.to_toml_string();
+        assert_eq!(Scenario::from_toml_str(&text).unwrap(), full, "{text}");
     }
 
     #[test]
@@ -445,17 +330,38 @@ mod tests {
             ("nope = 1", "unknown field"),
             ("[[faults]]\nstatus = 500", "faults[0].endpoint"),
             ("[[faults]]\nendpoint = \"token\"", "faults[0].kind"),
-            ("[[faults]]\nendpoint = \"token\"\nstatus = 99", "status must be"),
-            ("[[faults]]\nendpoint = \"token\"\nkind = \"slow\"", "delay is required"),
-            ("[[faults]]\nendpoint = \"token\"\nkind = \"drop\"\nstatus = 500", "only allowed"),
-            ("[[faults]]\nendpoint = \"token\"\nkind = \"redirect_error\"", "only valid"),
+            (
+                "[[faults]]\nendpoint = \"token\"\nstatus = 99",
+                "status must be",
+            ),
+            (
+                "[[faults]]\nendpoint = \"token\"\nkind = \"slow\"",
+                "delay is required",
+            ),
+            (
+                "[[faults]]\nendpoint = \"token\"\nkind = \"drop\"\nstatus = 500",
+                "only allowed",
+            ),
+            (
+                "[[faults]]\nendpoint = \"token\"\nkind = \"redirect_error\"",
+                "only valid",
+            ),
             (
                 "[[faults]]\nendpoint = \"authorize\"\nkind = \"redirect_error\"\nerror = \"x\"",
                 "B.1",
             ),
-            ("[[faults]]\nendpoint = \"token\"\nstatus = 500\nrate = 2.0", "rate must"),
-            ("[[faults]]\nendpoint = \"token\"\nstatus = 500\nper_code = true", "per_code"),
-            ("[rate_limit]\nrequests_per_second = 0", "requests_per_second"),
+            (
+                "[[faults]]\nendpoint = \"token\"\nstatus = 500\nrate = 2.0",
+                "rate must",
+            ),
+            (
+                "[[faults]]\nendpoint = \"token\"\nstatus = 500\nper_code = true",
+                "per_code",
+            ),
+            (
+                "[rate_limit]\nrequests_per_second = 0",
+                "requests_per_second",
+            ),
             ("[rate_limit]\nrequests_per_second = 1\nburst = 0", "burst"),
             ("code_ttl = \"soon\"", "code_ttl"),
         ];

@@ -71,6 +71,7 @@ impl<V> Sharded<V> {
     }
 
     /// Entries in all shards.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
@@ -194,7 +195,12 @@ impl SimState {
     }
 
     /// Issues a code bound to the client, number and redirect_uri (valid for `code_ttl`).
-    pub(crate) fn mint_code(&self, client_id: &str, login_hint: &str, redirect_uri: &str) -> String {
+    pub(crate) fn mint_code(
+        &self,
+        client_id: &str,
+        login_hint: &str,
+        redirect_uri: &str,
+    ) -> String {
         let ttl = self.active().scenario.code_ttl;
         let code = random_string(43);
         let grant = CodeGrant {
@@ -213,7 +219,8 @@ impl SimState {
 
     /// The grant behind `code` without using it (for fault filters).
     pub(crate) fn peek_code(&self, code: &str) -> Option<CodeGrant> {
-        self.codes.with(code, |m| m.get(code).map(|e| e.grant.clone()))
+        self.codes
+            .with(code, |m| m.get(code).map(|e| e.grant.clone()))
     }
 
     /// Presents `code`: marks it used and says whether it was fresh (counts reuse).
@@ -261,6 +268,7 @@ impl SimState {
     }
 
     /// Codes and tokens currently remembered.
+    #[cfg(test)]
     pub(crate) fn remembered(&self) -> (usize, usize) {
         (self.codes.len(), self.tokens.len())
     }

@@ -69,7 +69,12 @@ impl Stats {
 
     /// The busiest second of token + userinfo requests.
     pub fn peak_per_second(&self) -> u64 {
-        self.api_per_second.counts.iter().copied().max().unwrap_or(0)
+        self.api_per_second
+            .counts
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     /// The quietest second of token + userinfo requests, leaving out the first and last second
@@ -165,7 +170,10 @@ impl StatsRecorder {
         let sec = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.series.lock().unwrap_or_else(|p| p.into_inner()).add(sec);
+        self.series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(sec);
     }
 
     /// Counts a finished request (`status` 0 = dropped).

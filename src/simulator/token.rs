@@ -91,7 +91,10 @@ fn exchange(sim: &SimState, active: &Active, headers: &HeaderMap, form: &TokenFo
         .get("apikey")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|k| active.api_keys.contains(k));
-    let client = form.client_id.as_deref().and_then(|c| active.clients.get(c));
+    let client = form
+        .client_id
+        .as_deref()
+        .and_then(|c| active.clients.get(c));
     let client_ok = client.is_some_and(|c| form.client_secret.as_deref() == Some(&c.client_secret));
     if !api_key_ok || !client_ok {
         return invalid_client();

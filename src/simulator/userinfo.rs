@@ -119,9 +119,15 @@ mod tests {
     fn bearer_parsing() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer(&h), Some("abc"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  xyz "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  xyz "),
+        );
         assert_eq!(bearer(&h), Some("xyz"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);

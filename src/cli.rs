@@ -34,6 +34,25 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the whole pipeline on an embedded Kafka cluster and the built-in simulator, with a
+    /// seeded mix of jobs; print a summary and exit 0 only if every job ended as expected.
+    Demo {
+        /// Jobs to generate.
+        #[arg(long, default_value_t = 2000)]
+        jobs: usize,
+        /// Seed of the job mix: the same seed gives the same jobs, numbers and faults.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// How long to wait for every result once publishing started (e.g. 120s, 5m).
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Fixed latency the simulator adds to every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency: u64,
+        /// Jobs the worker processes concurrently (worker.max_in_flight).
+        #[arg(long, default_value_t = 1024)]
+        max_in_flight: usize,
+    },
     /// Serve the Silent Auth simulator for local stacks and tests.
     Simulate {
         /// Address to listen on.
@@ -42,6 +61,43 @@ pub enum Command {
         /// Scenario file (TOML); without it the seed's example credentials are accepted.
         #[arg(long)]
         scenario: Option<PathBuf>,
+    },
+    /// Re-publish dead letters to the jobs topic (CONTRACT.md §6), up to the end offsets seen at
+    /// start, committing the replay group's position only after the broker acknowledged them.
+    ReplayDlq {
+        /// Config file (default config/default.toml, else the embedded default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only dead letters of this error class (repeatable, or comma separated).
+        #[arg(long = "class", value_name = "CLASS", value_delimiter = ',')]
+        classes: Vec<String>,
+        /// Only dead letters that failed at or after this time: RFC 3339, or a duration ago (2h).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only dead letters that failed before this time: RFC 3339, or a duration ago (30m).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Stop after this many selected dead letters (the rest stays for the next run).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Target topic (default topics.jobs).
+        #[arg(long, value_name = "TOPIC")]
+        to: Option<String>,
+        /// Dead letters already replayed this many times are not re-published [default: 3].
+        #[arg(long, value_name = "N")]
+        max_replays: Option<u32>,
+        /// Move dead letters that reached --max-replays to this topic, unchanged.
+        #[arg(long, value_name = "TOPIC")]
+        park: Option<String>,
+        /// At most this many re-published records per second.
+        #[arg(long, value_name = "R")]
+        rate: Option<f64>,
+        /// Read and count only: publish nothing, commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Ignore the replay group's position and start at the beginning of the topic.
+        #[arg(long)]
+        from_beginning: bool,
     },
     /// Print the effective configuration with secrets masked.
     CheckConfig {

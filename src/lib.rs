@@ -19,8 +19,10 @@
 
 pub mod config;
 pub mod contract;
+pub mod demo;
 pub mod idempotency;
 pub mod kafka;
+pub mod replay;
 pub mod secret;
 pub mod silentauth;
 pub mod simulator;

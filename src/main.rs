@@ -10,6 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::Demo { .. }) && std::env::var_os("RUST_LOG").is_none() {
+        // The demo's own output is the point: keep the worker's logs (and the warnings about
+        // its deliberate poison messages) out of it. Set before any thread exists.
+        std::env::set_var("RUST_LOG", "error");
+    }
     init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,12 +46,93 @@ fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Demo {
+            jobs,
+            seed,
+            timeout,
+            latency,
+            max_in_flight,
+        } => {
+            let opts = silentauth_worker::demo::DemoOptions {
+                jobs,
+                seed,
+                timeout,
+                latency: std::time::Duration::from_millis(latency),
+                max_in_flight,
+            };
+            match runtime.block_on(silentauth_worker::demo::run(opts)) {
+                Ok(report) if report.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         cli::Command::Simulate { listen, scenario } => {
             match runtime.block_on(silentauth_worker::simulator::run_cli(listen, scenario)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        cli::Command::ReplayDlq {
+            config,
+            classes,
+            since,
+            until,
+            limit,
+            to,
+            max_replays,
+            park,
+            rate,
+            dry_run,
+            from_beginning,
+        } => {
+            use silentauth_worker::replay::{replay, ReplayArgs, ReplayOptions};
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let args = ReplayArgs {
+                classes,
+                since,
+                until,
+                limit,
+                to,
+                max_replays,
+                park,
+                rate,
+                dry_run,
+                from_beginning,
+            };
+            let opts = match ReplayOptions::from_args(args) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(e.exit_code());
+                }
+            };
+            let cancel = CancellationToken::new();
+            runtime.spawn(cancel_on_signal(cancel.clone()));
+            match runtime.block_on(replay(&config, &opts, cancel)) {
+                Ok(report) => {
+                    print!("{}", report.render_table());
+                    if report.interrupted {
+                        ExitCode::from(130)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "replay failed");
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
                 }
             }
         }

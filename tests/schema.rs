@@ -669,7 +669,7 @@ fn arb_job_object() -> impl Strategy<Value = serde_json::Map<String, Value>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(60000))]
+    #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn decode_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -3,126 +3,14 @@
 
 mod support;
 
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::Message;
 use serde_json::{json, Value};
-use silentauth_worker::config::{ClientConfig, Config};
-use silentauth_worker::secret::Secret;
-use silentauth_worker::simulator::{Scenario, SimHandle};
+use silentauth_worker::simulator::Scenario;
 use std::collections::HashMap;
 use std::time::Duration;
+use support::world::{header, World, REDIRECT};
 use support::TestBroker;
 use tokio_util::sync::CancellationToken;
-
-const REDIRECT: &str = "https://client.example.com/callback";
-
-struct World {
-    broker: TestBroker,
-    sim: SimHandle,
-    jobs: String,
-    results: String,
-    dlq: String,
-    group: String,
-}
-
-impl World {
-    async fn new(scenario: Scenario, partitions: i32) -> World {
-        let broker = TestBroker::start().await;
-        let jobs = TestBroker::unique_topic("jobs");
-        let results = TestBroker::unique_topic("results");
-        let dlq = TestBroker::unique_topic("dlq");
-        broker.create_topic(&jobs, partitions).await;
-        broker.create_topic(&results, 3).await;
-        broker.create_topic(&dlq, 1).await;
-        let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), scenario)
-            .await
-            .expect("simulator");
-        World {
-            broker,
-            sim,
-            jobs,
-            results,
-            dlq,
-            group: TestBroker::unique_group("worker"),
-        }
-    }
-
-    fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.kafka.brokers = self.broker.bootstrap();
-        c.kafka.group_id = self.group.clone();
-        c.kafka.connect_timeout = Duration::from_secs(10);
-        c.kafka.commit_interval = Duration::from_millis(200);
-        c.topics.jobs = self.jobs.clone();
-        c.topics.results = self.results.clone();
-        c.topics.dead_letter = self.dlq.clone();
-        c.api.base_url = self.sim.base_url();
-        c.api.timeout = Duration::from_secs(2);
-        c.retry.initial_backoff = Duration::from_millis(10);
-        c.retry.max_backoff = Duration::from_millis(50);
-        c.worker.shutdown_grace = Duration::from_secs(5);
-        c.clients
-            .insert("default".into(), client("client", "12345"));
-        c.clients
-            .insert("wrong".into(), client("client", "not-the-secret"));
-        c
-    }
-
-    fn start(&self, config: Config) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let handle = tokio::spawn(async move {
-            silentauth_worker::worker::run(config, c)
-                .await
-                .expect("worker run");
-        });
-        (cancel, handle)
-    }
-
-    fn job(&self, id: &str, hint: &str) -> Value {
-        let code = self.sim.mint_code("client", hint, REDIRECT);
-        json!({"job_id": id, "login_hint": hint, "code": code, "redirect_uri": REDIRECT, "state": "st", "attributes": {"t": "acme"}})
-    }
-
-    async fn send(&self, key: Option<&str>, value: &[u8], headers: &[(&str, &[u8])]) {
-        self.broker
-            .produce(&self.jobs, key.map(str::as_bytes), value, headers)
-            .await;
-    }
-
-    async fn send_job(&self, job: &Value) {
-        let id = job["job_id"].as_str().map(str::to_owned);
-        self.send(id.as_deref(), job.to_string().as_bytes(), &[])
-            .await;
-    }
-
-    async fn results(&self, n: usize) -> Vec<(Value, OwnedMessage)> {
-        let msgs = self
-            .broker
-            .consume_all(&self.results, n, Duration::from_secs(60))
-            .await;
-        msgs.into_iter()
-            .map(|m| (serde_json::from_slice(m.payload().unwrap()).unwrap(), m))
-            .collect()
-    }
-}
-
-fn client(id: &str, secret: &str) -> ClientConfig {
-    ClientConfig {
-        client_id: id.into(),
-        client_secret: Secret::new(secret),
-        api_key: Secret::new("sim-api-key"),
-        requests_per_second: None,
-        burst: 1,
-    }
-}
-
-fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| std::str::from_utf8(v).unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifies_jobs_and_copies_traceparent() {

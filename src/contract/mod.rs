@@ -4,6 +4,7 @@
 pub mod dead_letter;
 pub mod job;
 pub mod result;
+pub mod syntax;
 
 pub use dead_letter::{
     header, replay_count_from_headers, DeadLetterHeaders, ParsedDeadLetter, SourceRecord,

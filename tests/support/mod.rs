@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod world;
 
 #[allow(unused_imports)]
 pub use broker::{BrokerKind, TestBroker};

@@ -1,0 +1,477 @@
+//! The demo's verdict: every job's results and dead letters compared with what CONTRACT.md
+//! prescribes for it, and the summary printed at the end (counts, throughput, latency, HTTP).
+
+use super::collect::{Published, Received};
+use super::plan::{Kind, Plan, Record};
+use crate::contract::{ErrorClass, Status};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Mismatches listed in the summary; the rest are counted.
+const MAX_LISTED: usize = 25;
+
+/// p50, p99 and max of a sample, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(mut v: Vec<f64>) -> Percentiles {
+        if v.is_empty() {
+            return Percentiles::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+/// HTTP traffic seen by the worker and by the simulator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpCounts {
+    /// Requests the worker sent (its `Stats`).
+    pub worker_requests: u64,
+    /// Retries among them.
+    pub worker_retries: u64,
+    /// Token requests the simulator answered.
+    pub token: u64,
+    /// Userinfo requests the simulator answered.
+    pub userinfo: u64,
+    /// Answers produced by a fault rule.
+    pub faults_injected: u64,
+    /// Token requests that presented an already used code.
+    pub codes_reused: u64,
+}
+
+/// Per kind of job: how many, and how many ended exactly as expected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindTally {
+    /// Jobs of this kind.
+    pub jobs: usize,
+    /// Jobs whose results and dead letters all matched.
+    pub ok: usize,
+}
+
+/// What a demo run measured and whether every job ended as the contract says.
+#[derive(Debug, Clone, Default)]
+pub struct DemoReport {
+    /// Jobs generated (`--jobs`).
+    pub jobs: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Records published (jobs plus redeliveries).
+    pub records_published: usize,
+    /// Results read.
+    pub results: u64,
+    /// Dead letters read.
+    pub dead_letters: u64,
+    /// Results by status and class, as read.
+    pub outcomes: BTreeMap<(Status, Option<ErrorClass>), u64>,
+    /// Results by status and class, as expected.
+    pub expected_outcomes: BTreeMap<(Status, Option<ErrorClass>), u64>,
+    /// Dead letters by `dlq.error.class`, as read.
+    pub dead_letters_by_class: BTreeMap<String, u64>,
+    /// Dead letters by class, as expected.
+    pub expected_dead_letters: BTreeMap<String, u64>,
+    /// Jobs by kind.
+    pub kinds: BTreeMap<Kind, KindTally>,
+    /// Results with `duplicate: true`.
+    pub duplicates: u64,
+    /// Jobs whose `job_id` cannot be read (they produce only a dead letter).
+    pub unreadable_jobs: usize,
+    /// First job published to last result read.
+    pub elapsed: Duration,
+    /// `jobs / elapsed`.
+    pub jobs_per_second: f64,
+    /// How long publishing took (first send to last acknowledgement).
+    pub publish_time: Duration,
+    /// The results' `duration_ms` (the worker's own time per job).
+    pub worker_latency: Percentiles,
+    /// From publishing a job to reading its result.
+    pub end_to_end_latency: Percentiles,
+    /// HTTP counts.
+    pub http: HttpCounts,
+    /// Every way a job did not end as expected.
+    pub mismatches: Vec<String>,
+    /// True when `--timeout` ended the wait before everything arrived.
+    pub timed_out: bool,
+}
+
+impl DemoReport {
+    /// True when every job got its expected results and dead letters, and nothing else arrived.
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.mismatches.is_empty()
+    }
+
+    /// Compares what arrived with the plan.
+    pub(super) fn build(
+        plan: &Plan,
+        records: &[Record],
+        published: &Published,
+        mut received: Received,
+        max_attempts: u32,
+    ) -> DemoReport {
+        let mut r = DemoReport {
+            jobs: plan.jobs.len(),
+            records_published: published.records,
+            results: received.result_count,
+            dead_letters: received.dead_letter_count,
+            timed_out: received.timed_out,
+            publish_time: published.last_ack.duration_since(published.first),
+            ..DemoReport::default()
+        };
+        let payloads: HashMap<&str, &[u8]> = records
+            .iter()
+            .map(|rec| (rec.key.as_str(), rec.payload.as_slice()))
+            .collect();
+        let mut worker_ms = Vec::new();
+        let mut r_results: HashMap<String, Vec<super::collect::SeenResult>> = HashMap::new();
+        let mut e2e_ms = Vec::new();
+        for job in &plan.jobs {
+            let expected = job.kind.expected(max_attempts);
+            let tally = r.kinds.entry(job.kind).or_default();
+            tally.jobs += 1;
+            let before = r.mismatches.len();
+            let what = format!("job {} ({})", job.job_id, job.kind.label());
+            let results = received.results.remove(&job.job_id).unwrap_or_default();
+            r_results.insert(job.job_id.clone(), results.clone());
+            let sent = published.sent_at.get(&job.job_id).copied();
+            for seen in &results {
+                let res = &seen.result;
+                let class = res.error.as_ref().map(|e| e.class);
+                *r.outcomes.entry((res.status, class)).or_default() += 1;
+                r.duplicates += u64::from(res.duplicate);
+                if !res.duplicate {
+                    worker_ms.push(res.duration_ms as f64);
+                    if let Some(sent) = sent {
+                        e2e_ms.push(seen.at.duration_since(sent).as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+            match expected.result {
+                None => {
+                    r.unreadable_jobs += 1;
+                    if !results.is_empty() {
+                        r.mismatches
+                            .push(format!("{what}: expected no result, got {}", results.len()));
+                    }
+                }
+                Some(want) => {
+                    *r.expected_outcomes
+                        .entry((want.status, want.class))
+                        .or_default() += u64::from(expected.copies);
+                    if results.len() != expected.copies as usize {
+                        r.mismatches.push(format!(
+                            "{what}: expected {} result(s), got {}",
+                            expected.copies,
+                            results.len()
+                        ));
+                    }
+                    for seen in &results {
+                        let res = &seen.result;
+                        let class = res.error.as_ref().map(|e| e.class);
+                        if res.status != want.status || class != want.class {
+                            r.mismatches.push(format!(
+                                "{what}: expected {}, got {}",
+                                outcome_name(want.status, want.class),
+                                outcome_name(res.status, class)
+                            ));
+                        } else if res.attempts != want.attempts {
+                            r.mismatches.push(format!(
+                                "{what}: expected {} HTTP attempt(s), got {}",
+                                want.attempts, res.attempts
+                            ));
+                        }
+                        if job.traceparent.is_some() && seen.traceparent != job.traceparent {
+                            r.mismatches
+                                .push(format!("{what}: result lacks the job's traceparent"));
+                        }
+                    }
+                    let dups = results.iter().filter(|s| s.result.duplicate).count();
+                    if results.len() == expected.copies as usize
+                        && dups + 1 != expected.copies as usize
+                    {
+                        r.mismatches.push(format!(
+                            "{what}: expected {} duplicate result(s), got {dups}",
+                            expected.copies - 1
+                        ));
+                    }
+                }
+            }
+            let letters = received
+                .dead_letters
+                .remove(&job.job_id)
+                .unwrap_or_default();
+            for dl in &letters {
+                let class = dl.class.clone().unwrap_or_else(|| "<none>".into());
+                *r.dead_letters_by_class.entry(class).or_default() += 1;
+            }
+            if let Some(class) = expected.dead_letter {
+                *r.expected_dead_letters
+                    .entry(class.as_str().to_owned())
+                    .or_default() += 1;
+            }
+            match (expected.dead_letter, letters.as_slice()) {
+                (None, []) => {}
+                (None, got) => r.mismatches.push(format!(
+                    "{what}: unexpected dead letter(s) of class {}",
+                    got.iter()
+                        .map(|d| d.class.as_deref().unwrap_or("<none>"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                (Some(class), [dl]) => {
+                    if dl.class.as_deref() != Some(class.as_str()) {
+                        r.mismatches.push(format!(
+                            "{what}: dead letter of class {}, expected {class}",
+                            dl.class.as_deref().unwrap_or("<none>")
+                        ));
+                    }
+                    if payloads.get(job.job_id.as_str()).copied() != Some(dl.value.as_slice()) {
+                        r.mismatches
+                            .push(format!("{what}: dead letter value differs from the job"));
+                    }
+                    if job.traceparent.is_some() && dl.traceparent != job.traceparent {
+                        r.mismatches
+                            .push(format!("{what}: dead letter lacks the job's traceparent"));
+                    }
+                }
+                (Some(class), got) => r.mismatches.push(format!(
+                    "{what}: expected one {class} dead letter, got {}",
+                    got.len()
+                )),
+            }
+            if r.mismatches.len() == before {
+                tally.ok += 1;
+            }
+        }
+        for (id, results) in &received.results {
+            r.mismatches.push(format!(
+                "{} result(s) for unknown job_id {id}",
+                results.len()
+            ));
+        }
+        for (key, letters) in &received.dead_letters {
+            r.mismatches.push(format!(
+                "{} dead letter(s) for unknown key {key:?}",
+                letters.len()
+            ));
+        }
+        if received.unreadable_results > 0 {
+            r.mismatches.push(format!(
+                "{} record(s) on the results topic are not Result v1",
+                received.unreadable_results
+            ));
+        }
+        if let Some(last) = received.last_result.take() {
+            r.elapsed = last.saturating_duration_since(published.first);
+        }
+        if !r.elapsed.is_zero() {
+            r.jobs_per_second = r.jobs as f64 / r.elapsed.as_secs_f64();
+        }
+        {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            for s in plan.jobs.iter().filter_map(|j| r_results.get(&j.job_id)).flatten() {
+                if let (Some(ts), now) = s.timestamps {
+                    a.push((ts - s.result.completed_at.timestamp_millis()) as f64);
+                    b.push((now - ts) as f64);
+                }
+            }
+            eprintln!("DEBUG completed->produce {:?}; produce->read {:?}", Percentiles::of(a), Percentiles::of(b));
+        }
+        r.worker_latency = Percentiles::of(worker_ms);
+        r.end_to_end_latency = Percentiles::of(e2e_ms);
+        r
+    }
+
+    /// The summary, as printed at the end of `demo`.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = self.render_into(&mut o);
+        o
+    }
+
+    fn render_into(&self, o: &mut String) -> std::fmt::Result {
+        writeln!(o)?;
+        writeln!(
+            o,
+            "Results by status and class                      count   expected"
+        )?;
+        let mut keys: Vec<_> = self
+            .outcomes
+            .keys()
+            .chain(self.expected_outcomes.keys())
+            .copied()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let got = self.outcomes.get(&k).copied().unwrap_or(0);
+            let want = self.expected_outcomes.get(&k).copied().unwrap_or(0);
+            let flag = if got == want { "" } else { "   <-- differs" };
+            writeln!(
+                o,
+                "  {:<13} {:<30} {got:>8} {want:>10}{flag}",
+                k.0.as_str(),
+                k.1.map_or("", ErrorClass::as_str)
+            )?;
+        }
+        writeln!(
+            o,
+            "  {:<44} {:>8} {:>10}",
+            "total",
+            self.results,
+            self.expected_outcomes.values().sum::<u64>()
+        )?;
+        writeln!(o)?;
+        writeln!(
+            o,
+            "Dead letters by class                            count   expected"
+        )?;
+        let mut classes: Vec<&String> = self
+            .dead_letters_by_class
+            .keys()
+            .chain(self.expected_dead_letters.keys())
+            .collect();
+        classes.sort();
+        classes.dedup();
+        for c in classes {
+            let got = self.dead_letters_by_class.get(c).copied().unwrap_or(0);
+            let want = self.expected_dead_letters.get(c).copied().unwrap_or(0);
+            let flag = if got == want { "" } else { "   <-- differs" };
+            writeln!(o, "  {c:<44} {got:>8} {want:>10}{flag}")?;
+        }
+        writeln!(o)?;
+        writeln!(
+            o,
+            "Jobs by scenario                   expected outcome                jobs  as expected"
+        )?;
+        for (kind, t) in &self.kinds {
+            let e = kind.expected(0);
+            let outcome = match e.result {
+                Some(w) => outcome_name(w.status, w.class),
+                None => "no result".to_owned(),
+            };
+            let dl = if e.dead_letter.is_some() {
+                " + DLQ"
+            } else {
+                ""
+            };
+            writeln!(
+                o,
+                "  {:<33} {:<27} {:>8} {:>12}",
+                kind.label(),
+                format!("{}{dl}", short(&outcome)),
+                t.jobs,
+                t.ok
+            )?;
+        }
+        writeln!(o)?;
+        writeln!(
+            o,
+            "Throughput    {} jobs in {:.2} s = {:.0} jobs/s (first job published -> last result read)",
+            self.jobs,
+            self.elapsed.as_secs_f64(),
+            self.jobs_per_second
+        )?;
+        writeln!(
+            o,
+            "Publishing    {} records in {:.2} s",
+            self.records_published,
+            self.publish_time.as_secs_f64()
+        )?;
+        let w = self.worker_latency;
+        let e = self.end_to_end_latency;
+        writeln!(
+            o,
+            "Latency       worker (duration_ms): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            w.p50, w.p99, w.max
+        )?;
+        writeln!(
+            o,
+            "              end to end (publish -> result read, incl. queueing): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            e.p50, e.p99, e.max
+        )?;
+        let h = &self.http;
+        writeln!(
+            o,
+            "HTTP          worker: {} requests, {} retries; simulator: {} token + {} userinfo, {} faults injected, {} codes presented twice",
+            h.worker_requests, h.worker_retries, h.token, h.userinfo, h.faults_injected, h.codes_reused
+        )?;
+        writeln!(
+            o,
+            "Duplicates    {} result(s) answered from the idempotency cache",
+            self.duplicates
+        )?;
+        writeln!(o)?;
+        if self.timed_out {
+            writeln!(
+                o,
+                "TIMED OUT: {} of {} results and {} of {} dead letters arrived",
+                self.results,
+                self.expected_outcomes.values().sum::<u64>(),
+                self.dead_letters,
+                self.expected_dead_letters.values().sum::<u64>()
+            )?;
+        }
+        if self.mismatches.is_empty() {
+            if !self.timed_out {
+                writeln!(
+                    o,
+                    "OK: all {} jobs ended as the contract prescribes ({} results, {} dead letters).",
+                    self.jobs, self.results, self.dead_letters
+                )?;
+            }
+        } else {
+            writeln!(
+                o,
+                "FAILED: {} mismatch(es) between expected and actual outcomes:",
+                self.mismatches.len()
+            )?;
+            for m in self.mismatches.iter().take(MAX_LISTED) {
+                writeln!(o, "  - {m}")?;
+            }
+            if self.mismatches.len() > MAX_LISTED {
+                writeln!(o, "  ... and {} more", self.mismatches.len() - MAX_LISTED)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn outcome_name(status: Status, class: Option<ErrorClass>) -> String {
+    match class {
+        Some(c) => format!("{}/{c}", status.as_str()),
+        None => status.as_str().to_owned(),
+    }
+}
+
+/// `failed/upstream_unavailable` -> `upstream_unavailable`: the class says it all.
+fn short(outcome: &str) -> &str {
+    outcome.split_once('/').map_or(outcome, |(_, class)| class)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        assert_eq!((p.p50, p.p99, p.max), (50.0, 99.0, 100.0));
+        assert_eq!(Percentiles::of(Vec::new()), Percentiles::default());
+        assert_eq!(Percentiles::of(vec![7.0]).p99, 7.0);
+    }
+}

@@ -1,0 +1,314 @@
+//! `replay-dlq`: re-publishes dead letters (CONTRACT.md §6) to the jobs topic, filtered by class
+//! and failure time, with `dlq.replay_count` incremented and the dead letter's headers kept as
+//! `dlq.previous.*`.
+//!
+//! Safety rests on three rules:
+//! - it reads only up to the end offsets captured when it starts, so it never chases what it
+//!   writes (or what the worker dead-letters meanwhile);
+//! - it commits the position of its own group (`<kafka.group_id>.replay`) synchronously, and only
+//!   after every record it re-published or parked up to there is acknowledged (idempotent
+//!   producer, `acks=all`): a crash loses and skips nothing, at worst it re-publishes the
+//!   unacknowledged tail again;
+//! - every argument, and every topic it will touch, is checked before it reads anything.
+//!
+//! Records whose replay count reached `--max-replays` are held back (or moved to `--park`), so a
+//! job that keeps failing cannot circulate forever.
+
+mod options;
+mod record;
+mod report;
+mod sink;
+mod source;
+
+pub use options::{ReplayArgs, ReplayError, ReplayOptions, DEFAULT_MAX_REPLAYS};
+pub use record::{Decision, Inspected, RawHeaders, PREVIOUS_PREFIX};
+pub use report::{ClassCounts, ReplayReport};
+pub use source::replay_group;
+
+use crate::config::Config;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use sink::{Outgoing, Sink};
+use source::Source;
+use std::collections::{BTreeMap, HashMap};
+use tokio_util::sync::CancellationToken;
+
+/// Records handled between two commits.
+pub const COMMIT_EVERY: usize = 500;
+
+/// Replays the dead-letter topic of `config` as `opts` says, until done, `--limit`, or `cancel`.
+///
+/// Errors: [`ReplayError::BadArgument`] before anything is read (exit 2);
+/// [`ReplayError::Broker`] when the brokers fail after retries (exit 1), after committing what
+/// was acknowledged.
+pub async fn replay(
+    config: &Config,
+    opts: &ReplayOptions,
+    cancel: CancellationToken,
+) -> Result<ReplayReport, ReplayError> {
+    opts.validate()?;
+    let dlq = config.topics.dead_letter.clone();
+    let (target_arg, target) = match &opts.to {
+        Some(t) => ("--to", t.clone()),
+        None => ("topics.jobs", config.topics.jobs.clone()),
+    };
+    if target == dlq {
+        return Err(ReplayError::bad(
+            target_arg,
+            format!("{target:?} is the dead-letter topic itself"),
+        ));
+    }
+    if let Some(park) = &opts.park {
+        if *park == dlq || *park == target {
+            return Err(ReplayError::bad(
+                "--park",
+                format!("{park:?} must differ from the dead-letter and the target topic"),
+            ));
+        }
+    }
+
+    let source = Source::new(config)?;
+    let mut checks = vec![("topics.dead_letter", dlq.as_str()), (target_arg, &target)];
+    if let Some(park) = &opts.park {
+        checks.push(("--park", park));
+    }
+    let partitions = source.check_topics(&checks).await?;
+    let ranges = source.plan(&partitions, opts.from_beginning).await?;
+    let mut sink = match opts.dry_run {
+        true => None,
+        false => Some(Sink::new(config, opts.rate)?),
+    };
+    let total: u64 = ranges.iter().map(|r| (r.end - r.start) as u64).sum();
+    tracing::info!(topic = %dlq, group = source.group(), to = %target, records = total, dry_run = opts.dry_run, "replay started");
+
+    let mut run = Run {
+        opts,
+        target,
+        report: ReplayReport {
+            dry_run: opts.dry_run,
+            max_replays: opts.max_replays,
+            ..ReplayReport::default()
+        },
+        ends: ranges
+            .iter()
+            .filter(|r| r.start < r.end)
+            .map(|r| (r.partition, r.end))
+            .collect(),
+        positions: BTreeMap::new(),
+        selected: 0,
+        poisoned: false,
+        bar: progress_bar(opts.progress, total),
+    };
+    if !run.ends.is_empty() {
+        source.assign(&ranges)?;
+    }
+    let read = run.read(&source, sink.as_mut(), &cancel, config).await;
+    // Whatever stopped the reading, settle and commit what was handled.
+    let committed = run.checkpoint(&source, sink.as_mut()).await;
+    run.bar.finish_and_clear();
+    read.and(committed)?;
+    let t = run.report.totals();
+    tracing::info!(
+        read = t.read,
+        selected = t.selected,
+        republished = t.republished,
+        parked = t.parked,
+        held = t.held,
+        "replay finished"
+    );
+    Ok(run.report)
+}
+
+/// The state of one replay run.
+struct Run<'a> {
+    opts: &'a ReplayOptions,
+    target: String,
+    report: ReplayReport,
+    /// Partitions still being read, with their end offsets.
+    ends: HashMap<i32, i64>,
+    /// Next offset to read per partition, handled but not yet committed.
+    positions: BTreeMap<i32, i64>,
+    /// Selected records so far (for `--limit`).
+    selected: u64,
+    /// A record was not acknowledged: nothing may be committed any more.
+    poisoned: bool,
+    bar: ProgressBar,
+}
+
+impl Run<'_> {
+    async fn read(
+        &mut self,
+        source: &Source,
+        mut sink: Option<&mut Sink>,
+        cancel: &CancellationToken,
+        config: &Config,
+    ) -> Result<(), ReplayError> {
+        let idle = config.kafka.connect_timeout;
+        let mut handled = 0usize;
+        while !self.ends.is_empty() {
+            if self.opts.limit.is_some_and(|l| self.selected >= l) {
+                self.report.limit_reached = true;
+                break;
+            }
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    self.report.interrupted = true;
+                    break;
+                }
+                r = tokio::time::timeout(idle, source.recv()) => r,
+            };
+            let m = match next {
+                Err(_) => {
+                    return Err(ReplayError::broker(
+                        format!(
+                            "reading {}: nothing received for {idle:?} (kafka.connect_timeout)",
+                            config.topics.dead_letter
+                        ),
+                        KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
+                    ))
+                }
+                Ok(Err(KafkaError::PartitionEOF(p))) => {
+                    // Nothing more to read below `end` now: only control records, or records
+                    // of transactions still open (read_committed stops at the last stable
+                    // offset). The position stays after the last record handled, so the next
+                    // run reads what those transactions commit.
+                    self.ends.remove(&p);
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error while replaying");
+                    continue;
+                }
+                Ok(Ok(m)) => m,
+            };
+            let (partition, offset) = (m.partition(), m.offset());
+            let Some(&end) = self.ends.get(&partition) else {
+                continue;
+            };
+            if offset >= end {
+                self.ends.remove(&partition);
+                self.positions.insert(partition, end);
+                continue;
+            }
+            let headers: RawHeaders = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let key = m.key().map(<[u8]>::to_vec);
+            let value = m.payload().map(<[u8]>::to_vec);
+            let record_ms = m.timestamp().to_millis();
+            drop(m);
+
+            let dl = Inspected::new(&headers, record_ms);
+            let decision = dl.decide(self.opts);
+            if let (Decision::Republish, Some(s)) = (decision, sink.as_deref()) {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        self.report.interrupted = true;
+                        break;
+                    }
+                    _ = s.ready() => {}
+                }
+            }
+            let counts = self.report.entry(&dl.class_label);
+            counts.read += 1;
+            counts.garbled += dl.garbled() as u64;
+            let out = match decision {
+                Decision::Skip => {
+                    counts.skipped += 1;
+                    None
+                }
+                Decision::Republish => {
+                    counts.selected += 1;
+                    counts.republished += 1;
+                    Some(Outgoing {
+                        topic: self.target.clone(),
+                        key,
+                        value,
+                        headers: dl.replay_headers(&headers),
+                        timestamp: dl.original_timestamp(),
+                    })
+                }
+                Decision::AtMaxReplays => {
+                    counts.selected += 1;
+                    match &self.opts.park {
+                        Some(park) => {
+                            counts.parked += 1;
+                            Some(Outgoing {
+                                topic: park.clone(),
+                                key,
+                                value,
+                                headers,
+                                timestamp: record_ms,
+                            })
+                        }
+                        None => {
+                            counts.held += 1;
+                            None
+                        }
+                    }
+                }
+            };
+            if decision != Decision::Skip {
+                self.selected += 1;
+            }
+            if let (Some(out), Some(s)) = (out, sink.as_deref_mut()) {
+                s.send(out).await?;
+            }
+            self.positions.insert(partition, offset + 1);
+            if offset + 1 >= end {
+                self.ends.remove(&partition);
+            }
+            self.bar.inc(1);
+            handled += 1;
+            if handled % COMMIT_EVERY == 0 {
+                self.checkpoint(source, sink.as_deref_mut()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every pending record's acknowledgement, then commits the positions. Commits
+    /// nothing when a record failed, and nothing in a dry run.
+    async fn checkpoint(
+        &mut self,
+        source: &Source,
+        sink: Option<&mut Sink>,
+    ) -> Result<(), ReplayError> {
+        let Some(sink) = sink else {
+            return Ok(()); // dry run
+        };
+        if self.poisoned {
+            return Ok(());
+        }
+        if let Err(e) = sink.settle().await {
+            self.poisoned = true;
+            return Err(e);
+        }
+        source.commit(&self.positions).await?;
+        self.positions.clear();
+        Ok(())
+    }
+}
+
+/// A progress bar on stderr when `enabled` and stderr is a terminal; hidden otherwise.
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} replaying {pos}/{len} dead letters [{bar:40}] {per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

@@ -1,0 +1,196 @@
+//! Fault tests on librdkafka's MockCluster: brokers down mid-run, produce errors, and the worker
+//! binary SIGKILLed mid-batch and restarted. Nothing consumed may be lost.
+
+mod support;
+
+use rdkafka::message::Message;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use serde_json::Value;
+use silentauth_worker::simulator::Scenario;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use support::world::{read_topic, World};
+use support::TestBroker;
+
+/// Every result per job_id (in topic order per partition), read until every id has one.
+async fn results_by_id(
+    w: &World,
+    ids: &BTreeSet<String>,
+    timeout: Duration,
+) -> BTreeMap<String, Vec<Value>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let msgs = read_topic(&w.broker, &w.results).await;
+        let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for m in msgs {
+            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            by_id
+                .entry(v["job_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(v);
+        }
+        let missing = ids.iter().filter(|id| !by_id.contains_key(*id)).count();
+        if missing == 0 || tokio::time::Instant::now() > deadline {
+            assert_eq!(missing, 0, "{missing} jobs have no result");
+            return by_id;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the results topic holds at least `n` records.
+async fn wait_for_results(w: &World, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while read_topic(&w.broker, &w.results).await.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than {n} results after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn slow_scenario(ms: u64) -> Scenario {
+    let mut s = Scenario::default();
+    s.latency.fixed = Duration::from_millis(ms);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_brokers_down_for_seconds_loses_nothing() {
+    let w = World::with_broker(TestBroker::start_mock(), slow_scenario(5), 4).await;
+    let mut config = w.config();
+    config.worker.max_in_flight = 64;
+    let (cancel, handle) = w.start(config);
+    let mut ids = BTreeSet::new();
+    for i in 0..300 {
+        let id = format!("down-{i}");
+        w.send_job(&w.job(&id, &format!("38170{i:07}"))).await;
+        ids.insert(id);
+    }
+    // Let some work happen, then take every broker down for 5 s.
+    wait_for_results(&w, 50).await;
+    let mock = w.broker.mock().unwrap().mock();
+    for b in 1..=3 {
+        mock.broker_down(b).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for b in 1..=3 {
+        mock.broker_up(b).unwrap();
+    }
+    let by_id = results_by_id(&w, &ids, Duration::from_secs(90)).await;
+    for (id, rs) in &by_id {
+        assert!(rs.iter().any(|r| r["status"] == "verified"), "{id}: {rs:?}");
+    }
+    cancel.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_errors_are_retried_and_nothing_is_lost() {
+    let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 2).await;
+    let mock = w.broker.mock().unwrap().mock();
+    let (cancel, handle) = w.start(w.config());
+    let mut ids = BTreeSet::new();
+    for i in 0..100 {
+        let id = format!("perr-{i}");
+        w.send_job(&w.job(&id, &format!("38171{i:07}"))).await;
+        ids.insert(id);
+        if i == 20 {
+            // Retriable produce errors for the next requests (the test producer shares the
+            // cluster, so inject after our own jobs are mostly out).
+            mock.request_errors(
+                RDKafkaApiKey::Produce,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 8],
+            );
+        }
+    }
+    let by_id = results_by_id(&w, &ids, Duration::from_secs(90)).await;
+    assert_eq!(by_id.len(), 100);
+    for rs in by_id.values() {
+        assert!(rs.iter().all(|r| r["status"] == "verified"), "{rs:?}");
+    }
+    cancel.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_binary_restarts_without_skipping_or_respending() {
+    let w = World::with_broker(TestBroker::start_mock(), slow_scenario(20), 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = w.config();
+    config.worker.max_in_flight = 32;
+    config.kafka.commit_interval = Duration::from_millis(100);
+    // A killed member's partitions move once its session times out.
+    config
+        .kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    config
+        .kafka
+        .properties
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    let path = dir.path().join("worker.toml");
+    std::fs::write(
+        &path,
+        toml::to_string(&config)
+            .unwrap()
+            .replace("\"***\"", "\"12345\""),
+    )
+    .unwrap();
+    // Secrets serialize as ***: give them back through the environment.
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_silentauth-worker"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("SILENTAUTH__CLIENTS__DEFAULT__API_KEY", "sim-api-key")
+            .env("SILENTAUTH__CLIENTS__WRONG__API_KEY", "sim-api-key")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn worker binary")
+    };
+    let n = 400;
+    let mut ids = BTreeSet::new();
+    for i in 0..n {
+        let id = format!("kill-{i}");
+        w.send_job(&w.job(&id, &format!("38172{i:07}"))).await;
+        ids.insert(id);
+    }
+    let mut kills = 0;
+    let mut child = spawn();
+    for round in 1..=3 {
+        // Kill once some results exist and work is surely in flight.
+        wait_for_results(&w, 60 * round).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        child = spawn();
+    }
+    let by_id = results_by_id(&w, &ids, Duration::from_secs(120)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut duplicates = 0;
+    for (id, rs) in &by_id {
+        // The first result is a verdict; no later result overrides it with a spent code.
+        assert_eq!(rs[0]["status"], "verified", "{id}: {rs:?}");
+        for r in &rs[1..] {
+            duplicates += 1;
+            assert!(
+                r["status"] == "verified" || r["error"]["class"] == "code_rejected",
+                "{id}: {rs:?}"
+            );
+            if r["error"]["class"] == "code_rejected" {
+                panic!("{id}: a job with a published verdict spent its code again: {rs:?}");
+            }
+        }
+    }
+    eprintln!("sigkill: {kills} kills, {n} jobs, 0 lost, {duplicates} duplicate results");
+    // Duplicates come only from jobs in flight at a kill (bounded by max_in_flight each time).
+    assert!(
+        duplicates <= kills * 32 * 2,
+        "{duplicates} duplicates after {kills} kills"
+    );
+    assert_eq!(by_id.len(), n);
+}

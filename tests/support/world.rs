@@ -1,0 +1,196 @@
+//! A test world: a broker, fresh topics, the simulator and a worker config pointing at both.
+
+use super::TestBroker;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use silentauth_worker::config::{ClientConfig, Config};
+use silentauth_worker::secret::Secret;
+use silentauth_worker::simulator::{Scenario, SimHandle};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The redirect_uri every generated job uses.
+pub const REDIRECT: &str = "https://client.example.com/callback";
+
+/// Broker, topics, simulator.
+pub struct World {
+    /// See the type.
+    pub broker: TestBroker,
+    /// See the type.
+    pub sim: SimHandle,
+    /// See the type.
+    pub jobs: String,
+    /// See the type.
+    pub results: String,
+    /// See the type.
+    pub dlq: String,
+    /// See the type.
+    pub group: String,
+}
+
+impl World {
+    /// Starts a world with `partitions` job partitions.
+    pub async fn new(scenario: Scenario, partitions: i32) -> World {
+        World::with_broker(TestBroker::start().await, scenario, partitions).await
+    }
+
+    /// A world on a given broker.
+    pub async fn with_broker(broker: TestBroker, scenario: Scenario, partitions: i32) -> World {
+        let jobs = TestBroker::unique_topic("jobs");
+        let results = TestBroker::unique_topic("results");
+        let dlq = TestBroker::unique_topic("dlq");
+        broker.create_topic(&jobs, partitions).await;
+        broker.create_topic(&results, 3).await;
+        broker.create_topic(&dlq, 1).await;
+        let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), scenario)
+            .await
+            .expect("simulator");
+        World {
+            broker,
+            sim,
+            jobs,
+            results,
+            dlq,
+            group: TestBroker::unique_group("worker"),
+        }
+    }
+
+    /// A worker config for this world: two profiles, `default` and `wrong` (bad secret).
+    pub fn config(&self) -> Config {
+        let mut c = Config::default();
+        c.kafka.brokers = self.broker.bootstrap();
+        c.kafka.group_id = self.group.clone();
+        c.kafka.connect_timeout = Duration::from_secs(10);
+        c.kafka.commit_interval = Duration::from_millis(200);
+        c.topics.jobs = self.jobs.clone();
+        c.topics.results = self.results.clone();
+        c.topics.dead_letter = self.dlq.clone();
+        c.api.base_url = self.sim.base_url();
+        c.api.timeout = Duration::from_secs(2);
+        c.retry.initial_backoff = Duration::from_millis(10);
+        c.retry.max_backoff = Duration::from_millis(50);
+        c.worker.shutdown_grace = Duration::from_secs(5);
+        c.clients
+            .insert("default".into(), client("client", "12345"));
+        c.clients
+            .insert("wrong".into(), client("client", "not-the-secret"));
+        c
+    }
+
+    /// Runs a worker in the background.
+    pub fn start(&self, config: Config) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let handle = tokio::spawn(async move {
+            silentauth_worker::worker::run(config, c)
+                .await
+                .expect("worker run");
+        });
+        (cancel, handle)
+    }
+
+    /// A valid job with a freshly minted code for `hint`.
+    pub fn job(&self, id: &str, hint: &str) -> Value {
+        let code = self.sim.mint_code("client", hint, REDIRECT);
+        json!({"job_id": id, "login_hint": hint, "code": code, "redirect_uri": REDIRECT, "state": "st", "attributes": {"t": "acme"}})
+    }
+
+    /// Produces a raw record to the jobs topic.
+    pub async fn send(&self, key: Option<&str>, value: &[u8], headers: &[(&str, &[u8])]) {
+        self.broker
+            .produce(&self.jobs, key.map(str::as_bytes), value, headers)
+            .await;
+    }
+
+    /// Produces a job keyed by its id.
+    pub async fn send_job(&self, job: &Value) {
+        let id = job["job_id"].as_str().map(str::to_owned);
+        self.send(id.as_deref(), job.to_string().as_bytes(), &[])
+            .await;
+    }
+
+    /// Reads the results topic from the start until `n` records (60 s at most).
+    pub async fn results(&self, n: usize) -> Vec<(Value, OwnedMessage)> {
+        let msgs = self
+            .broker
+            .consume_all(&self.results, n, Duration::from_secs(60))
+            .await;
+        msgs.into_iter()
+            .map(|m| (serde_json::from_slice(m.payload().unwrap()).unwrap(), m))
+            .collect()
+    }
+}
+
+/// A client profile with the simulator's api key.
+pub fn client(id: &str, secret: &str) -> ClientConfig {
+    ClientConfig {
+        client_id: id.into(),
+        client_secret: Secret::new(secret),
+        api_key: Secret::new("sim-api-key"),
+        requests_per_second: None,
+        burst: 1,
+    }
+}
+
+/// A header's value as text.
+pub fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| std::str::from_utf8(v).unwrap())
+}
+
+/// Reads every record of `topic` from the start to its current end, without a consumer group
+/// (so no join delay). Panics after 60 s.
+pub async fn read_topic(broker: &TestBroker, topic: &str) -> Vec<OwnedMessage> {
+    let mut config = broker.consumer_config(&TestBroker::unique_group("read"));
+    config.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let t = Duration::from_secs(10);
+        let meta = consumer.fetch_metadata(Some(&topic), t).expect("metadata");
+        let parts: Vec<i32> = meta.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        let mut open = std::collections::HashSet::new();
+        for &p in &parts {
+            let (low, high) = consumer.fetch_watermarks(&topic, p, t).expect("watermarks");
+            if high > low {
+                tpl.add_partition_offset(&topic, p, Offset::Offset(low))
+                    .unwrap();
+                open.insert(p);
+            }
+        }
+        let mut out = Vec::new();
+        if open.is_empty() {
+            return out;
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !open.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read_topic({topic}) timed out"
+            );
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => out.push(m.detach()),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    open.remove(&p);
+                }
+                Some(Err(e)) => eprintln!("read_topic({topic}): {e}"),
+                None => {}
+            }
+        }
+        out
+    })
+    .await
+    .expect("reader task")
+}

@@ -191,6 +191,26 @@ pub struct WorkerConfig {
     /// Entries in the idempotency cache.
     #[serde(default = "default_idempotency_cache_size")]
     pub idempotency_cache_size: usize,
+    /// This instance's stable name, for the `transactional.id` of `exactly_once` delivery
+    /// (`<group_id>.<instance_id>`); empty means the host name. A restarted instance must keep
+    /// its name so that it fences its own zombie.
+    #[serde(default)]
+    pub instance_id: String,
+}
+
+impl WorkerConfig {
+    /// `instance_id`, or the host name when it is empty.
+    pub fn instance_name(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "worker".to_owned())
+    }
 }
 
 /// Rate-limit scope.

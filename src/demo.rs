@@ -2,15 +2,18 @@
 //! cluster, the Silent Auth simulator and the real worker, fed a seeded mix of jobs whose
 //! expected outcomes are known, then a summary and a check of every job against CONTRACT.md.
 //!
-//! - [`plan`]: which jobs, which numbers, which simulator faults, and what each job must yield;
+//! - [`kind`]: the kinds of job, each with its simulator fault and its expected outcome;
+//! - [`plan`]: which jobs, which numbers, which payloads and the simulator scenario;
 //! - [`collect`]: publishing the jobs and reading results and dead letters back, with progress;
-//! - [`report`]: the comparison and the printed summary.
+//! - [`report`]: the comparison of every job with its expectation; `summary`: the printed text.
 //!
 //! [`run`] returns a [`DemoReport`]; `main` exits 0 only when [`DemoReport::success`].
 
 pub mod collect;
+pub mod kind;
 pub mod plan;
 pub mod report;
+mod summary;
 
 pub use report::{DemoReport, HttpCounts, KindTally, Percentiles};
 
@@ -31,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long the worker may take to join its group and get partitions.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the demo's producer sends its first record, outside the timed run.
+const WARM_UP_TOPIC: &str = "silentauth.demo.warm-up";
 
 /// Partitions of the dead-letter topic.
 const DEAD_LETTER_PARTITIONS: i32 = 2;
@@ -116,6 +122,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         config.worker.max_in_flight
     );
 
+    let publisher = collect::JobPublisher::new(&bootstrap)?;
+    publisher.warm_up(WARM_UP_TOPIC).await?;
     let worker = Worker::new(config.clone());
     let stats = worker.stats();
     let cancel = CancellationToken::new();
@@ -135,7 +143,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         records.len(),
         topics.jobs
     );
-    let published = collect::publish(&bootstrap, &topics.jobs, &records).await;
+    let published = publisher.publish(&topics.jobs, &records).await;
     let published = match published {
         Ok(p) => p,
         Err(e) => {
@@ -161,7 +169,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     let sim_stats = sim.stats();
     sim.shutdown().await;
-    drop(collector);
+    drop((collector, publisher));
     drop(cluster);
 
     let mut report = DemoReport::build(

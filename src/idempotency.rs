@@ -60,9 +60,11 @@ impl IdempotencyCache {
         if let Some(r) = self.lookup(job_id, replay_count) {
             return (r, true);
         }
+        // A replay (higher count) in flight beside a redelivered original is another attempt.
+        let key = format!("{job_id}\u{0}{replay_count}");
         let cell = {
             let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(job_id.to_owned()).or_default().clone()
+            map.entry(key.clone()).or_default().clone()
         };
         let mut ran = false;
         let result = cell
@@ -76,7 +78,7 @@ impl IdempotencyCache {
             self.in_flight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(job_id);
+                .remove(&key);
             self.remember(result.clone());
         }
         (result, !ran)

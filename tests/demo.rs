@@ -1,38 +1,56 @@
-//! temporary probe
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
-use silentauth_worker::config::Config;
-use silentauth_worker::kafka::embedded::EmbeddedCluster;
-use std::time::{Duration, Instant};
+//! `silentauth-worker demo` end to end: embedded Kafka, the simulator and the real worker. A
+//! small run must end with every job as the contract prescribes, and its numbers must add up.
+
+use silentauth_worker::demo::plan::Kind;
+use silentauth_worker::demo::{self, DemoOptions};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn probe_produce_latency() {
-    let cluster = EmbeddedCluster::start(1).unwrap();
-    cluster.create_topic("r", 8).unwrap();
-    let mut c = Config::default();
-    c.kafka.brokers = cluster.bootstrap_servers();
-    let p: FutureProducer = silentauth_worker::kafka::producer::producer_config(&c).create().unwrap();
-    for i in 0..20 {
-        let t = Instant::now();
-        p.send(FutureRecord::to("r").key("k").payload(&format!("v{i}")), Timeout::Never).await.unwrap();
-        eprintln!("single {i}: {:?}", t.elapsed());
-    }
-    for n in [100usize, 1000] {
-        let t = Instant::now();
-        let futs: Vec<_> = (0..n).map(|i| {
-            let p = p.clone();
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let k = format!("k{i}");
-                p.send(FutureRecord::to("r").key(&k).payload("x".repeat(500).as_str()), Timeout::Never).await.unwrap();
-                t.elapsed()
-            })
-        }).collect();
-        let mut lat = Vec::new();
-        for f in futs { lat.push(f.await.unwrap()); }
-        lat.sort();
-        eprintln!("concurrent {n}: total {:?}, p50 {:?}, max {:?}", t.elapsed(), lat[n/2], lat[n-1]);
-    }
-    tokio::time::sleep(Duration::from_millis(10)).await;
+async fn a_small_demo_succeeds_and_its_numbers_add_up() {
+    let opts = DemoOptions {
+        jobs: 300,
+        seed: 7,
+        timeout: Duration::from_secs(90),
+        ..DemoOptions::default()
+    };
+    let report = tokio::time::timeout(Duration::from_secs(180), demo::run(opts))
+        .await
+        .expect("the demo finishes")
+        .expect("the demo runs");
+    let summary = report.render();
+    assert!(report.success(), "{summary}");
+
+    // Every job is accounted for, and every kind of job was exercised.
+    assert_eq!(report.jobs, 300);
+    assert_eq!(report.kinds.len(), Kind::ALL.len(), "{summary}");
+    assert_eq!(report.kinds.values().map(|t| t.jobs).sum::<usize>(), 300);
+    assert_eq!(report.kinds.values().map(|t| t.ok).sum::<usize>(), 300);
+
+    // One result per readable job, one more per redelivery (answered from the cache).
+    let redelivered = report.records_published - report.jobs;
+    assert!(redelivered > 0 && report.unreadable_jobs > 0, "{summary}");
+    assert_eq!(
+        report.results as usize,
+        report.jobs - report.unreadable_jobs + redelivered
+    );
+    assert_eq!(report.outcomes.values().sum::<u64>(), report.results);
+    assert_eq!(report.outcomes, report.expected_outcomes);
+    assert_eq!(report.duplicates as usize, redelivered);
+
+    // Dead letters: exactly the expected ones.
+    assert_eq!(
+        report.dead_letters_by_class.values().sum::<u64>(),
+        report.dead_letters
+    );
+    assert_eq!(report.dead_letters_by_class, report.expected_dead_letters);
+
+    // The worker's HTTP count is the simulator's, and the summary has its measurements.
+    assert_eq!(
+        report.http.worker_requests,
+        report.http.token + report.http.userinfo
+    );
+    assert!(report.http.worker_retries > 0 && report.http.faults_injected > 0);
+    assert!(report.jobs_per_second > 0.0);
+    assert!(report.end_to_end_latency.p50 > 0.0);
+    assert!(summary.contains("jobs/s"), "{summary}");
 }

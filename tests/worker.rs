@@ -243,3 +243,130 @@ async fn redelivered_and_restarted_jobs_never_spend_a_code_twice() {
 fn token_requests(w: &World) -> u64 {
     w.sim.stats().total("token")
 }
+
+/// Reads the group's committed offsets and the end offsets of `topic` (partitions 0..n).
+async fn committed_and_ends(w: &World, n: i32) -> (Vec<i64>, Vec<i64>) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = w.broker.consumer_config(&w.group).create().unwrap();
+    let jobs = w.jobs.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..n {
+            tpl.add_partition(&jobs, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap()
+            .elements()
+            .iter()
+            .map(|e| e.offset().to_raw().unwrap_or(-1))
+            .collect();
+        let ends = (0..n)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&jobs, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        (committed, ends)
+    })
+    .await
+    .unwrap()
+}
+
+fn exactly_once(w: &World) -> silentauth_worker::config::Config {
+    let mut config = w.config();
+    config.worker.delivery = silentauth_worker::config::Delivery::ExactlyOnce;
+    config.worker.instance_id = "eos-test".into();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_commits_results_dead_letters_and_offsets_together() {
+    let broker = TestBroker::start().await;
+    if !broker.supports_transactions() {
+        eprintln!("SKIPPED exactly_once test: this broker (tansu) has no transactions");
+        return;
+    }
+    let w = World::with_broker(broker, Scenario::default(), 2).await;
+    let worker = silentauth_worker::worker::Worker::new(exactly_once(&w));
+    let stats = worker.stats();
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
+    for i in 0..30 {
+        w.send_job(&w.job(&format!("eos-{i}"), &format!("3815000000{i:02}")))
+            .await;
+    }
+    w.send(Some("poison"), b"not json", &[]).await;
+    let results = w.results(30).await;
+    assert_eq!(results.len(), 30);
+    assert!(results.iter().all(|(r, _)| r["status"] == "verified"));
+    let dl = w
+        .broker
+        .consume_all(&w.dlq, 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(dl.len(), 1);
+    cancel.cancel();
+    handle.await.unwrap().unwrap();
+    assert!(
+        silentauth_worker::stats::Stats::get(&stats.commits) >= 1,
+        "no transaction committed"
+    );
+
+    let (committed, ends) = committed_and_ends(&w, 2).await;
+    if w.broker.kind() == support::BrokerKind::Mock {
+        // librdkafka's mock accepts TxnOffsetCommit but does not store it; what can be checked
+        // is that no offset was committed outside a transaction.
+        assert!(committed.iter().all(|&c| c < 0), "{committed:?}");
+    } else {
+        assert_eq!(committed, ends, "offsets travel with the transactions");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_worker_stops_when_fenced() {
+    let broker = TestBroker::start().await;
+    if broker.kind() != support::BrokerKind::External {
+        // tansu has no transactions, and librdkafka's mock gives a second InitProducerId for
+        // the same transactional.id a new producer id instead of bumping the epoch, so neither
+        // can fence. Runs against a real cluster (KAFKA_BOOTSTRAP_SERVERS).
+        eprintln!("SKIPPED fencing test: needs a real Kafka cluster (KAFKA_BOOTSTRAP_SERVERS)");
+        return;
+    }
+    let w = World::with_broker(broker, Scenario::default(), 1).await;
+    let (cancel, handle) = {
+        let cancel = CancellationToken::new();
+        let h = tokio::spawn(silentauth_worker::worker::run(
+            exactly_once(&w),
+            cancel.clone(),
+        ));
+        (cancel, h)
+    };
+    w.send_job(&w.job("before", "381500000001")).await;
+    assert_eq!(w.results(1).await.len(), 1);
+    // A newer instance with the same transactional.id takes over: the old one is a zombie.
+    let zombie_killer: rdkafka::producer::BaseProducer = w
+        .broker
+        .producer_config()
+        .set("transactional.id", format!("{}.eos-test", w.group))
+        .create()
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer;
+        zombie_killer
+            .init_transactions(Duration::from_secs(10))
+            .unwrap();
+        zombie_killer
+    })
+    .await
+    .unwrap();
+    w.send_job(&w.job("after", "381500000002")).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(120), handle)
+        .await
+        .expect("a fenced worker stops by itself")
+        .unwrap();
+    let err = outcome.expect_err("fenced worker must fail");
+    assert!(err.to_string().contains("fatal"), "{err}");
+    cancel.cancel();
+}

@@ -1,15 +1,11 @@
 //! The demo's verdict: every job's results and dead letters compared with what CONTRACT.md
-//! prescribes for it, and the summary printed at the end (counts, throughput, latency, HTTP).
+//! prescribes for it, plus the measurements (throughput, latency, HTTP) the summary prints.
 
 use super::collect::{Published, Received};
 use super::plan::{Kind, Plan, Record};
 use crate::contract::{ErrorClass, Status};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::time::Duration;
-
-/// Mismatches listed in the summary; the rest are counted.
-const MAX_LISTED: usize = 25;
 
 /// p50, p99 and max of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -88,6 +84,9 @@ pub struct DemoReport {
     pub kinds: BTreeMap<Kind, KindTally>,
     /// Results with `duplicate: true`.
     pub duplicates: u64,
+    /// Results that took more HTTP attempts than planned (timeouts or connection errors under
+    /// load), though the expected outcome.
+    pub unplanned_retries: u64,
     /// Jobs whose `job_id` cannot be read (they produce only a dead letter).
     pub unreadable_jobs: usize,
     /// First job published to last result read.
@@ -136,7 +135,6 @@ impl DemoReport {
             .map(|rec| (rec.key.as_str(), rec.payload.as_slice()))
             .collect();
         let mut worker_ms = Vec::new();
-        let mut r_results: HashMap<String, Vec<super::collect::SeenResult>> = HashMap::new();
         let mut e2e_ms = Vec::new();
         for job in &plan.jobs {
             let expected = job.kind.expected(max_attempts);
@@ -145,7 +143,6 @@ impl DemoReport {
             let before = r.mismatches.len();
             let what = format!("job {} ({})", job.job_id, job.kind.label());
             let results = received.results.remove(&job.job_id).unwrap_or_default();
-            r_results.insert(job.job_id.clone(), results.clone());
             let sent = published.sent_at.get(&job.job_id).copied();
             for seen in &results {
                 let res = &seen.result;
@@ -187,6 +184,13 @@ impl DemoReport {
                                 outcome_name(want.status, want.class),
                                 outcome_name(res.status, class)
                             ));
+                        } else if res.attempts > want.attempts
+                            && want.attempts > 0
+                            && job.kind != Kind::Outage
+                        {
+                            // Timeouts or connection errors under load: retries the contract
+                            // allows, but not part of the plan.
+                            r.unplanned_retries += 1;
                         } else if res.attempts != want.attempts {
                             r.mismatches.push(format!(
                                 "{what}: expected {} HTTP attempt(s), got {}",
@@ -280,187 +284,17 @@ impl DemoReport {
         if !r.elapsed.is_zero() {
             r.jobs_per_second = r.jobs as f64 / r.elapsed.as_secs_f64();
         }
-        {
-            let mut a = Vec::new();
-            let mut b = Vec::new();
-            for s in plan.jobs.iter().filter_map(|j| r_results.get(&j.job_id)).flatten() {
-                if let (Some(ts), now) = s.timestamps {
-                    a.push((ts - s.result.completed_at.timestamp_millis()) as f64);
-                    b.push((now - ts) as f64);
-                }
-            }
-            eprintln!("DEBUG completed->produce {:?}; produce->read {:?}", Percentiles::of(a), Percentiles::of(b));
-        }
         r.worker_latency = Percentiles::of(worker_ms);
         r.end_to_end_latency = Percentiles::of(e2e_ms);
         r
     }
-
-    /// The summary, as printed at the end of `demo`.
-    pub fn render(&self) -> String {
-        let mut o = String::new();
-        let _ = self.render_into(&mut o);
-        o
-    }
-
-    fn render_into(&self, o: &mut String) -> std::fmt::Result {
-        writeln!(o)?;
-        writeln!(
-            o,
-            "Results by status and class                      count   expected"
-        )?;
-        let mut keys: Vec<_> = self
-            .outcomes
-            .keys()
-            .chain(self.expected_outcomes.keys())
-            .copied()
-            .collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            let got = self.outcomes.get(&k).copied().unwrap_or(0);
-            let want = self.expected_outcomes.get(&k).copied().unwrap_or(0);
-            let flag = if got == want { "" } else { "   <-- differs" };
-            writeln!(
-                o,
-                "  {:<13} {:<30} {got:>8} {want:>10}{flag}",
-                k.0.as_str(),
-                k.1.map_or("", ErrorClass::as_str)
-            )?;
-        }
-        writeln!(
-            o,
-            "  {:<44} {:>8} {:>10}",
-            "total",
-            self.results,
-            self.expected_outcomes.values().sum::<u64>()
-        )?;
-        writeln!(o)?;
-        writeln!(
-            o,
-            "Dead letters by class                            count   expected"
-        )?;
-        let mut classes: Vec<&String> = self
-            .dead_letters_by_class
-            .keys()
-            .chain(self.expected_dead_letters.keys())
-            .collect();
-        classes.sort();
-        classes.dedup();
-        for c in classes {
-            let got = self.dead_letters_by_class.get(c).copied().unwrap_or(0);
-            let want = self.expected_dead_letters.get(c).copied().unwrap_or(0);
-            let flag = if got == want { "" } else { "   <-- differs" };
-            writeln!(o, "  {c:<44} {got:>8} {want:>10}{flag}")?;
-        }
-        writeln!(o)?;
-        writeln!(
-            o,
-            "Jobs by scenario                   expected outcome                jobs  as expected"
-        )?;
-        for (kind, t) in &self.kinds {
-            let e = kind.expected(0);
-            let outcome = match e.result {
-                Some(w) => outcome_name(w.status, w.class),
-                None => "no result".to_owned(),
-            };
-            let dl = if e.dead_letter.is_some() {
-                " + DLQ"
-            } else {
-                ""
-            };
-            writeln!(
-                o,
-                "  {:<33} {:<27} {:>8} {:>12}",
-                kind.label(),
-                format!("{}{dl}", short(&outcome)),
-                t.jobs,
-                t.ok
-            )?;
-        }
-        writeln!(o)?;
-        writeln!(
-            o,
-            "Throughput    {} jobs in {:.2} s = {:.0} jobs/s (first job published -> last result read)",
-            self.jobs,
-            self.elapsed.as_secs_f64(),
-            self.jobs_per_second
-        )?;
-        writeln!(
-            o,
-            "Publishing    {} records in {:.2} s",
-            self.records_published,
-            self.publish_time.as_secs_f64()
-        )?;
-        let w = self.worker_latency;
-        let e = self.end_to_end_latency;
-        writeln!(
-            o,
-            "Latency       worker (duration_ms): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-            w.p50, w.p99, w.max
-        )?;
-        writeln!(
-            o,
-            "              end to end (publish -> result read, incl. queueing): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-            e.p50, e.p99, e.max
-        )?;
-        let h = &self.http;
-        writeln!(
-            o,
-            "HTTP          worker: {} requests, {} retries; simulator: {} token + {} userinfo, {} faults injected, {} codes presented twice",
-            h.worker_requests, h.worker_retries, h.token, h.userinfo, h.faults_injected, h.codes_reused
-        )?;
-        writeln!(
-            o,
-            "Duplicates    {} result(s) answered from the idempotency cache",
-            self.duplicates
-        )?;
-        writeln!(o)?;
-        if self.timed_out {
-            writeln!(
-                o,
-                "TIMED OUT: {} of {} results and {} of {} dead letters arrived",
-                self.results,
-                self.expected_outcomes.values().sum::<u64>(),
-                self.dead_letters,
-                self.expected_dead_letters.values().sum::<u64>()
-            )?;
-        }
-        if self.mismatches.is_empty() {
-            if !self.timed_out {
-                writeln!(
-                    o,
-                    "OK: all {} jobs ended as the contract prescribes ({} results, {} dead letters).",
-                    self.jobs, self.results, self.dead_letters
-                )?;
-            }
-        } else {
-            writeln!(
-                o,
-                "FAILED: {} mismatch(es) between expected and actual outcomes:",
-                self.mismatches.len()
-            )?;
-            for m in self.mismatches.iter().take(MAX_LISTED) {
-                writeln!(o, "  - {m}")?;
-            }
-            if self.mismatches.len() > MAX_LISTED {
-                writeln!(o, "  ... and {} more", self.mismatches.len() - MAX_LISTED)?;
-            }
-        }
-        Ok(())
-    }
 }
 
-fn outcome_name(status: Status, class: Option<ErrorClass>) -> String {
+pub(super) fn outcome_name(status: Status, class: Option<ErrorClass>) -> String {
     match class {
         Some(c) => format!("{}/{c}", status.as_str()),
         None => status.as_str().to_owned(),
     }
-}
-
-/// `failed/upstream_unavailable` -> `upstream_unavailable`: the class says it all.
-fn short(outcome: &str) -> &str {
-    outcome.split_once('/').map_or(outcome, |(_, class)| class)
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub struct Shared {
     pub warmup: Mutex<ResultsReader>,
     /// How long a revoke waits for in-flight jobs.
     pub revoke_grace: Duration,
+    /// With `exactly_once`, offsets travel in transactions: a revoke commits nothing itself.
+    pub transactional: bool,
     /// Limiters to scale with the partition share, when `rate_limit.scope = "partition_share"`.
     pub shared_limiters: Vec<Arc<Limiter>>,
     /// Counters.
@@ -136,7 +138,7 @@ impl Shared {
                 "revoke grace ran out; the next owner redoes these jobs"
             );
         }
-        if commit.count() > 0 {
+        if commit.count() > 0 && !self.transactional {
             match consumer.commit(&commit, CommitMode::Sync) {
                 Ok(()) => {
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);

@@ -5,4 +5,5 @@ pub mod consumer;
 pub mod embedded;
 pub mod offsets;
 pub mod producer;
+pub mod transactions;
 pub mod warmup;

@@ -7,8 +7,8 @@ use crate::contract::JobResult;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
 /// A dead letter: the original record's key and value, and the `dlq.*` headers.
@@ -63,21 +63,42 @@ impl Publisher {
         })
     }
 
+    /// A transactional producer (`exactly_once`): `transactional.id` is
+    /// `<group_id>.<instance>`, unless `kafka.properties` sets one.
+    pub fn transactional(config: &Config) -> Result<Publisher, KafkaError> {
+        let mut c = producer_config(config);
+        if !config.kafka.properties.contains_key("transactional.id") {
+            c.set(
+                "transactional.id",
+                format!(
+                    "{}.{}",
+                    config.kafka.group_id,
+                    config.worker.instance_name()
+                ),
+            );
+        }
+        Ok(Publisher {
+            producer: c.create()?,
+            results_topic: config.topics.results.clone(),
+            dead_letter_topic: config.topics.dead_letter.clone(),
+        })
+    }
+
     /// The underlying producer (metadata checks, flush).
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
     }
 
-    /// Produces a job's result and dead letter (either may be absent) and waits until the
-    /// broker acknowledged both.
-    pub async fn publish(
+    /// Queues a job's result and dead letter (either may be absent) and returns their delivery
+    /// futures; waits while librdkafka's queue is full.
+    pub async fn enqueue(
         &self,
         result: Option<&JobResult>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
-    ) -> Result<(), KafkaError> {
-        let result_send = async {
-            let Some(r) = result else { return Ok(()) };
+    ) -> Result<Vec<DeliveryFuture>, KafkaError> {
+        let mut futures = Vec::with_capacity(2);
+        if let Some(r) = result {
             let value = serde_json::to_vec(r).expect("a JobResult always serializes");
             let mut headers = OwnedHeaders::new();
             if let Some(tp) = traceparent {
@@ -90,14 +111,9 @@ impl Publisher {
                 .key(r.job_id.as_bytes())
                 .payload(&value)
                 .headers(headers);
-            self.producer
-                .send(record, Timeout::Never)
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| e)
-        };
-        let dead_letter_send = async {
-            let Some(d) = dead_letter else { return Ok(()) };
+            futures.push(self.send_when_room(record).await?);
+        }
+        if let Some(d) = dead_letter {
             let mut headers = OwnedHeaders::new_with_capacity(d.headers.len());
             for (k, v) in &d.headers {
                 headers = headers.insert(Header {
@@ -113,14 +129,47 @@ impl Publisher {
             if let Some(v) = &d.value {
                 record = record.payload(v.as_slice());
             }
-            self.producer
-                .send(record, Timeout::Never)
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| e)
-        };
-        let (a, b) = tokio::join!(result_send, dead_letter_send);
-        a.and(b)
+            futures.push(self.send_when_room(record).await?);
+        }
+        Ok(futures)
+    }
+
+    async fn send_when_room<K, P>(
+        &self,
+        mut record: FutureRecord<'_, K, P>,
+    ) -> Result<DeliveryFuture, KafkaError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Produces a job's result and dead letter (either may be absent) and waits until the
+    /// broker acknowledged both.
+    pub async fn publish(
+        &self,
+        result: Option<&JobResult>,
+        dead_letter: Option<&DeadLetterRecord>,
+        traceparent: Option<&str>,
+    ) -> Result<(), KafkaError> {
+        for delivery in self.enqueue(result, dead_letter, traceparent).await? {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e),
+                Err(_) => return Err(KafkaError::Canceled),
+            }
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged.

@@ -1,0 +1,256 @@
+//! One consumed record: decode, verify (through the idempotency cache), build the result and
+//! dead letter, publish them (or hand them to the transaction committer), then finish the offset.
+
+use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
+use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage};
+use crate::kafka::consumer::{Shared, WorkerContext};
+use crate::kafka::producer::{DeadLetterRecord, Publisher};
+use crate::kafka::transactions::TxnItem;
+use crate::secret::mask_msisdn;
+use crate::silentauth::SilentAuthClient;
+use crate::stats::Stats;
+use crate::verify::{invalid_job_result, JobContext, Verifier};
+use chrono::{TimeZone, Utc};
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::{Headers, Message};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Everything a job task needs.
+pub(super) struct JobEnv {
+    pub(super) verifier: Verifier<SilentAuthClient>,
+    pub(super) publisher: Arc<Publisher>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) consumer: Arc<StreamConsumer<WorkerContext>>,
+    pub(super) group_id: String,
+    pub(super) stats: Arc<Stats>,
+    /// Set with `exactly_once`: finished jobs go to the transaction committer.
+    pub(super) committer: Option<mpsc::Sender<TxnItem>>,
+}
+
+/// A consumed record, copied out of librdkafka's buffer.
+pub(super) struct Taken {
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    epoch: u64,
+    timestamp_ms: Option<i64>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    traceparent: Option<String>,
+    replay_count: u32,
+}
+
+/// Copies a record out and registers its offset, unless its partition is no longer ours.
+pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -> Option<Taken> {
+    let partition = m.partition();
+    let offset = m.offset();
+    let epoch = {
+        let mut t = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        let epoch = t.epoch(partition)?;
+        t.start(partition, epoch, offset).then_some(epoch)?
+    };
+    let mut traceparent = None;
+    let mut replay_count = 0;
+    if let Some(h) = m.headers() {
+        for header in h.iter() {
+            match header.key {
+                "traceparent" => {
+                    traceparent = header
+                        .value
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .map(str::to_owned)
+                }
+                crate::contract::dead_letter::header::REPLAY_COUNT => {
+                    replay_count = header
+                        .value
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0)
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(Taken {
+        partition,
+        offset,
+        epoch,
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        traceparent,
+        replay_count,
+    })
+}
+
+/// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
+/// Cancelling `token` abandons it: nothing is published and the offset stays unfinished.
+pub(super) async fn job_task(env: Arc<JobEnv>, taken: Taken, token: CancellationToken) {
+    tokio::select! {
+        _ = token.cancelled() => {}
+        _ = run_job(&env, taken) => {}
+    }
+    env.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+    env.shared.finished.notify_one();
+}
+
+async fn run_job(env: &JobEnv, taken: Taken) {
+    let out = process(env, &taken).await;
+    match &env.committer {
+        None => {
+            publish(env, &out, taken.traceparent.as_deref()).await;
+            let position = env
+                .shared
+                .tracker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(taken.partition, taken.epoch, taken.offset);
+            if let Some(pos) = position {
+                env.shared.store(&*env.consumer, taken.partition, pos);
+            }
+        }
+        Some(committer) => {
+            let (done, committed) = oneshot::channel();
+            let item = TxnItem {
+                result: out.result.clone(),
+                dead_letter: out.dead_letter.clone(),
+                traceparent: taken.traceparent.clone(),
+                partition: taken.partition,
+                epoch: taken.epoch,
+                offset: taken.offset,
+                done,
+            };
+            if committer.send(item).await.is_err() || committed.await.is_err() {
+                // The committer stopped (fenced): the worker is shutting down with an error.
+                return;
+            }
+        }
+    }
+    if let Some(r) = &out.result {
+        env.stats
+            .result(r.status, r.error.as_ref().map(|e| e.class));
+    }
+    if let Some(e) = &out.error {
+        env.stats.dead_letter(e.class);
+    }
+}
+
+/// What one job produces.
+struct Outputs {
+    result: Option<JobResult>,
+    /// The dead-lettered error, when the job is dead-lettered.
+    error: Option<ErrorInfo>,
+    dead_letter: Option<DeadLetterRecord>,
+}
+
+/// Publishes until acknowledged: a result that cannot be produced is never marked done.
+async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match env
+            .publisher
+            .publish(out.result.as_ref(), out.dead_letter.as_ref(), traceparent)
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                env.stats.produce_errors.fetch_add(1, Ordering::Relaxed);
+                env.stats.producer_ok.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, retry_in = ?backoff, "cannot publish the result; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    env.stats.producer_ok.store(true, Ordering::Relaxed);
+}
+
+/// Decodes and verifies one record, and builds its result and dead letter.
+async fn process(env: &JobEnv, taken: &Taken) -> Outputs {
+    let ctx = JobContext {
+        received_at: Utc::now(),
+        replay_count: taken.replay_count,
+        record_time: taken
+            .timestamp_ms
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+    };
+    let payload = taken.payload.as_deref().unwrap_or_default();
+    let (result, error): (Option<JobResult>, Option<ErrorInfo>) = match Job::decode(payload) {
+        Err(failure) => {
+            let result = invalid_job_result(&failure, &ctx);
+            let error = ErrorInfo::new(
+                ErrorClass::InvalidJob,
+                Stage::Job,
+                failure.error.to_string(),
+            );
+            tracing::warn!(job_id = failure.job_id.as_deref().unwrap_or("<unreadable>"), error = %failure.error, "invalid job");
+            (result, Some(error))
+        }
+        Ok(job) => {
+            tracing::Span::current().record("job_id", job.job_id.as_str());
+            let (result, duplicate) = env
+                .shared
+                .cache
+                .run(&job.job_id, ctx.replay_count, || async {
+                    let out = env.verifier.verify(&job, &ctx).await;
+                    env.stats
+                        .http_requests
+                        .fetch_add(out.result.attempts as u64, Ordering::Relaxed);
+                    env.stats
+                        .retries
+                        .fetch_add(out.retries as u64, Ordering::Relaxed);
+                    out.result
+                })
+                .await;
+            let mut result = result;
+            if duplicate {
+                result.duplicate = true;
+                env.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(
+                login_hint = %mask_msisdn(&job.login_hint),
+                status = result.status.as_str(),
+                class = result.error.as_ref().map(|e| e.class.as_str()),
+                duplicate,
+                "verified"
+            );
+            let error = result
+                .error
+                .clone()
+                .filter(|e| e.class.dead_lettered() && !duplicate);
+            (Some(result), error)
+        }
+    };
+    let dead_letter = error.as_ref().map(|e| {
+        let source = SourceRecord {
+            topic: env.shared.jobs_topic.clone(),
+            partition: taken.partition,
+            offset: taken.offset,
+            timestamp_ms: taken.timestamp_ms,
+            traceparent: taken.traceparent.clone(),
+        };
+        let attempts = result.as_ref().map_or(0, |r| r.attempts);
+        DeadLetterRecord {
+            key: taken.key.clone(),
+            value: taken.payload.clone(),
+            headers: DeadLetterHeaders::for_failure(
+                &source,
+                e,
+                attempts,
+                &env.group_id,
+                taken.replay_count,
+                Utc::now(),
+            )
+            .to_headers(),
+        }
+    });
+
+    Outputs {
+        result,
+        error,
+        dead_letter,
+    }
+}

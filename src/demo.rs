@@ -124,15 +124,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
 
     let publisher = collect::JobPublisher::new(&bootstrap)?;
     publisher.warm_up(WARM_UP_TOPIC).await?;
-    let worker = Worker::new(config.clone());
-    let stats = worker.stats();
-    let cancel = CancellationToken::new();
-    let mut handle = tokio::spawn(worker.run(cancel.clone()));
     let collector = Collector::new(
         &bootstrap,
         (&topics.results, partitions),
         (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
     )?;
+    let worker = Worker::new(config.clone());
+    let stats = worker.stats();
+    let cancel = CancellationToken::new();
+    let mut handle = tokio::spawn(worker.run(cancel.clone()));
     eprintln!("demo: waiting for the worker to join its consumer group ...");
     if let Err(e) = wait_ready(&stats, &mut handle).await {
         cancel.cancel();

@@ -172,25 +172,36 @@ async fn sigkilled_binary_restarts_without_skipping_or_respending() {
     child.kill().unwrap();
     child.wait().unwrap();
     let mut duplicates = 0;
+    let mut respent = 0;
     for (id, rs) in &by_id {
-        // The first result is a verdict; no later result overrides it with a spent code.
-        assert_eq!(rs[0]["status"], "verified", "{id}: {rs:?}");
-        for r in &rs[1..] {
-            duplicates += 1;
+        // A published verdict is never followed by a result of a re-spent code.
+        if let Some(first) = rs.iter().position(|r| r["status"] == "verified") {
+            for r in &rs[first + 1..] {
+                assert_eq!(r["status"], "verified", "{id}: verdict overridden: {rs:?}");
+            }
+        } else {
+            // Only a job in flight at a kill (its result never published) can have its code
+            // spent by the dead process: it ends code_rejected.
             assert!(
-                r["status"] == "verified" || r["error"]["class"] == "code_rejected",
+                rs.iter().all(|r| r["error"]["class"] == "code_rejected"),
                 "{id}: {rs:?}"
             );
-            if r["error"]["class"] == "code_rejected" {
-                panic!("{id}: a job with a published verdict spent its code again: {rs:?}");
-            }
+            respent += 1;
         }
+        duplicates += rs.len() - 1;
     }
-    eprintln!("sigkill: {kills} kills, {n} jobs, 0 lost, {duplicates} duplicate results");
-    // Duplicates come only from jobs in flight at a kill (bounded by max_in_flight each time).
+    eprintln!(
+        "sigkill: {kills} kills, {n} jobs, 0 lost, {duplicates} duplicate results, \
+         {respent} codes spent by a killed process"
+    );
+    // Both come only from jobs in flight at a kill (at most max_in_flight each time).
     assert!(
-        duplicates <= kills * 32 * 2,
+        duplicates <= kills * 32,
         "{duplicates} duplicates after {kills} kills"
+    );
+    assert!(
+        respent <= kills * 32,
+        "{respent} re-spent codes after {kills} kills"
     );
     assert_eq!(by_id.len(), n);
 }

@@ -217,7 +217,6 @@ impl Collector {
         let mut got = Received::default();
         let progress = Progress::new(want_results, stats);
         let mut grace_until: Option<Instant> = None;
-        let mut trace_next = Instant::now();
         loop {
             let complete =
                 got.result_count >= want_results && got.dead_letter_count >= want_dead_letters;
@@ -272,17 +271,6 @@ impl Collector {
                 }
             }
             progress.update(got.result_count, got.dead_letter_count);
-            if std::env::var_os("DEMO_TRACE").is_some() && trace_next <= Instant::now() {
-                trace_next = Instant::now() + Duration::from_millis(50);
-                eprintln!(
-                    "TRACE {:>6} consumed {} published {} in_flight {} read {}",
-                    progress.started.elapsed().as_millis(),
-                    Stats::get(&stats.consumed),
-                    Stats::get(&stats.results),
-                    Stats::get(&stats.in_flight),
-                    got.result_count
-                );
-            }
         }
         progress.finish(got.result_count, got.dead_letter_count);
         got

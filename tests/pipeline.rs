@@ -1,0 +1,151 @@
+//! The pipeline under pressure: a rate limit far below the backlog (pause/resume must keep the
+//! consumer polling) and a second instance joining and the first leaving mid-run.
+
+mod support;
+
+use rdkafka::message::Message;
+use serde_json::Value;
+use silentauth_worker::simulator::Scenario;
+use silentauth_worker::stats::Stats;
+use silentauth_worker::worker::Worker;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use support::world::{read_topic, World};
+use tokio_util::sync::CancellationToken;
+
+async fn results_by_id(w: &World) -> BTreeMap<String, Vec<Value>> {
+    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for m in read_topic(&w.broker, &w.results).await {
+        let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        by_id
+            .entry(v["job_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(v);
+    }
+    by_id
+}
+
+async fn wait_until_all(
+    w: &World,
+    ids: &BTreeSet<String>,
+    timeout: Duration,
+) -> BTreeMap<String, Vec<Value>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let by_id = results_by_id(w).await;
+        let missing = ids.iter().filter(|i| !by_id.contains_key(*i)).count();
+        if missing == 0 {
+            return by_id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} jobs without a result"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_rate_limit_never_trips_max_poll_interval() {
+    let w = World::new(Scenario::default(), 2).await;
+    let mut config = w.config();
+    config.worker.max_in_flight = 2;
+    config
+        .clients
+        .get_mut("default")
+        .unwrap()
+        .requests_per_second = Some(10.0);
+    // Far less than the ~12 s the backlog takes: only continuous polling keeps the member.
+    for (k, v) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+        ("max.poll.interval.ms", "7000"),
+    ] {
+        config.kafka.properties.insert(k.into(), v.into());
+    }
+    let worker = Worker::new(config);
+    let stats = worker.stats();
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
+    let mut ids = BTreeSet::new();
+    for i in 0..60 {
+        let id = format!("slow-{i}");
+        w.send_job(&w.job(&id, &format!("38173{i:07}"))).await;
+        ids.insert(id);
+    }
+    let by_id = wait_until_all(&w, &ids, Duration::from_secs(90)).await;
+    assert!(by_id
+        .values()
+        .all(|rs| rs.len() == 1 && rs[0]["status"] == "verified"));
+    assert_eq!(Stats::get(&stats.abandoned), 0, "no revoke happened");
+    assert_eq!(Stats::get(&stats.duplicates), 0);
+    assert_eq!(w.sim.stats().total("token"), 60, "no code exchanged twice");
+    cancel.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_joining_and_leaving_lose_nothing() {
+    let mut scenario = Scenario::default();
+    scenario.latency.fixed = Duration::from_millis(5);
+    let w = World::new(scenario, 4).await;
+    let mut config = w.config();
+    config.worker.max_in_flight = 16;
+    config.worker.revoke_grace = Duration::from_secs(5);
+    for (k, v) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ] {
+        config.kafka.properties.insert(k.into(), v.into());
+    }
+    let first = Worker::new(config.clone());
+    let first_stats = first.stats();
+    let first_cancel = CancellationToken::new();
+    let first_handle = tokio::spawn(first.run(first_cancel.clone()));
+    let mut ids = BTreeSet::new();
+    let mut send = |w: &World, i: usize| {
+        let id = format!("reb-{i}");
+        ids.insert(id.clone());
+        w.job(&id, &format!("38174{i:07}"))
+    };
+    for i in 0..150 {
+        let j = send(&w, i);
+        w.send_job(&j).await;
+    }
+    // A second instance joins while work flows...
+    let second = Worker::new(config.clone());
+    let second_stats = second.stats();
+    let second_cancel = CancellationToken::new();
+    let second_handle = tokio::spawn(second.run(second_cancel.clone()));
+    for i in 150..300 {
+        let j = send(&w, i);
+        w.send_job(&j).await;
+    }
+    // ...then the first leaves gracefully while jobs keep coming.
+    first_cancel.cancel();
+    for i in 300..450 {
+        let j = send(&w, i);
+        w.send_job(&j).await;
+    }
+    first_handle.await.unwrap().unwrap();
+    let by_id = wait_until_all(&w, &ids, Duration::from_secs(120)).await;
+    second_cancel.cancel();
+    second_handle.await.unwrap().unwrap();
+    let mut duplicates = 0;
+    for (id, rs) in &by_id {
+        assert_eq!(rs[0]["status"], "verified", "{id}: {rs:?}");
+        assert!(rs.iter().all(|r| r["status"] == "verified"), "{id}: {rs:?}");
+        duplicates += rs.len() - 1;
+    }
+    let consumed = Stats::get(&first_stats.consumed) + Stats::get(&second_stats.consumed);
+    eprintln!(
+        "rebalance: 450 jobs, 0 lost, {duplicates} duplicate results, {consumed} consumed, \
+         {} abandoned",
+        Stats::get(&first_stats.abandoned) + Stats::get(&second_stats.abandoned)
+    );
+    assert!(
+        Stats::get(&second_stats.consumed) > 0,
+        "the second instance took work"
+    );
+    assert_eq!(w.sim.stats().codes_reused, 0, "no code exchanged twice");
+}

@@ -222,9 +222,16 @@ mod tests {
 
     /// Tokio's timer has millisecond ticks: each sleep may end up to 1 ms late.
     fn assert_schedule(times: &[Duration], expected_ms: &[u64]) {
-        assert_eq!(times.len(), expected_ms.len(), "{times:?} vs {expected_ms:?}");
+        assert_eq!(
+            times.len(),
+            expected_ms.len(),
+            "{times:?} vs {expected_ms:?}"
+        );
         for (i, (t, e)) in times.iter().zip(ms(expected_ms)).enumerate() {
-            assert!(*t >= e && *t <= e + Duration::from_millis(1 + i as u64), "{times:?} vs {expected_ms:?}");
+            assert!(
+                *t >= e && *t <= e + Duration::from_millis(1 + i as u64),
+                "{times:?} vs {expected_ms:?}"
+            );
         }
     }
 

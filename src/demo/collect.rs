@@ -299,7 +299,7 @@ impl<'a> Progress<'a> {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} results  {per_sec}  {msg}",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} results, {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
@@ -331,7 +331,7 @@ impl<'a> Progress<'a> {
 
     fn message(&self, dead_letters: u64) -> String {
         format!(
-            "{dead_letters} dead letters, {} jobs in flight, {} HTTP requests",
+            "{dead_letters} dead letters, {} in flight, {} HTTP requests",
             Stats::get(&self.stats.in_flight),
             Stats::get(&self.stats.http_requests)
         )

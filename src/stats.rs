@@ -28,6 +28,8 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Jobs in flight now.
     pub in_flight: AtomicU64,
+    /// True while the partitions are paused because the in-flight window stayed full.
+    pub paused: AtomicBool,
     /// True while partitions are assigned.
     pub assigned: AtomicBool,
     /// False while results cannot be produced.

@@ -195,22 +195,38 @@ impl Worker {
         });
 
         let max_in_flight = config.worker.max_in_flight.max(1) as u64;
-        let resume_at = max_in_flight - max_in_flight / 4;
+        let pause_after = pause_after(&config);
         let mut paused: Option<TopicPartitionList> = None;
         tracing::info!(topic = %config.topics.jobs, group = %config.kafka.group_id, "worker started");
         loop {
-            let in_flight = stats.in_flight.load(Ordering::Acquire);
-            if paused.is_none() && in_flight >= max_in_flight {
-                if let Ok(a) = consumer.assignment() {
-                    if consumer.pause(&a).is_ok() {
-                        paused = Some(a);
-                    }
-                }
-            } else if in_flight < resume_at {
+            let full = stats.in_flight.load(Ordering::Acquire) >= max_in_flight;
+            if !full {
                 if let Some(a) = paused.take() {
                     // Only what is still assigned can be resumed.
                     let now = consumer.assignment().unwrap_or(a);
                     let _ = consumer.resume(&now);
+                    stats.paused.store(false, Ordering::Relaxed);
+                }
+            }
+            // A full window waits for a free slot without polling, which keeps librdkafka's
+            // prefetched records (pausing discards them). Should it stay full for
+            // `pause_after`, the partitions are paused and polling goes on, so
+            // `max.poll.interval.ms` never trips however slow the jobs are.
+            if full && paused.is_none() {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break,
+                    _ = fenced.cancelled() => break,
+                    _ = shared.finished.notified() => continue,
+                    _ = tokio::time::sleep(pause_after) => {
+                        if let Ok(a) = consumer.assignment() {
+                            if consumer.pause(&a).is_ok() {
+                                paused = Some(a);
+                                stats.paused.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        continue;
+                    }
                 }
             }
             tokio::select! {
@@ -298,4 +314,16 @@ impl Worker {
         tracing::info!("worker stopped");
         Ok(())
     }
+}
+
+/// How long a full window may go without polling before the partitions are paused: well inside
+/// `max.poll.interval.ms` (librdkafka's default 300 s, or what `kafka.properties` sets).
+fn pause_after(config: &Config) -> Duration {
+    let max_poll = config
+        .kafka
+        .properties
+        .get("max.poll.interval.ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(300_000);
+    Duration::from_millis((max_poll / 4).clamp(10, 1_000))
 }

@@ -95,7 +95,15 @@ impl Worker {
 
         // Fail fast, and clearly, when the brokers are not there.
         let timeout = config.kafka.connect_timeout;
-        let probe = publisher.producer().client().fetch_metadata(None, timeout);
+        let p = publisher.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            p.producer()
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|_| ())
+        })
+        .await
+        .expect("metadata probe panicked");
         if let Err(source) = probe {
             return Err(WorkerError::Unreachable {
                 brokers: config.kafka.brokers.clone(),

@@ -3,52 +3,12 @@
 
 mod support;
 
-use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use serde_json::Value;
 use silentauth_worker::simulator::Scenario;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
-use support::world::{read_topic, World};
+use support::world::World;
 use support::TestBroker;
-
-/// Every result per job_id (in topic order per partition), read until every id has one.
-async fn results_by_id(
-    w: &World,
-    ids: &BTreeSet<String>,
-    timeout: Duration,
-) -> BTreeMap<String, Vec<Value>> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let msgs = read_topic(&w.broker, &w.results).await;
-        let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for m in msgs {
-            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            by_id
-                .entry(v["job_id"].as_str().unwrap().to_owned())
-                .or_default()
-                .push(v);
-        }
-        let missing = ids.iter().filter(|id| !by_id.contains_key(*id)).count();
-        if missing == 0 || tokio::time::Instant::now() > deadline {
-            assert_eq!(missing, 0, "{missing} jobs have no result");
-            return by_id;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Waits until the results topic holds at least `n` records.
-async fn wait_for_results(w: &World, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while read_topic(&w.broker, &w.results).await.len() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "fewer than {n} results after 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn slow_scenario(ms: u64) -> Scenario {
     let mut s = Scenario::default();
@@ -69,7 +29,7 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
         ids.insert(id);
     }
     // Let some work happen, then take every broker down for 5 s.
-    wait_for_results(&w, 50).await;
+    w.wait_for_results(50).await;
     let mock = w.broker.mock().unwrap().mock();
     for b in 1..=3 {
         mock.broker_down(b).unwrap();
@@ -78,7 +38,7 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
     for b in 1..=3 {
         mock.broker_up(b).unwrap();
     }
-    let by_id = results_by_id(&w, &ids, Duration::from_secs(90)).await;
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(90)).await;
     for (id, rs) in &by_id {
         assert!(rs.iter().any(|r| r["status"] == "verified"), "{id}: {rs:?}");
     }
@@ -105,7 +65,7 @@ async fn produce_errors_are_retried_and_nothing_is_lost() {
             );
         }
     }
-    let by_id = results_by_id(&w, &ids, Duration::from_secs(90)).await;
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(90)).await;
     assert_eq!(by_id.len(), 100);
     for rs in by_id.values() {
         assert!(rs.iter().all(|r| r["status"] == "verified"), "{rs:?}");
@@ -162,13 +122,13 @@ async fn sigkilled_binary_restarts_without_skipping_or_respending() {
     let mut child = spawn();
     for round in 1..=3 {
         // Kill once some results exist and work is surely in flight.
-        wait_for_results(&w, 60 * round).await;
+        w.wait_for_results(60 * round).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
         child = spawn();
     }
-    let by_id = results_by_id(&w, &ids, Duration::from_secs(120)).await;
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(120)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let mut duplicates = 0;

@@ -3,47 +3,13 @@
 
 mod support;
 
-use rdkafka::message::Message;
-use serde_json::Value;
 use silentauth_worker::simulator::Scenario;
 use silentauth_worker::stats::Stats;
 use silentauth_worker::worker::Worker;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
-use support::world::{read_topic, World};
+use support::world::World;
 use tokio_util::sync::CancellationToken;
-
-async fn results_by_id(w: &World) -> BTreeMap<String, Vec<Value>> {
-    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for m in read_topic(&w.broker, &w.results).await {
-        let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-        by_id
-            .entry(v["job_id"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(v);
-    }
-    by_id
-}
-
-async fn wait_until_all(
-    w: &World,
-    ids: &BTreeSet<String>,
-    timeout: Duration,
-) -> BTreeMap<String, Vec<Value>> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let by_id = results_by_id(w).await;
-        let missing = ids.iter().filter(|i| !by_id.contains_key(*i)).count();
-        if missing == 0 {
-            return by_id;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{missing} jobs without a result"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_rate_limit_never_trips_max_poll_interval() {
@@ -73,7 +39,7 @@ async fn a_slow_rate_limit_never_trips_max_poll_interval() {
         w.send_job(&w.job(&id, &format!("38173{i:07}"))).await;
         ids.insert(id);
     }
-    let by_id = wait_until_all(&w, &ids, Duration::from_secs(90)).await;
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(90)).await;
     assert!(by_id
         .values()
         .all(|rs| rs.len() == 1 && rs[0]["status"] == "verified"));
@@ -128,7 +94,7 @@ async fn instances_joining_and_leaving_lose_nothing() {
         w.send_job(&j).await;
     }
     first_handle.await.unwrap().unwrap();
-    let by_id = wait_until_all(&w, &ids, Duration::from_secs(120)).await;
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(120)).await;
     second_cancel.cancel();
     second_handle.await.unwrap().unwrap();
     let mut duplicates = 0;

@@ -105,10 +105,7 @@ impl Shared {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-            _ => wait(),
-        }
+        blocking(wait);
         let mut commit = TopicPartitionList::new();
         let mut abandoned = 0u64;
         {
@@ -154,10 +151,7 @@ impl Shared {
             let mut reader = self.warmup.lock().unwrap_or_else(|e| e.into_inner());
             reader.catch_up(&self.cache)
         };
-        let warmed = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(warm),
-            _ => warm(),
-        };
+        let warmed = blocking(warm);
         match warmed {
             Ok(n) => tracing::debug!(results = n, "idempotency cache caught up"),
             Err(e) => tracing::warn!(error = %e, "could not catch the idempotency cache up"),
@@ -261,6 +255,15 @@ impl ConsumerContext for WorkerContext {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => tracing::warn!(error = %e, "offset commit failed"),
         }
+    }
+}
+
+/// Runs blocking work inside a rebalance callback. On a multi-threaded runtime the callback's
+/// worker thread hands its other tasks over first, so in-flight jobs keep running meanwhile.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use silentauth_worker::config::{ClientConfig, Config};
 use silentauth_worker::secret::Secret;
 use silentauth_worker::simulator::{Scenario, SimHandle};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -193,4 +194,52 @@ pub async fn read_topic(broker: &TestBroker, topic: &str) -> Vec<OwnedMessage> {
     })
     .await
     .expect("reader task")
+}
+
+impl World {
+    /// Every result on the results topic now, grouped by `job_id` in topic order.
+    pub async fn results_by_id(&self) -> BTreeMap<String, Vec<Value>> {
+        let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for m in read_topic(&self.broker, &self.results).await {
+            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            by_id
+                .entry(v["job_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(v);
+        }
+        by_id
+    }
+
+    /// Waits until every id in `ids` has a result; panics after `timeout`.
+    pub async fn wait_until_all(
+        &self,
+        ids: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> BTreeMap<String, Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let by_id = self.results_by_id().await;
+            let missing = ids.iter().filter(|i| !by_id.contains_key(*i)).count();
+            if missing == 0 {
+                return by_id;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{missing} jobs without a result after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Waits until the results topic holds at least `n` records; panics after 60 s.
+    pub async fn wait_for_results(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while read_topic(&self.broker, &self.results).await.len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fewer than {n} results after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

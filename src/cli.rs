@@ -99,6 +99,27 @@ pub enum Command {
         #[arg(long)]
         from_beginning: bool,
     },
+    /// Measure throughput, latency, CPU and memory: the worker in this process, the simulator in
+    /// its own, an embedded MockCluster (or --brokers), scenario by scenario, with the
+    /// passthrough and simulator ceilings measured in the same run.
+    Bench {
+        /// S1..S6, a comma-separated list, or all.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Jobs per scenario (default: each scenario's own, e.g. 100,000 for S1).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Partitions of the jobs and results topics (default: one per 2,500 jobs, 8 to 64).
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// An external broker (HOST:PORT, e.g. tansu) instead of the embedded MockCluster;
+        /// topics are created with the admin API.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Skip the passthrough and simulator-capacity runs.
+        #[arg(long)]
+        skip_limits: bool,
+    },
     /// Print the effective configuration with secrets masked.
     CheckConfig {
         /// Config file (default config/default.toml, else the embedded default).

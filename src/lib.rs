@@ -17,6 +17,8 @@
 //! cache, warmed from the results topic at start-up, keeps a redelivered job from spending its
 //! single-use code twice.
 
+pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod contract;
 pub mod demo;
@@ -27,5 +29,6 @@ pub mod secret;
 pub mod silentauth;
 pub mod simulator;
 pub mod stats;
+pub mod telemetry;
 pub mod verify;
 pub mod worker;

@@ -10,7 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if matches!(cli.command, cli::Command::Demo { .. }) && std::env::var_os("RUST_LOG").is_none() {
+    if matches!(
+        cli.command,
+        cli::Command::Demo { .. } | cli::Command::Bench { .. }
+    ) && std::env::var_os("RUST_LOG").is_none()
+    {
         // The demo's own output is the point: keep the worker's logs (and the warnings about
         // its deliberate poison messages) out of it. Set before any thread exists.
         std::env::set_var("RUST_LOG", "error");
@@ -133,6 +137,35 @@ fn main() -> ExitCode {
                     tracing::error!(error = %e, "replay failed");
                     eprintln!("error: {e}");
                     ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        cli::Command::Bench {
+            scenario,
+            jobs,
+            partitions,
+            brokers,
+            skip_limits,
+        } => {
+            let scenarios = match silentauth_worker::bench::ScenarioId::parse_list(&scenario) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = silentauth_worker::bench::BenchOptions {
+                scenarios,
+                jobs,
+                partitions,
+                brokers,
+                skip_limits,
+            };
+            match runtime.block_on(silentauth_worker::bench::run_scenarios(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! Counters the worker keeps while it runs: what `demo` summarises and `/metrics` will export.
 
 use crate::contract::{ErrorClass, Status};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Live counters, shared by every task of a run.
 #[derive(Debug, Default)]
@@ -34,8 +35,17 @@ pub struct Stats {
     pub assigned: AtomicBool,
     /// False while results cannot be produced.
     pub producer_ok: AtomicBool,
+    /// Partitions paused now (0 unless `paused`).
+    pub paused_partitions: AtomicU64,
+    /// Consumer lag per jobs partition, from librdkafka's statistics.
+    lag: Mutex<BTreeMap<i32, i64>>,
+    /// Where the admin listener bound (set once it listens).
+    admin_addr: OnceLock<SocketAddr>,
     by_outcome: Mutex<BTreeMap<(Status, Option<ErrorClass>), u64>>,
     dead_letters_by_class: Mutex<BTreeMap<ErrorClass, u64>>,
+    /// Per-job HTTP time (job_id -> time), kept only after [`Stats::keep_http_times`] (the
+    /// benchmark's S6 subtracts it from the job latency; Result v1 does not carry it).
+    http_times: Mutex<Option<HashMap<String, std::time::Duration>>>,
 }
 
 impl Stats {
@@ -85,5 +95,48 @@ impl Stats {
     /// True when the worker can take and publish jobs (`/readyz`).
     pub fn ready(&self) -> bool {
         self.assigned.load(Ordering::Relaxed) && self.producer_ok.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the consumer lag per partition (from the latest librdkafka statistics).
+    pub fn set_lag(&self, lag: BTreeMap<i32, i64>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
+    /// Consumer lag per partition, as last reported.
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records where the admin listener bound; the first address wins.
+    pub fn set_admin_addr(&self, addr: SocketAddr) {
+        let _ = self.admin_addr.set(addr);
+    }
+
+    /// Where the admin listener bound, once it listens (tests bind `127.0.0.1:0`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr.get().copied()
+    }
+
+    /// Starts keeping each job's HTTP time (for `bench`; off by default, so it costs nothing).
+    pub fn keep_http_times(&self) {
+        let mut t = self.http_times.lock().unwrap_or_else(|e| e.into_inner());
+        t.get_or_insert_with(HashMap::new);
+    }
+
+    /// Records the time `job_id` spent waiting for HTTP answers, if asked to keep them.
+    pub fn http_time(&self, job_id: &str, took: std::time::Duration) {
+        let mut t = self.http_times.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(map) = t.as_mut() {
+            map.insert(job_id.to_owned(), took);
+        }
+    }
+
+    /// The HTTP times kept so far, by job_id (empty unless [`Stats::keep_http_times`] was called).
+    pub fn http_times(&self) -> HashMap<String, std::time::Duration> {
+        self.http_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 }

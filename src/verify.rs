@@ -8,7 +8,7 @@ use crate::contract::job::DecodeFailure;
 use crate::contract::result::SCHEMA_VERSION;
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
 use crate::silentauth::client::Credentials;
-use crate::silentauth::retry::{run_stage, Attempts, StageEnd};
+use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
 use crate::silentauth::{Api, Classification, Limiter, RetryPolicy, TokenGrant, UserInfo};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -64,6 +64,7 @@ pub struct Verifier<A> {
     profiles: HashMap<String, Profile>,
     policy: RetryPolicy,
     code_ttl: Duration,
+    observer: Option<Arc<dyn HttpObserver>>,
 }
 
 impl<A: Api> Verifier<A> {
@@ -79,7 +80,19 @@ impl<A: Api> Verifier<A> {
             profiles,
             policy,
             code_ttl,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` about every HTTP request sent (the worker's metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn HttpObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Each profile's name and limiter, e.g. to export its rate-limit wait.
+    pub fn profile_limiters(&self) -> impl Iterator<Item = (&str, &Arc<Limiter>)> {
+        self.profiles.iter().map(|(n, p)| (n.as_str(), &p.limiter))
     }
 
     /// A verifier for the `[clients]`, `[retry]` and `worker.code_ttl` of `config`.
@@ -203,12 +216,13 @@ impl<A: Api> Verifier<A> {
         }
         let deadline_at = tokio::time::Instant::now() + left;
 
-        let token = run_stage(
+        let token = run_stage_observed(
             &self.policy,
             &profile.limiter,
             Stage::Token,
             Some(deadline_at),
             attempts,
+            self.observer.as_deref(),
             || self.api.token(&profile.credentials, code, redirect_uri),
         )
         .await;
@@ -221,12 +235,13 @@ impl<A: Api> Verifier<A> {
             },
         };
 
-        let userinfo = run_stage(
+        let userinfo = run_stage_observed(
             &self.policy,
             &profile.limiter,
             Stage::Userinfo,
             None,
             attempts,
+            self.observer.as_deref(),
             || self.api.userinfo(&grant.access_token),
         )
         .await;

@@ -34,7 +34,9 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
             config.kafka.commit_interval.as_millis().max(1).to_string(),
         )
         .set("auto.offset.reset", "earliest")
-        .set("client.id", "silentauth-worker");
+        .set("client.id", "silentauth-worker")
+        // Feeds `silentauth_consumer_lag` (WorkerContext::stats_raw).
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &config.kafka.properties {
         c.set(k, v);
     }
@@ -218,7 +220,45 @@ pub struct WorkerContext {
     pub shared: Arc<Shared>,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    /// Keeps each jobs partition's `consumer_lag` from librdkafka's statistics (-1, unknown,
+    /// is left out). Only the few fields needed are decoded, and nothing is logged.
+    fn stats_raw(&self, statistics: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Report {
+            #[serde(default)]
+            topics: HashMap<String, TopicReport>,
+        }
+        #[derive(serde::Deserialize)]
+        struct TopicReport {
+            #[serde(default)]
+            partitions: HashMap<String, PartitionReport>,
+        }
+        #[derive(serde::Deserialize)]
+        struct PartitionReport {
+            #[serde(default = "unknown")]
+            consumer_lag: i64,
+        }
+        fn unknown() -> i64 {
+            -1
+        }
+        let Ok(report) = serde_json::from_slice::<Report>(statistics) else {
+            return;
+        };
+        let lag = report
+            .topics
+            .get(&self.shared.jobs_topic)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .filter_map(|(p, r)| Some((p.parse::<i32>().ok()?, r.consumer_lag)))
+                    .filter(|&(p, lag)| p >= 0 && lag >= 0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.shared.stats.set_lag(lag);
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -77,6 +77,14 @@ pub enum StageEnd {
     Expired,
 }
 
+/// Told about every HTTP request a stage sends, so metrics can be kept without the domain
+/// knowing where they go. Called on the request path: implementations must be cheap.
+pub trait HttpObserver: Send + Sync + std::fmt::Debug {
+    /// One request of `stage` ended with `status` (`None`: no response, a transport error)
+    /// after `elapsed`.
+    fn request(&self, stage: Stage, status: Option<u16>, elapsed: Duration);
+}
+
 /// Runs one stage (`token` or `userinfo`): takes a permit for every request, retries as the
 /// policy says, and stops at `deadline` (the code's, for the token stage).
 pub async fn run_stage<F, Fut>(
@@ -85,6 +93,23 @@ pub async fn run_stage<F, Fut>(
     stage: Stage,
     deadline: Option<Instant>,
     attempts: &mut Attempts,
+    send: F,
+) -> StageEnd
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = HttpOutcome>,
+{
+    run_stage_observed(policy, limiter, stage, deadline, attempts, None, send).await
+}
+
+/// [`run_stage`], telling `observer` about every request sent.
+pub async fn run_stage_observed<F, Fut>(
+    policy: &RetryPolicy,
+    limiter: &Limiter,
+    stage: Stage,
+    deadline: Option<Instant>,
+    attempts: &mut Attempts,
+    observer: Option<&dyn HttpObserver>,
     mut send: F,
 ) -> StageEnd
 where
@@ -116,7 +141,15 @@ where
         }
         let t0 = Instant::now();
         let outcome = send().await;
-        attempts.http_time += t0.elapsed();
+        let elapsed = t0.elapsed();
+        attempts.http_time += elapsed;
+        if let Some(o) = observer {
+            let status = match &outcome {
+                HttpOutcome::Response(r) => Some(r.status),
+                HttpOutcome::Transport(_) => None,
+            };
+            o.request(stage, status, elapsed);
+        }
         let (mut c, retry_after) = match outcome {
             HttpOutcome::Response(r) if (200..300).contains(&r.status) => {
                 return StageEnd::Success(r)

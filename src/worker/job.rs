@@ -202,6 +202,7 @@ async fn process(env: &JobEnv, taken: &Taken) -> Outputs {
                     env.stats
                         .retries
                         .fetch_add(out.retries as u64, Ordering::Relaxed);
+                    env.stats.http_time(&job.job_id, out.http_time);
                     out.result
                 })
                 .await;

@@ -13,6 +13,7 @@ use crate::kafka::transactions;
 use crate::kafka::warmup::ResultsReader;
 use crate::silentauth::SilentAuthClient;
 use crate::stats::Stats;
+use crate::telemetry::{HttpMetrics, Telemetry};
 use crate::verify::Verifier;
 use job::{job_task, take, JobEnv};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -85,7 +86,17 @@ impl Worker {
         let config = self.config;
         let stats = self.stats;
         let api = SilentAuthClient::new(&config.api.base_url, config.api.timeout)?;
-        let verifier = Verifier::from_config(api, &config);
+        let http_metrics = Arc::new(HttpMetrics::default());
+        let verifier = Verifier::from_config(api, &config).with_observer(http_metrics.clone());
+        // The admin listener lives as long as this call, whichever way it returns.
+        let admin_stop = CancellationToken::new();
+        let _admin_guard = admin_stop.clone().drop_guard();
+        let limiters = verifier
+            .profile_limiters()
+            .map(|(name, l)| (name.to_owned(), l.clone()))
+            .collect();
+        let telemetry = Telemetry::new(stats.clone(), &http_metrics, limiters);
+        crate::admin::start(&config.admin.listen, stats.clone(), telemetry, admin_stop).await;
         let exactly_once = config.worker.delivery == Delivery::ExactlyOnce;
         let publisher = Arc::new(if exactly_once {
             Publisher::transactional(&config)?
@@ -214,6 +225,7 @@ impl Worker {
                     let now = consumer.assignment().unwrap_or(a);
                     let _ = consumer.resume(&now);
                     stats.paused.store(false, Ordering::Relaxed);
+                    stats.paused_partitions.store(0, Ordering::Relaxed);
                 }
             }
             // A full window waits for a free slot without polling, which keeps librdkafka's
@@ -229,6 +241,7 @@ impl Worker {
                     _ = tokio::time::sleep(pause_after) => {
                         if let Ok(a) = consumer.assignment() {
                             if consumer.pause(&a).is_ok() {
+                                stats.paused_partitions.store(a.count() as u64, Ordering::Relaxed);
                                 paused = Some(a);
                                 stats.paused.store(true, Ordering::Relaxed);
                             }

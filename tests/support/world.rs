@@ -74,6 +74,7 @@ impl World {
         c.retry.initial_backoff = Duration::from_millis(10);
         c.retry.max_backoff = Duration::from_millis(50);
         c.worker.shutdown_grace = Duration::from_secs(5);
+        c.admin.listen = "127.0.0.1:0".into();
         c.clients
             .insert("default".into(), client("client", "12345"));
         c.clients

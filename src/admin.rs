@@ -1,0 +1,232 @@
+//! The admin listener (`admin.listen`): `GET /metrics` (Prometheus text), `GET /healthz`
+//! (process alive), `GET /readyz` (assigned and able to produce), and a live status page,
+//! `GET /` polling `GET /status.json`, fed by a ring of per-second samples.
+
+use crate::contract::Status;
+use crate::stats::Stats;
+use crate::telemetry::Telemetry;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// Seconds of history the status page can draw (10 minutes).
+pub const HISTORY_SECONDS: usize = 600;
+
+const PAGE: &str = include_str!("admin/status.html");
+
+/// Cumulative counters at one second.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Sample {
+    /// Unix seconds.
+    t: u64,
+    consumed: u64,
+    verified: u64,
+    not_verified: u64,
+    failed: u64,
+    dead_letters: u64,
+}
+
+impl Sample {
+    fn take(stats: &Stats) -> Sample {
+        let mut s = Sample {
+            t: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            consumed: Stats::get(&stats.consumed),
+            dead_letters: Stats::get(&stats.dead_letters),
+            ..Sample::default()
+        };
+        for ((status, _), n) in stats.outcomes() {
+            match status {
+                Status::Verified => s.verified += n,
+                Status::NotVerified => s.not_verified += n,
+                Status::Failed => s.failed += n,
+            }
+        }
+        s
+    }
+}
+
+#[derive(Debug)]
+struct AdminState {
+    stats: Arc<Stats>,
+    telemetry: Telemetry,
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+/// Binds `listen` and serves the admin endpoints until `stop` fires; records the bound address
+/// in [`Stats::admin_addr`]. A listener that cannot bind is logged and skipped: the worker's
+/// job matters more than its dashboard.
+pub async fn start(
+    listen: &str,
+    stats: Arc<Stats>,
+    telemetry: Telemetry,
+    stop: CancellationToken,
+) -> Option<SocketAddr> {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(listen, error = %e, "cannot bind the admin listener; running without /metrics");
+            return None;
+        }
+    };
+    let addr = listener.local_addr().ok()?;
+    stats.set_admin_addr(addr);
+    let state = Arc::new(AdminState {
+        stats,
+        telemetry,
+        samples: Mutex::new(VecDeque::with_capacity(HISTORY_SECONDS + 1)),
+    });
+    tokio::spawn(sample_every_second(state.clone(), stop.clone()));
+    let app = router(state);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "admin listener failed");
+        }
+    });
+    tracing::info!(%addr, "admin listener started");
+    Some(addr)
+}
+
+fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/status.json", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn sample_every_second(state: Arc<AdminState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let sample = Sample::take(&state.stats);
+        let mut ring = state.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if ring.len() > HISTORY_SECONDS {
+            ring.pop_front();
+        }
+        ring.push_back(sample);
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.telemetry.render(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let s = &state.stats;
+    if s.ready() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let why = if !s.assigned.load(std::sync::atomic::Ordering::Relaxed) {
+        "not ready: no partition assigned\n"
+    } else {
+        "not ready: results cannot be produced\n"
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// What `/status.json` answers: counters only, never a job's content.
+#[derive(Debug, Serialize)]
+struct StatusBody {
+    ready: bool,
+    counters: BTreeMap<&'static str, u64>,
+    outcomes: Vec<Outcome>,
+    dead_letters_by_class: BTreeMap<&'static str, u64>,
+    lag: BTreeMap<i32, i64>,
+    /// Per-second increments, oldest first.
+    series: Vec<Sample>,
+}
+
+#[derive(Debug, Serialize)]
+struct Outcome {
+    status: &'static str,
+    class: Option<&'static str>,
+    count: u64,
+}
+
+async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
+    let s = &*state.stats;
+    let get = Stats::get;
+    let counters = BTreeMap::from([
+        ("consumed", get(&s.consumed)),
+        ("results", get(&s.results)),
+        ("dead_letters", get(&s.dead_letters)),
+        ("duplicates", get(&s.duplicates)),
+        ("abandoned", get(&s.abandoned)),
+        ("http_requests", get(&s.http_requests)),
+        ("retries", get(&s.retries)),
+        ("produce_errors", get(&s.produce_errors)),
+        ("commits", get(&s.commits)),
+        ("in_flight", get(&s.in_flight)),
+        ("paused_partitions", get(&s.paused_partitions)),
+    ]);
+    let outcomes = s
+        .outcomes()
+        .into_iter()
+        .map(|((status, class), count)| Outcome {
+            status: status.as_str(),
+            class: class.map(|c| c.as_str()),
+            count,
+        })
+        .collect();
+    let dead_letters_by_class = s
+        .dead_letters_by_class()
+        .into_iter()
+        .map(|(c, n)| (c.as_str(), n))
+        .collect();
+    let series = {
+        let ring = state.samples.lock().unwrap_or_else(|e| e.into_inner());
+        ring.iter()
+            .zip(ring.iter().skip(1))
+            .map(|(a, b)| Sample {
+                t: b.t,
+                consumed: b.consumed.saturating_sub(a.consumed),
+                verified: b.verified.saturating_sub(a.verified),
+                not_verified: b.not_verified.saturating_sub(a.not_verified),
+                failed: b.failed.saturating_sub(a.failed),
+                dead_letters: b.dead_letters.saturating_sub(a.dead_letters),
+            })
+            .collect()
+    };
+    Json(StatusBody {
+        ready: s.ready(),
+        counters,
+        outcomes,
+        dead_letters_by_class,
+        lag: s.lag(),
+        series,
+    })
+}

@@ -1,0 +1,348 @@
+//! The worker's Prometheus metrics: HTTP requests recorded as they happen (through the domain's
+//! [`HttpObserver`] hook), everything else read from the live [`Stats`] at scrape time, so the
+//! job path pays nothing beyond the atomics it already updates.
+
+use crate::contract::{ErrorClass, Stage};
+use crate::silentauth::retry::HttpObserver;
+use crate::silentauth::Limiter;
+use crate::stats::Stats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every metric family `/metrics` exports, as named in the text format (histograms add
+/// `_bucket`, `_sum` and `_count` samples). Dashboards and alerts may query only these.
+pub const METRIC_NAMES: &[&str] = &[
+    "silentauth_jobs_consumed_total",
+    "silentauth_results_total",
+    "silentauth_dead_letters_total",
+    "silentauth_http_requests_total",
+    "silentauth_http_request_duration_seconds",
+    "silentauth_http_retries_total",
+    "silentauth_rate_limit_wait_seconds_total",
+    "silentauth_jobs_in_flight",
+    "silentauth_partitions_paused",
+    "silentauth_consumer_lag",
+    "silentauth_idempotency_hits_total",
+    "silentauth_offset_commits_total",
+    "silentauth_jobs_abandoned_total",
+    "silentauth_produce_errors_total",
+    "silentauth_ready",
+];
+
+/// The Silent Auth endpoint of a request (the `endpoint` label).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /oauth2/token`.
+    Token,
+    /// `GET /oauth2/userinfo`.
+    Userinfo,
+}
+
+impl EncodeLabelValue for Endpoint {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Endpoint::Token => "token",
+            Endpoint::Userinfo => "userinfo",
+        })
+    }
+}
+
+/// An HTTP status, or `transport` when no response came (the `status` label).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct HttpStatus(pub Option<u16>);
+
+impl EncodeLabelValue for HttpStatus {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self.0 {
+            Some(code) => write!(encoder, "{code}"),
+            None => encoder.write_str("transport"),
+        }
+    }
+}
+
+/// Labels of `silentauth_http_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: Endpoint,
+    status: HttpStatus,
+}
+
+/// Labels of `silentauth_http_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: Endpoint,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Counts HTTP requests by endpoint and status and times them; the [`HttpObserver`] the
+/// worker gives its verifier. Label sets are small `Copy` values: no allocation per request.
+#[derive(Debug)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        let m = HttpMetrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+        };
+        // Both endpoints appear from the first scrape on, at zero.
+        for endpoint in [Endpoint::Token, Endpoint::Userinfo] {
+            drop(m.requests.get_or_create(&RequestLabels {
+                endpoint,
+                status: HttpStatus(Some(200)),
+            }));
+            drop(m.latency.get_or_create(&EndpointLabels { endpoint }));
+        }
+        m
+    }
+}
+
+impl HttpObserver for HttpMetrics {
+    fn request(&self, stage: Stage, status: Option<u16>, elapsed: Duration) {
+        let endpoint = match stage {
+            Stage::Userinfo => Endpoint::Userinfo,
+            _ => Endpoint::Token,
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                status: HttpStatus(status),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The registry `/metrics` encodes.
+#[derive(Debug)]
+pub struct Telemetry {
+    registry: Registry,
+}
+
+impl Telemetry {
+    /// Metrics over `stats`, `http` and the rate limiters of each client profile.
+    pub fn new(
+        stats: Arc<Stats>,
+        http: &HttpMetrics,
+        limiters: Vec<(String, Arc<Limiter>)>,
+    ) -> Telemetry {
+        let mut registry = Registry::default();
+        registry.register(
+            "silentauth_http_requests",
+            "HTTP requests sent to the Silent Auth API, by endpoint and status (transport = no response)",
+            http.requests.clone(),
+        );
+        registry.register_with_unit(
+            "silentauth_http_request_duration",
+            "Time from sending an HTTP request to its response or transport error, by endpoint",
+            Unit::Seconds,
+            http.latency.clone(),
+        );
+        registry.register_collector(Box::new(StatsCollector { stats, limiters }));
+        Telemetry { registry }
+    }
+
+    /// The metrics in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Reads [`Stats`] and the limiters on each scrape.
+#[derive(Debug)]
+struct StatsCollector {
+    stats: Arc<Stats>,
+    limiters: Vec<(String, Arc<Limiter>)>,
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    ConstCounter::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &*self.stats;
+        let get = Stats::get;
+        counter(
+            &mut e,
+            "silentauth_jobs_consumed",
+            "Records taken from the jobs topic",
+            get(&s.consumed),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "silentauth_results",
+                "Results published, by status and error class (none = no error)",
+                None,
+                MetricType::Counter,
+            )?;
+            for ((status, class), n) in s.outcomes() {
+                let labels = [
+                    ("status", status.as_str()),
+                    ("class", class.map_or("none", ErrorClass::as_str)),
+                ];
+                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "silentauth_dead_letters",
+                "Dead letters published, by error class",
+                None,
+                MetricType::Counter,
+            )?;
+            for (class, n) in s.dead_letters_by_class() {
+                let labels = [("class", class.as_str())];
+                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "silentauth_http_retries",
+            "HTTP requests that were retries of an earlier attempt",
+            get(&s.retries),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "silentauth_rate_limit_wait",
+                "Time requests waited for a rate-limit permit, by client profile",
+                Some(&Unit::Seconds),
+                MetricType::Counter,
+            )?;
+            for (client, limiter) in &self.limiters {
+                let labels = [("client", client.as_str())];
+                ConstCounter::new(limiter.total_wait().as_secs_f64())
+                    .encode(m.encode_family(&labels)?)?;
+            }
+        }
+        gauge(
+            &mut e,
+            "silentauth_jobs_in_flight",
+            "Jobs being verified or published now",
+            get(&s.in_flight) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "silentauth_partitions_paused",
+            "Jobs partitions paused because the in-flight window stayed full",
+            get(&s.paused_partitions) as i64,
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "silentauth_consumer_lag",
+                "Records behind the end of each assigned jobs partition (librdkafka statistics)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (partition, lag) in s.lag() {
+                let labels = [("partition", partition.to_string())];
+                ConstGauge::new(lag).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "silentauth_idempotency_hits",
+            "Redelivered jobs answered from the idempotency cache (duplicates)",
+            get(&s.duplicates),
+        )?;
+        counter(
+            &mut e,
+            "silentauth_offset_commits",
+            "Offset commits that succeeded",
+            get(&s.commits),
+        )?;
+        counter(
+            &mut e,
+            "silentauth_jobs_abandoned",
+            "Jobs given up on a revoke or at shutdown (the next owner redoes them)",
+            get(&s.abandoned),
+        )?;
+        counter(
+            &mut e,
+            "silentauth_produce_errors",
+            "Failed attempts to produce a result or dead letter (retried)",
+            get(&s.produce_errors),
+        )?;
+        gauge(
+            &mut e,
+            "silentauth_ready",
+            "1 while partitions are assigned and results can be produced (/readyz)",
+            i64::from(s.ready()),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Status;
+    use std::collections::BTreeSet;
+
+    fn families(text: &str) -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn exports_every_listed_family_and_counts() {
+        let stats = Arc::new(Stats::default());
+        let http = HttpMetrics::default();
+        let t = Telemetry::new(
+            stats.clone(),
+            &http,
+            vec![("default".into(), Arc::new(Limiter::unlimited()))],
+        );
+        stats.result(Status::Failed, Some(ErrorClass::CodeRejected));
+        stats.dead_letter(ErrorClass::InvalidJob);
+        http.request(Stage::Token, Some(200), Duration::from_millis(3));
+        http.request(Stage::Userinfo, None, Duration::from_millis(3));
+        stats.set_lag([(0, 7)].into());
+        let text = t.render();
+        let names = families(&text);
+        let listed: BTreeSet<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, listed, "{text}");
+        for line in [
+            "silentauth_results_total{status=\"failed\",class=\"code_rejected\"} 1",
+            "silentauth_dead_letters_total{class=\"invalid_job\"} 1",
+            "silentauth_http_requests_total{endpoint=\"token\",status=\"200\"} 1",
+            "silentauth_http_requests_total{endpoint=\"userinfo\",status=\"transport\"} 1",
+            "silentauth_http_request_duration_seconds_count{endpoint=\"token\"} 1",
+            "silentauth_consumer_lag{partition=\"0\"} 7",
+            "silentauth_rate_limit_wait_seconds_total{client=\"default\"} 0",
+            "silentauth_ready 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}

@@ -4,10 +4,11 @@
 //! 1. `KAFKA_BOOTSTRAP_SERVERS` (non-empty): an external cluster, used as is;
 //! 2. `TANSU_BIN` (non-empty): a tansu broker spawned as a child process on a free loopback port,
 //!    with sqlite storage in a fresh temp dir, killed on drop;
-//! 3. (reserved) Apache Kafka in Docker via testcontainers: not implemented yet, skipped;
+//! 3. Apache Kafka in Docker via testcontainers, when a Docker engine answers (otherwise the
+//!    skip is printed);
 //! 4. librdkafka's in-process MockCluster ([`EmbeddedCluster`]).
 //!
-//! `TEST_BROKER=mock|tansu|external` forces one kind regardless of the order above (`tansu`
+//! `TEST_BROKER=mock|tansu|external|docker` forces one kind regardless of the order above (`tansu`
 //! still needs `TANSU_BIN`, `external` still needs `KAFKA_BOOTSTRAP_SERVERS`).
 //!
 //! The choice is written straight to the process's stderr (not through the test harness's
@@ -50,6 +51,8 @@ const MOCK_BROKERS: i32 = 3;
 pub enum BrokerKind {
     /// A cluster given by `KAFKA_BOOTSTRAP_SERVERS`.
     External,
+    /// Apache Kafka started in Docker through testcontainers.
+    Docker,
     /// A tansu child process (`TANSU_BIN`).
     Tansu,
     /// librdkafka's in-process mock cluster.
@@ -68,6 +71,15 @@ pub struct TestBroker {
 
 enum Backend {
     External,
+    /// Held for its lifetime: dropping it stops and removes the container.
+    #[allow(dead_code)]
+    Docker(
+        Box<
+            testcontainers_modules::testcontainers::ContainerAsync<
+                testcontainers_modules::kafka::apache::Kafka,
+            >,
+        >,
+    ),
     Tansu(TansuProcess),
     Mock(EmbeddedCluster),
 }
@@ -88,7 +100,14 @@ impl TestBroker {
                     .expect("TEST_BROKER=external needs KAFKA_BOOTSTRAP_SERVERS");
                 return Self::external(servers).await;
             }
-            Some(other) => panic!("TEST_BROKER={other:?}: expected mock, tansu, external or auto"),
+            Some("docker") => {
+                return Self::start_docker()
+                    .await
+                    .expect("TEST_BROKER=docker needs a Docker engine")
+            }
+            Some(other) => {
+                panic!("TEST_BROKER={other:?}: expected mock, tansu, external, docker or auto")
+            }
         }
 
         if let Some(servers) = env_nonempty("KAFKA_BOOTSTRAP_SERVERS") {
@@ -98,16 +117,14 @@ impl TestBroker {
             return Self::start_tansu(bin).await;
         }
 
-        // ---- testcontainers (Apache Kafka in Docker): NOT IMPLEMENTED YET ----
-        // When a Docker engine answers, this branch should start `apache/kafka` through
-        // testcontainers and return `BrokerKind::External`-like access to it. Until then it
-        // only reports and falls through to the mock cluster.
+        // Apache Kafka in Docker, through testcontainers, when a Docker engine answers.
         if docker_socket_present() {
-            announce("broker: docker found, but the testcontainers branch is not implemented yet, skipping testcontainers");
+            if let Some(broker) = Self::start_docker().await {
+                return broker;
+            }
         } else {
             announce("broker: docker not available, skipping testcontainers");
         }
-        // ---- end of testcontainers branch ----
 
         Self::start_mock()
     }
@@ -147,6 +164,42 @@ impl TestBroker {
             }
         }
         panic!("tansu did not start:\n{}", failures.join("\n"));
+    }
+
+    /// Starts Apache Kafka (KRaft, the official `apache/kafka` image family) in a container;
+    /// `None`, with a visible line, when the Docker engine does not answer.
+    pub async fn start_docker() -> Option<TestBroker> {
+        use testcontainers_modules::kafka::apache;
+        use testcontainers_modules::testcontainers::runners::AsyncRunner;
+        let started = tokio::time::timeout(
+            Duration::from_secs(180),
+            apache::Kafka::default().with_jvm_image().start(),
+        )
+        .await;
+        let container = match started {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                announce(&format!(
+                    "broker: docker engine did not start Kafka ({e}), skipping testcontainers"
+                ));
+                return None;
+            }
+            Err(_) => {
+                announce("broker: Kafka container not up within 180 s, skipping testcontainers");
+                return None;
+            }
+        };
+        let port = container
+            .get_host_port_ipv4(apache::KAFKA_PORT)
+            .await
+            .expect("mapped Kafka port");
+        let bootstrap = format!("127.0.0.1:{port}");
+        announce(&format!("broker: apache kafka in docker at {bootstrap}"));
+        Some(Self::new(
+            BrokerKind::Docker,
+            bootstrap,
+            Backend::Docker(Box::new(container)),
+        ))
     }
 
     /// Connects to an existing cluster at `servers`, checking that it answers metadata.
@@ -248,7 +301,7 @@ impl TestBroker {
             Backend::Mock(cluster) => cluster
                 .create_topic(name, partitions)
                 .unwrap_or_else(|err| panic!("create topic {name} on mock cluster: {err}")),
-            Backend::Tansu(_) | Backend::External => {
+            Backend::Tansu(_) | Backend::External | Backend::Docker(_) => {
                 let admin = self.admin();
                 let options = AdminOptions::new()
                     .operation_timeout(Some(Duration::from_secs(10)))

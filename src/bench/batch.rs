@@ -5,7 +5,7 @@
 use super::load::{self, Broker};
 use super::sim::SimProcess;
 use super::usage;
-use crate::demo::collect::{Collector, JobPublisher, Published};
+use crate::demo::collect::{Collector, JobPublisher, Published, Received};
 use crate::demo::plan::Record;
 use crate::demo::DemoOptions;
 use crate::simulator::{Latency, Scenario};
@@ -230,11 +230,16 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     let bootstrap = ctx.broker.bootstrap();
     let publisher = JobPublisher::new(&bootstrap)?;
     publisher.warm_up(&warm_up).await?;
-    let collector = Collector::new(
-        &bootstrap,
-        (&results_topic, spec.partitions),
-        (&dlq_topic, DEAD_LETTER_PARTITIONS),
-    )?;
+    // No reader on an idle run: its background fetches would count as the worker's idle CPU.
+    let collector = (spec.jobs > 0)
+        .then(|| {
+            Collector::new(
+                &bootstrap,
+                (&results_topic, spec.partitions),
+                (&dlq_topic, DEAD_LETTER_PARTITIONS),
+            )
+        })
+        .transpose()?;
     let demo = DemoOptions {
         latency: spec.latency,
         max_in_flight: spec.max_in_flight,
@@ -245,9 +250,10 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     config.topics.jobs = jobs_topic.clone();
     config.topics.results = results_topic;
     config.topics.dead_letter = dlq_topic;
-    if matches!(ctx.broker, Broker::Embedded(_)) {
+    if matches!(ctx.broker, Broker::Embedded(_)) && spec.jobs > 0 {
         // The MockCluster holds every fetch for the full fetch.wait.max.ms (500 ms by default)
         // even when records arrive meanwhile; a real broker answers as soon as data is there.
+        // Not on the idle run, which measures the worker's default polling.
         config
             .kafka
             .properties
@@ -294,17 +300,21 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     let t0 = Instant::now();
     let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
     let deadline = Instant::now() + limit;
-    let want = spec.jobs as u64;
-    let (published, received) = if spec.jobs == 0 {
+    let (published, received) = if let Some(collector) = &collector {
+        collect(
+            collector,
+            &publisher,
+            &jobs_topic,
+            &records,
+            backlog,
+            spec,
+            deadline,
+            &stats,
+        )
+        .await?
+    } else {
         tokio::time::sleep(limit).await;
         (None, Default::default())
-    } else if let Some(p) = backlog {
-        (Some(p), collector.collect(want, 0, deadline, &stats).await)
-    } else {
-        let publish = publish_paced(&publisher, &jobs_topic, &records, spec.publish_rate);
-        let collect = collector.collect(want, 0, deadline, &stats);
-        let (p, r) = tokio::join!(publish, collect);
-        (Some(p?), r)
     };
     let window = t0.elapsed();
     let u1 = usage::self_usage();
@@ -373,6 +383,28 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         rss_peak_kib,
         in_flight_peak,
     })
+}
+
+/// Publishes the jobs (unless the backlog is already there) while reading the results.
+#[allow(clippy::too_many_arguments)]
+async fn collect(
+    collector: &Collector,
+    publisher: &JobPublisher,
+    topic: &str,
+    records: &[Record],
+    backlog: Option<Published>,
+    spec: &BatchSpec,
+    deadline: Instant,
+    stats: &Stats,
+) -> anyhow::Result<(Option<Published>, Received)> {
+    let want = spec.jobs as u64;
+    if let Some(p) = backlog {
+        return Ok((Some(p), collector.collect(want, 0, deadline, stats).await));
+    }
+    let publish = publish_paced(publisher, topic, records, spec.publish_rate);
+    let collect = collector.collect(want, 0, deadline, stats);
+    let (p, r) = tokio::join!(publish, collect);
+    Ok((Some(p?), r))
 }
 
 /// Publishes every record, as fast as the producer takes them, or at `rate` per second in

@@ -138,6 +138,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         cancel.cancel();
         return Err(e);
     }
+    if let Some(addr) = stats.admin_addr() {
+        eprintln!("demo: status page http://{addr}/ (metrics at /metrics)");
+    }
     eprintln!(
         "demo: publishing {} records to {} ...",
         records.len(),

@@ -102,6 +102,14 @@ impl Stats {
         *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 
+    /// Drops the lag of partitions this instance no longer owns.
+    pub fn forget_lag(&self, partitions: &[i32]) {
+        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        for p in partitions {
+            lag.remove(p);
+        }
+    }
+
     /// Consumer lag per partition, as last reported.
     pub fn lag(&self) -> BTreeMap<i32, i64> {
         self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -129,6 +129,7 @@ impl Shared {
                 }
             }
         }
+        self.stats.forget_lag(partitions);
         if abandoned > 0 {
             self.stats.abandoned.fetch_add(abandoned, Ordering::Relaxed);
             tracing::warn!(
@@ -245,6 +246,12 @@ impl ClientContext for WorkerContext {
         let Ok(report) = serde_json::from_slice::<Report>(statistics) else {
             return;
         };
+        let owned = self
+            .shared
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .partitions();
         let lag = report
             .topics
             .get(&self.shared.jobs_topic)
@@ -253,6 +260,8 @@ impl ClientContext for WorkerContext {
                     .iter()
                     .filter_map(|(p, r)| Some((p.parse::<i32>().ok()?, r.consumer_lag)))
                     .filter(|&(p, lag)| p >= 0 && lag >= 0)
+                    // Only partitions owned now: a report can lag behind a revoke.
+                    .filter(|&(p, _)| owned.contains(&p))
                     .collect()
             })
             .unwrap_or_default();

@@ -106,15 +106,19 @@ pub async fn run_scenarios(opts: BenchOptions) -> anyhow::Result<()> {
         http: &http,
     };
     println!(
-        "silentauth-worker bench: {}, simulator in process at {} (its own process), \
+        "silentauth-worker bench: {}, simulator at {} (its own process), \
          {} CPUs; numbers are noisy when anything else runs on the machine",
         broker.describe(),
         sim.base_url(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     println!(
-        "CPU figures are getrusage(RUSAGE_SELF) of the bench process: the worker plus the \
-         embedded broker plus the bench's producer and reader (the simulator is excluded).\n"
+        "CPU figures are getrusage(RUSAGE_SELF) of the bench process: the worker plus {}the \
+         bench's producer and reader (the simulator is excluded).\n",
+        match broker {
+            load::Broker::Embedded(_) => "the embedded broker plus ",
+            load::Broker::External(_) => "",
+        }
     );
     let mut s1_rate = None;
     let mut limits = None;

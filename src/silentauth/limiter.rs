@@ -41,6 +41,8 @@ pub struct Limiter {
     bucket: RwLock<Option<Arc<Bucket>>>,
     paused_until: Mutex<Option<Instant>>,
     waited: Mutex<Duration>,
+    /// Waiters for a permit, first come first served.
+    queue: tokio::sync::Mutex<()>,
 }
 
 impl Limiter {
@@ -57,6 +59,7 @@ impl Limiter {
             bucket: RwLock::new(bucket),
             paused_until: Mutex::new(None),
             waited: Mutex::new(Duration::ZERO),
+            queue: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -82,10 +85,16 @@ impl Limiter {
         *self.bucket.write().unwrap_or_else(|e| e.into_inner()) = Some(bucket);
     }
 
-    /// Waits for a permit; returns how long it waited. Cancellable: dropping the future gives
-    /// up the wait without taking a permit.
+    /// Waits for a permit; returns how long it waited. Waiters queue in FIFO order and only the
+    /// one at the head sleeps until the next permit is due, so a thousand queued jobs cost one
+    /// wake-up per permit, not a thousand. Cancellable: dropping the future leaves the queue
+    /// without taking a permit.
     pub async fn acquire(&self) -> Duration {
         let start = Instant::now();
+        if self.rate.is_none() && !self.is_paused() {
+            return Duration::ZERO;
+        }
+        let _turn = self.queue.lock().await;
         loop {
             let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(until) = paused {
@@ -113,6 +122,13 @@ impl Limiter {
             *self.waited.lock().unwrap_or_else(|e| e.into_inner()) += waited;
         }
         waited
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|until| until > Instant::now())
     }
 
     /// Pauses every request of the profile for `d` (a `Retry-After`). A later, shorter pause

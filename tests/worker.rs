@@ -373,3 +373,41 @@ async fn exactly_once_worker_stops_when_fenced() {
     assert!(err.to_string().contains("fatal"), "{err}");
     cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_job_that_fails_again_keeps_its_audit_trail() {
+    let w = World::new(Scenario::default(), 1).await;
+    let (cancel, handle) = w.start(w.config());
+    let mut job = w.job("again", "381123456789");
+    job["client"] = json!("wrong");
+    w.send(
+        Some("again"),
+        job.to_string().as_bytes(),
+        &[
+            ("dlq.replay_count", b"1"),
+            ("dlq.previous.error.class", b"upstream_unavailable"),
+            ("dlq.previous.original.offset", b"7"),
+        ],
+    )
+    .await;
+    let results = w.results(1).await;
+    assert_eq!(results[0].0["replay_count"], 1);
+    assert_eq!(results[0].0["error"]["class"], "credentials_rejected");
+    let dl = w
+        .broker
+        .consume_all(&w.dlq, 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(dl.len(), 1);
+    assert_eq!(
+        header(&dl[0], "dlq.error.class"),
+        Some("credentials_rejected")
+    );
+    assert_eq!(header(&dl[0], "dlq.replay_count"), Some("1"));
+    assert_eq!(
+        header(&dl[0], "dlq.previous.error.class"),
+        Some("upstream_unavailable")
+    );
+    assert_eq!(header(&dl[0], "dlq.previous.original.offset"), Some("7"));
+    cancel.cancel();
+    handle.await.unwrap();
+}

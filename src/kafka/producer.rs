@@ -20,6 +20,9 @@ pub struct DeadLetterRecord {
     pub value: Option<Vec<u8>>,
     /// The §6 headers (`traceparent` included when the job had one).
     pub headers: Vec<(&'static str, String)>,
+    /// Further headers carried over unchanged: the `dlq.previous.*` audit trail of a replayed
+    /// job's earlier failures.
+    pub audit_headers: Vec<(String, Vec<u8>)>,
 }
 
 /// Publishes results and dead letters.
@@ -114,11 +117,18 @@ impl Publisher {
             futures.push(self.send_when_room(record).await?);
         }
         if let Some(d) = dead_letter {
-            let mut headers = OwnedHeaders::new_with_capacity(d.headers.len());
+            let mut headers =
+                OwnedHeaders::new_with_capacity(d.headers.len() + d.audit_headers.len());
             for (k, v) in &d.headers {
                 headers = headers.insert(Header {
                     key: k,
                     value: Some(v.as_bytes()),
+                });
+            }
+            for (k, v) in &d.audit_headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
                 });
             }
             let mut record: FutureRecord<'_, [u8], [u8]> =

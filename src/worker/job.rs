@@ -41,6 +41,8 @@ pub(super) struct Taken {
     payload: Option<Vec<u8>>,
     traceparent: Option<String>,
     replay_count: u32,
+    /// `dlq.previous.*` headers of a replayed job: the earlier failures, kept for audit.
+    previous: Vec<(String, Vec<u8>)>,
 }
 
 /// Copies a record out and registers its offset, unless its partition is no longer ours.
@@ -54,6 +56,7 @@ pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
     };
     let mut traceparent = None;
     let mut replay_count = 0;
+    let mut previous = Vec::new();
     if let Some(h) = m.headers() {
         for header in h.iter() {
             match header.key {
@@ -70,6 +73,9 @@ pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
                         .and_then(|s| s.trim().parse().ok())
                         .unwrap_or(0)
                 }
+                k if k.starts_with(PREVIOUS_PREFIX) => {
+                    previous.push((k.to_owned(), header.value.unwrap_or_default().to_vec()));
+                }
                 _ => {}
             }
         }
@@ -83,8 +89,12 @@ pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
         payload: m.payload().map(<[u8]>::to_vec),
         traceparent,
         replay_count,
+        previous,
     })
 }
+
+/// Headers a replay adds for audit; a dead letter of a replayed job carries them on.
+const PREVIOUS_PREFIX: &str = "dlq.previous.";
 
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
 /// Cancelling `token` abandons it: nothing is published and the offset stays unfinished.
@@ -246,6 +256,7 @@ async fn process(env: &JobEnv, taken: &Taken) -> Outputs {
                 Utc::now(),
             )
             .to_headers(),
+            audit_headers: taken.previous.clone(),
         }
     });
 

@@ -68,36 +68,9 @@ pub enum Command {
         /// Config file (default config/default.toml, else the embedded default).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Only dead letters of this error class (repeatable, or comma separated).
-        #[arg(long = "class", value_name = "CLASS", value_delimiter = ',')]
-        classes: Vec<String>,
-        /// Only dead letters that failed at or after this time: RFC 3339, or a duration ago (2h).
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Only dead letters that failed before this time: RFC 3339, or a duration ago (30m).
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
-        /// Stop after this many selected dead letters (the rest stays for the next run).
-        #[arg(long, value_name = "N")]
-        limit: Option<u64>,
-        /// Target topic (default topics.jobs).
-        #[arg(long, value_name = "TOPIC")]
-        to: Option<String>,
-        /// Dead letters already replayed this many times are not re-published [default: 3].
-        #[arg(long, value_name = "N")]
-        max_replays: Option<u32>,
-        /// Move dead letters that reached --max-replays to this topic, unchanged.
-        #[arg(long, value_name = "TOPIC")]
-        park: Option<String>,
-        /// At most this many re-published records per second.
-        #[arg(long, value_name = "R")]
-        rate: Option<f64>,
-        /// Read and count only: publish nothing, commit nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Ignore the replay group's position and start at the beginning of the topic.
-        #[arg(long)]
-        from_beginning: bool,
+        /// What to replay and how.
+        #[command(flatten)]
+        args: silentauth_worker::replay::ReplayArgs,
     },
     /// Measure throughput, latency, CPU and memory: the worker in this process, the simulator in
     /// its own, an embedded MockCluster (or --brokers), scenario by scenario, with the

@@ -82,38 +82,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        cli::Command::ReplayDlq {
-            config,
-            classes,
-            since,
-            until,
-            limit,
-            to,
-            max_replays,
-            park,
-            rate,
-            dry_run,
-            from_beginning,
-        } => {
-            use silentauth_worker::replay::{replay, ReplayArgs, ReplayOptions};
+        cli::Command::ReplayDlq { config, args } => {
+            use silentauth_worker::replay::{replay, ReplayOptions};
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
-            };
-            let args = ReplayArgs {
-                classes,
-                since,
-                until,
-                limit,
-                to,
-                max_replays,
-                park,
-                rate,
-                dry_run,
-                from_beginning,
             };
             let opts = match ReplayOptions::from_args(args) {
                 Ok(o) => o,

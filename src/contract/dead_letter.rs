@@ -41,6 +41,8 @@ pub mod header {
     pub const TRACEPARENT: &str = "traceparent";
     /// The prefix shared by every header the worker owns.
     pub const DLQ_PREFIX: &str = "dlq.";
+    /// Prefix under which a replay keeps a dead letter's earlier `dlq.*` headers for audit.
+    pub const PREVIOUS_PREFIX: &str = "dlq.previous.";
 
     /// The headers every dead letter carries (the others are written only when known).
     pub const ALWAYS_PRESENT: [&str; 11] = [

@@ -9,27 +9,37 @@ use rdkafka::error::KafkaError;
 pub const DEFAULT_MAX_REPLAYS: u32 = 3;
 
 /// The arguments of `silentauth-worker replay-dlq` as typed on the command line, before any check.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ReplayArgs {
-    /// `--class`, repeatable: error class names of CONTRACT.md §5.
+    /// Only dead letters of this error class (repeatable, or comma separated).
+    #[arg(long = "class", value_name = "CLASS", value_delimiter = ',')]
     pub classes: Vec<String>,
-    /// `--since`: RFC 3339, or a humantime duration meaning "that long ago" (`2h`).
+    /// Only dead letters that failed at or after this time: RFC 3339, or a duration ago (2h).
+    #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
-    /// `--until`: same forms as `since`.
+    /// Only dead letters that failed before this time: RFC 3339, or a duration ago (30m).
+    #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// `--limit`: at most this many selected records.
+    /// Stop after this many selected dead letters (the rest stays for the next run).
+    #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// `--to`: the target topic instead of `topics.jobs`.
+    /// Target topic (default topics.jobs).
+    #[arg(long, value_name = "TOPIC")]
     pub to: Option<String>,
-    /// `--max-replays`; [`DEFAULT_MAX_REPLAYS`] when `None`.
+    /// Dead letters already replayed this many times are not re-published [default: 3].
+    #[arg(long, value_name = "N")]
     pub max_replays: Option<u32>,
-    /// `--park`: where records that reached `max_replays` go.
+    /// Move dead letters that reached --max-replays to this topic, unchanged.
+    #[arg(long, value_name = "TOPIC")]
     pub park: Option<String>,
-    /// `--rate`: re-published records per second.
+    /// At most this many re-published records per second.
+    #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
-    /// `--dry-run`.
+    /// Read and count only: publish nothing, commit nothing.
+    #[arg(long)]
     pub dry_run: bool,
-    /// `--from-beginning`.
+    /// Ignore the replay group's position and start at the beginning of the topic.
+    #[arg(long)]
     pub from_beginning: bool,
 }
 

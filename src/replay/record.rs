@@ -7,7 +7,7 @@ use crate::contract::ErrorClass;
 use chrono::{DateTime, TimeZone, Utc};
 
 /// The prefix under which a re-published job keeps its dead letter's `dlq.*` headers.
-pub const PREVIOUS_PREFIX: &str = "dlq.previous.";
+pub const PREVIOUS_PREFIX: &str = header::PREVIOUS_PREFIX;
 
 /// A record's headers, owned and byte-exact (a header may have no value).
 pub type RawHeaders = Vec<(String, Option<Vec<u8>>)>;

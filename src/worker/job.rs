@@ -73,7 +73,7 @@ pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
                         .and_then(|s| s.trim().parse().ok())
                         .unwrap_or(0)
                 }
-                k if k.starts_with(PREVIOUS_PREFIX) => {
+                k if k.starts_with(crate::contract::dead_letter::header::PREVIOUS_PREFIX) => {
                     previous.push((k.to_owned(), header.value.unwrap_or_default().to_vec()));
                 }
                 _ => {}
@@ -92,9 +92,6 @@ pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
         previous,
     })
 }
-
-/// Headers a replay adds for audit; a dead letter of a replayed job carries them on.
-const PREVIOUS_PREFIX: &str = "dlq.previous.";
 
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
 /// Cancelling `token` abandons it: nothing is published and the offset stays unfinished.

@@ -62,7 +62,7 @@ pub enum Command {
         #[arg(long)]
         scenario: Option<PathBuf>,
     },
-    /// Re-publish dead letters to the jobs topic (CONTRACT.md §6), up to the end offsets seen at
+    /// Re-publish dead letters to the jobs topic (docs/contract.md), up to the end offsets seen at
     /// start, committing the replay group's position only after the broker acknowledged them.
     ReplayDlq {
         /// Config file (default config/default.toml, else the embedded default).

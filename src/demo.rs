@@ -1,6 +1,6 @@
 //! `silentauth-worker demo`: the whole product on one machine with no set-up — an embedded Kafka
 //! cluster, the Silent Auth simulator and the real worker, fed a seeded mix of jobs whose
-//! expected outcomes are known, then a summary and a check of every job against CONTRACT.md.
+//! expected outcomes are known, then a summary and a check of every job against docs/contract.md.
 //!
 //! - [`kind`]: the kinds of job, each with its simulator fault and its expected outcome;
 //! - [`plan`]: which jobs, which numbers, which payloads and the simulator scenario;

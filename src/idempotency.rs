@@ -1,4 +1,4 @@
-//! The idempotency cache (CONTRACT.md §7): `job_id` to its published result, so a redelivered job
+//! The idempotency cache (docs/contract.md): `job_id` to its published result, so a redelivered job
 //! is answered with its earlier result instead of spending its single-use code again. Jobs with
 //! the same `job_id` in flight at once share one verification.
 

@@ -197,7 +197,7 @@ fn dashboard_queries_only_exported_metrics() {
             }
         }
     }
-    // The panels the issue asks for.
+    // The panels the dashboard must have.
     for needed in [
         "silentauth_jobs_consumed_total",
         "silentauth_results_total",

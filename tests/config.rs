@@ -1,5 +1,5 @@
 //! Configuration through the public API: the shipped default file, the environment overlay,
-//! unknown keys, validation messages and secret masking (CONTRACT.md §8).
+//! unknown keys, validation messages and secret masking (docs/contract.md).
 
 use silentauth_worker::config::{
     check_config, Config, ConfigError, Delivery, RateLimitScope, EMBEDDED_DEFAULT_TOML,

@@ -1,4 +1,4 @@
-//! Typed configuration (CONTRACT.md §8): a TOML file, an environment overlay
+//! Typed configuration (docs/contract.md): a TOML file, an environment overlay
 //! (`SILENTAUTH__SECTION__KEY`), defaults, and validation that names the key.
 //!
 //! Loading goes: TOML text → table → environment overlay → typed [`Config`] (unknown keys are
@@ -101,7 +101,7 @@ pub struct KafkaConfig {
     pub connect_timeout: Duration,
 }
 
-/// Topic names (CONTRACT.md §2).
+/// Topic names (docs/contract.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicsConfig {

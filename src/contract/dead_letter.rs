@@ -1,4 +1,4 @@
-//! The dead-letter header set of CONTRACT.md §6: building it for a failed job, and reading it
+//! The dead-letter header set of docs/contract.md: building it for a failed job, and reading it
 //! back leniently for `replay-dlq`.
 //!
 //! A dead letter is the original key and value, unchanged, plus these headers (UTF-8 strings).

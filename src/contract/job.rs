@@ -1,4 +1,4 @@
-//! Job v1 (CONTRACT.md §3): decoding raw Kafka bytes into a validated [`Job`].
+//! Job v1 (docs/contract.md): decoding raw Kafka bytes into a validated [`Job`].
 //!
 //! The rules here and `schemas/job.v1.schema.json` accept exactly the same documents;
 //! `tests/schema.rs` runs a corpus and a property test through both.

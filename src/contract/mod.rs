@@ -1,4 +1,4 @@
-//! The wire formats of the public contract (CONTRACT.md §3, §4, §6): jobs, results and dead-letter
+//! The wire formats of the public contract (docs/contract.md): jobs, results and dead-letter
 //! headers. No I/O lives here.
 
 pub mod dead_letter;

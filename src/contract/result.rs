@@ -1,4 +1,4 @@
-//! Result v1 (CONTRACT.md §4) and the stable error classes of §5.
+//! Result v1 (docs/contract.md) and the stable error classes.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ impl ErrorInfo {
     }
 }
 
-/// The stable error classes of CONTRACT.md §5. The `class` strings are the API.
+/// The stable error classes of docs/contract.md. The `class` strings are the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {

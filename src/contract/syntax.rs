@@ -1,4 +1,4 @@
-//! The syntax of Job v1's fields (CONTRACT.md §3): identifiers, phone numbers, redirect URIs and
+//! The syntax of Job v1's fields (docs/contract.md): identifiers, phone numbers, redirect URIs and
 //! RFC 3339 times, checked exactly as `schemas/job.v1.schema.json` checks them.
 //!
 //! Each rule is written once here and once as a `pattern`/`format` in the schema;

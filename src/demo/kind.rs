@@ -1,5 +1,5 @@
 //! The kinds of job the demo generates: what each exercises, the simulator fault rule behind
-//! it, and the outcome CONTRACT.md prescribes for it (status, class, HTTP attempts, dead letter).
+//! it, and the outcome docs/contract.md prescribes for it (status, class, HTTP attempts, dead letter).
 
 use crate::contract::{ErrorClass, Status};
 use crate::simulator::{FaultKind, FaultRule, SimEndpoint};

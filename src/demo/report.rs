@@ -1,4 +1,4 @@
-//! The demo's verdict: every job's results and dead letters compared with what CONTRACT.md
+//! The demo's verdict: every job's results and dead letters compared with what docs/contract.md
 //! prescribes for it, plus the measurements (throughput, latency, HTTP) the summary prints.
 
 use super::collect::{Published, Received};

@@ -1,4 +1,4 @@
-//! `replay-dlq`: re-publishes dead letters (CONTRACT.md §6) to the jobs topic, filtered by class
+//! `replay-dlq`: re-publishes dead letters (docs/contract.md) to the jobs topic, filtered by class
 //! and failure time, with `dlq.replay_count` incremented and the dead letter's headers kept as
 //! `dlq.previous.*`.
 //!

@@ -5,7 +5,7 @@ use crate::contract::ErrorClass;
 use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
 
-/// `--max-replays` when not given (CONTRACT.md §6).
+/// `--max-replays` when not given (docs/contract.md).
 pub const DEFAULT_MAX_REPLAYS: u32 = 3;
 
 /// The arguments of `silentauth-worker replay-dlq` as typed on the command line, before any check.

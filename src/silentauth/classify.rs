@@ -1,4 +1,4 @@
-//! The error-class table of CONTRACT.md §5 as one function: (stage, HTTP status, body, transport
+//! The error-class table of docs/contract.md as one function: (stage, HTTP status, body, transport
 //! error) to class, retry decision and the upstream error code.
 
 use crate::contract::{ErrorClass, Stage};

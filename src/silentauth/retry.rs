@@ -1,4 +1,4 @@
-//! The retry policy of CONTRACT.md §5: exponential backoff with jitter (backon), bounded by
+//! The retry policy of docs/contract.md: exponential backoff with jitter (backon), bounded by
 //! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile; and the
 //! single-use-code rule for token requests that got no answer.
 

@@ -165,3 +165,48 @@ async fn sigkilled_binary_restarts_without_skipping_or_respending() {
     );
     assert_eq!(by_id.len(), n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
+    use RDKafkaRespErr::*;
+    let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 4).await;
+    let mock = w.broker.mock().unwrap().mock();
+    // Errors on the group's first requests: joining, fetching and committing all fail a few
+    // times before they succeed.
+    mock.request_errors(
+        RDKafkaApiKey::JoinGroup,
+        &[RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 3],
+    );
+    mock.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 4],
+    );
+    mock.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 4],
+    );
+    let mut config = w.config();
+    config.kafka.commit_interval = Duration::from_millis(100);
+    let (cancel, handle) = w.start(config);
+    let mut ids = BTreeSet::new();
+    for i in 0..200 {
+        let id = format!("brk-{i}");
+        w.send_job(&w.job(&id, &format!("38175{i:07}"))).await;
+        ids.insert(id);
+    }
+    // Once work flows, every broker answers 500 ms late.
+    w.wait_for_results(50).await;
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::from_millis(500))
+            .unwrap();
+    }
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(120)).await;
+    for b in 1..=3 {
+        mock.broker_round_trip_time(b, Duration::ZERO).unwrap();
+    }
+    for (id, rs) in &by_id {
+        assert!(rs.iter().all(|r| r["status"] == "verified"), "{id}: {rs:?}");
+    }
+    cancel.cancel();
+    handle.await.unwrap();
+}

@@ -210,3 +210,69 @@ async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
     cancel.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_poison_never_stalls_valid_jobs() {
+    use futures::future::join_all;
+    let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 8).await;
+    let (cancel, handle) = w.start(w.config());
+    let poison: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        b"[1,2,3]".to_vec(),
+        Vec::new(),
+        br#"{"job_id":"p","login_hint":"1"}"#.to_vec(),
+    ];
+    let (n_poison, n_valid) = (10_000, 500);
+    let mut ids = BTreeSet::new();
+    let mut valid = Vec::new();
+    for i in 0..n_valid {
+        let id = format!("flood-{i}");
+        ids.insert(id.clone());
+        valid.push(w.job(&id, &format!("38176{i:07}")));
+    }
+    // Interleave: 20 poison records around every valid job, produced concurrently in chunks.
+    let producer = w.broker.producer();
+    let mut records = Vec::new();
+    for i in 0..n_poison {
+        records.push(poison[i % poison.len()].clone());
+        if i % 20 == 0 {
+            records.push(valid[i / 20].to_string().into_bytes());
+        }
+    }
+    for chunk in records.chunks(1000) {
+        let sends = chunk.iter().map(|v| {
+            producer.send(
+                rdkafka::producer::FutureRecord::<(), [u8]>::to(&w.jobs).payload(v.as_slice()),
+                Duration::from_secs(30),
+            )
+        });
+        for r in join_all(sends).await {
+            r.expect("produce");
+        }
+    }
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(120)).await;
+    for id in &ids {
+        assert_eq!(by_id[id][0]["status"], "verified", "{id}: {:?}", by_id[id]);
+    }
+    // The poison with a readable job_id got its failed result, too.
+    assert!(by_id["p"]
+        .iter()
+        .all(|r| r["error"]["class"] == "invalid_job"));
+    // Every poison record was dead-lettered, none lost.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let dl = support::world::read_topic(&w.broker, &w.dlq).await.len();
+        if dl >= n_poison {
+            assert_eq!(dl, n_poison);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{dl} of {n_poison} dead letters"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    cancel.cancel();
+    handle.await.unwrap();
+}

@@ -146,7 +146,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if s.ready() {
         return (StatusCode::OK, "ready\n").into_response();
     }
-    let why = if !s.assigned.load(std::sync::atomic::Ordering::Relaxed) {
+    let why = if !s.brokers_ok.load(std::sync::atomic::Ordering::Relaxed) {
+        "not ready: the Kafka brokers do not answer\n"
+    } else if !s.assigned.load(std::sync::atomic::Ordering::Relaxed) {
         "not ready: no partition assigned\n"
     } else {
         "not ready: results cannot be produced\n"

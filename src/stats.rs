@@ -33,6 +33,8 @@ pub struct Stats {
     pub paused: AtomicBool,
     /// True while partitions are assigned.
     pub assigned: AtomicBool,
+    /// False while the brokers do not answer the periodic metadata probe.
+    pub brokers_ok: AtomicBool,
     /// False while results cannot be produced.
     pub producer_ok: AtomicBool,
     /// Partitions paused now (0 unless `paused`).
@@ -94,7 +96,9 @@ impl Stats {
 
     /// True when the worker can take and publish jobs (`/readyz`).
     pub fn ready(&self) -> bool {
-        self.assigned.load(Ordering::Relaxed) && self.producer_ok.load(Ordering::Relaxed)
+        self.assigned.load(Ordering::Relaxed)
+            && self.producer_ok.load(Ordering::Relaxed)
+            && self.brokers_ok.load(Ordering::Relaxed)
     }
 
     /// Replaces the consumer lag per partition (from the latest librdkafka statistics).

@@ -21,20 +21,30 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
     let w = World::with_broker(TestBroker::start_mock(), slow_scenario(5), 4).await;
     let mut config = w.config();
     config.worker.max_in_flight = 64;
-    let (cancel, handle) = w.start(config);
+    let worker = silentauth_worker::worker::Worker::new(config);
+    let stats = worker.stats();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
     let mut ids = BTreeSet::new();
     for i in 0..300 {
         let id = format!("down-{i}");
         w.send_job(&w.job(&id, &format!("38170{i:07}"))).await;
         ids.insert(id);
     }
-    // Let some work happen, then take every broker down for 5 s.
+    // Let some work happen, then take every broker down for 10 s.
     w.wait_for_results(50).await;
+    assert!(stats.ready());
     let mock = w.broker.mock().unwrap().mock();
     for b in 1..=3 {
         mock.broker_down(b).unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let down_at = tokio::time::Instant::now();
+    let mut saw_not_ready = false;
+    while down_at.elapsed() < Duration::from_secs(10) {
+        saw_not_ready |= !stats.ready();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(saw_not_ready, "readiness must reflect the outage");
     for b in 1..=3 {
         mock.broker_up(b).unwrap();
     }
@@ -42,8 +52,17 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
     for (id, rs) in &by_id {
         assert!(rs.iter().any(|r| r["status"] == "verified"), "{id}: {rs:?}");
     }
+    // Ready again once the brokers answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !stats.ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready again after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cancel.cancel();
-    handle.await.unwrap();
+    handle.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,6 +129,16 @@ impl Worker {
                 .expect("init task panicked")?;
         }
         stats.producer_ok.store(true, Ordering::Relaxed);
+        stats.brokers_ok.store(true, Ordering::Relaxed);
+        // Readiness follows the brokers: a metadata probe every BROKER_PROBE_INTERVAL.
+        let probe_stop = CancellationToken::new();
+        let _probe_guard = probe_stop.clone().drop_guard();
+        tokio::spawn(probe_brokers(
+            publisher.clone(),
+            config.topics.jobs.clone(),
+            stats.clone(),
+            probe_stop,
+        ));
 
         // Warm the idempotency cache before taking any job.
         let cache = IdempotencyCache::new(config.worker.idempotency_cache_size);
@@ -347,4 +357,39 @@ fn pause_after(config: &Config) -> Duration {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(300_000);
     Duration::from_millis((max_poll / 4).clamp(10, 1_000))
+}
+
+/// How often readiness checks that the brokers answer.
+const BROKER_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Sets `stats.brokers_ok` from a metadata request every [`BROKER_PROBE_INTERVAL`], so
+/// `/readyz` turns 503 while the cluster is unreachable, even with no job flowing.
+async fn probe_brokers(
+    publisher: Arc<Publisher>,
+    topic: String,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(BROKER_PROBE_INTERVAL) => {}
+        }
+        let (p, t) = (publisher.clone(), topic.clone());
+        let ok = tokio::task::spawn_blocking(move || {
+            p.producer()
+                .client()
+                .fetch_metadata(Some(&t), BROKER_PROBE_INTERVAL)
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if stats.brokers_ok.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::info!("the Kafka brokers answer again");
+            } else {
+                tracing::error!("the Kafka brokers do not answer; not ready");
+            }
+        }
+    }
 }

@@ -159,17 +159,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         .collect(want_results, want_dead_letters, deadline, &stats)
         .await;
 
-    cancel.cancel();
     let stop = config.worker.shutdown_grace + Duration::from_secs(15);
-    match tokio::time::timeout(stop, &mut handle).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => eprintln!("demo: the worker stopped with an error: {e}"),
-        Ok(Err(e)) => eprintln!("demo: the worker task failed: {e}"),
-        Err(_) => {
-            eprintln!("demo: the worker did not stop within {stop:?}");
-            handle.abort();
-        }
-    }
+    stop_worker(&cancel, &mut handle, stop, "demo").await;
     let sim_stats = sim.stats();
     sim.shutdown().await;
     drop((collector, publisher));
@@ -224,8 +215,28 @@ pub fn config(bootstrap: &str, base_url: &str, opts: &DemoOptions) -> Config {
     c
 }
 
+/// Cancels the worker and waits up to `within` for it to stop, reporting (as `who`) an error
+/// or a stop that took too long; a worker that does not stop is aborted.
+pub(crate) async fn stop_worker(
+    cancel: &CancellationToken,
+    handle: &mut JoinHandle<Result<(), WorkerError>>,
+    within: Duration,
+    who: &str,
+) {
+    cancel.cancel();
+    match tokio::time::timeout(within, &mut *handle).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => eprintln!("{who}: the worker stopped with an error: {e}"),
+        Ok(Err(e)) => eprintln!("{who}: the worker task failed: {e}"),
+        Err(_) => {
+            eprintln!("{who}: the worker did not stop within {within:?}");
+            handle.abort();
+        }
+    }
+}
+
 /// Waits until the worker has partitions and a working producer, or reports why it stopped.
-async fn wait_ready(
+pub(crate) async fn wait_ready(
     stats: &Arc<Stats>,
     handle: &mut JoinHandle<Result<(), WorkerError>>,
 ) -> anyhow::Result<()> {

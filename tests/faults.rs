@@ -25,12 +25,7 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
     let stats = worker.stats();
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
-    let mut ids = BTreeSet::new();
-    for i in 0..300 {
-        let id = format!("down-{i}");
-        w.send_job(&w.job(&id, &format!("38170{i:07}"))).await;
-        ids.insert(id);
-    }
+    let ids = w.send_jobs("down", "38170", 300).await;
     // Let some work happen, then take every broker down for 10 s.
     w.wait_for_results(50).await;
     assert!(stats.ready());
@@ -131,12 +126,7 @@ async fn sigkilled_binary_restarts_without_skipping_or_respending() {
             .expect("spawn worker binary")
     };
     let n = 400;
-    let mut ids = BTreeSet::new();
-    for i in 0..n {
-        let id = format!("kill-{i}");
-        w.send_job(&w.job(&id, &format!("38172{i:07}"))).await;
-        ids.insert(id);
-    }
+    let ids = w.send_jobs("kill", "38172", n).await;
     let mut kills = 0;
     let mut child = spawn();
     for round in 1..=3 {
@@ -207,12 +197,7 @@ async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
     let mut config = w.config();
     config.kafka.commit_interval = Duration::from_millis(100);
     let (cancel, handle) = w.start(config);
-    let mut ids = BTreeSet::new();
-    for i in 0..200 {
-        let id = format!("brk-{i}");
-        w.send_job(&w.job(&id, &format!("38175{i:07}"))).await;
-        ids.insert(id);
-    }
+    let ids = w.send_jobs("brk", "38175", 200).await;
     // Once work flows, every broker answers 500 ms late.
     w.wait_for_results(50).await;
     for b in 1..=3 {

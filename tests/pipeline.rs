@@ -33,12 +33,7 @@ async fn a_slow_rate_limit_never_trips_max_poll_interval() {
     let stats = worker.stats();
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
-    let mut ids = BTreeSet::new();
-    for i in 0..60 {
-        let id = format!("slow-{i}");
-        w.send_job(&w.job(&id, &format!("38173{i:07}"))).await;
-        ids.insert(id);
-    }
+    let ids = w.send_jobs("slow", "38173", 60).await;
     let by_id = w.wait_until_all(&ids, Duration::from_secs(90)).await;
     assert!(by_id
         .values()

@@ -8,13 +8,13 @@ use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde_json::{json, Value};
-use silentauth_worker::config::{ClientConfig, Config};
+use silentauth_worker::config::Config;
 use silentauth_worker::contract::DeadLetterHeaders;
 use silentauth_worker::replay::{replay, ReplayArgs, ReplayError, ReplayOptions, ReplayReport};
-use silentauth_worker::secret::Secret;
 use silentauth_worker::simulator::{Scenario, SimHandle};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+use support::world::client;
 use support::TestBroker;
 use tokio_util::sync::CancellationToken;
 
@@ -603,16 +603,6 @@ async fn bad_arguments_are_refused_before_reading() {
 }
 
 // ---- end to end: outage, dead letters, heal, replay, verified ----
-
-fn client(id: &str, secret: &str) -> ClientConfig {
-    ClientConfig {
-        client_id: id.into(),
-        client_secret: Secret::new(secret),
-        api_key: Secret::new("sim-api-key"),
-        requests_per_second: None,
-        burst: 1,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_dead_letters_then_replay_verifies_every_job() {

@@ -7,11 +7,11 @@ use super::sim::SimProcess;
 use super::usage;
 use crate::demo::collect::{Collector, JobPublisher, Published, Received};
 use crate::demo::plan::Record;
-use crate::demo::DemoOptions;
+use crate::demo::{stop_worker, wait_ready, DemoOptions};
 use crate::simulator::{Latency, Scenario};
 use crate::stats::Stats;
-use crate::worker::{Worker, WorkerError};
-use anyhow::{bail, Context};
+use crate::worker::Worker;
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -19,9 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Partitions of the dead-letter topic.
 const DEAD_LETTER_PARTITIONS: i32 = 2;
-
-/// How long the worker may take to join its group.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the batches share: the broker, the simulator process and an HTTP client for minting.
 pub struct Ctx<'a> {
@@ -327,16 +324,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         None => (0, 0),
     };
     let sim_stats = ctx.sim.stats().await?;
-    cancel.cancel();
-    match tokio::time::timeout(Duration::from_secs(30), &mut handle).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => eprintln!("bench: the worker stopped with an error: {e}"),
-        Ok(Err(e)) => eprintln!("bench: the worker task failed: {e}"),
-        Err(_) => {
-            eprintln!("bench: the worker did not stop within 30 s");
-            handle.abort();
-        }
-    }
+    stop_worker(&cancel, &mut handle, Duration::from_secs(30), "bench").await;
 
     let http_times = stats.http_times();
     let sent_at = published.as_ref().map(|p| &p.sent_at);
@@ -456,28 +444,6 @@ fn spawn_sampler(stats: Arc<Stats>) -> (CancellationToken, JoinHandle<(u64, u64)
         }
     });
     (stop, task)
-}
-
-/// Waits until the worker has partitions and a working producer, or reports why it stopped.
-async fn wait_ready(
-    stats: &Arc<Stats>,
-    handle: &mut JoinHandle<Result<(), WorkerError>>,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while !stats.ready() {
-        if handle.is_finished() {
-            return match handle.await {
-                Ok(Ok(())) => bail!("the worker stopped before it was ready"),
-                Ok(Err(e)) => Err(e).context("the worker could not start"),
-                Err(e) => bail!("the worker task failed: {e}"),
-            };
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            bail!("the worker got no partitions within {READY_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -211,6 +211,19 @@ impl World {
         by_id
     }
 
+    /// Publishes `n` valid jobs `<prefix>-<i>` whose login_hints are `<number>` followed by `i`
+    /// on 7 digits; returns their ids.
+    pub async fn send_jobs(&self, prefix: &str, number: &str, n: usize) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        for i in 0..n {
+            let id = format!("{prefix}-{i}");
+            self.send_job(&self.job(&id, &format!("{number}{i:07}")))
+                .await;
+            ids.insert(id);
+        }
+        ids
+    }
+
     /// Waits until every id in `ids` has a result; panics after `timeout`.
     pub async fn wait_until_all(
         &self,

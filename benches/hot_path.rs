@@ -47,6 +47,8 @@ fn result() -> JobResult {
         received_at: Utc::now(),
         completed_at: Utc::now(),
         duration_ms: 184,
+        signals: None,
+        risk_flags: None,
     }
 }
 

@@ -31,6 +31,7 @@ struct Sample {
     verified: u64,
     not_verified: u64,
     failed: u64,
+    signals_only: u64,
     dead_letters: u64,
 }
 
@@ -49,6 +50,7 @@ impl Sample {
                 Status::Verified => s.verified += n,
                 Status::NotVerified => s.not_verified += n,
                 Status::Failed => s.failed += n,
+                Status::SignalsOnly => s.signals_only += n,
             }
         }
         s
@@ -219,6 +221,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
                 verified: b.verified.saturating_sub(a.verified),
                 not_verified: b.not_verified.saturating_sub(a.not_verified),
                 failed: b.failed.saturating_sub(a.failed),
+                signals_only: b.signals_only.saturating_sub(a.signals_only),
                 dead_letters: b.dead_letters.saturating_sub(a.dead_letters),
             })
             .collect()

@@ -195,6 +195,7 @@ pub fn config(bootstrap: &str, base_url: &str, opts: &DemoOptions) -> Config {
         api_key: Secret::new("sim-api-key"),
         requests_per_second: None,
         burst: 1,
+        signals_requests_per_second: None,
     };
     let mut c = Config::default();
     c.kafka.brokers = bootstrap.to_owned();

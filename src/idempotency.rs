@@ -120,6 +120,8 @@ mod tests {
             received_at: Utc::now(),
             completed_at: Utc::now(),
             duration_ms: 1,
+            signals: None,
+            risk_flags: None,
         }
     }
 

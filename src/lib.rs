@@ -26,6 +26,7 @@ pub mod idempotency;
 pub mod kafka;
 pub mod replay;
 pub mod secret;
+pub mod signals;
 pub mod silentauth;
 pub mod simulator;
 pub mod stats;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::contract::job::DecodeFailure;
 use crate::contract::result::SCHEMA_VERSION;
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
+use crate::signals::SignalEnv;
 use crate::silentauth::client::Credentials;
 use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
 use crate::silentauth::{Api, Classification, Limiter, RetryPolicy, TokenGrant, UserInfo};
@@ -55,6 +56,20 @@ pub struct Profile {
     pub credentials: Credentials,
     /// Shared by every request of the profile.
     pub limiter: Arc<Limiter>,
+    /// Network Signals requests: the same limiter unless the profile sets
+    /// `signals_requests_per_second`.
+    pub signals_limiter: Arc<Limiter>,
+}
+
+impl Profile {
+    /// A profile whose Network Signals requests share the Silent Auth limiter.
+    pub fn new(credentials: Credentials, limiter: Arc<Limiter>) -> Profile {
+        Profile {
+            credentials,
+            signals_limiter: limiter.clone(),
+            limiter,
+        }
+    }
 }
 
 /// Verifies jobs against the Silent Auth API `A`.
@@ -101,14 +116,18 @@ impl<A: Api> Verifier<A> {
             .clients
             .iter()
             .map(|(name, c)| {
-                let profile = Profile {
-                    credentials: Credentials {
-                        client_id: c.client_id.clone(),
-                        client_secret: c.client_secret.clone(),
-                        api_key: c.api_key.clone(),
-                    },
-                    limiter: Arc::new(Limiter::new(c.requests_per_second, c.burst)),
+                let credentials = Credentials {
+                    client_id: c.client_id.clone(),
+                    client_secret: c.client_secret.clone(),
+                    api_key: c.api_key.clone(),
                 };
+                let mut profile = Profile::new(
+                    credentials,
+                    Arc::new(Limiter::new(c.requests_per_second, c.burst)),
+                );
+                if let Some(rps) = c.signals_requests_per_second {
+                    profile.signals_limiter = Arc::new(Limiter::new(Some(rps), c.burst));
+                }
                 (name.clone(), profile)
             })
             .collect();
@@ -120,9 +139,13 @@ impl<A: Api> Verifier<A> {
         )
     }
 
-    /// The profiles' limiters, e.g. to apply an instance's partition share.
+    /// The profiles' limiters (a separate signals limiter too), e.g. to apply an instance's
+    /// partition share.
     pub fn limiters(&self) -> impl Iterator<Item = &Arc<Limiter>> {
-        self.profiles.values().map(|p| &p.limiter)
+        self.profiles.values().flat_map(|p| {
+            let separate = !Arc::ptr_eq(&p.limiter, &p.signals_limiter);
+            std::iter::once(&p.limiter).chain(separate.then_some(&p.signals_limiter))
+        })
     }
 
     /// Whether `name` is a configured client profile.
@@ -130,10 +153,33 @@ impl<A: Api> Verifier<A> {
         self.profiles.contains_key(name)
     }
 
-    /// Verifies one job. Never fails: every problem is a class in the result.
+    /// Verifies one job and runs the network-signal checks it asks for, concurrently. Never
+    /// fails: every problem is a class in the result, and a failed check is reported beside the
+    /// verdict without changing it.
     pub async fn verify(&self, job: &Job, ctx: &JobContext) -> Outcome {
         let mut attempts = Attempts::default();
-        let verdict = self.run(job, ctx, &mut attempts).await;
+        let signals = async {
+            let (Some(request), Some(profile)) = (&job.signals, self.profiles.get(&job.client))
+            else {
+                return None;
+            };
+            let env = SignalEnv {
+                api: &self.api,
+                api_key: &profile.credentials.api_key,
+                limiter: &profile.signals_limiter,
+                policy: &self.policy,
+                observer: self.observer.as_deref(),
+            };
+            Some(env.check_all(request, &job.login_hint).await)
+        };
+        let (verdict, signals) = tokio::join!(self.run(job, ctx, &mut attempts), signals);
+        let (signals, signal_attempts) = signals.unzip();
+        if let Some(a) = &signal_attempts {
+            attempts.count += a.count;
+            attempts.retries += a.retries;
+            attempts.http_time = attempts.http_time.max(a.http_time);
+        }
+        let risk_flags = signals.as_ref().map(|s| s.risk_flags());
         let completed_at = Utc::now();
         let (status, phone_number_verified, info, error) = verdict;
         let (sub, mobile_id) = info.map(|u| (u.sub, u.mobile_id)).unwrap_or_default();
@@ -161,6 +207,8 @@ impl<A: Api> Verifier<A> {
                 received_at: ctx.received_at,
                 completed_at,
                 duration_ms: millis_between(ctx.received_at, completed_at),
+                signals,
+                risk_flags,
             },
             http_time: attempts.http_time,
             retries: attempts.retries,
@@ -192,6 +240,10 @@ impl<A: Api> Verifier<A> {
             );
         }
         let (Some(code), Some(redirect_uri)) = (&job.code, &job.redirect_uri) else {
+            if job.code.is_none() && job.signals.is_some() {
+                // Only network signals were asked for: they are the whole result.
+                return (Status::SignalsOnly, None, None, None);
+            }
             return fail(ErrorInfo::new(
                 ErrorClass::InvalidJob,
                 Stage::Job,
@@ -296,6 +348,8 @@ pub fn invalid_job_result(failure: &DecodeFailure, ctx: &JobContext) -> Option<J
         received_at: ctx.received_at,
         completed_at,
         duration_ms: millis_between(ctx.received_at, completed_at),
+        signals: None,
+        risk_flags: None,
     })
 }
 
@@ -312,7 +366,8 @@ pub fn same_number(a: &str, b: &str) -> bool {
     !a.is_empty() && a == b
 }
 
-fn error_of(stage: Stage, c: Classification) -> ErrorInfo {
+/// The result's error for a classified failure of `stage`.
+pub(crate) fn error_of(stage: Stage, c: Classification) -> ErrorInfo {
     ErrorInfo::new(c.class, stage, c.reason)
         .with_code(c.code)
         .with_status(c.http_status)

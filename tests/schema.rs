@@ -247,7 +247,7 @@ fn result(status: Status) -> JobResult {
         phone_number_verified: match status {
             Status::Verified => Some(true),
             Status::NotVerified => Some(false),
-            Status::Failed => None,
+            Status::Failed | Status::SignalsOnly => None,
         },
         login_hint: Some("381123456789".into()),
         sub: None,
@@ -261,6 +261,8 @@ fn result(status: Status) -> JobResult {
         received_at: received,
         completed_at: received + chrono::Duration::milliseconds(184),
         duration_ms: 184,
+        signals: None,
+        risk_flags: None,
     }
 }
 

@@ -71,14 +71,14 @@ fn verifier(api: FakeApi) -> Verifier<FakeApi> {
     let mut profiles = HashMap::new();
     profiles.insert(
         "default".to_owned(),
-        Profile {
-            credentials: Credentials {
+        Profile::new(
+            Credentials {
                 client_id: "client".into(),
                 client_secret: Secret::new("12345"),
                 api_key: Secret::new("key"),
             },
-            limiter: Arc::new(Limiter::unlimited()),
-        },
+            Arc::new(Limiter::unlimited()),
+        ),
     );
     let policy = RetryPolicy {
         max_attempts: 3,

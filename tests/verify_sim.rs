@@ -98,6 +98,7 @@ async fn setup() -> Setup {
                 api_key: Secret::new(key),
                 requests_per_second: None,
                 burst: 1,
+                signals_requests_per_second: None,
             },
         );
     }

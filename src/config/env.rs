@@ -86,7 +86,7 @@ impl Schema {
             return match (path.len(), path.get(2).map(String::as_str)) {
                 (2, _) => Kind::Section,
                 (3, Some("burst")) => Kind::Integer,
-                (3, Some("requests_per_second")) => Kind::Float,
+                (3, Some("requests_per_second" | "signals_requests_per_second")) => Kind::Float,
                 _ => Kind::Str,
             };
         }

@@ -128,6 +128,9 @@ pub struct ApiConfig {
     /// Per-request timeout.
     #[serde(default = "default_api_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// tyntec Network Signals base URL, for jobs that ask for `signals`.
+    #[serde(default = "default_signals_base_url")]
+    pub signals_base_url: String,
 }
 
 /// One credentials profile.
@@ -146,6 +149,10 @@ pub struct ClientConfig {
     /// Requests that may go out at once above the steady rate.
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// A separate rate for Network Signals requests (with the same `burst`); absent means they
+    /// share `requests_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals_requests_per_second: Option<f64>,
 }
 
 /// Retry policy.
@@ -269,6 +276,10 @@ fn default_results_topic() -> String {
 fn default_dead_letter_topic() -> String {
     "silentauth.jobs.dlq".into()
 }
+fn default_signals_base_url() -> String {
+    crate::silentauth::signals::DEFAULT_SIGNALS_BASE_URL.to_owned()
+}
+
 fn default_base_url() -> String {
     "https://api.tyntec.com/silent-auth/v1".into()
 }
@@ -381,6 +392,10 @@ impl fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("base_url", &mask_url_password(&self.base_url))
             .field("timeout", &self.timeout)
+            .field(
+                "signals_base_url",
+                &mask_url_password(&self.signals_base_url),
+            )
             .finish()
     }
 }
@@ -470,13 +485,15 @@ impl Config {
             }
         }
 
-        match url::Url::parse(&self.api.base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
-            Ok(_) => v.fail("api.base_url", "must be an absolute http(s) URL"),
-            Err(e) => v.fail(
-                "api.base_url",
-                &format!("must be an absolute http(s) URL ({e})"),
-            ),
+        for (key, value) in [
+            ("api.base_url", &self.api.base_url),
+            ("api.signals_base_url", &self.api.signals_base_url),
+        ] {
+            match url::Url::parse(value) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                Ok(_) => v.fail(key, "must be an absolute http(s) URL"),
+                Err(e) => v.fail(key, &format!("must be an absolute http(s) URL ({e})")),
+            }
         }
         v.positive(self.api.timeout, "api.timeout");
 
@@ -493,11 +510,16 @@ impl Config {
                 "must not be empty",
             );
             v.check(!c.api_key.is_empty(), &key("api_key"), "must not be empty");
-            if let Some(rps) = c.requests_per_second {
-                if !rps.is_finite() {
-                    v.fail(&key("requests_per_second"), "must be a finite number");
-                } else {
-                    v.check(rps > 0.0, &key("requests_per_second"), "must be > 0");
+            for (field, rate) in [
+                ("requests_per_second", c.requests_per_second),
+                ("signals_requests_per_second", c.signals_requests_per_second),
+            ] {
+                if let Some(rps) = rate {
+                    if !rps.is_finite() {
+                        v.fail(&key(field), "must be a finite number");
+                    } else {
+                        v.check(rps > 0.0, &key(field), "must be > 0");
+                    }
                 }
             }
             v.check(c.burst >= 1, &key("burst"), "must be >= 1");
@@ -541,6 +563,7 @@ impl Config {
             }
         }
         masked.api.base_url = mask_url_password(&masked.api.base_url);
+        masked.api.signals_base_url = mask_url_password(&masked.api.signals_base_url);
         match toml::to_string_pretty(&masked) {
             Ok(text) => format!("# effective configuration; secrets are shown as ***\n{text}"),
             Err(e) => format!("# cannot render the configuration: {e}\n"),

@@ -16,6 +16,9 @@
 //! nesting) followed by checks that are linear in the size of the fields they read.
 
 use crate::contract::result::{ErrorClass, ErrorInfo, Stage};
+use crate::contract::signals::{
+    SignalsRequest, SwapCheck, DEFAULT_MAX_AGE_MINUTES, MAX_MAX_AGE_MINUTES,
+};
 pub use crate::contract::syntax::{
     is_valid_client, is_valid_job_id, is_valid_login_hint, is_valid_redirect_uri, parse_rfc3339,
     MAX_CLIENT_LEN, MAX_JOB_ID_LEN, MAX_LOGIN_HINT_DIGITS, MIN_LOGIN_HINT_DIGITS,
@@ -55,6 +58,8 @@ pub struct Job {
     pub issued_at: Option<DateTime<Utc>>,
     /// Echoed string map.
     pub attributes: BTreeMap<String, String>,
+    /// The network-signal checks asked for (`None` when the job has no `signals`).
+    pub signals: Option<SignalsRequest>,
 }
 
 /// Why a job is invalid; each variant names the field.
@@ -188,12 +193,22 @@ impl Job {
                 ));
             }
         }
+        let signals = read_signals(obj)?;
         if error.is_none() {
-            if code.is_none() {
-                return Err(JobError::Missing("code"));
-            }
-            if redirect_uri.is_none() {
+            if code.is_some() && redirect_uri.is_none() {
                 return Err(JobError::Missing("redirect_uri"));
+            }
+            match &signals {
+                // A job with only `signals` runs the checks alone.
+                Some(s) if code.is_none() && s.is_empty() => {
+                    return Err(JobError::invalid(
+                        "signals",
+                        "a job without `code` or `error` must ask for at least one of sim_swap, device_swap, call_forwarding",
+                    ))
+                }
+                Some(_) => {}
+                None if code.is_none() => return Err(JobError::Missing("code")),
+                None => {}
             }
         }
 
@@ -234,6 +249,7 @@ impl Job {
             client,
             issued_at,
             attributes,
+            signals,
         })
     }
 }
@@ -325,6 +341,79 @@ fn read_attributes(obj: &Map<String, Value>) -> Result<BTreeMap<String, String>,
             format!("must be an object of strings, not {}", kind(other)),
         )),
     }
+}
+
+/// `signals`: an object whose `sim_swap`, `device_swap` and `call_forwarding` members are
+/// objects (or null, meaning not asked for); other members are ignored, like unknown fields.
+fn read_signals(obj: &Map<String, Value>) -> Result<Option<SignalsRequest>, JobError> {
+    let signals = match present(obj, "signals") {
+        None => return Ok(None),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(JobError::invalid(
+                "signals",
+                format!("must be an object, not {}", kind(other)),
+            ))
+        }
+    };
+    Ok(Some(SignalsRequest {
+        sim_swap: read_swap_check(signals, "sim_swap", "signals.sim_swap.max_age_minutes")?,
+        device_swap: read_swap_check(
+            signals,
+            "device_swap",
+            "signals.device_swap.max_age_minutes",
+        )?,
+        call_forwarding: signal_object(signals, "call_forwarding", "signals.call_forwarding")?
+            .is_some(),
+    }))
+}
+
+fn signal_object<'a>(
+    signals: &'a Map<String, Value>,
+    name: &str,
+    field: &'static str,
+) -> Result<Option<&'a Map<String, Value>>, JobError> {
+    match present(signals, name) {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(other) => Err(JobError::invalid(
+            field,
+            format!("must be an object, not {}", kind(other)),
+        )),
+    }
+}
+
+fn read_swap_check(
+    signals: &Map<String, Value>,
+    name: &str,
+    max_age_field: &'static str,
+) -> Result<Option<SwapCheck>, JobError> {
+    let field = match name {
+        "sim_swap" => "signals.sim_swap",
+        _ => "signals.device_swap",
+    };
+    let Some(check) = signal_object(signals, name, field)? else {
+        return Ok(None);
+    };
+    let max_age_minutes = match present(check, "max_age_minutes") {
+        None => DEFAULT_MAX_AGE_MINUTES,
+        Some(v) => v
+            .as_u64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+            .filter(|m| (1..=u64::from(MAX_MAX_AGE_MINUTES)).contains(m))
+            .map(|m| m as u32)
+            .ok_or_else(|| {
+                JobError::invalid(
+                    max_age_field,
+                    format!("must be an integer from 1 to {MAX_MAX_AGE_MINUTES} (minutes)"),
+                )
+            })?,
+    };
+    Ok(Some(SwapCheck { max_age_minutes }))
 }
 
 /// `schema_version` must equal 1; like JSON Schema's `const`, `1.0` is the same number.

@@ -4,6 +4,7 @@
 pub mod dead_letter;
 pub mod job;
 pub mod result;
+pub mod signals;
 pub mod syntax;
 
 pub use dead_letter::{
@@ -11,3 +12,4 @@ pub use dead_letter::{
 };
 pub use job::{DecodeFailure, Job, JobError};
 pub use result::{ErrorClass, ErrorInfo, JobResult, Stage, Status};
+pub use signals::{RiskFlag, SignalsReport, SignalsRequest};

@@ -1,5 +1,6 @@
 //! Result v1 (docs/contract.md) and the stable error classes.
 
+use crate::contract::signals::{RiskFlag, SignalsReport};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +43,30 @@ pub struct JobResult {
     pub completed_at: DateTime<Utc>,
     /// `completed_at - received_at` in milliseconds.
     pub duration_ms: u64,
+    /// The network-signal checks the job asked for (absent when it asked for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<SignalsReport>,
+    /// What a fraud pipeline must look at, from `signals` (absent with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_flags: Option<Vec<RiskFlag>>,
+}
+
+impl JobResult {
+    /// The error a dead letter is published for, if any (§5): the verdict's error when its
+    /// class is dead-lettered; for a `signals_only` job, the first failed check whose class is
+    /// (replaying such a job spends no code). A failed check beside a verdict is only reported.
+    pub fn dead_letter_error(&self) -> Option<&ErrorInfo> {
+        if let Some(e) = self.error.as_ref().filter(|e| e.class.dead_lettered()) {
+            return Some(e);
+        }
+        if self.status != Status::SignalsOnly {
+            return None;
+        }
+        self.signals
+            .as_ref()?
+            .errors()
+            .find(|e| e.class.dead_lettered())
+    }
 }
 
 /// The verdict of a job.
@@ -54,6 +79,8 @@ pub enum Status {
     NotVerified,
     /// No verdict: see `error`.
     Failed,
+    /// The job asked only for network signals: see `signals`.
+    SignalsOnly,
 }
 
 impl Status {
@@ -63,6 +90,7 @@ impl Status {
             Status::Verified => "verified",
             Status::NotVerified => "not_verified",
             Status::Failed => "failed",
+            Status::SignalsOnly => "signals_only",
         }
     }
 }
@@ -217,6 +245,12 @@ pub enum Stage {
     Token,
     /// `GET /oauth2/userinfo`.
     Userinfo,
+    /// `POST /sim-swap/check` and `/sim-swap/retrieve-date` (Network Signals).
+    SimSwap,
+    /// `POST /device-swap/check` and `/device-swap/retrieve-date`.
+    DeviceSwap,
+    /// `POST /call-forwarding/unconditional/check`.
+    CallForwarding,
 }
 
 impl Stage {
@@ -228,6 +262,9 @@ impl Stage {
             Stage::Deadline => "deadline",
             Stage::Token => "token",
             Stage::Userinfo => "userinfo",
+            Stage::SimSwap => "sim_swap",
+            Stage::DeviceSwap => "device_swap",
+            Stage::CallForwarding => "call_forwarding",
         }
     }
 }

@@ -39,10 +39,13 @@ pub struct Classification {
     pub reason: String,
 }
 
-/// The OAuth / tyntec error body: `{"error": "...", "error_description": "..."}`.
+/// The OAuth / tyntec error body `{"error": "...", "error_description": "..."}`, or the CAMARA
+/// one of Network Signals `{"status": 404, "code": "NOT_FOUND", "message": "..."}`.
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
+    #[serde(alias = "code")]
     error: Option<String>,
+    #[serde(alias = "message")]
     error_description: Option<String>,
 }
 
@@ -51,8 +54,11 @@ const MAX_DESCRIPTION: usize = 200;
 
 /// Classifies one failed attempt: a non-2xx response (`status`, `body`) or a transport failure.
 ///
-/// `stage` is [`Stage::Token`] or [`Stage::Userinfo`]. A 2xx is not a failure and is never passed
-/// here; a 2xx whose body does not parse is a `protocol_error` decided by the client.
+/// `stage` is [`Stage::Token`], [`Stage::Userinfo`] or a network-signal stage. A 2xx is not a
+/// failure and is never passed here; a 2xx whose body does not parse is a `protocol_error`
+/// decided by the client. Signal checks are idempotent and retried like userinfo; their 404
+/// ("no data for the number") is classified `protocol_error` here and turned into an
+/// *inconclusive* outcome by the caller.
 pub fn classify(
     stage: Stage,
     status: Option<u16>,
@@ -90,6 +96,9 @@ pub fn classify(
         (Stage::Token, 500 | 502 | 503 | 504) => (ErrorClass::UpstreamUnavailable, true),
         (Stage::Token, 501..=599) => (ErrorClass::UpstreamUnavailable, false),
         (Stage::Userinfo, 500..=599) => (ErrorClass::UpstreamUnavailable, true),
+        (Stage::SimSwap | Stage::DeviceSwap | Stage::CallForwarding, 500..=599) => {
+            (ErrorClass::UpstreamUnavailable, true)
+        }
         _ => (ErrorClass::ProtocolError, false),
     };
     let what = match class {
@@ -310,5 +319,65 @@ mod tests {
             false,
         );
         assert!(c.reason.len() < 300);
+    }
+
+    fn camara(status: u16, code: &str) -> Vec<u8> {
+        serde_json::json!({"status": status, "code": code, "message": "from the operator"})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn network_signal_errors_use_the_camara_body_and_the_same_rules() {
+        for stage in [Stage::SimSwap, Stage::DeviceSwap, Stage::CallForwarding] {
+            let c = check(
+                stage,
+                404,
+                &camara(404, "IDENTIFIER_NOT_FOUND"),
+                ProtocolError,
+                false,
+            );
+            assert_eq!(c.code.as_deref(), Some("IDENTIFIER_NOT_FOUND"));
+            assert!(c.reason.contains("from the operator"), "{}", c.reason);
+            check(
+                stage,
+                400,
+                &camara(400, "INVALID_ARGUMENT"),
+                ProtocolError,
+                false,
+            );
+            check(
+                stage,
+                401,
+                &camara(401, "UNAUTHENTICATED"),
+                CredentialsRejected,
+                false,
+            );
+            check(
+                stage,
+                403,
+                &camara(403, "PERMISSION_DENIED"),
+                PermissionDenied,
+                false,
+            );
+            check(
+                stage,
+                429,
+                &camara(429, "TOO_MANY_REQUESTS"),
+                RateLimited,
+                true,
+            );
+            for status in [500, 501, 502, 503, 504] {
+                check(
+                    stage,
+                    status,
+                    &camara(status, "UNAVAILABLE"),
+                    UpstreamUnavailable,
+                    true,
+                );
+            }
+            let t = classify(stage, None, b"", Some(&Transport::Timeout));
+            assert!(t.retry && !t.ambiguous, "a signal check spends nothing");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! their success bodies.
 
 use super::classify::Transport;
+use super::signals::{SignalCall, DEFAULT_SIGNALS_BASE_URL};
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::future::Future;
@@ -53,6 +54,20 @@ pub trait Api: Send + Sync + 'static {
 
     /// `GET {base}/oauth2/userinfo` with the access token.
     fn userinfo(&self, access_token: &Secret) -> impl Future<Output = HttpOutcome> + Send;
+
+    /// `POST {signals_base}{call.path()}` with `apiKey` and the body of [`SignalCall::body`].
+    /// An `Api` without Network Signals (a test fake of the two Silent Auth calls) answers that
+    /// it cannot connect.
+    fn signal(
+        &self,
+        api_key: &Secret,
+        call: SignalCall,
+        phone_number: &str,
+        max_age_minutes: Option<u32>,
+    ) -> impl Future<Output = HttpOutcome> + Send {
+        let _ = (api_key, call, phone_number, max_age_minutes);
+        async { HttpOutcome::Transport(Transport::Connect("no Network Signals API".into())) }
+    }
 }
 
 /// Why the client could not be built.
@@ -61,6 +76,9 @@ pub enum ClientError {
     /// `api.base_url` is not a usable URL.
     #[error("api.base_url is not a valid URL: {0}")]
     BaseUrl(String),
+    /// `api.signals_base_url` is not a usable URL.
+    #[error("api.signals_base_url is not a valid URL: {0}")]
+    SignalsBaseUrl(String),
     /// The HTTP stack could not start.
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
@@ -72,16 +90,16 @@ pub struct SilentAuthClient {
     http: reqwest::Client,
     token_url: String,
     userinfo_url: String,
+    /// The URL of each [`SignalCall`], in the order of [`SignalCall::ALL`].
+    signal_urls: Vec<String>,
 }
 
 impl SilentAuthClient {
     /// A client for `base_url` (e.g. `https://api.tyntec.com/silent-auth/v1`).
+    /// Network Signals go to [`DEFAULT_SIGNALS_BASE_URL`] unless
+    /// [`SilentAuthClient::with_signals_base_url`] says otherwise.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let base = url::Url::parse(base_url).map_err(|e| ClientError::BaseUrl(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::BaseUrl("scheme must be http or https".into()));
-        }
-        let base = base.as_str().trim_end_matches('/').to_owned();
+        let base = http_base(base_url).map_err(ClientError::BaseUrl)?;
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(timeout)
@@ -96,7 +114,16 @@ impl SilentAuthClient {
             http,
             token_url: format!("{base}/oauth2/token"),
             userinfo_url: format!("{base}/oauth2/userinfo"),
+            signal_urls: signal_urls(DEFAULT_SIGNALS_BASE_URL),
         })
+    }
+
+    /// The same client, sending Network Signals requests under `signals_base_url`
+    /// (e.g. `https://api.tyntec.com/network-signal/v1`).
+    pub fn with_signals_base_url(mut self, signals_base_url: &str) -> Result<Self, ClientError> {
+        let base = http_base(signals_base_url).map_err(ClientError::SignalsBaseUrl)?;
+        self.signal_urls = signal_urls(&base);
+        Ok(self)
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> HttpOutcome {
@@ -146,6 +173,38 @@ impl Api for SilentAuthClient {
             .bearer_auth(access_token.expose());
         self.send(req).await
     }
+
+    async fn signal(
+        &self,
+        api_key: &Secret,
+        call: SignalCall,
+        phone_number: &str,
+        max_age_minutes: Option<u32>,
+    ) -> HttpOutcome {
+        let index = SignalCall::ALL.iter().position(|c| *c == call).unwrap_or(0);
+        let req = self
+            .http
+            .post(&self.signal_urls[index])
+            .header("apiKey", api_key.expose())
+            .json(&call.body(phone_number, max_age_minutes));
+        self.send(req).await
+    }
+}
+
+/// An http(s) URL without its trailing `/`, or why it is not one.
+fn http_base(url: &str) -> Result<String, String> {
+    let base = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err("scheme must be http or https".into());
+    }
+    Ok(base.as_str().trim_end_matches('/').to_owned())
+}
+
+fn signal_urls(base: &str) -> Vec<String> {
+    SignalCall::ALL
+        .iter()
+        .map(|c| format!("{base}{}", c.path()))
+        .collect()
 }
 
 /// Maps a reqwest error to what the retry rules need to know: was the request sent?

@@ -5,8 +5,10 @@ pub mod classify;
 pub mod client;
 pub mod limiter;
 pub mod retry;
+pub mod signals;
 
 pub use classify::{classify, Classification, Transport};
 pub use client::{Api, HttpOutcome, HttpResponse, SilentAuthClient, TokenGrant, UserInfo};
 pub use limiter::Limiter;
 pub use retry::RetryPolicy;
+pub use signals::SignalCall;

@@ -225,10 +225,7 @@ async fn process(env: &JobEnv, taken: &Taken) -> Outputs {
                 duplicate,
                 "verified"
             );
-            let error = result
-                .error
-                .clone()
-                .filter(|e| e.class.dead_lettered() && !duplicate);
+            let error = result.dead_letter_error().filter(|_| !duplicate).cloned();
             (Some(result), error)
         }
     };

@@ -85,7 +85,8 @@ impl Worker {
     pub async fn run(self, cancel: CancellationToken) -> Result<(), WorkerError> {
         let config = self.config;
         let stats = self.stats;
-        let api = SilentAuthClient::new(&config.api.base_url, config.api.timeout)?;
+        let api = SilentAuthClient::new(&config.api.base_url, config.api.timeout)?
+            .with_signals_base_url(&config.api.signals_base_url)?;
         let http_metrics = Arc::new(HttpMetrics::default());
         let verifier = Verifier::from_config(api, &config).with_observer(http_metrics.clone());
         // The admin listener lives as long as this call, whichever way it returns.

@@ -134,6 +134,7 @@ pub fn client(id: &str, secret: &str) -> ClientConfig {
         api_key: Secret::new("sim-api-key"),
         requests_per_second: None,
         burst: 1,
+        signals_requests_per_second: None,
     }
 }
 

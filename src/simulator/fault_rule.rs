@@ -76,9 +76,11 @@ pub struct FaultRule {
     /// Only the first N matching requests are selected, then the fault heals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first: Option<u64>,
-    /// Count `first` per code (token, userinfo) or per login_hint (authorize) instead of overall.
+    /// Count `first` per code (token, userinfo) or per number (authorize, signals) instead of
+    /// overall.
     pub per_code: bool,
-    /// Only requests for codes/tokens issued to these login_hints (authorize: that login_hint).
+    /// Only requests for codes/tokens issued to these login_hints (authorize: that login_hint;
+    /// signals: the number asked about). Compared on digits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_hints: Option<Vec<String>>,
 }
@@ -99,7 +101,11 @@ impl FaultRule {
     pub(crate) fn validate(&self, i: usize) -> Result<(), ScenarioError> {
         let bad = |m: &str| Err(ScenarioError::Invalid(format!("faults[{i}].{m}")));
         let Some(endpoint) = self.endpoint else {
-            return bad("endpoint is required (authorize, token or userinfo)");
+            return bad(
+                "endpoint is required (authorize, token, userinfo, sim_swap_check, \
+                 sim_swap_retrieve_date, device_swap_check, device_swap_retrieve_date or \
+                 call_forwarding_check)",
+            );
         };
         let Some(kind) = self.effective_kind() else {
             return bad("kind or status is required");

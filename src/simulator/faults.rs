@@ -40,7 +40,8 @@ pub(crate) enum Action {
 pub(crate) struct Subject<'a> {
     /// Where the request went.
     pub endpoint: SimEndpoint,
-    /// The login_hint of the code/token (authorize: the query's), when known.
+    /// The login_hint of the code/token (authorize: the query's; signals: the number asked
+    /// about), when known.
     pub login_hint: Option<&'a str>,
     /// The code the request is about (token: the code; userinfo: the code behind the token).
     pub code_id: Option<u64>,
@@ -117,7 +118,9 @@ impl FaultEngine {
         if let Some(first) = r.rule.first {
             let n = if r.rule.per_code {
                 let key = match (s.endpoint, s.code_id, s.login_hint) {
-                    (SimEndpoint::Authorize, _, Some(h)) => format!("h:{}", normalize_hint(h)),
+                    (e, _, Some(h)) if e == SimEndpoint::Authorize || e.is_signal() => {
+                        format!("h:{}", normalize_hint(h))
+                    }
                     (_, Some(id), _) => format!("c:{id}"),
                     // Nothing to count per: the rule does not apply.
                     _ => return false,
@@ -259,6 +262,28 @@ mod tests {
         assert_eq!(a, run(), "same seed, same choices");
         let hits = a.iter().filter(|x| **x).count();
         assert!((200..400).contains(&hits), "{hits} of 1000 at rate 0.3");
+    }
+
+    #[test]
+    fn signal_rules_select_and_count_per_number() {
+        let e = engine(
+            "[[faults]]\nendpoint = \"sim_swap_check\"\nstatus = 503\nfirst = 1\nper_code = true\n\
+             login_hints = [\"4915100000001\", \"+4915100000002\"]",
+        );
+        let ask = |number| Subject {
+            endpoint: SimEndpoint::SimSwapCheck,
+            login_hint: Some(number),
+            code_id: None,
+        };
+        let other = Subject {
+            endpoint: SimEndpoint::DeviceSwapCheck,
+            ..ask("4915100000002")
+        };
+        assert_eq!(e.pick(other), None, "another signal endpoint");
+        assert!(e.pick(ask("4915100000001")).is_some());
+        assert_eq!(e.pick(ask("4915100000001")), None, "healed for this number");
+        assert!(e.pick(ask("4915100000002")).is_some(), "counted per number");
+        assert_eq!(e.pick(ask("4915100000003")), None, "not listed");
     }
 
     #[test]

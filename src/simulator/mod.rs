@@ -1,22 +1,29 @@
-//! The Silent Auth simulator (axum): the seed's endpoints, scenarios and fault injection.
+//! The Silent Auth simulator (axum): the seed's endpoints, Network Signals, scenarios and fault
+//! injection.
 //!
-//! A faithful stand-in for `https://api.tyntec.com/silent-auth/v1` used by tests, `demo`, the
-//! benchmark and docker-compose. [`SimHandle::start`] serves:
+//! A faithful stand-in for `https://api.tyntec.com/silent-auth/v1` and
+//! `https://api.tyntec.com/network-signal/v1` used by tests, `demo`, the benchmark and
+//! docker-compose. [`SimHandle::start`] serves:
 //! - `GET /silent-auth/v1/oauth2/authorize`: 302 to `redirect_uri` with a single-use `code`, or
 //!   with a seed B.1 `error` (400 JSON when `redirect_uri` itself is unusable);
 //! - `POST /silent-auth/v1/oauth2/token`: the code exchange (A.2, B.2); a code is used by the
 //!   first request that presents it, and later presentations are counted as `codes_reused`;
 //! - `GET /silent-auth/v1/oauth2/userinfo`: the verdict (A.3, B.3), `"true"` when the number the
 //!   network sees for the device ([`Scenario::devices`]) equals the authorize login_hint;
+//! - `POST /network-signal/v1/sim-swap/check|retrieve-date`, `…/device-swap/check|retrieve-date`
+//!   and `…/call-forwarding/unconditional/check`: answered from [`Scenario::signals`], with
+//!   swap ages that grow with the simulator's clock and CAMARA error bodies;
 //! - `GET /_sim/stats`, `GET|PUT /_sim/scenario` (TOML), `POST /_sim/reset-stats`, `GET /_sim/health`.
 //!
 //! A [`Scenario`] adds latency, fault rules (statuses with `Retry-After`, dropped connections,
 //! slow and malformed answers; `rate`, `first`, `per_code`, `login_hints` selection) and a rate
-//! limit. `config/simulator.toml` documents every key. Codes and tokens are never logged.
+//! limit, for the signal endpoints too. `config/simulator.toml` documents every key. Codes,
+//! tokens and numbers are never logged.
 
 mod authorize;
 mod control;
 mod device;
+mod endpoint;
 mod fault_rule;
 mod faults;
 mod limiter;
@@ -24,6 +31,7 @@ mod pipeline;
 pub mod responses;
 mod scenario;
 mod server;
+mod signals;
 mod state;
 mod stats;
 mod token;
@@ -32,9 +40,10 @@ mod userinfo;
 pub use device::{authorize, AuthorizeRedirect};
 pub use scenario::{
     FaultKind, FaultRule, Latency, LatencyConfig, RateLimitConfig, RetryAfter, Scenario,
-    ScenarioError, SimClient, SimEndpoint,
+    ScenarioError, SignalRule, SignalsConfig, SimClient, SimEndpoint,
 };
 pub use server::{SimHandle, PATH_PREFIX};
+pub use signals::SIGNALS_PATH_PREFIX;
 pub use stats::{EndpointStats, PerSecond, Stats, DROPPED};
 
 use anyhow::Context;
@@ -56,6 +65,7 @@ pub async fn run_cli(listen: SocketAddr, scenario: Option<PathBuf>) -> anyhow::R
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", sim.addr())?;
         writeln!(out, "base_url {}", sim.base_url())?;
+        writeln!(out, "signals_base_url {}", sim.signals_base_url())?;
         out.flush()?;
     }
     tracing::info!(addr = %sim.addr(), "simulator started");

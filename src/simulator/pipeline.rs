@@ -5,6 +5,7 @@ use super::faults::{Action, Subject};
 use super::responses;
 use super::scenario::SimEndpoint;
 use super::server::ConnInfo;
+use super::signals;
 use super::state::{Active, SimState};
 use super::stats::DROPPED;
 use axum::http::StatusCode;
@@ -33,7 +34,12 @@ pub(crate) async fn admit(
     if let Some((bucket, endpoints)) = &active.limiter {
         if endpoints.contains(&subject.endpoint) && !bucket.try_acquire(sim.clock.now()) {
             sim.stats.rate_limited.fetch_add(1, Relaxed);
-            return Err(Reply::Respond(responses::rate_limited()));
+            let r = if subject.endpoint.is_signal() {
+                signals::rate_limited()
+            } else {
+                responses::rate_limited()
+            };
+            return Err(Reply::Respond(r));
         }
     }
     let action = active.faults.pick(subject);
@@ -46,11 +52,13 @@ pub(crate) async fn admit(
             retry_after,
             body,
         }) => {
-            return Err(Reply::Respond(responses::status_fault(
-                status,
-                retry_after.as_deref(),
-                body.as_deref(),
-            )))
+            let (retry_after, body) = (retry_after.as_deref(), body.as_deref());
+            let r = if subject.endpoint.is_signal() {
+                signals::status_fault(status, retry_after, body)
+            } else {
+                responses::status_fault(status, retry_after, body)
+            };
+            return Err(Reply::Respond(r));
         }
         Some(Action::Drop {
             after_processing: false,

@@ -116,10 +116,20 @@ pub fn raw_body(status: StatusCode, body: String) -> Response {
 
 /// The response of a status fault: `body` or the table's default for `status`, plus `Retry-After`.
 pub fn status_fault(status: u16, retry_after: Option<&str>, body: Option<&str>) -> Response {
+    status_fault_with(status, retry_after, body, default_error_body)
+}
+
+/// A status fault whose default body (when the rule has no `body`) comes from `default`.
+pub(crate) fn status_fault_with(
+    status: u16,
+    retry_after: Option<&str>,
+    body: Option<&str>,
+    default: impl FnOnce(StatusCode) -> Response,
+) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = match body {
         Some(b) => raw_body(status, b.to_owned()),
-        None => default_error_body(status),
+        None => default(status),
     };
     if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(v).ok()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);

@@ -1,11 +1,14 @@
-//! The simulator's scenario: credentials, devices, latency, fault rules and its own rate limit (TOML).
+//! The simulator's scenario: credentials, devices, network signals, latency, fault rules and its
+//! own rate limit (TOML).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use super::endpoint::SimEndpoint;
 pub use super::fault_rule::{FaultKind, FaultRule, RetryAfter};
+pub use super::signals::{SignalRule, SignalsConfig};
 
 /// Everything that shapes how the simulator answers; `Scenario::default()` is "no file":
 /// the seed's example credentials, every device verified, no latency, no faults, no rate limit.
@@ -26,6 +29,9 @@ pub struct Scenario {
     /// login_hint -> the number the network sees for that device. A device not listed is seen
     /// as its own login_hint (verified); a different number makes userinfo answer `"false"`.
     pub devices: BTreeMap<String, String>,
+    /// What the Network Signals endpoints report per number (default: no swap, no forwarding).
+    #[serde(skip_serializing_if = "SignalsConfig::is_empty")]
+    pub signals: SignalsConfig,
     /// Added response latency.
     pub latency: LatencyConfig,
     /// Fault rules, tried in order; the first one that selects a request applies.
@@ -49,6 +55,7 @@ impl Default for Scenario {
             code_ttl: Duration::from_secs(600),
             token_ttl: Duration::from_secs(86_399),
             devices: BTreeMap::new(),
+            signals: SignalsConfig::default(),
             latency: LatencyConfig::default(),
             faults: Vec::new(),
             rate_limit: None,
@@ -101,6 +108,21 @@ pub struct LatencyConfig {
     /// Override for userinfo.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub userinfo: Option<Latency>,
+    /// Override for `POST /sim-swap/check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_swap_check: Option<Latency>,
+    /// Override for `POST /sim-swap/retrieve-date`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_swap_retrieve_date: Option<Latency>,
+    /// Override for `POST /device-swap/check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_swap_check: Option<Latency>,
+    /// Override for `POST /device-swap/retrieve-date`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_swap_retrieve_date: Option<Latency>,
+    /// Override for `POST /call-forwarding/unconditional/check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_forwarding_check: Option<Latency>,
 }
 
 impl LatencyConfig {
@@ -110,6 +132,11 @@ impl LatencyConfig {
             SimEndpoint::Authorize => self.authorize,
             SimEndpoint::Token => self.token,
             SimEndpoint::Userinfo => self.userinfo,
+            SimEndpoint::SimSwapCheck => self.sim_swap_check,
+            SimEndpoint::SimSwapRetrieveDate => self.sim_swap_retrieve_date,
+            SimEndpoint::DeviceSwapCheck => self.device_swap_check,
+            SimEndpoint::DeviceSwapRetrieveDate => self.device_swap_retrieve_date,
+            SimEndpoint::CallForwardingCheck => self.call_forwarding_check,
         };
         over.unwrap_or(Latency {
             fixed: self.fixed,
@@ -127,7 +154,8 @@ pub struct RateLimitConfig {
     /// Requests allowed at once after an idle period (default 1).
     #[serde(default = "default_burst")]
     pub burst: u32,
-    /// Endpoints the limit applies to (default token and userinfo, the worker's calls).
+    /// Endpoints the limit applies to, sharing one bucket (default token and userinfo; signal
+    /// endpoints are limited only when listed, so existing scenarios keep their budget).
     #[serde(default = "default_limited")]
     pub endpoints: Vec<SimEndpoint>,
 }
@@ -138,37 +166,6 @@ const fn default_burst() -> u32 {
 
 fn default_limited() -> Vec<SimEndpoint> {
     vec![SimEndpoint::Token, SimEndpoint::Userinfo]
-}
-
-/// The three API endpoints of the seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SimEndpoint {
-    /// `GET /oauth2/authorize` (the device's call).
-    Authorize,
-    /// `POST /oauth2/token`.
-    Token,
-    /// `GET /oauth2/userinfo`.
-    Userinfo,
-}
-
-impl SimEndpoint {
-    /// All endpoints, in a fixed order.
-    pub const ALL: [SimEndpoint; 3] = [Self::Authorize, Self::Token, Self::Userinfo];
-
-    /// The lowercase name used in scenarios and stats.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SimEndpoint::Authorize => "authorize",
-            SimEndpoint::Token => "token",
-            SimEndpoint::Userinfo => "userinfo",
-        }
-    }
-
-    /// The endpoint named `name` (`"authorize"`, `"token"`, `"userinfo"`).
-    pub fn parse(name: &str) -> Option<SimEndpoint> {
-        Self::ALL.into_iter().find(|e| e.as_str() == name)
-    }
 }
 
 /// Why a scenario could not be loaded.
@@ -232,6 +229,7 @@ impl Scenario {
         for (i, f) in self.faults.iter().enumerate() {
             f.validate(i)?;
         }
+        self.signals.validate()?;
         Ok(())
     }
 }
@@ -320,6 +318,7 @@ mod tests {
         )
         .unwrap();
         assert!(!full.devices.is_empty() && full.latency.token.is_some());
+        assert!(!full.signals.is_empty());
         let text = full.to_toml_string();
         assert_eq!(Scenario::from_toml_str(&text).unwrap(), full, "{text}");
     }

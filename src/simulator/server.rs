@@ -2,6 +2,7 @@
 //! [`SimHandle`], the handle tests, `demo` and benchmarks hold.
 
 use super::scenario::Scenario;
+use super::signals::{self, SIGNALS_PATH_PREFIX};
 use super::state::SimState;
 use super::stats::Stats;
 use super::{authorize, control, token, userinfo};
@@ -109,6 +110,7 @@ fn router(state: Arc<SimState>) -> Router {
             &format!("{PATH_PREFIX}/oauth2/userinfo"),
             get(userinfo::handle),
         )
+        .merge(signals::routes())
         .route("/_sim/stats", get(control::stats))
         .route(
             "/_sim/scenario",
@@ -171,11 +173,22 @@ impl SimHandle {
     /// The API base URL, e.g. `http://127.0.0.1:PORT/silent-auth/v1` (an unspecified listen
     /// address is replaced by loopback so the URL can be dialled).
     pub fn base_url(&self) -> String {
+        format!("http://{}{PATH_PREFIX}", self.dial_addr())
+    }
+
+    /// The Network Signals base URL, e.g. `http://127.0.0.1:PORT/network-signal/v1` (same
+    /// process and port as [`SimHandle::base_url`]).
+    pub fn signals_base_url(&self) -> String {
+        format!("http://{}{SIGNALS_PATH_PREFIX}", self.dial_addr())
+    }
+
+    /// The bound address with an unspecified IP replaced by loopback, so URLs can be dialled.
+    fn dial_addr(&self) -> SocketAddr {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(Ipv4Addr::LOCALHOST.into());
         }
-        format!("http://{addr}{PATH_PREFIX}")
+        addr
     }
 
     /// Replaces the scenario (fault counters and the rate limit start afresh; codes and tokens
@@ -199,7 +212,8 @@ impl SimHandle {
         self.state.mint_code(client_id, login_hint, redirect_uri)
     }
 
-    /// Moves the simulator's clock forward, so codes and tokens expire without sleeping.
+    /// Moves the simulator's clock forward, so codes and tokens expire and SIM/device swaps age
+    /// without sleeping.
     pub fn advance_clock(&self, by: Duration) {
         self.state.clock.advance(by);
     }

@@ -4,6 +4,7 @@
 use super::faults::FaultEngine;
 use super::limiter::TokenBucket;
 use super::scenario::{Scenario, SimClient, SimEndpoint};
+use super::signals::SignalBook;
 use super::stats::StatsRecorder;
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::hash_map::RandomState;
@@ -11,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long a used or expired code is remembered, so a late second use still counts as reused.
 const CODE_GRACE: Duration = Duration::from_secs(60);
@@ -32,6 +33,11 @@ impl SimClock {
     /// The simulator's now.
     pub(crate) fn now(&self) -> Instant {
         Instant::now() + Duration::from_nanos(self.offset_ns.load(Relaxed))
+    }
+
+    /// The simulator's wall-clock now (real time plus the same offset), for dates in answers.
+    pub(crate) fn wall_now(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_nanos(self.offset_ns.load(Relaxed))
     }
 
     /// Moves the simulator's now forward by `d`.
@@ -121,6 +127,10 @@ pub(crate) struct Active {
     pub api_keys: HashSet<String>,
     pub faults: FaultEngine,
     pub limiter: Option<(TokenBucket, Vec<SimEndpoint>)>,
+    /// The `[signals]` rules, compiled.
+    pub signals: SignalBook,
+    /// When the scenario took effect on the simulator's clock: swap ages count from here.
+    pub since: Instant,
 }
 
 impl Active {
@@ -139,6 +149,8 @@ impl Active {
                     rl.endpoints.clone(),
                 )
             }),
+            signals: SignalBook::new(&scenario.signals),
+            since: now,
             scenario,
         }
     }

@@ -17,9 +17,11 @@ const MAX_SECONDS: usize = 86_400;
 /// A snapshot of the simulator's counters; the JSON of `GET /_sim/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
-    /// Requests to the three API endpoints.
+    /// Requests to the API endpoints (Silent Auth and Network Signals).
     pub total: u64,
-    /// Per endpoint name (`authorize`, `token`, `userinfo`).
+    /// Per endpoint name (`authorize`, `token`, `userinfo`, `sim_swap_check`,
+    /// `sim_swap_retrieve_date`, `device_swap_check`, `device_swap_retrieve_date`,
+    /// `call_forwarding_check`).
     pub endpoints: BTreeMap<String, EndpointStats>,
     /// Authorization codes issued (authorize redirects with a code, and `mint_code`).
     pub codes_issued: u64,
@@ -65,6 +67,15 @@ impl Stats {
     /// All requests to `endpoint`.
     pub fn total(&self, endpoint: &str) -> u64 {
         self.endpoints.get(endpoint).map_or(0, |e| e.total)
+    }
+
+    /// All requests to the Network Signals endpoints.
+    pub fn signals_total(&self) -> u64 {
+        SimEndpoint::ALL
+            .into_iter()
+            .filter(|e| e.is_signal())
+            .map(|e| self.total(e.as_str()))
+            .sum()
     }
 
     /// The busiest second of token + userinfo requests.
@@ -143,17 +154,14 @@ impl Series {
 }
 
 fn index(e: SimEndpoint) -> usize {
-    match e {
-        SimEndpoint::Authorize => 0,
-        SimEndpoint::Token => 1,
-        SimEndpoint::Userinfo => 2,
-    }
+    SimEndpoint::ALL.iter().position(|x| *x == e).unwrap_or(0)
 }
 
 impl StatsRecorder {
     pub(crate) fn new() -> Self {
         StatsRecorder {
-            by_status: (0..3)
+            by_status: SimEndpoint::ALL
+                .iter()
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             codes_issued: AtomicU64::new(0),
@@ -242,13 +250,19 @@ mod tests {
         r.record(SimEndpoint::Token, 200);
         r.record(SimEndpoint::Token, DROPPED);
         r.record(SimEndpoint::Userinfo, 401);
+        r.record(SimEndpoint::SimSwapCheck, 200);
+        r.record(SimEndpoint::CallForwardingCheck, 404);
         let s = r.snapshot();
+        assert_eq!(s.count("sim_swap_check", 200), 1);
+        assert_eq!(s.count("call_forwarding_check", 404), 1);
+        assert_eq!(s.total("device_swap_check"), 0);
+        assert_eq!(s.signals_total(), 2);
         assert_eq!(s.count("token", 200), 2);
         assert_eq!(s.count("token", 0), 1);
         assert_eq!(s.total("token"), 3);
         assert_eq!(s.total("userinfo"), 1);
         assert_eq!(s.total("authorize"), 0);
-        assert_eq!(s.total, 4);
+        assert_eq!(s.total, 6);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), s);
         r.reset();

@@ -70,6 +70,7 @@ impl World {
         c.topics.results = self.results.clone();
         c.topics.dead_letter = self.dlq.clone();
         c.api.base_url = self.sim.base_url();
+        c.api.signals_base_url = self.sim.signals_base_url();
         c.api.timeout = Duration::from_secs(2);
         c.retry.initial_backoff = Duration::from_millis(10);
         c.retry.max_backoff = Duration::from_millis(50);

@@ -5,6 +5,9 @@
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use silentauth_worker::contract::signals::{
+    ForwardingOutcome, ForwardingSignal, RiskFlag, SignalsReport, SwapOutcome, SwapSignal,
+};
 use silentauth_worker::contract::{ErrorClass, ErrorInfo, Job, JobError, JobResult, Stage, Status};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -551,8 +554,65 @@ fn valid_field(field: &'static str) -> BoxedStrategy<Value> {
                 .boxed(),
         ),
         "schema_version" => optional(Just(json!(1)).boxed()),
+        "signals" => optional(
+            (
+                prop::option::of(prop::option::of(1u32..=2400)),
+                prop::option::of(prop::option::of(1u32..=2400)),
+                any::<bool>(),
+            )
+                .prop_map(|(sim, device, forwarding)| {
+                    let swap = |c: Option<Option<u32>>| {
+                        c.map(|m| m.map_or(json!({}), |m| json!({"max_age_minutes": m})))
+                    };
+                    let mut obj = serde_json::Map::new();
+                    for (name, v) in [("sim_swap", swap(sim)), ("device_swap", swap(device))] {
+                        if let Some(v) = v {
+                            obj.insert(name.into(), v);
+                        }
+                    }
+                    if forwarding {
+                        obj.insert("call_forwarding".into(), json!({}));
+                    }
+                    Value::Object(obj)
+                })
+                .boxed(),
+        ),
         _ => optional(s(".{0,8}")),
     }
+}
+
+/// Edge values of `signals`: checks of the wrong type, max ages around the bounds and of the
+/// wrong type, empty and unknown members.
+fn edge_signals() -> BoxedStrategy<Value> {
+    let max_age = prop_oneof![
+        Just(json!(0)),
+        Just(json!(1)),
+        Just(json!(2400)),
+        Just(json!(2401)),
+        Just(json!(240.0)),
+        Just(json!(1.5)),
+        Just(json!(-1)),
+        Just(json!("240")),
+        Just(Value::Null),
+    ];
+    let check = prop_oneof![
+        3 => max_age.prop_map(|m| json!({"max_age_minutes": m})),
+        1 => Just(json!({})),
+        1 => Just(Value::Null),
+        1 => arb_json(),
+    ];
+    prop::collection::btree_map(
+        prop_oneof![
+            Just("sim_swap".to_owned()),
+            Just("device_swap".to_owned()),
+            Just("call_forwarding".to_owned()),
+            Just("roaming".to_owned()),
+        ],
+        check,
+        0..4,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().collect()))
+    .boxed()
 }
 
 /// A value that probes the edges of `field`'s rule: near-valid strings, wrong types, null.
@@ -601,6 +661,7 @@ fn edge_field(field: &'static str) -> BoxedStrategy<Value> {
         )
         .prop_map(|m| Value::Object(m.into_iter().collect()))
         .boxed(),
+        "signals" => edge_signals(),
         _ => strings.clone().prop_map(Value::from).boxed(),
     };
     prop_oneof![
@@ -612,7 +673,7 @@ fn edge_field(field: &'static str) -> BoxedStrategy<Value> {
     .boxed()
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "job_id",
     "login_hint",
     "code",
@@ -624,6 +685,7 @@ const FIELDS: [&str; 11] = [
     "issued_at",
     "attributes",
     "schema_version",
+    "signals",
 ];
 
 /// A job-like JSON object: a valid job (required fields nearly always present, optional ones
@@ -738,4 +800,101 @@ fn job_like_objects_reach_both_verdicts() {
         keyed_failures * 10 >= n,
         "only {keyed_failures} of {n} keyed failures"
     );
+}
+
+fn signals_report(failed_stage: Stage) -> SignalsReport {
+    let swap = |outcome, latest_change| SwapSignal {
+        outcome,
+        latest_change,
+        max_age_minutes: 240,
+        error: None,
+    };
+    let mut failed = swap(SwapOutcome::Failed, None);
+    failed.error = Some(
+        ErrorInfo::new(ErrorClass::UpstreamUnavailable, failed_stage, "down")
+            .with_status(Some(503))
+            .with_code(Some("UNAVAILABLE".into())),
+    );
+    SignalsReport {
+        sim_swap: Some(swap(
+            SwapOutcome::Swapped,
+            Some(Utc.with_ymd_and_hms(2026, 11, 25, 9, 30, 0).unwrap()),
+        )),
+        device_swap: Some(failed),
+        call_forwarding: Some(ForwardingSignal {
+            outcome: ForwardingOutcome::Inconclusive,
+            error: None,
+        }),
+    }
+}
+
+fn with_signals(mut r: JobResult, report: SignalsReport) -> JobResult {
+    r.risk_flags = Some(report.risk_flags());
+    r.signals = Some(report);
+    r
+}
+
+#[test]
+fn results_with_signals_validate() {
+    for status in [Status::Verified, Status::NotVerified] {
+        let r = with_signals(result(status), signals_report(Stage::DeviceSwap));
+        assert_valid_result(&r, "verdict with signals");
+    }
+    let mut only = with_signals(
+        result(Status::SignalsOnly),
+        signals_report(Stage::DeviceSwap),
+    );
+    only.attempts = 6;
+    assert_valid_result(&only, "signals_only");
+    let quiet = SignalsReport {
+        call_forwarding: Some(ForwardingSignal {
+            outcome: ForwardingOutcome::Active,
+            error: None,
+        }),
+        ..SignalsReport::default()
+    };
+    let r = with_signals(result(Status::SignalsOnly), quiet);
+    assert_eq!(
+        r.risk_flags.as_deref(),
+        Some(&[RiskFlag::CallForwardingActive][..])
+    );
+    assert_valid_result(&r, "one check");
+    // A failed job still reports the checks it asked for.
+    let mut failed = with_signals(result(Status::Failed), SignalsReport::default());
+    failed.error = Some(ErrorInfo::new(ErrorClass::Expired, Stage::Deadline, "late"));
+    assert_valid_result(&failed, "failed with empty signals");
+}
+
+#[test]
+fn result_schema_rejects_inconsistent_signals() {
+    let rejects = |v: Value, what: &str| {
+        assert!(!result_schema().is_valid(&v), "accepted {what}: {v:#}");
+    };
+    let good = serde_json::to_value(with_signals(
+        result(Status::SignalsOnly),
+        signals_report(Stage::DeviceSwap),
+    ))
+    .unwrap();
+    assert!(result_schema().is_valid(&good));
+    let mut v = good.clone();
+    v["phone_number_verified"] = json!(true);
+    rejects(v, "signals_only with a verdict");
+    let mut v = good.clone();
+    v["signals"]["device_swap"]["error"] = Value::Null;
+    rejects(v, "a failed check without its error");
+    let mut v = good.clone();
+    v["signals"]["sim_swap"]["error"] = v["signals"]["device_swap"]["error"].clone();
+    rejects(v, "an error beside a swapped outcome");
+    let mut v = good.clone();
+    v.as_object_mut().unwrap().remove("risk_flags");
+    rejects(v, "signals without risk_flags");
+    let mut v = good.clone();
+    v["risk_flags"] = json!(["roaming"]);
+    rejects(v, "an unknown flag");
+    let mut v = good.clone();
+    v["signals"]["call_forwarding"]["outcome"] = json!("swapped");
+    rejects(v, "a swap outcome on call forwarding");
+    let mut v = good;
+    v.as_object_mut().unwrap().remove("signals");
+    rejects(v, "signals_only without signals");
 }

@@ -397,13 +397,9 @@ fn read_swap_check(
     };
     let max_age_minutes = match present(check, "max_age_minutes") {
         None => DEFAULT_MAX_AGE_MINUTES,
+        // An integer literal: `240.0` is refused, as the schema's "integer" type does here.
         Some(v) => v
             .as_u64()
-            .or_else(|| {
-                v.as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                    .map(|f| f as u64)
-            })
             .filter(|m| (1..=u64::from(MAX_MAX_AGE_MINUTES)).contains(m))
             .map(|m| m as u32)
             .ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! The admin listener (`admin.listen`): `GET /metrics` (Prometheus text), `GET /healthz`
-//! (process alive), `GET /readyz` (assigned and able to produce), and a live status page,
-//! `GET /` polling `GET /status.json`, fed by a ring of per-second samples.
+//! (process alive), `GET /readyz` (assigned, able to produce, circuit breaker closed), and a
+//! live status page, `GET /` polling `GET /status.json`, fed by a ring of per-second samples.
 
 use crate::contract::Status;
 use crate::stats::Stats;
@@ -152,6 +152,13 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         "not ready: the Kafka brokers do not answer\n"
     } else if !s.assigned.load(std::sync::atomic::Ordering::Relaxed) {
         "not ready: no partition assigned\n"
+    } else if s.breaker_open.load(std::sync::atomic::Ordering::Relaxed) {
+        let reason = s.breaker_reason().unwrap_or_default();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: circuit breaker open: {reason}\n"),
+        )
+            .into_response();
     } else {
         "not ready: results cannot be produced\n"
     };
@@ -170,8 +177,19 @@ struct StatusBody {
     outcomes: Vec<Outcome>,
     dead_letters_by_class: BTreeMap<&'static str, u64>,
     lag: BTreeMap<i32, i64>,
+    breaker: BreakerStatus,
     /// Per-second increments, oldest first.
     series: Vec<Sample>,
+}
+
+/// The circuit breaker in `/status.json`.
+#[derive(Debug, Serialize)]
+struct BreakerStatus {
+    open: bool,
+    /// Why it is open (`null` while closed).
+    reason: Option<String>,
+    /// Trips by trigger.
+    trips: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -232,6 +250,11 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
         outcomes,
         dead_letters_by_class,
         lag: s.lag(),
+        breaker: BreakerStatus {
+            open: s.breaker_open.load(std::sync::atomic::Ordering::Relaxed),
+            reason: s.breaker_reason(),
+            trips: s.breaker_trips(),
+        },
         series,
     })
 }

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+/// The circuit breaker's triggers, as the `reason` label of `silentauth_breaker_trips_total`
+/// names them (the names of their `worker.breaker` keys).
+pub const BREAKER_TRIGGERS: [&str; 2] = ["consecutive", "dead_letter_ratio"];
+
 /// Live counters, shared by every task of a run.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -29,7 +33,8 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Jobs in flight now.
     pub in_flight: AtomicU64,
-    /// True while the partitions are paused because the in-flight window stayed full.
+    /// True while the partitions are paused (the in-flight window stayed full, or the circuit
+    /// breaker is open).
     pub paused: AtomicBool,
     /// True while partitions are assigned.
     pub assigned: AtomicBool,
@@ -39,6 +44,12 @@ pub struct Stats {
     pub producer_ok: AtomicBool,
     /// Partitions paused now (0 unless `paused`).
     pub paused_partitions: AtomicU64,
+    /// True while the circuit breaker is open (consumption paused, `/readyz` 503).
+    pub breaker_open: AtomicBool,
+    /// Why the circuit breaker is open, while it is.
+    breaker_reason: Mutex<Option<String>>,
+    /// Circuit breaker trips by trigger (a label of [`BREAKER_TRIGGERS`]).
+    breaker_trips: Mutex<BTreeMap<&'static str, u64>>,
     /// Consumer lag per jobs partition, from librdkafka's statistics.
     lag: Mutex<BTreeMap<i32, i64>>,
     /// Where the admin listener bound (set once it listens).
@@ -99,6 +110,54 @@ impl Stats {
         self.assigned.load(Ordering::Relaxed)
             && self.producer_ok.load(Ordering::Relaxed)
             && self.brokers_ok.load(Ordering::Relaxed)
+            && !self.breaker_open.load(Ordering::Relaxed)
+    }
+
+    /// Records that the circuit breaker opened, by `trigger`, for `reason`.
+    pub fn breaker_tripped(&self, trigger: &'static str, reason: &str) {
+        *self
+            .breaker_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        *self
+            .breaker_trips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(trigger)
+            .or_default() += 1;
+        self.breaker_open.store(true, Ordering::Relaxed);
+    }
+
+    /// Records that the circuit breaker closed.
+    pub fn breaker_closed(&self) {
+        self.breaker_open.store(false, Ordering::Relaxed);
+        *self
+            .breaker_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Why the circuit breaker is open, while it is.
+    pub fn breaker_reason(&self) -> Option<String> {
+        self.breaker_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Circuit breaker trips by trigger; every trigger of [`BREAKER_TRIGGERS`] is present.
+    pub fn breaker_trips(&self) -> BTreeMap<&'static str, u64> {
+        let mut trips: BTreeMap<&'static str, u64> =
+            BREAKER_TRIGGERS.iter().map(|&t| (t, 0)).collect();
+        for (t, n) in self
+            .breaker_trips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            *trips.entry(t).or_default() += n;
+        }
+        trips
     }
 
     /// Replaces the consumer lag per partition (from the latest librdkafka statistics).

@@ -38,6 +38,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "silentauth_jobs_abandoned_total",
     "silentauth_produce_errors_total",
     "silentauth_ready",
+    "silentauth_breaker_open",
+    "silentauth_breaker_trips_total",
 ];
 
 /// The Silent Auth endpoint of a request (the `endpoint` label).
@@ -251,7 +253,7 @@ impl Collector for StatsCollector {
         gauge(
             &mut e,
             "silentauth_partitions_paused",
-            "Jobs partitions paused because the in-flight window stayed full",
+            "Jobs partitions paused (the in-flight window stayed full, or the circuit breaker is open)",
             get(&s.paused_partitions) as i64,
         )?;
         {
@@ -296,6 +298,24 @@ impl Collector for StatsCollector {
             "1 while partitions are assigned and results can be produced (/readyz)",
             i64::from(s.ready()),
         )?;
+        gauge(
+            &mut e,
+            "silentauth_breaker_open",
+            "1 while the circuit breaker is open: no new job starts, one probe per probe_interval",
+            i64::from(s.breaker_open.load(std::sync::atomic::Ordering::Relaxed)),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "silentauth_breaker_trips",
+                "Times the circuit breaker opened, by trigger (consecutive, dead_letter_ratio)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, n) in s.breaker_trips() {
+                let labels = [("reason", reason)];
+                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -328,6 +348,10 @@ mod tests {
         http.request(Stage::Token, Some(200), Duration::from_millis(3));
         http.request(Stage::Userinfo, None, Duration::from_millis(3));
         stats.set_lag([(0, 7)].into());
+        stats.breaker_tripped(
+            "dead_letter_ratio",
+            "6 of the last 10 jobs were dead-lettered",
+        );
         let text = t.render();
         let names = families(&text);
         let listed: BTreeSet<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
@@ -341,6 +365,9 @@ mod tests {
             "silentauth_consumer_lag{partition=\"0\"} 7",
             "silentauth_rate_limit_wait_seconds_total{client=\"default\"} 0",
             "silentauth_ready 0",
+            "silentauth_breaker_open 1",
+            "silentauth_breaker_trips_total{reason=\"consecutive\"} 0",
+            "silentauth_breaker_trips_total{reason=\"dead_letter_ratio\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -205,6 +205,8 @@ fn dashboard_queries_only_exported_metrics() {
         "silentauth_http_request_duration_seconds",
         "silentauth_consumer_lag",
         "silentauth_rate_limit_wait_seconds_total",
+        "silentauth_breaker_open",
+        "silentauth_breaker_trips_total",
     ] {
         assert!(used.contains(needed), "no panel shows {needed}");
     }

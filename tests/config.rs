@@ -71,6 +71,11 @@ fn every_contract_key_is_documented_in_the_default_file() {
         "revoke_grace",
         "shutdown_grace",
         "idempotency_cache_size",
+        "[worker.breaker]",
+        "consecutive",
+        "dead_letter_ratio",
+        "window",
+        "probe_interval",
         "scope",
         "listen",
     ];
@@ -521,6 +526,36 @@ fn every_validation_rule_names_its_key() {
             "worker.idempotency_cache_size must be >= 1",
         ),
         (
+            "SILENTAUTH__WORKER__BREAKER__DEAD_LETTER_RATIO",
+            "0",
+            "worker.breaker.dead_letter_ratio must be > 0 and <= 1",
+        ),
+        (
+            "SILENTAUTH__WORKER__BREAKER__DEAD_LETTER_RATIO",
+            "1.5",
+            "worker.breaker.dead_letter_ratio must be > 0 and <= 1",
+        ),
+        (
+            "SILENTAUTH__WORKER__BREAKER__DEAD_LETTER_RATIO",
+            "-0.5",
+            "worker.breaker.dead_letter_ratio must be > 0 and <= 1",
+        ),
+        (
+            "SILENTAUTH__WORKER__BREAKER__DEAD_LETTER_RATIO",
+            "NaN",
+            "worker.breaker.dead_letter_ratio must be > 0 and <= 1",
+        ),
+        (
+            "SILENTAUTH__WORKER__BREAKER__WINDOW",
+            "0",
+            "worker.breaker.window must be >= 1",
+        ),
+        (
+            "SILENTAUTH__WORKER__BREAKER__PROBE_INTERVAL",
+            "0s",
+            "worker.breaker.probe_interval must be > 0",
+        ),
+        (
             "SILENTAUTH__ADMIN__LISTEN",
             "localhost",
             "admin.listen must be a socket address",
@@ -673,4 +708,90 @@ fn check_config_prints_masked_config_or_the_error() {
     let (out, code) = check_config(Some(&dir.path().join("missing.toml")));
     assert_eq!(code, 2);
     assert!(out.contains("missing.toml"), "{out}");
+}
+
+#[test]
+fn breaker_keys_default_load_from_the_file_and_the_environment() {
+    let defaults = with_env(&[]).unwrap().worker.breaker;
+    assert_eq!(defaults.consecutive, 20);
+    assert_eq!(defaults.dead_letter_ratio, 0.5);
+    assert_eq!(defaults.window, 100);
+    assert_eq!(defaults.probe_interval, Duration::from_secs(30));
+    let built_in = Config::from_sources("", env(&[])).unwrap().worker.breaker;
+    assert_eq!(
+        (
+            built_in.consecutive,
+            built_in.window,
+            built_in.probe_interval
+        ),
+        (20, 100, Duration::from_secs(30))
+    );
+
+    let file = "[worker.breaker]\nconsecutive = 5\ndead_letter_ratio = 0.8\nwindow = 10\nprobe_interval = \"300ms\"\n";
+    let b = Config::from_sources(file, env(&[])).unwrap().worker.breaker;
+    assert_eq!(b.consecutive, 5);
+    assert_eq!(b.dead_letter_ratio, 0.8);
+    assert_eq!(b.window, 10);
+    assert_eq!(b.probe_interval, Duration::from_millis(300));
+
+    // Each trigger can be turned off: consecutive = 0, dead_letter_ratio = 1 (an integer fits).
+    let b = with_env(&[
+        ("SILENTAUTH__WORKER__BREAKER__CONSECUTIVE", "0"),
+        ("SILENTAUTH__WORKER__BREAKER__DEAD_LETTER_RATIO", "1"),
+        ("SILENTAUTH__WORKER__BREAKER__WINDOW", "7"),
+        ("silentauth__worker__breaker__probe_interval", "2m"),
+    ])
+    .unwrap()
+    .worker
+    .breaker;
+    assert_eq!(b.consecutive, 0);
+    assert_eq!(b.dead_letter_ratio, 1.0);
+    assert_eq!(b.window, 7);
+    assert_eq!(b.probe_interval, Duration::from_secs(120));
+
+    let message = error_of(with_env(&[(
+        "SILENTAUTH__WORKER__BREAKER__CONSECUTIVE",
+        "many",
+    )]));
+    assert!(
+        message.contains("SILENTAUTH__WORKER__BREAKER__CONSECUTIVE"),
+        "{message}"
+    );
+    let message = error_of(Config::from_sources(
+        "[worker.breaker]\nconsecutiv = 5\n",
+        env(&[]),
+    ));
+    assert!(message.contains("worker.breaker.consecutiv"), "{message}");
+}
+
+#[test]
+fn check_config_shows_the_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("breaker.toml");
+    std::fs::write(
+        &path,
+        "[worker.breaker]\nconsecutive = 5\nprobe_interval = \"1s\"\n",
+    )
+    .unwrap();
+    let (out, code) = check_config(Some(&path));
+    assert_eq!(code, 0, "{out}");
+    let section = out
+        .split("[worker.breaker]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no [worker.breaker] in\n{out}"));
+    for line in [
+        "consecutive = 5",
+        "dead_letter_ratio = 0.5",
+        "window = 100",
+        "probe_interval = \"1s\"",
+    ] {
+        assert!(section.contains(line), "{line} missing in\n{out}");
+    }
+    let again = Config::from_sources(&out, env(&[])).unwrap();
+    assert_eq!(again.worker.breaker.consecutive, 5);
+
+    std::fs::write(&path, "[worker.breaker]\nwindow = 0\n").unwrap();
+    let (out, code) = check_config(Some(&path));
+    assert_eq!(code, 2);
+    assert!(out.contains("worker.breaker.window must be >= 1"), "{out}");
 }

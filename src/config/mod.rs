@@ -210,6 +210,9 @@ pub struct WorkerConfig {
     /// its name so that it fences its own zombie.
     #[serde(default)]
     pub instance_id: String,
+    /// The circuit breaker that pauses consumption while every job fails for the same reason.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
 }
 
 impl WorkerConfig {
@@ -225,6 +228,51 @@ impl WorkerConfig {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "worker".to_owned())
     }
+}
+
+/// The circuit breaker (`worker.breaker`): pauses consumption when jobs keep failing for one
+/// reason, and lets one probe job through every `probe_interval` until one succeeds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive `credentials_rejected` or `permission_denied` results that open the breaker;
+    /// 0 turns this trigger off.
+    #[serde(default = "default_breaker_consecutive")]
+    pub consecutive: u32,
+    /// The breaker opens when more than this share of the last `window` jobs that reached the
+    /// API were dead-lettered; in (0, 1], and 1.0 turns this trigger off.
+    #[serde(default = "default_breaker_dead_letter_ratio")]
+    pub dead_letter_ratio: f64,
+    /// Jobs (that reached the API) the dead-letter ratio is measured over.
+    #[serde(default = "default_breaker_window")]
+    pub window: usize,
+    /// While open, one job is let through this often to probe whether the cause is gone.
+    #[serde(default = "default_breaker_probe_interval", with = "humantime_serde")]
+    pub probe_interval: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            consecutive: default_breaker_consecutive(),
+            dead_letter_ratio: default_breaker_dead_letter_ratio(),
+            window: default_breaker_window(),
+            probe_interval: default_breaker_probe_interval(),
+        }
+    }
+}
+
+const fn default_breaker_consecutive() -> u32 {
+    20
+}
+const fn default_breaker_dead_letter_ratio() -> f64 {
+    0.5
+}
+const fn default_breaker_window() -> usize {
+    100
+}
+const fn default_breaker_probe_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Rate-limit scope.
@@ -543,6 +591,16 @@ impl Config {
             "worker.idempotency_cache_size",
             "must be >= 1",
         );
+        let b = &w.breaker;
+        v.check(
+            b.dead_letter_ratio.is_finite()
+                && b.dead_letter_ratio > 0.0
+                && b.dead_letter_ratio <= 1.0,
+            "worker.breaker.dead_letter_ratio",
+            "must be > 0 and <= 1 (1 turns the ratio trigger off)",
+        );
+        v.check(b.window >= 1, "worker.breaker.window", "must be >= 1");
+        v.positive(b.probe_interval, "worker.breaker.probe_interval");
 
         v.check(
             self.admin.listen.parse::<SocketAddr>().is_ok(),

@@ -1,6 +1,8 @@
 //! One consumed record: decode, verify (through the idempotency cache), build the result and
-//! dead letter, publish them (or hand them to the transaction committer), then finish the offset.
+//! dead letter, publish them (or hand them to the transaction committer), finish the offset, and
+//! tell the circuit breaker how it went.
 
+use super::breaker::{Gatekeeper, Outcome};
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage};
 use crate::kafka::consumer::{Shared, WorkerContext};
@@ -29,6 +31,8 @@ pub(super) struct JobEnv {
     pub(super) stats: Arc<Stats>,
     /// Set with `exactly_once`: finished jobs go to the transaction committer.
     pub(super) committer: Option<mpsc::Sender<TxnItem>>,
+    /// The circuit breaker, told every job's outcome.
+    pub(super) breaker: Arc<Gatekeeper>,
 }
 
 /// A consumed record, copied out of librdkafka's buffer.
@@ -45,15 +49,17 @@ pub(super) struct Taken {
     previous: Vec<(String, Vec<u8>)>,
 }
 
-/// Copies a record out and registers its offset, unless its partition is no longer ours.
-pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -> Option<Taken> {
+/// Copies a record out, unless its partition is no longer ours. Its offset is not registered
+/// yet: [`register`] does that when the job starts, so a record held back while the circuit
+/// breaker is open keeps the stored offset at or below its own.
+pub(super) fn copy(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -> Option<Taken> {
     let partition = m.partition();
     let offset = m.offset();
-    let epoch = {
-        let mut t = shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
-        let epoch = t.epoch(partition)?;
-        t.start(partition, epoch, offset).then_some(epoch)?
-    };
+    let epoch = shared
+        .tracker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .epoch(partition)?;
     let mut traceparent = None;
     let mut replay_count = 0;
     let mut previous = Vec::new();
@@ -93,18 +99,36 @@ pub(super) fn take(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
     })
 }
 
+/// Registers a copied record's offset as in flight; false when the assignment it was read
+/// under is gone (revoked: the next owner consumes it again).
+pub(super) fn register(shared: &Shared, taken: &Taken) -> bool {
+    shared
+        .tracker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .start(taken.partition, taken.epoch, taken.offset)
+}
+
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
 /// Cancelling `token` abandons it: nothing is published and the offset stays unfinished.
-pub(super) async fn job_task(env: Arc<JobEnv>, taken: Taken, token: CancellationToken) {
-    tokio::select! {
-        _ = token.cancelled() => {}
-        _ = run_job(&env, taken) => {}
-    }
+/// `probe` marks the one job the open circuit breaker let through.
+pub(super) async fn job_task(
+    env: Arc<JobEnv>,
+    taken: Taken,
+    token: CancellationToken,
+    probe: bool,
+) {
+    let outcome = tokio::select! {
+        _ = token.cancelled() => None,
+        o = run_job(&env, taken) => o,
+    };
+    env.breaker.finished(outcome, probe);
     env.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
     env.shared.finished.notify_one();
 }
 
-async fn run_job(env: &JobEnv, taken: Taken) {
+/// Runs the job; its outcome, or `None` when it stopped unpublished (fenced).
+async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
     let out = process(env, &taken).await;
     match &env.committer {
         None => {
@@ -132,7 +156,7 @@ async fn run_job(env: &JobEnv, taken: Taken) {
             };
             if committer.send(item).await.is_err() || committed.await.is_err() {
                 // The committer stopped (fenced): the worker is shutting down with an error.
-                return;
+                return None;
             }
         }
     }
@@ -143,6 +167,16 @@ async fn run_job(env: &JobEnv, taken: Taken) {
     if let Some(e) = &out.error {
         env.stats.dead_letter(e.class);
     }
+    Some(Outcome {
+        class: out
+            .result
+            .as_ref()
+            .and_then(|r| r.error.as_ref())
+            .or(out.error.as_ref())
+            .map(|e| e.class),
+        dead_lettered: out.error.is_some(),
+        duplicate: out.result.as_ref().is_some_and(|r| r.duplicate),
+    })
 }
 
 /// What one job produces.

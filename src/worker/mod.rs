@@ -1,7 +1,9 @@
 //! The run loop: consume jobs, verify them concurrently (up to `worker.max_in_flight`), publish
 //! results and dead letters, and store each partition's offset only up to its lowest unfinished
-//! job, after the broker acknowledged what the finished jobs produced.
+//! job, after the broker acknowledged what the finished jobs produced. While the circuit breaker
+//! is open no job starts: records wait in order, and the partitions are paused so polling goes on.
 
+pub mod breaker;
 mod job;
 
 use crate::config::{Config, Delivery, RateLimitScope};
@@ -15,11 +17,13 @@ use crate::silentauth::SilentAuthClient;
 use crate::stats::Stats;
 use crate::telemetry::{HttpMetrics, Telemetry};
 use crate::verify::Verifier;
-use job::{job_task, take, JobEnv};
+use breaker::{Gate, Gatekeeper};
+use job::{copy, job_task, register, JobEnv, Taken};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::TopicPartitionList;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,64 +226,92 @@ impl Worker {
             group_id: config.kafka.group_id.clone(),
             stats: stats.clone(),
             committer,
+            breaker: Arc::new(Gatekeeper::new(&config.worker.breaker, stats.clone())),
         });
+        let breaker = env.breaker.clone();
 
         let max_in_flight = config.worker.max_in_flight.max(1) as u64;
         let pause_after = pause_after(&config);
         let mut paused: Option<TopicPartitionList> = None;
+        // Records read while no job could start (breaker open, window full), oldest first; they
+        // start before anything newer, so per partition jobs still start in offset order.
+        let mut held: VecDeque<Taken> = VecDeque::new();
         tracing::info!(topic = %config.topics.jobs, group = %config.kafka.group_id, "worker started");
         loop {
             let full = stats.in_flight.load(Ordering::Acquire) >= max_in_flight;
-            if !full {
-                if let Some(a) = paused.take() {
-                    // Only what is still assigned can be resumed.
-                    let now = consumer.assignment().unwrap_or(a);
-                    let _ = consumer.resume(&now);
-                    stats.paused.store(false, Ordering::Relaxed);
-                    stats.paused_partitions.store(0, Ordering::Relaxed);
+            let gate = breaker.gate();
+            let admits = matches!(gate, Gate::Closed | Gate::Probe);
+            if admits && !full {
+                if let Some(taken) = held.pop_front() {
+                    start(&env, &breaker, taken, gate == Gate::Probe);
+                    continue;
                 }
+                if let Some(a) = paused.take() {
+                    resume(&consumer, &stats, a);
+                }
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break,
+                    _ = fenced.cancelled() => break,
+                    m = consumer.recv() => match m {
+                        Ok(m) => {
+                            let Some(taken) = copy(&shared, &m) else { continue };
+                            // The breaker may have opened while this record was awaited.
+                            match breaker.gate() {
+                                g @ (Gate::Closed | Gate::Probe) => {
+                                    start(&env, &breaker, taken, g == Gate::Probe);
+                                }
+                                Gate::WaitUntil(_) | Gate::WaitForProbe => held.push_back(taken),
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "consumer error");
+                        }
+                    }
+                }
+                continue;
             }
             // A full window waits for a free slot without polling, which keeps librdkafka's
             // prefetched records (pausing discards them). Should it stay full for
             // `pause_after`, the partitions are paused and polling goes on, so
             // `max.poll.interval.ms` never trips however slow the jobs are.
-            if full && paused.is_none() {
+            if admits && paused.is_none() {
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => break,
                     _ = fenced.cancelled() => break,
                     _ = shared.finished.notified() => continue,
                     _ = tokio::time::sleep(pause_after) => {
-                        if let Ok(a) = consumer.assignment() {
-                            if consumer.pause(&a).is_ok() {
-                                stats.paused_partitions.store(a.count() as u64, Ordering::Relaxed);
-                                paused = Some(a);
-                                stats.paused.store(true, Ordering::Relaxed);
-                            }
-                        }
+                        paused = pause(&consumer, &stats);
                         continue;
                     }
                 }
             }
+            // No job may start: the breaker is open (its partitions are paused at once), or the
+            // window stayed full. Polling goes on, so the consumer stays in the group and
+            // rebalances are served; a record that still arrives is held, in order, and the
+            // assignment (which a rebalance may have grown) is paused again.
+            if paused.is_none() {
+                paused = pause(&consumer, &stats);
+            }
+            let wake = match gate {
+                Gate::WaitUntil(at) => at,
+                _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+            };
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 _ = fenced.cancelled() => break,
-                _ = shared.finished.notified(), if paused.is_some() => continue,
+                _ = shared.finished.notified() => continue,
+                _ = tokio::time::sleep_until(wake) => continue,
                 m = consumer.recv() => match m {
                     Ok(m) => {
-                        let Some(taken) = take(&shared, &m) else { continue };
-                        stats.consumed.fetch_add(1, Ordering::Relaxed);
-                        stats.in_flight.fetch_add(1, Ordering::AcqRel);
-                        let token = shared
-                            .partition_tokens
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get(&taken.partition)
-                            .cloned()
-                            .unwrap_or_default();
-                        let span = tracing::info_span!("job", partition = taken.partition, offset = taken.offset, job_id = tracing::field::Empty);
-                        tokio::spawn(job_task(env.clone(), taken, token).instrument(span));
+                        if let Some(taken) = copy(&shared, &m) {
+                            held.push_back(taken);
+                        }
+                        if let Some(a) = pause(&consumer, &stats) {
+                            paused = Some(a);
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "consumer error");
@@ -287,6 +319,13 @@ impl Worker {
                 }
             }
         }
+        if !held.is_empty() {
+            tracing::info!(
+                held = held.len(),
+                "stopping with jobs not started; their offsets are not committed"
+            );
+        }
+        drop(held);
 
         // Shutdown: finish in-flight jobs within the grace, abandon the rest, commit, flush.
         tracing::info!("stopping: finishing in-flight jobs");
@@ -346,6 +385,58 @@ impl Worker {
         tracing::info!("worker stopped");
         Ok(())
     }
+}
+
+/// Starts a job: registers its offset and spawns its task. A record whose partition was revoked
+/// since it was read is dropped (the next owner consumes it again). `probe` marks the one job
+/// the open breaker lets through.
+fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
+    if !register(&env.shared, &taken) {
+        return;
+    }
+    if probe {
+        // Only this loop moves the breaker from open to probing, so the gate it just read
+        // still holds.
+        let started = breaker.start_probe();
+        debug_assert!(started, "the probe gate closed under the run loop");
+    }
+    env.stats.consumed.fetch_add(1, Ordering::Relaxed);
+    env.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+    let token = env
+        .shared
+        .partition_tokens
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&taken.partition)
+        .cloned()
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "job",
+        partition = taken.partition,
+        offset = taken.offset,
+        probe,
+        job_id = tracing::field::Empty
+    );
+    tokio::spawn(job_task(env.clone(), taken, token, probe).instrument(span));
+}
+
+/// Pauses every assigned partition; `None` when the assignment cannot be read or paused.
+fn pause(consumer: &Consumer_, stats: &Stats) -> Option<TopicPartitionList> {
+    let a = consumer.assignment().ok()?;
+    consumer.pause(&a).ok()?;
+    stats
+        .paused_partitions
+        .store(a.count() as u64, Ordering::Relaxed);
+    stats.paused.store(true, Ordering::Relaxed);
+    Some(a)
+}
+
+/// Resumes what [`pause`] paused, as far as it is still assigned.
+fn resume(consumer: &Consumer_, stats: &Stats, paused: TopicPartitionList) {
+    let now = consumer.assignment().unwrap_or(paused);
+    let _ = consumer.resume(&now);
+    stats.paused.store(false, Ordering::Relaxed);
+    stats.paused_partitions.store(0, Ordering::Relaxed);
 }
 
 /// How long a full window may go without polling before the partitions are paused: well inside

@@ -186,6 +186,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     Ok(report)
 }
 
+/// The simulator's Network Signals base URL beside its Silent Auth `base_url`.
+fn signals_base_url(base_url: &str) -> String {
+    let root = base_url.trim_end_matches('/');
+    let root = root.strip_suffix("/silent-auth/v1").unwrap_or(root);
+    format!("{root}/network-signal/v1")
+}
+
 /// The worker's configuration for the demo: the embedded cluster, the simulator, the seed's
 /// example credentials, and short retry backoffs so faults heal quickly.
 pub fn config(bootstrap: &str, base_url: &str, opts: &DemoOptions) -> Config {
@@ -202,6 +209,7 @@ pub fn config(bootstrap: &str, base_url: &str, opts: &DemoOptions) -> Config {
     c.kafka.group_id = "silentauth-demo".into();
     c.kafka.connect_timeout = Duration::from_secs(10);
     c.api.base_url = base_url.to_owned();
+    c.api.signals_base_url = signals_base_url(base_url);
     c.api.timeout = Duration::from_secs(5) + opts.latency * 2;
     c.clients.insert("default".into(), profile("12345"));
     // A profile whose secret was rotated upstream: its jobs end credentials_rejected.

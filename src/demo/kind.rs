@@ -2,7 +2,8 @@
 //! it, and the outcome docs/contract.md prescribes for it (status, class, HTTP attempts, dead letter).
 
 use crate::contract::{ErrorClass, Status};
-use crate::simulator::{FaultKind, FaultRule, SimEndpoint};
+use crate::simulator::{FaultKind, FaultRule, SignalRule, SimEndpoint};
+use std::time::Duration;
 
 /// What a job is made to exercise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,11 +52,22 @@ pub enum Kind {
     PoisonMissingField,
     /// A valid job naming a credentials profile the worker does not have.
     PoisonUnknownClient,
+    /// Verification plus all three network signals on a number whose SIM and device were just
+    /// swapped and whose calls are forwarded.
+    SignalsRisky,
+    /// Verification plus all three signals on a number with nothing to report.
+    SignalsQuiet,
+    /// Only signals (SIM swap and call forwarding), no code: `signals_only`.
+    SignalsOnly,
+    /// Verification plus all three signals on a number the operator has no data for (404).
+    SignalsUnknown,
+    /// Verification plus call forwarding, whose endpoint answers 503 for these numbers.
+    SignalFailing,
 }
 
 impl Kind {
     /// Every kind; its position is also its number range.
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 27] = [
         Kind::Verified,
         Kind::NotVerified,
         Kind::AuthorizeError,
@@ -78,6 +90,11 @@ impl Kind {
         Kind::PoisonWrongShape,
         Kind::PoisonMissingField,
         Kind::PoisonUnknownClient,
+        Kind::SignalsRisky,
+        Kind::SignalsQuiet,
+        Kind::SignalsOnly,
+        Kind::SignalsUnknown,
+        Kind::SignalFailing,
     ];
 
     /// Share of the jobs, per 10,000 (verified jobs take the rest).
@@ -103,6 +120,8 @@ impl Kind {
             | Kind::PoisonWrongShape
             | Kind::PoisonMissingField
             | Kind::PoisonUnknownClient => 4,
+            Kind::SignalsRisky | Kind::SignalsQuiet | Kind::SignalsOnly => 60,
+            Kind::SignalsUnknown | Kind::SignalFailing => 30,
         }
     }
 
@@ -131,6 +150,11 @@ impl Kind {
             Kind::PoisonWrongShape => "poison: JSON array",
             Kind::PoisonMissingField => "poison: no login_hint",
             Kind::PoisonUnknownClient => "poison: unknown client",
+            Kind::SignalsRisky => "signals: swapped, forwarded",
+            Kind::SignalsQuiet => "signals: nothing to report",
+            Kind::SignalsOnly => "signals only, no code",
+            Kind::SignalsUnknown => "signals: operator has no data",
+            Kind::SignalFailing => "signals: forwarding check 503",
         }
     }
 
@@ -164,12 +188,18 @@ impl Kind {
             Kind::PoisonMissingField | Kind::PoisonUnknownClient => {
                 (Status::Failed, Some(C::InvalidJob), 0)
             }
+            // token + userinfo, two swap checks with their dates, forwarding.
+            Kind::SignalsRisky => (Status::Verified, None, 7),
+            Kind::SignalsQuiet | Kind::SignalsUnknown => (Status::Verified, None, 5),
+            Kind::SignalsOnly => (Status::SignalsOnly, None, 3),
+            Kind::SignalFailing => (Status::Verified, None, 2 + max_attempts),
         };
         Expected {
             result: Some(ExpectedResult {
                 status,
                 class,
                 attempts,
+                signals: self.expected_signals(),
             }),
             dead_letter: class.filter(|c| c.dead_lettered()),
             copies: if self == Kind::Redelivered { 2 } else { 1 },
@@ -181,9 +211,68 @@ impl Kind {
         Kind::ALL.iter().position(|k| *k == self).unwrap_or(0)
     }
 
-    /// Kinds whose jobs share a small pool of numbers named by a fault rule.
+    /// Kinds whose jobs share a small pool of numbers named by a fault or signals rule.
     pub(super) fn pooled(self) -> bool {
-        self.fault().is_some()
+        self.fault().is_some() || self.signal_rule().is_some()
+    }
+
+    /// The `signals` the job asks for, as JSON.
+    pub(super) fn signals_request(self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        match self {
+            Kind::SignalsRisky | Kind::SignalsQuiet | Kind::SignalsUnknown => Some(json!({
+                "sim_swap": {"max_age_minutes": 240},
+                "device_swap": {"max_age_minutes": 1440},
+                "call_forwarding": {},
+            })),
+            Kind::SignalsOnly => Some(json!({"sim_swap": {}, "call_forwarding": {}})),
+            Kind::SignalFailing => Some(json!({"call_forwarding": {}})),
+            _ => None,
+        }
+    }
+
+    /// The expected signals of the result, in the form of [`signals_summary`].
+    ///
+    /// [`signals_summary`]: super::report::signals_summary
+    fn expected_signals(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::SignalsRisky => {
+                "sim_swap=swapped device_swap=swapped call_forwarding=active \
+                 flags=recent_sim_swap,recent_device_swap,call_forwarding_active"
+            }
+            Kind::SignalsQuiet => {
+                "sim_swap=not_swapped device_swap=not_swapped call_forwarding=inactive flags="
+            }
+            Kind::SignalsUnknown => {
+                "sim_swap=inconclusive device_swap=inconclusive \
+                 call_forwarding=inconclusive flags="
+            }
+            Kind::SignalsOnly => "sim_swap=swapped call_forwarding=inactive flags=recent_sim_swap",
+            Kind::SignalFailing => "call_forwarding=failed/upstream_unavailable flags=",
+            _ => return None,
+        })
+    }
+
+    /// The simulator's signals rule for this kind's numbers (without its `numbers`).
+    pub(super) fn signal_rule(self) -> Option<SignalRule> {
+        let minutes = |m: u64| Some(Duration::from_secs(60 * m));
+        Some(match self {
+            Kind::SignalsRisky => SignalRule {
+                sim_swap_age: minutes(30),
+                device_swap_age: minutes(600),
+                call_forwarding: true,
+                ..SignalRule::default()
+            },
+            Kind::SignalsOnly => SignalRule {
+                sim_swap_age: minutes(45),
+                ..SignalRule::default()
+            },
+            Kind::SignalsUnknown => SignalRule {
+                unknown: true,
+                ..SignalRule::default()
+            },
+            _ => return None,
+        })
     }
 
     /// The simulator fault rule behind this kind (without its `login_hints`).
@@ -217,6 +306,7 @@ impl Kind {
                 kind: Some(FaultKind::Malformed),
                 ..FaultRule::default()
             },
+            Kind::SignalFailing => status(SimEndpoint::CallForwardingCheck, 503, None),
             _ => return None,
         })
     }
@@ -243,4 +333,6 @@ pub struct ExpectedResult {
     pub class: Option<ErrorClass>,
     /// `attempts` (HTTP requests).
     pub attempts: u32,
+    /// The network signals and risk flags, for jobs that ask for them.
+    pub signals: Option<&'static str>,
 }

@@ -6,7 +6,7 @@
 //! digits), so a fault rule that names a kind's numbers touches no other kind.
 
 pub use super::kind::{Expected, ExpectedResult, Kind};
-use crate::simulator::{Scenario, SimHandle};
+use crate::simulator::{Scenario, SignalsConfig, SimHandle};
 use chrono::{SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -98,12 +98,20 @@ impl Plan {
             seed,
             ..Scenario::default()
         };
+        let mut signal_rules = Vec::new();
         for kind in Kind::ALL {
             if let Some(mut rule) = kind.fault() {
                 rule.login_hints = Some(pools[kind.range()].clone());
                 scenario.faults.push(rule);
             }
+            if let Some(mut rule) = kind.signal_rule() {
+                rule.numbers = Some(pools[kind.range()].clone());
+                signal_rules.push(rule);
+            }
         }
+        scenario.signals = SignalsConfig {
+            rules: signal_rules,
+        };
 
         let mismatch_devices = Kind::ALL.len();
         let jobs = kinds
@@ -262,12 +270,20 @@ fn payload(j: &JobSpec, sim: &SimHandle, code_ttl: Duration) -> Vec<u8> {
             job["code"] = json!(code());
             job["client"] = json!("acme-eu");
         }
+        Kind::SignalsOnly => {
+            if let Some(o) = job.as_object_mut() {
+                o.remove("redirect_uri");
+            }
+        }
         _ => {
             job["code"] = json!(code());
             if j.stamp_issued_at {
                 job["issued_at"] = json!(now_rfc3339(Duration::ZERO));
             }
         }
+    }
+    if let Some(signals) = j.kind.signals_request() {
+        job["signals"] = signals;
     }
     job.to_string().into_bytes()
 }

@@ -3,7 +3,7 @@
 
 use super::collect::{Published, Received};
 use super::plan::{Kind, Plan, Record};
-use crate::contract::{ErrorClass, Status};
+use crate::contract::{ErrorClass, JobResult, Status};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -76,6 +76,8 @@ pub struct DemoReport {
     pub outcomes: BTreeMap<(Status, Option<ErrorClass>), u64>,
     /// Results by status and class, as expected.
     pub expected_outcomes: BTreeMap<(Status, Option<ErrorClass>), u64>,
+    /// Network-signal outcomes (`sim_swap=swapped`, …) and risk flags (`flag=…`), as read.
+    pub signals: BTreeMap<String, u64>,
     /// Dead letters by `dlq.error.class`, as read.
     pub dead_letters_by_class: BTreeMap<String, u64>,
     /// Dead letters by class, as expected.
@@ -148,6 +150,9 @@ impl DemoReport {
                 let res = &seen.result;
                 let class = res.error.as_ref().map(|e| e.class);
                 *r.outcomes.entry((res.status, class)).or_default() += 1;
+                if !res.duplicate {
+                    count_signals(&mut r.signals, res);
+                }
                 r.duplicates += u64::from(res.duplicate);
                 if !res.duplicate {
                     worker_ms.push(res.duration_ms as f64);
@@ -195,6 +200,13 @@ impl DemoReport {
                             r.mismatches.push(format!(
                                 "{what}: expected {} HTTP attempt(s), got {}",
                                 want.attempts, res.attempts
+                            ));
+                        }
+                        let signals = res.signals.as_ref().map(|_| signals_summary(res));
+                        if signals.as_deref() != want.signals {
+                            r.mismatches.push(format!(
+                                "{what}: expected signals {:?}, got {signals:?}",
+                                want.signals
                             ));
                         }
                         if job.traceparent.is_some() && seen.traceparent != job.traceparent {
@@ -287,6 +299,62 @@ impl DemoReport {
         r.worker_latency = Percentiles::of(worker_ms);
         r.end_to_end_latency = Percentiles::of(e2e_ms);
         r
+    }
+}
+
+/// A result's signals and flags on one line: `sim_swap=swapped call_forwarding=failed/<class>
+/// flags=recent_sim_swap` (checks the job did not ask for are left out).
+pub(super) fn signals_summary(res: &JobResult) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = &res.signals {
+        let outcome = |name: &str, outcome: &str, e: Option<&crate::contract::ErrorInfo>| match e {
+            Some(e) => format!("{name}={outcome}/{}", e.class),
+            None => format!("{name}={outcome}"),
+        };
+        if let Some(x) = &s.sim_swap {
+            parts.push(outcome("sim_swap", x.outcome.as_str(), x.error.as_ref()));
+        }
+        if let Some(x) = &s.device_swap {
+            parts.push(outcome("device_swap", x.outcome.as_str(), x.error.as_ref()));
+        }
+        if let Some(x) = &s.call_forwarding {
+            parts.push(outcome(
+                "call_forwarding",
+                x.outcome.as_str(),
+                x.error.as_ref(),
+            ));
+        }
+    }
+    let flags: Vec<String> = res
+        .risk_flags
+        .iter()
+        .flatten()
+        .map(|f| {
+            serde_json::to_value(f)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect();
+    parts.push(format!("flags={}", flags.join(",")));
+    parts.join(" ")
+}
+
+/// Counts each check's outcome and each risk flag of one result.
+fn count_signals(counts: &mut BTreeMap<String, u64>, res: &JobResult) {
+    let summary = signals_summary(res);
+    if res.signals.is_none() {
+        return;
+    }
+    for part in summary.split(' ') {
+        match part.strip_prefix("flags=") {
+            Some(flags) => {
+                for f in flags.split(',').filter(|f| !f.is_empty()) {
+                    *counts.entry(format!("risk flag {f}")).or_default() += 1;
+                }
+            }
+            None => *counts.entry(part.replacen('=', " ", 1)).or_default() += 1,
+        }
     }
 }
 

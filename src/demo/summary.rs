@@ -66,6 +66,13 @@ impl DemoReport {
             let flag = if got == want { "" } else { "   <-- differs" };
             writeln!(o, "  {c:<44} {got:>8} {want:>10}{flag}")?;
         }
+        if !self.signals.is_empty() {
+            writeln!(o)?;
+            writeln!(o, "Network signals                                  count")?;
+            for (what, n) in &self.signals {
+                writeln!(o, "  {what:<44} {n:>8}")?;
+            }
+        }
         writeln!(o)?;
         writeln!(
             o,

@@ -8,3 +8,5 @@ pub mod world;
 
 #[allow(unused_imports)]
 pub use broker::{BrokerKind, TestBroker};
+pub mod load;
+pub mod tap;

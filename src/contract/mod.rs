@@ -2,6 +2,8 @@
 //! headers. No I/O lives here.
 
 pub mod dead_letter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod job;
 pub mod result;
 pub mod signals;

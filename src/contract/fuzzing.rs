@@ -18,6 +18,7 @@
 
 use crate::contract::job::{DecodeFailure, Job, JobError, DEFAULT_CLIENT};
 use crate::contract::result::{ErrorClass, Stage};
+use crate::contract::signals::{SignalsRequest, SwapCheck};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -142,7 +143,7 @@ fn check_object_failure(obj: &Map<String, Value>, failure: &DecodeFailure) -> Re
             }
         }
         JobError::Invalid { field, .. } => {
-            if !obj.contains_key(*field) {
+            if !path_present(obj, field) {
                 return Err(format!("`{field}` is reported invalid but is absent"));
             }
         }
@@ -206,8 +207,19 @@ fn check_job(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
             return Err(format!("accepted redirect_uri {uri:?}"));
         }
     }
-    if error.is_none() && (code.is_none() || redirect_uri.is_none()) {
-        return Err("accepted a job with neither an error nor a code and redirect_uri".into());
+    let signals = expected_signals(obj)?;
+    if job.signals != signals {
+        return Err(format!(
+            "accepted signals as {:?}, expected {signals:?}",
+            job.signals
+        ));
+    }
+    let asks_for_signals = signals.is_some_and(|s| !s.is_empty());
+    if error.is_none() && code.is_some() && redirect_uri.is_none() {
+        return Err("accepted a code without a redirect_uri".into());
+    }
+    if error.is_none() && code.is_none() && !asks_for_signals {
+        return Err("accepted a job with neither an error, a code nor a signal check".into());
     }
 
     let echoed = [
@@ -255,6 +267,55 @@ fn check_job(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The checks a decoded job must carry, read from the input by the contract's rules: `signals`
+/// an object whose `sim_swap`/`device_swap`/`call_forwarding` members are objects or null, a
+/// swap check's `max_age_minutes` an integer 1..=2400 (default 240).
+fn expected_signals(obj: &Map<String, Value>) -> Result<Option<SignalsRequest>, String> {
+    let signals = match present(obj, "signals") {
+        None => return Ok(None),
+        Some(Value::Object(m)) => m,
+        Some(other) => return Err(format!("accepted signals {other}")),
+    };
+    let check = |name: &str| match present(signals, name) {
+        None => Ok(None),
+        Some(Value::Object(c)) => Ok(Some(c)),
+        Some(other) => Err(format!("accepted signals.{name} {other}")),
+    };
+    let swap = |name: &str| -> Result<Option<SwapCheck>, String> {
+        let Some(c) = check(name)? else {
+            return Ok(None);
+        };
+        let max_age_minutes = match present(c, "max_age_minutes") {
+            None => 240,
+            Some(v) => match v.as_u64() {
+                Some(m @ 1..=2400) => m as u32,
+                _ => return Err(format!("accepted signals.{name}.max_age_minutes {v}")),
+            },
+        };
+        Ok(Some(SwapCheck { max_age_minutes }))
+    };
+    Ok(Some(SignalsRequest {
+        sim_swap: swap("sim_swap")?,
+        device_swap: swap("device_swap")?,
+        call_forwarding: check("call_forwarding")?.is_some(),
+    }))
+}
+
+/// Whether a dotted field path (`signals.sim_swap.max_age_minutes`) names a member of `obj`.
+fn path_present(obj: &Map<String, Value>, path: &str) -> bool {
+    let mut current = obj;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match (current.get(part), parts.peek()) {
+            (None, _) => return false,
+            (Some(_), None) => return true,
+            (Some(Value::Object(inner)), Some(_)) => current = inner,
+            (Some(_), Some(_)) => return false,
+        }
+    }
+    false
 }
 
 /// Replacing a present `code` by another value of the same JSON type (and emptiness) must change

@@ -321,12 +321,24 @@ mod tests {
     fn fault_pools_hold_only_their_own_kind() {
         let p = Plan::new(2_000, 1);
         for j in &p.jobs {
-            let rule = p
+            let fault = p
                 .scenario
                 .faults
                 .iter()
                 .find(|r| r.login_hints.as_ref().unwrap().contains(&j.device));
-            assert_eq!(rule.is_some(), j.kind.pooled(), "{:?}", j.kind);
+            assert_eq!(fault.is_some(), j.kind.fault().is_some(), "{:?}", j.kind);
+            let signals = p
+                .scenario
+                .signals
+                .rules
+                .iter()
+                .find(|r| r.numbers.as_ref().unwrap().contains(&j.login_hint));
+            assert_eq!(
+                signals.is_some(),
+                j.kind.signal_rule().is_some(),
+                "{:?}",
+                j.kind
+            );
         }
     }
 }

@@ -127,8 +127,8 @@ impl DemoReport {
         let h = &self.http;
         writeln!(
             o,
-            "HTTP          worker: {} requests, {} retries; simulator: {} token + {} userinfo, {} faults injected, {} codes presented twice",
-            h.worker_requests, h.worker_retries, h.token, h.userinfo, h.faults_injected, h.codes_reused
+            "HTTP          worker: {} requests, {} retries; simulator: {} token + {} userinfo + {} signals, {} faults injected, {} codes presented twice",
+            h.worker_requests, h.worker_retries, h.token, h.userinfo, h.signals, h.faults_injected, h.codes_reused
         )?;
         if self.unplanned_retries > 0 {
             writeln!(

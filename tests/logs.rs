@@ -8,7 +8,6 @@ use silentauth_worker::simulator::{Scenario, SimClient};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 use support::world::{World, REDIRECT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_silentauth-worker");
@@ -137,7 +136,7 @@ listen = "127.0.0.1:0"
         ),
     );
     let stderr_path = dir.path().join("stderr.log");
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["--log-format", "json", "run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "debug")
@@ -186,24 +185,7 @@ listen = "127.0.0.1:0"
     );
 
     // SIGTERM: a graceful stop logs its shutdown too.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the worker did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}");
+    support::process::sigterm(child);
 
     let logs = std::fs::read_to_string(&stderr_path).unwrap();
     let lines: Vec<&str> = logs.lines().collect();

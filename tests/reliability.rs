@@ -28,28 +28,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_silentauth-worker");
 
 // ---- helpers ----
 
-/// A world whose topics have the given partition counts (MockCluster keeps ~5 MB per partition,
-/// so big runs spread their results).
+/// A world on the test broker whose results spread over `result_partitions`.
 async fn world(scenario: Scenario, job_partitions: i32, result_partitions: i32) -> World {
-    let broker = TestBroker::start().await;
-    let jobs = TestBroker::unique_topic("jobs");
-    let results = TestBroker::unique_topic("results");
-    let dlq = TestBroker::unique_topic("dlq");
-    broker.create_topic(&jobs, job_partitions).await;
-    broker.create_topic(&results, result_partitions).await;
-    broker.create_topic(&dlq, 2).await;
-    let sim =
-        silentauth_worker::simulator::SimHandle::start("127.0.0.1:0".parse().unwrap(), scenario)
-            .await
-            .expect("simulator");
-    World {
-        broker,
-        sim,
-        jobs,
-        results,
-        dlq,
-        group: TestBroker::unique_group("worker"),
-    }
+    let partitions = [job_partitions, result_partitions, 2];
+    World::with_topics(TestBroker::start().await, scenario, partitions).await
 }
 
 fn fault(endpoint: SimEndpoint, hints: &[String]) -> FaultRule {

@@ -21,8 +21,9 @@ use silentauth_worker::simulator::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::load::{by_id, count, publish, wait_all};
+use support::process::sigterm;
 use support::tap::HttpTap;
 use support::world::{read_topic, World, REDIRECT};
 
@@ -193,27 +194,6 @@ fn spawn(config: &Path, format: &str, stderr: &Path) -> Child {
         .stderr(std::fs::File::create(stderr).unwrap())
         .spawn()
         .expect("start the worker")
-}
-
-fn sigterm(mut child: Child) {
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            assert!(s.success(), "{s:?}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the worker did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Every forbidden string found in `text`, by kind.

@@ -126,6 +126,13 @@ impl Setup {
     }
 }
 
+/// What a number with nothing to report answers.
+const QUIET: (SwapOutcome, SwapOutcome, ForwardingOutcome) = (
+    SwapOutcome::NotSwapped,
+    SwapOutcome::NotSwapped,
+    ForwardingOutcome::Inactive,
+);
+
 fn outcomes(r: &JobResult) -> (SwapOutcome, SwapOutcome, ForwardingOutcome) {
     let s = r.signals.as_ref().expect("signals reported");
     (
@@ -180,14 +187,7 @@ async fn a_quiet_number_has_no_flags_and_no_dates() {
     let s = setup(SCENARIO).await;
     let r = s.run("4915100000002", ALL, true).await;
     assert_eq!(r.status, Status::Verified);
-    assert_eq!(
-        outcomes(&r),
-        (
-            SwapOutcome::NotSwapped,
-            SwapOutcome::NotSwapped,
-            ForwardingOutcome::Inactive
-        )
-    );
+    assert_eq!(outcomes(&r), QUIET);
     assert_eq!(r.risk_flags.as_deref(), Some(&[][..]));
     let sig = r.signals.unwrap();
     assert!(sig.sim_swap.unwrap().latest_change.is_none());
@@ -289,14 +289,7 @@ async fn rate_limits_and_unavailability_are_retried() {
     let s = setup(SCENARIO).await;
     let r = s.run("4915100000005", ALL, true).await;
     assert_eq!(r.status, Status::Verified);
-    assert_eq!(
-        outcomes(&r),
-        (
-            SwapOutcome::NotSwapped,
-            SwapOutcome::NotSwapped,
-            ForwardingOutcome::Inactive
-        )
-    );
+    assert_eq!(outcomes(&r), QUIET);
     let stats = s.sim.stats();
     assert_eq!(stats.count("sim_swap_check", 429), 1);
     assert_eq!(stats.total("sim_swap_check"), 2);

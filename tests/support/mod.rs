@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod process;
 pub mod world;
 
 #[allow(unused_imports)]

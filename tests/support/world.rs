@@ -40,12 +40,22 @@ impl World {
 
     /// A world on a given broker.
     pub async fn with_broker(broker: TestBroker, scenario: Scenario, partitions: i32) -> World {
+        World::with_topics(broker, scenario, [partitions, 3, 1]).await
+    }
+
+    /// A world whose jobs, results and dead-letter topics have the given partition counts
+    /// (MockCluster keeps ~5 MB per partition, so big runs spread their results).
+    pub async fn with_topics(
+        broker: TestBroker,
+        scenario: Scenario,
+        partitions: [i32; 3],
+    ) -> World {
         let jobs = TestBroker::unique_topic("jobs");
         let results = TestBroker::unique_topic("results");
         let dlq = TestBroker::unique_topic("dlq");
-        broker.create_topic(&jobs, partitions).await;
-        broker.create_topic(&results, 3).await;
-        broker.create_topic(&dlq, 1).await;
+        broker.create_topic(&jobs, partitions[0]).await;
+        broker.create_topic(&results, partitions[1]).await;
+        broker.create_topic(&dlq, partitions[2]).await;
         let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), scenario)
             .await
             .expect("simulator");

@@ -1,9 +1,10 @@
 # Multi-stage build of silentauth-worker: one image serves `run` (the worker) and `simulate`.
-# librdkafka is built from source by rdkafka-sys (C/C++ toolchain, make, perl, python3, zlib).
+# librdkafka is built from source by rdkafka-sys (C/C++ toolchain, make, perl, python3, zlib),
+# linked against OpenSSL (libssl-dev) and a cyrus-sasl built from source by sasl2-sys.
 
 FROM rust:1-bookworm AS builder
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential cmake perl python3 pkg-config zlib1g-dev \
+ && apt-get install -y --no-install-recommends build-essential cmake perl python3 pkg-config zlib1g-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -14,7 +15,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home silentauth
 COPY --from=builder /usr/local/bin/silentauth-worker /usr/local/bin/silentauth-worker

@@ -1,6 +1,6 @@
-//! TLS and SASL reach librdkafka through `kafka.properties`: the build has OpenSSL, so a
-//! SASL_SSL configuration (SCRAM, PLAIN, OAUTHBEARER) creates clients, and `check-config` masks
-//! the password.
+//! TLS and SASL reach librdkafka through `kafka.properties`: the build has OpenSSL and
+//! cyrus-sasl, so SASL_SSL configurations (SCRAM, PLAIN, GSSAPI) create clients, and
+//! `check-config` masks the password.
 
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::BaseProducer;
@@ -31,6 +31,21 @@ fn sasl_ssl_clients_can_be_created() {
         let consumer: Result<BaseConsumer, _> = consumer_config(&c).create();
         assert!(consumer.is_ok(), "{mechanism}: {:?}", consumer.err());
     }
+}
+
+#[test]
+fn kerberos_is_built_in() {
+    let mut c = sasl_ssl("GSSAPI");
+    c.kafka.properties.remove("sasl.password");
+    for (k, v) in [
+        ("sasl.kerberos.service.name", "kafka"),
+        ("sasl.kerberos.principal", "silentauth@EXAMPLE.COM"),
+        ("sasl.kerberos.keytab", "/etc/security/silentauth.keytab"),
+    ] {
+        c.kafka.properties.insert(k.into(), v.into());
+    }
+    let producer: Result<BaseProducer, _> = producer_config(&c).create();
+    assert!(producer.is_ok(), "{:?}", producer.err());
 }
 
 #[test]

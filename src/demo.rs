@@ -179,6 +179,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         worker_retries: Stats::get(&stats.retries),
         token: sim_stats.total("token"),
         userinfo: sim_stats.total("userinfo"),
+        signals: sim_stats.signals_total(),
         faults_injected: sim_stats.faults_injected,
         codes_reused: sim_stats.codes_reused,
     };

@@ -47,7 +47,7 @@ async fn a_small_demo_succeeds_and_its_numbers_add_up() {
     // The worker's HTTP count is the simulator's, and the summary has its measurements.
     assert_eq!(
         report.http.worker_requests,
-        report.http.token + report.http.userinfo
+        report.http.token + report.http.userinfo + report.http.signals
     );
     assert!(report.http.worker_retries > 0 && report.http.faults_injected > 0);
     assert!(report.jobs_per_second > 0.0);

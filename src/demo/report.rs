@@ -44,6 +44,8 @@ pub struct HttpCounts {
     pub token: u64,
     /// Userinfo requests the simulator answered.
     pub userinfo: u64,
+    /// Network Signals requests the simulator answered (the worker counts them too).
+    pub signals: u64,
     /// Answers produced by a fault rule.
     pub faults_injected: u64,
     /// Token requests that presented an already used code.

@@ -2,17 +2,20 @@
 //! against the simulator, scenario by scenario, with the ceilings of the same machine measured
 //! in the same run.
 //!
-//! The broker is the embedded MockCluster (or `--brokers`), the worker runs in this process,
-//! and the simulator runs in its own process (this binary as `simulate`), so the worker's CPU
-//! figures do not include the simulator's. They do include the embedded broker and the bench's
-//! own producer and reader, which share this process.
+//! The broker is the embedded MockCluster (or `--brokers`) in this process, with the bench's
+//! own producer and reader; the simulator runs in its own process (this binary as `simulate`)
+//! and so does the worker (this binary as `run`), so the worker's CPU time and memory are its
+//! own. S6 alone runs the worker in this process: it needs each job's HTTP time, which only
+//! the worker's memory holds, and it measures latency, not resources.
 //!
 //! - [`run_scenarios`]: S1..S6 (see [`ScenarioId`]) and the limits;
 //! - [`batch`]: one timed batch of jobs through a fresh worker on fresh topics;
 //! - [`load`]: minted codes, job records, topics; [`limits`]: passthrough and capacity;
-//! - [`sim`]: the simulator process; [`usage`]: getrusage and `/proc`.
+//! - [`sim`]: the simulator process; [`child`]: the worker process; [`usage`]: getrusage and
+//!   `/proc`.
 
 pub mod batch;
+pub mod child;
 pub mod limits;
 pub mod load;
 pub mod sim;
@@ -80,6 +83,9 @@ pub struct BenchOptions {
     pub brokers: Option<String>,
     /// Skips the passthrough and capacity runs (`--skip-limits`).
     pub skip_limits: bool,
+    /// Runs the worker in the bench process for every scenario (`--in-process`), e.g. to
+    /// compare its throughput with the child process's.
+    pub in_process: bool,
 }
 
 /// The ceilings measured in this run.
@@ -112,14 +118,26 @@ pub async fn run_scenarios(opts: BenchOptions) -> anyhow::Result<()> {
         sim.base_url(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    println!(
-        "CPU figures are getrusage(RUSAGE_SELF) of the bench process: the worker plus {}the \
-         bench's producer and reader (the simulator is excluded).\n",
-        match broker {
-            load::Broker::Embedded(_) => "the embedded broker plus ",
-            load::Broker::External(_) => "",
-        }
-    );
+    if opts.in_process {
+        println!(
+            "The worker runs in this process (--in-process): CPU is getrusage(RUSAGE_SELF) of \
+             the worker plus {}the bench's producer and reader.\n",
+            match broker {
+                load::Broker::Embedded(_) => "the embedded broker plus ",
+                load::Broker::External(_) => "",
+            }
+        );
+    } else {
+        println!(
+            "The worker runs as a child process (S6: in this process); its CPU is user+sys from \
+             /proc/<pid>/stat, its memory VmRSS/VmHWM from /proc/<pid>/status. The bench \
+             process ({}the bench's producer and reader) is reported apart.\n",
+            match broker {
+                load::Broker::Embedded(_) => "the embedded broker, ",
+                load::Broker::External(_) => "",
+            }
+        );
+    }
     let mut s1_rate = None;
     let mut limits = None;
     let wants_limits = !opts.skip_limits
@@ -171,6 +189,7 @@ fn spec(opts: &BenchOptions, name: &'static str, default_jobs: usize) -> BatchSp
         name,
         jobs,
         partitions: jobs_topic_partitions(opts, jobs),
+        in_process: opts.in_process,
         ..BatchSpec::default()
     }
 }
@@ -216,6 +235,7 @@ fn s6_spec(opts: &BenchOptions, rate: f64) -> BatchSpec {
     BatchSpec {
         publish_rate: Some(rate.max(1.0)),
         keep_http_times: true,
+        in_process: true,
         ..spec(opts, "S6", 30_000)
     }
 }
@@ -293,9 +313,24 @@ fn common_rows(out: &mut String, b: &Batch) {
         "publish -> result p50 / p99 / max",
         b.end_to_end.render_ms(),
     );
+    if let (Some(per_1000), Some(cpu)) = (b.worker_cpu_per_1000(), b.worker_cpu) {
+        row(
+            out,
+            "CPU s per 1,000 jobs (worker process)",
+            format!(
+                "{per_1000:.3} s ({:.1} s over the run, {:.0}% of one core)",
+                cpu.as_secs_f64(),
+                100.0 * cpu.as_secs_f64() / b.window.as_secs_f64().max(1e-9)
+            ),
+        );
+    }
     row(
         out,
-        "CPU s per 1,000 jobs (bench process)",
+        if b.worker_cpu.is_some() {
+            "CPU s per 1,000 jobs (bench process)"
+        } else {
+            "CPU s per 1,000 jobs (bench process + worker)"
+        },
         format!(
             "{:.3} s ({:.1} s over the run)",
             b.cpu_per_1000(),
@@ -309,9 +344,16 @@ fn common_rows(out: &mut String, b: &Batch) {
             format!("{:.3} s", c * 1000.0 / b.results.max(1) as f64)
         }),
     );
+    if b.worker_hwm_kib > 0 {
+        row(
+            out,
+            "worker peak RSS (VmHWM)",
+            format!("{:.0} MiB", b.worker_hwm_kib as f64 / 1024.0),
+        );
+    }
     row(
         out,
-        "peak RSS (ru_maxrss, whole run so far)",
+        "bench process peak RSS (ru_maxrss, so far)",
         format!("{:.0} MiB", b.max_rss_kib as f64 / 1024.0),
     );
     row(
@@ -387,13 +429,35 @@ fn render_s3(b: &Batch) -> String {
 
 fn render_s4(b: &Batch) -> String {
     let mut out = format!("S4 — idle on an empty topic for {} s\n", b.window.as_secs());
-    let pct = 100.0 * b.cpu.as_secs_f64() / b.window.as_secs_f64().max(1e-9);
+    let pct = |cpu: Duration| 100.0 * cpu.as_secs_f64() / b.window.as_secs_f64().max(1e-9);
+    if let Some(cpu) = b.worker_cpu {
+        row(
+            &mut out,
+            "CPU of one core (worker process)",
+            format!("{:.2}% ({:.3} s of CPU)", pct(cpu), cpu.as_secs_f64()),
+        );
+        row(
+            &mut out,
+            "worker RSS when ready / peak (VmHWM)",
+            format!(
+                "{:.0} MiB / {:.0} MiB",
+                b.worker_rss_ready_kib as f64 / 1024.0,
+                b.worker_hwm_kib as f64 / 1024.0
+            ),
+        );
+    }
     row(
         &mut out,
         "CPU of one core (bench process)",
         format!(
-            "{pct:.2}% ({:.2} s of CPU; includes the idle embedded broker)",
-            b.cpu.as_secs_f64()
+            "{:.2}% ({:.2} s of CPU; the idle embedded broker{})",
+            pct(b.cpu),
+            b.cpu.as_secs_f64(),
+            if b.worker_cpu.is_some() {
+                ""
+            } else {
+                " and the worker"
+            }
         ),
     );
     row(
@@ -407,16 +471,29 @@ fn render_s4(b: &Batch) -> String {
 fn render_s5(b: &Batch) -> String {
     let mut out = header(b, "1,024 in flight (100 ms per request) over a backlog");
     common_rows(&mut out, b);
-    row(
-        &mut out,
-        "RSS before the worker / peak while running",
-        format!(
-            "{:.0} MiB / {:.0} MiB (+{:.0} MiB; sampled VmRSS every 100 ms)",
-            b.rss_before_kib as f64 / 1024.0,
-            b.rss_peak_kib as f64 / 1024.0,
-            b.rss_peak_kib.saturating_sub(b.rss_before_kib) as f64 / 1024.0
-        ),
-    );
+    if b.worker_cpu.is_some() {
+        row(
+            &mut out,
+            "worker RSS ready / sampled peak / VmHWM",
+            format!(
+                "{:.0} MiB / {:.0} MiB / {:.0} MiB (VmRSS sampled every 100 ms)",
+                b.worker_rss_ready_kib as f64 / 1024.0,
+                b.rss_peak_kib as f64 / 1024.0,
+                b.worker_hwm_kib as f64 / 1024.0
+            ),
+        );
+    } else {
+        row(
+            &mut out,
+            "RSS before the worker / peak while running",
+            format!(
+                "{:.0} MiB / {:.0} MiB (+{:.0} MiB; sampled VmRSS every 100 ms)",
+                b.rss_before_kib as f64 / 1024.0,
+                b.rss_peak_kib as f64 / 1024.0,
+                b.rss_peak_kib.saturating_sub(b.rss_before_kib) as f64 / 1024.0
+            ),
+        );
+    }
     row(
         &mut out,
         "most jobs in flight at a sample",

@@ -72,9 +72,9 @@ pub enum Command {
         #[command(flatten)]
         args: silentauth_worker::replay::ReplayArgs,
     },
-    /// Measure throughput, latency, CPU and memory: the worker in this process, the simulator in
-    /// its own, an embedded MockCluster (or --brokers), scenario by scenario, with the
-    /// passthrough and simulator ceilings measured in the same run.
+    /// Measure throughput, latency, CPU and memory: the worker and the simulator each in a child
+    /// process (S6: the worker in this one), an embedded MockCluster (or --brokers), scenario by
+    /// scenario, with the passthrough and simulator ceilings measured in the same run.
     Bench {
         /// S1..S6, a comma-separated list, or all.
         #[arg(long, default_value = "all")]
@@ -92,6 +92,10 @@ pub enum Command {
         /// Skip the passthrough and simulator-capacity runs.
         #[arg(long)]
         skip_limits: bool,
+        /// Run the worker inside the bench process for every scenario, as S6 always does (its
+        /// CPU and memory then include the broker and the bench's producer and reader).
+        #[arg(long)]
+        in_process: bool,
     },
     /// Print the effective configuration with secrets masked.
     CheckConfig {

@@ -122,6 +122,7 @@ fn main() -> ExitCode {
             partitions,
             brokers,
             skip_limits,
+            in_process,
         } => {
             let scenarios = match silentauth_worker::bench::ScenarioId::parse_list(&scenario) {
                 Ok(s) => s,
@@ -136,6 +137,7 @@ fn main() -> ExitCode {
                 partitions,
                 brokers,
                 skip_limits,
+                in_process,
             };
             match runtime.block_on(silentauth_worker::bench::run_scenarios(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
-//! One timed batch: fresh topics, codes minted beforehand, a fresh worker in this process, the
-//! jobs published (all at once, paced, or as a backlog before the worker starts) while the
+//! One timed batch: fresh topics, codes minted beforehand, a fresh worker (its own process, or
+//! a task of this one for S6), the jobs published (all at once, paced, or as a backlog before the worker starts) while the
 //! results are read back, and the measurements of that window.
 
+use super::child::WorkerProcess;
 use super::load::{self, Broker};
 use super::sim::SimProcess;
 use super::usage;
@@ -12,6 +13,7 @@ use crate::simulator::{Latency, Scenario};
 use crate::stats::Stats;
 use crate::worker::Worker;
 use anyhow::Context;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -55,6 +57,10 @@ pub struct BatchSpec {
     pub sample_rss: bool,
     /// Have the worker keep each job's HTTP time (S6).
     pub keep_http_times: bool,
+    /// Run the worker as a task of this process instead of a child process: only for what
+    /// needs its in-memory counters (each job's HTTP time, S6), as CPU and memory then
+    /// include the broker, the bench's producer and its reader.
+    pub in_process: bool,
 }
 
 impl Default for BatchSpec {
@@ -71,6 +77,7 @@ impl Default for BatchSpec {
             backlog_first: false,
             sample_rss: false,
             keep_http_times: false,
+            in_process: false,
         }
     }
 }
@@ -131,8 +138,11 @@ pub struct Batch {
     pub overhead: Dist,
     /// `duration_ms` minus the job's HTTP time (S6).
     pub worker_overhead: Dist,
-    /// CPU of this process over the measured window.
+    /// CPU of this process over the measured window (with an in-process worker, the worker's
+    /// too).
     pub cpu: Duration,
+    /// CPU of the worker process over the measured window (`None` with an in-process worker).
+    pub worker_cpu: Option<Duration>,
     /// CPU seconds of the simulator process over the window.
     pub sim_cpu: Option<f64>,
     /// `ru_maxrss` at the end (the whole process's peak so far).
@@ -141,10 +151,15 @@ pub struct Batch {
     pub sim: crate::simulator::Stats,
     /// The measured window.
     pub window: Duration,
-    /// VmRSS before the worker started.
+    /// VmRSS of this process before the worker started.
     pub rss_before_kib: u64,
-    /// The highest VmRSS sampled (with `sample_rss`).
+    /// The highest VmRSS sampled of the process holding the worker: the worker process, or
+    /// this one (in process, with `sample_rss`).
     pub rss_peak_kib: u64,
+    /// VmRSS of the worker process once it was ready (0 in process).
+    pub worker_rss_ready_kib: u64,
+    /// VmHWM (peak resident set) of the worker process at the end of the window (0 in process).
+    pub worker_hwm_kib: u64,
     /// The most jobs in flight at a sample (with `sample_rss`).
     pub in_flight_peak: u64,
 }
@@ -171,6 +186,12 @@ impl Batch {
     /// CPU seconds of this process per 1,000 results.
     pub fn cpu_per_1000(&self) -> f64 {
         self.cpu.as_secs_f64() * 1000.0 / self.results.max(1) as f64
+    }
+
+    /// CPU seconds of the worker process per 1,000 results (`None` in process).
+    pub fn worker_cpu_per_1000(&self) -> Option<f64> {
+        self.worker_cpu
+            .map(|c| c.as_secs_f64() * 1000.0 / self.results.max(1) as f64)
     }
 
     /// The simulator's per-second series without its first and last (partial) seconds.
@@ -277,28 +298,48 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         None
     };
     let rss_before_kib = usage::current_rss_kib().unwrap_or(0);
-    let worker = Worker::new(config.clone());
-    let stats = worker.stats();
-    if spec.keep_http_times {
-        stats.keep_http_times();
-    }
-    let cancel = CancellationToken::new();
-    let mut handle = tokio::spawn(worker.run(cancel.clone()));
-    if let Err(e) = wait_ready(&stats, &mut handle).await {
-        cancel.cancel();
-        return Err(e);
-    }
+    let stats = Arc::new(Stats::default());
+    let mut worker = if spec.in_process {
+        let worker = Worker::new(config.clone());
+        let stats = worker.stats();
+        if spec.keep_http_times {
+            stats.keep_http_times();
+        }
+        let cancel = CancellationToken::new();
+        let mut handle = tokio::spawn(worker.run(cancel.clone()));
+        if let Err(e) = wait_ready(&stats, &mut handle).await {
+            cancel.cancel();
+            return Err(e);
+        }
+        Running::InProcess {
+            cancel,
+            handle,
+            stats,
+        }
+    } else {
+        Running::Child(Box::new(WorkerProcess::spawn(&config).await?))
+    };
+    let stats = match &worker {
+        Running::InProcess { stats, .. } => stats.clone(),
+        Running::Child(_) => stats,
+    };
     ctx.sim.reset_stats().await?;
-    let sampler = spec.sample_rss.then(|| spawn_sampler(stats.clone()));
+    let child = match &worker {
+        Running::Child(c) => Some(&**c),
+        Running::InProcess { .. } => None,
+    };
+    let worker_rss_ready_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(rss, _)| rss);
+    let sampler = Sampler::start(spec, stats.clone(), child);
 
     eprintln!("bench: {}: running ...", spec.name);
     let u0 = usage::self_usage();
     let sim0 = ctx.sim.cpu_seconds();
+    let w0 = child.and_then(WorkerProcess::cpu_seconds);
     let t0 = Instant::now();
     let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
     let deadline = Instant::now() + limit;
     let (published, received) = if let Some(collector) = &collector {
-        collect(
+        let collected = collect(
             collector,
             &publisher,
             &jobs_topic,
@@ -307,24 +348,36 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
             spec,
             deadline,
             &stats,
-        )
-        .await?
+        );
+        tokio::select! {
+            biased;
+            r = collected => r?,
+            never = sampler.run() => match never {},
+        }
     } else {
-        tokio::time::sleep(limit).await;
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep(limit) => {}
+            never = sampler.run() => match never {},
+        }
         (None, Default::default())
     };
     let window = t0.elapsed();
     let u1 = usage::self_usage();
     let sim1 = ctx.sim.cpu_seconds();
-    let (rss_peak_kib, in_flight_peak) = match sampler {
-        Some((stop, task)) => {
-            stop.cancel();
-            task.await.unwrap_or_default()
-        }
-        None => (0, 0),
-    };
+    let w1 = child.and_then(WorkerProcess::cpu_seconds);
+    let worker_hwm_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(_, hwm)| hwm);
+    let peaks = sampler.peaks();
     let sim_stats = ctx.sim.stats().await?;
-    stop_worker(&cancel, &mut handle, Duration::from_secs(30), "bench").await;
+    match &mut worker {
+        Running::InProcess { cancel, handle, .. } => {
+            stop_worker(cancel, handle, Duration::from_secs(30), "bench").await;
+        }
+        Running::Child(_) => {}
+    }
+    if let Running::Child(c) = worker {
+        c.stop(Duration::from_secs(30)).await;
+    }
 
     let http_times = stats.http_times();
     let sent_at = published.as_ref().map(|p| &p.sent_at);
@@ -363,13 +416,18 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         overhead: Dist::new(overhead),
         worker_overhead: Dist::new(worker_overhead),
         cpu: u1.cpu.saturating_sub(u0.cpu),
+        worker_cpu: w0
+            .zip(w1)
+            .map(|(a, b)| Duration::from_secs_f64((b - a).max(0.0))),
         sim_cpu: sim0.zip(sim1).map(|(a, b)| b - a),
         max_rss_kib: u1.max_rss_kib,
         sim: sim_stats,
         window,
         rss_before_kib,
-        rss_peak_kib,
-        in_flight_peak,
+        rss_peak_kib: peaks.rss_kib,
+        worker_rss_ready_kib,
+        worker_hwm_kib,
+        in_flight_peak: peaks.in_flight,
     })
 }
 
@@ -426,24 +484,88 @@ async fn publish_paced(
     all.context("nothing to publish")
 }
 
-/// Samples VmRSS and the jobs in flight every 100 ms until cancelled; returns the peaks.
-fn spawn_sampler(stats: Arc<Stats>) -> (CancellationToken, JoinHandle<(u64, u64)>) {
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        let (mut rss, mut in_flight) = (0, 0);
+/// The worker of a batch: a child process (the default) or a task in this process.
+enum Running {
+    /// `silentauth-worker run` in its own process: its CPU and memory are its own.
+    Child(Box<WorkerProcess>),
+    /// The worker as a task of this process (S6, which needs each job's HTTP time).
+    InProcess {
+        cancel: CancellationToken,
+        handle: JoinHandle<Result<(), crate::worker::WorkerError>>,
+        stats: Arc<Stats>,
+    },
+}
+
+/// The highest values a [`Sampler`] saw.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peaks {
+    rss_kib: u64,
+    in_flight: u64,
+}
+
+/// Samples every 100 ms, while the batch runs, the resident memory of the process that holds
+/// the worker and the jobs in flight. A child's memory comes from `/proc` (which costs it
+/// nothing); its counters from its `/status.json`, every 100 ms only when `sample_rss` asks
+/// for the in-flight peak, else every second for the progress line, and never on an idle run.
+struct Sampler<'a> {
+    stats: Arc<Stats>,
+    child: Option<&'a WorkerProcess>,
+    sample_rss: bool,
+    idle: bool,
+    rss_kib: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl<'a> Sampler<'a> {
+    fn start(spec: &BatchSpec, stats: Arc<Stats>, child: Option<&'a WorkerProcess>) -> Self {
+        Sampler {
+            stats,
+            child,
+            sample_rss: spec.sample_rss,
+            idle: spec.jobs == 0,
+            rss_kib: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// Samples until dropped (never returns).
+    async fn run(&self) -> std::convert::Infallible {
+        if self.child.is_none() && !self.sample_rss {
+            return std::future::pending().await;
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => return (rss, in_flight),
-                _ = tick.tick() => {
-                    rss = rss.max(usage::current_rss_kib().unwrap_or(0));
-                    in_flight = in_flight.max(Stats::get(&stats.in_flight));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        for n in 0u64.. {
+            tick.tick().await;
+            let rss = match self.child {
+                Some(c) => c.rss_kib().map(|(rss, _)| rss),
+                None => usage::current_rss_kib(),
+            };
+            self.rss_kib.fetch_max(rss.unwrap_or(0), Ordering::Relaxed);
+            if let Some(c) = self.child {
+                if !self.idle && (self.sample_rss || n % 10 == 0) {
+                    if let Some(counters) = c.counters().await {
+                        self.stats
+                            .in_flight
+                            .store(counters.in_flight, Ordering::Relaxed);
+                        self.stats
+                            .http_requests
+                            .store(counters.http_requests, Ordering::Relaxed);
+                    }
                 }
             }
+            self.in_flight
+                .fetch_max(Stats::get(&self.stats.in_flight), Ordering::Relaxed);
         }
-    });
-    (stop, task)
+        unreachable!("the sampler's loop does not end")
+    }
+
+    fn peaks(&self) -> Peaks {
+        Peaks {
+            rss_kib: self.rss_kib.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
 }
 
 #[cfg(test)]

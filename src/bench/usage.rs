@@ -1,4 +1,5 @@
-//! Resource use of the bench process (getrusage) and of a child process (`/proc/<pid>/stat`).
+//! Resource use of the bench process (getrusage) and of a child process (`/proc/<pid>/stat` and
+//! `/proc/<pid>/status`).
 
 use std::time::Duration;
 
@@ -38,6 +39,19 @@ pub fn current_rss_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The current (`VmRSS`) and peak (`VmHWM`) resident set size of process `pid`, in KiB
+/// (Linux `/proc`; `None` elsewhere).
+pub fn process_rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 /// User + system CPU seconds of process `pid` (Linux `/proc`; `None` elsewhere).
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -61,5 +75,7 @@ mod tests {
         assert!(u.max_rss_kib > 0);
         assert!(current_rss_kib().unwrap() > 0);
         assert!(process_cpu_seconds(std::process::id()).is_some());
+        let (rss, hwm) = process_rss_kib(std::process::id()).unwrap();
+        assert!(rss > 0 && hwm >= rss);
     }
 }

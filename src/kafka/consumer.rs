@@ -21,6 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// How many kilobytes of prefetched jobs librdkafka may hold (`queued.max.messages.kbytes`; its
+/// default, 65,536, lets one worker buffer 64 MB of backlog). 8 MB is thousands of jobs ahead
+/// of `max_in_flight`; librdkafka also caps `fetch.max.bytes` to it unless that is set.
+pub const PREFETCH_KBYTES: u32 = 8_192;
+
+/// How often librdkafka reports its statistics, which feed `silentauth_consumer_lag`
+/// (milliseconds). Each report is a JSON document the consumer builds and the worker parses.
+pub const STATISTICS_INTERVAL_MS: u32 = 15_000;
+
 /// The librdkafka settings of the group consumer; `kafka.properties` come last and win.
 pub fn consumer_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -35,8 +44,9 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         )
         .set("auto.offset.reset", "earliest")
         .set("client.id", "silentauth-worker")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
         // Feeds `silentauth_consumer_lag` (WorkerContext::stats_raw).
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
     for (k, v) in &config.kafka.properties {
         c.set(k, v);
     }

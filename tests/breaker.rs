@@ -56,6 +56,16 @@ fn log_lines(level: &str, parts: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The log lines of `level` holding every one of `parts`, once there is at least one (the state a
+/// test waited for can be visible a moment before its log line is written).
+async fn logged(level: &str, parts: &[&str]) -> Vec<String> {
+    until(Duration::from_secs(10), "the log line", || async {
+        let lines = log_lines(level, parts);
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await
+}
+
 /// Polls `check` every 20 ms until it yields a value; panics naming `what` after `timeout`.
 async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
@@ -244,10 +254,11 @@ async fn consecutive_credential_rejections_open_it_and_a_good_probe_resumes() {
         "jobs started beyond the probes"
     );
     assert_eq!(get(worker.addr, "/readyz").await.0, 503);
-    let opened = log_lines(
+    let opened = logged(
         "ERROR",
         &["circuit breaker open: 5 consecutive credentials_rejected results; probing one job every 500ms"],
-    );
+    )
+    .await;
     assert_eq!(opened.len(), 1, "{opened:?}");
 
     // The key is fixed: the next probe succeeds and consumption resumes.
@@ -276,7 +287,7 @@ async fn consecutive_credential_rejections_open_it_and_a_good_probe_resumes() {
         .await,
         0.0
     );
-    let closed = log_lines("INFO", &["circuit breaker closed", "consecutive"]);
+    let closed = logged("INFO", &["circuit breaker closed", "consecutive"]).await;
     assert_eq!(closed.len(), 1, "{closed:?}");
     worker.stop().await;
 
@@ -352,10 +363,11 @@ async fn a_dead_letter_ratio_over_the_window_opens_it_until_the_upstream_heals()
         requests <= (Stats::get(&worker.stats.consumed) + 1) * 2,
         "{requests} token requests"
     );
-    let opened = log_lines(
+    let opened = logged(
         "ERROR",
         &["circuit breaker open", "jobs were dead-lettered"],
-    );
+    )
+    .await;
     assert_eq!(opened.len(), 1, "{opened:?}");
 
     w.sim.set_scenario(Scenario::default());
@@ -366,7 +378,7 @@ async fn a_dead_letter_ratio_over_the_window_opens_it_until_the_upstream_heals()
     })
     .await;
     assert_eq!(metric(worker.addr, "silentauth_breaker_open").await, 0.0);
-    let closed = log_lines("INFO", &["circuit breaker closed", "dead_letter_ratio"]);
+    let closed = logged("INFO", &["circuit breaker closed", "dead_letter_ratio"]).await;
     assert_eq!(closed.len(), 1, "{closed:?}");
     worker.stop().await;
 
@@ -408,10 +420,11 @@ async fn rebalance_and_shutdown_work_while_open_and_skip_nothing() {
     let a = start(config.clone()).await;
     a.wait_open().await;
     assert_eq!(
-        log_lines(
+        logged(
             "ERROR",
             &["3 consecutive credentials_rejected results; probing one job every 1h"]
         )
+        .await
         .len(),
         1
     );

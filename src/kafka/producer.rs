@@ -166,24 +166,37 @@ impl Publisher {
 
     /// Produces a job's result and dead letter (either may be absent) and waits until the
     /// broker acknowledged both.
+    ///
+    /// The dead letter is acknowledged before the result is sent: a result on the results topic
+    /// then implies its dead letter is on the dead-letter topic, so a crash between the two can
+    /// never lose a dead letter (the redelivered job, answered from the idempotency cache,
+    /// publishes none).
     pub async fn publish(
         &self,
         result: Option<&JobResult>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
     ) -> Result<(), KafkaError> {
-        for delivery in self.enqueue(result, dead_letter, traceparent).await? {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(e),
-                Err(_) => return Err(KafkaError::Canceled),
-            }
+        if dead_letter.is_some() {
+            acknowledged(self.enqueue(None, dead_letter, traceparent).await?).await?;
         }
-        Ok(())
+        acknowledged(self.enqueue(result, None, traceparent).await?).await
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
     }
+}
+
+/// Waits until the broker acknowledged every delivery.
+async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), KafkaError> {
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
+    }
+    Ok(())
 }

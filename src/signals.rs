@@ -69,12 +69,7 @@ impl<A: Api> SignalEnv<'_, A> {
         };
         let (sim, device, forwarding) = tokio::join!(sim, device, forwarding);
         let mut total = Attempts::default();
-        let mut add = |a: &Attempts| {
-            total.count += a.count;
-            total.retries += a.retries;
-            // The checks overlap: the time waited is the longest of them.
-            total.http_time = total.http_time.max(a.http_time);
-        };
+        let mut add = |a: &Attempts| total.add_concurrent(a);
         let report = SignalsReport {
             sim_swap: sim.map(|(s, a)| {
                 add(&a);

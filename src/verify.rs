@@ -175,9 +175,7 @@ impl<A: Api> Verifier<A> {
         let (verdict, signals) = tokio::join!(self.run(job, ctx, &mut attempts), signals);
         let (signals, signal_attempts) = signals.unzip();
         if let Some(a) = &signal_attempts {
-            attempts.count += a.count;
-            attempts.retries += a.retries;
-            attempts.http_time = attempts.http_time.max(a.http_time);
+            attempts.add_concurrent(a);
         }
         let risk_flags = signals.as_ref().map(|s| s.risk_flags());
         let completed_at = Utc::now();

@@ -181,6 +181,17 @@ pub enum RiskFlag {
     CallForwardingActive,
 }
 
+impl RiskFlag {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskFlag::RecentSimSwap => "recent_sim_swap",
+            RiskFlag::RecentDeviceSwap => "recent_device_swap",
+            RiskFlag::CallForwardingActive => "call_forwarding_active",
+        }
+    }
+}
+
 /// The E.164 form (`+` and digits) the Network Signals API wants, from a job's `login_hint`
 /// (8..15 digits with an optional `+`; a `00` international prefix without `+` is dropped).
 pub fn e164(login_hint: &str) -> String {

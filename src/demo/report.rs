@@ -304,59 +304,57 @@ impl DemoReport {
     }
 }
 
-/// A result's signals and flags on one line: `sim_swap=swapped call_forwarding=failed/<class>
-/// flags=recent_sim_swap` (checks the job did not ask for are left out).
-pub(super) fn signals_summary(res: &JobResult) -> String {
-    let mut parts = Vec::new();
+/// A result's checks (`sim_swap=swapped`, `call_forwarding=failed/<class>`; checks the job did
+/// not ask for are left out) and its risk flags.
+fn signal_parts(res: &JobResult) -> (Vec<String>, Vec<&'static str>) {
+    let mut checks = Vec::new();
     if let Some(s) = &res.signals {
         let outcome = |name: &str, outcome: &str, e: Option<&crate::contract::ErrorInfo>| match e {
             Some(e) => format!("{name}={outcome}/{}", e.class),
             None => format!("{name}={outcome}"),
         };
         if let Some(x) = &s.sim_swap {
-            parts.push(outcome("sim_swap", x.outcome.as_str(), x.error.as_ref()));
+            checks.push(outcome("sim_swap", x.outcome.as_str(), x.error.as_ref()));
         }
         if let Some(x) = &s.device_swap {
-            parts.push(outcome("device_swap", x.outcome.as_str(), x.error.as_ref()));
+            checks.push(outcome("device_swap", x.outcome.as_str(), x.error.as_ref()));
         }
         if let Some(x) = &s.call_forwarding {
-            parts.push(outcome(
+            checks.push(outcome(
                 "call_forwarding",
                 x.outcome.as_str(),
                 x.error.as_ref(),
             ));
         }
     }
-    let flags: Vec<String> = res
+    let flags = res
         .risk_flags
         .iter()
         .flatten()
-        .map(|f| {
-            serde_json::to_value(f)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        })
+        .map(|f| f.as_str())
         .collect();
+    (checks, flags)
+}
+
+/// A result's signals and flags on one line: `sim_swap=swapped call_forwarding=failed/<class>
+/// flags=recent_sim_swap`.
+pub(super) fn signals_summary(res: &JobResult) -> String {
+    let (mut parts, flags) = signal_parts(res);
     parts.push(format!("flags={}", flags.join(",")));
     parts.join(" ")
 }
 
 /// Counts each check's outcome and each risk flag of one result.
 fn count_signals(counts: &mut BTreeMap<String, u64>, res: &JobResult) {
-    let summary = signals_summary(res);
     if res.signals.is_none() {
         return;
     }
-    for part in summary.split(' ') {
-        match part.strip_prefix("flags=") {
-            Some(flags) => {
-                for f in flags.split(',').filter(|f| !f.is_empty()) {
-                    *counts.entry(format!("risk flag {f}")).or_default() += 1;
-                }
-            }
-            None => *counts.entry(part.replacen('=', " ", 1)).or_default() += 1,
-        }
+    let (checks, flags) = signal_parts(res);
+    for check in checks {
+        *counts.entry(check.replacen('=', " ", 1)).or_default() += 1;
+    }
+    for flag in flags {
+        *counts.entry(format!("risk flag {flag}")).or_default() += 1;
     }
 }
 

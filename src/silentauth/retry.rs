@@ -66,6 +66,16 @@ pub struct Attempts {
     pub ambiguous: bool,
 }
 
+impl Attempts {
+    /// Adds the requests of work that ran at the same time as this: counts add up, and the
+    /// time waited for answers is the longer of the two (they overlapped).
+    pub fn add_concurrent(&mut self, other: &Attempts) {
+        self.count += other.count;
+        self.retries += other.retries;
+        self.http_time = self.http_time.max(other.http_time);
+    }
+}
+
 /// How a stage ended.
 #[derive(Debug)]
 pub enum StageEnd {

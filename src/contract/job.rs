@@ -357,10 +357,16 @@ fn read_signals(obj: &Map<String, Value>) -> Result<Option<SignalsRequest>, JobE
         }
     };
     Ok(Some(SignalsRequest {
-        sim_swap: read_swap_check(signals, "sim_swap", "signals.sim_swap.max_age_minutes")?,
+        sim_swap: read_swap_check(
+            signals,
+            "sim_swap",
+            "signals.sim_swap",
+            "signals.sim_swap.max_age_minutes",
+        )?,
         device_swap: read_swap_check(
             signals,
             "device_swap",
+            "signals.device_swap",
             "signals.device_swap.max_age_minutes",
         )?,
         call_forwarding: signal_object(signals, "call_forwarding", "signals.call_forwarding")?
@@ -383,15 +389,13 @@ fn signal_object<'a>(
     }
 }
 
+/// One swap check of `signals`: `name`, reported as `field` (and `max_age_field`) when invalid.
 fn read_swap_check(
     signals: &Map<String, Value>,
     name: &str,
+    field: &'static str,
     max_age_field: &'static str,
 ) -> Result<Option<SwapCheck>, JobError> {
-    let field = match name {
-        "sim_swap" => "signals.sim_swap",
-        _ => "signals.device_swap",
-    };
     let Some(check) = signal_object(signals, name, field)? else {
         return Ok(None);
     };

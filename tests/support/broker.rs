@@ -729,6 +729,6 @@ fn docker_socket_present() -> bool {
 }
 
 /// Writes a line to the real stderr, bypassing the test harness's output capture.
-fn announce(line: &str) {
+pub fn announce(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

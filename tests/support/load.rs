@@ -54,6 +54,45 @@ pub async fn count(broker: &TestBroker, topic: &str) -> i64 {
     .unwrap()
 }
 
+/// The high watermark (end offset) of every partition of `topic`, in partition order. Absence is
+/// checked against these, not with a short read: a fresh topic that never received a record has
+/// every high watermark at 0, and a topic nothing was written to keeps the ones it had.
+pub async fn high_watermarks(broker: &TestBroker, topic: &str) -> Vec<i64> {
+    let consumer: BaseConsumer = broker.client_config().create().unwrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let t = Duration::from_secs(10);
+        let meta = consumer.fetch_metadata(Some(&topic), t).expect("metadata");
+        let mut ids: Vec<i32> = meta.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        assert!(!ids.is_empty(), "{topic} has no partition");
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, t)
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Asserts that nothing was ever written to `topic` (every high watermark is 0). Call it once
+/// every writer is stopped and flushed, e.g. after the worker's task has returned.
+pub async fn assert_never_written(broker: &TestBroker, topic: &str, what: &str) {
+    let ends = high_watermarks(broker, topic).await;
+    assert!(
+        ends.iter().all(|&end| end == 0),
+        "{what}: {topic} was written to (high watermarks {ends:?})"
+    );
+}
+
 /// Waits until `topic` holds at least `n` records; panics after `timeout`.
 pub async fn wait_count(broker: &TestBroker, topic: &str, n: i64, timeout: Duration) -> i64 {
     let deadline = Instant::now() + timeout;

@@ -799,6 +799,8 @@ async fn rebalance(n: usize) {
         "every second verification seen at a tap"
     );
     let rebalances = 4;
+    // At most three instances (a, b and c) hold partitions at once.
+    let instances_max = 3;
     let kind = w.broker.kind();
     eprintln!(
         "reliability: rebalance on {kind:?}: {n} jobs sent, {lost} lost, {duplicates} duplicated results, \
@@ -819,13 +821,22 @@ async fn rebalance(n: usize) {
         sim.codes_reused as usize, across,
         "reuse only across instances"
     );
-    // Duplicates come from jobs finished but not committed when their partition moved: what a
-    // revoke abandoned after its grace, plus what finished in a commit window the rebalance cut
-    // short. Bounded per membership change by the whole group's work in one such window.
+    // Duplicates come from jobs finished but not committed when their partition moved.
+    let bound = match kind {
+        // Offset commits fail with RebalanceInProgress throughout tansu's rebalances, so the
+        // window is the rebalance's length: up to 241 of 2,000 seen.
+        BrokerKind::Tansu => n / 4,
+        // MockCluster redelivers more than Apache Kafka around its rebalances (70 of 2,000 and
+        // 464 of 20,000 seen), every one answered from the cache (checked below).
+        BrokerKind::Mock => n / 10,
+        // Apache Kafka: the revoke's commit lands (cooperative-sticky; the group is stable when
+        // the revoke runs), so a membership change redelivers at most what the revoke abandoned
+        // after its grace, or what a member had in flight: 0 of 2,000 and 0 of 20,000 seen.
+        _ => abandoned as usize + rebalances * instances_max * max_in_flight,
+    };
     assert!(
-        duplicates <= duplicate_bound(kind, n),
-        "{duplicates} duplicates on {kind:?} (bound {})",
-        duplicate_bound(kind, n)
+        duplicates <= bound,
+        "{duplicates} duplicates on {kind:?} (bound {bound})"
     );
     if kind == BrokerKind::Tansu {
         // A tansu finding, not the worker's guarantee (README, "Found on tansu"): tansu answers
@@ -843,16 +854,6 @@ async fn rebalance(n: usize) {
             "results not answered from the idempotency cache"
         );
         assert!(not_verified.is_empty(), "{not_verified:?}");
-    }
-}
-
-/// The most duplicate results a rebalance run of `n` jobs may show on `kind`.
-fn duplicate_bound(kind: BrokerKind, n: usize) -> usize {
-    match kind {
-        // Offset commits fail with RebalanceInProgress throughout tansu's rebalances, so the
-        // window is the rebalance's length: up to 241 of 2,000 seen.
-        BrokerKind::Tansu => n / 4,
-        _ => n / 10,
     }
 }
 

@@ -34,6 +34,23 @@ pub async fn publish(w: &World, jobs: &[Value]) {
     }
 }
 
+/// The low and high watermarks of one partition, asked again (for up to 30 s) while the client
+/// answers with an error: a fresh client's leader lookup can miss the topic it just fetched
+/// metadata for (`Local: Unknown partition`) on a loaded machine.
+pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> (i64, i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(marks) => return marks,
+            Err(err) if std::time::Instant::now() < deadline => {
+                eprintln!("watermarks of {topic}/{partition}: {err}; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(err) => panic!("watermarks of {topic}/{partition}: {err}"),
+        }
+    }
+}
+
 /// Records in `topic` now (sum of high minus low watermarks).
 pub async fn count(broker: &TestBroker, topic: &str) -> i64 {
     let consumer: BaseConsumer = broker.client_config().create().unwrap();
@@ -45,7 +62,7 @@ pub async fn count(broker: &TestBroker, topic: &str) -> i64 {
             .partitions()
             .iter()
             .map(|p| {
-                let (lo, hi) = consumer.fetch_watermarks(&topic, p.id(), t).unwrap();
+                let (lo, hi) = watermarks(&consumer, &topic, p.id());
                 hi - lo
             })
             .sum()
@@ -71,12 +88,7 @@ pub async fn high_watermarks(broker: &TestBroker, topic: &str) -> Vec<i64> {
         assert!(!ids.is_empty(), "{topic} has no partition");
         ids.sort_unstable();
         ids.into_iter()
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(&topic, p, t)
-                    .expect("watermarks")
-                    .1
-            })
+            .map(|p| watermarks(&consumer, &topic, p).1)
             .collect()
     })
     .await

@@ -176,7 +176,7 @@ pub async fn read_topic(broker: &TestBroker, topic: &str) -> Vec<OwnedMessage> {
         let mut tpl = TopicPartitionList::new();
         let mut open = std::collections::HashSet::new();
         for &p in &parts {
-            let (low, high) = consumer.fetch_watermarks(&topic, p, t).expect("watermarks");
+            let (low, high) = super::load::watermarks(&consumer, &topic, p);
             if high > low {
                 tpl.add_partition_offset(&topic, p, Offset::Offset(low))
                     .unwrap();

@@ -826,9 +826,10 @@ async fn rebalance(n: usize) {
         // Offset commits fail with RebalanceInProgress throughout tansu's rebalances, so the
         // window is the rebalance's length: up to 241 of 2,000 seen.
         BrokerKind::Tansu => n / 4,
-        // MockCluster redelivers more than Apache Kafka around its rebalances (70 of 2,000 and
-        // 464 of 20,000 seen), every one answered from the cache (checked below).
-        BrokerKind::Mock => n / 10,
+        // MockCluster redelivers far more than Apache Kafka around its rebalances, and more the
+        // busier the machine (70 and 288 of 2,000, 464 of 20,000 seen), every one answered from
+        // the cache (checked below).
+        BrokerKind::Mock => n / 4,
         // Apache Kafka: the revoke's commit lands (cooperative-sticky; the group is stable when
         // the revoke runs), so a membership change redelivers at most what the revoke abandoned
         // after its grace, or what a member had in flight: 0 of 2,000 and 0 of 20,000 seen.

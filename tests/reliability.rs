@@ -20,7 +20,7 @@ use std::time::Duration;
 use support::load::{by_id, count, publish, wait_all, wait_count};
 use support::tap::HttpTap;
 use support::world::{header, read_topic, World};
-use support::TestBroker;
+use support::{BrokerKind, TestBroker};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -799,8 +799,11 @@ async fn rebalance(n: usize) {
         "every second verification seen at a tap"
     );
     let rebalances = 4;
+    // At most three instances (a, b and c) hold partitions at once.
+    let instances_max = 3;
+    let kind = w.broker.kind();
     eprintln!(
-        "reliability: rebalance: {n} jobs sent, {lost} lost, {duplicates} duplicated results, \
+        "reliability: rebalance on {kind:?}: {n} jobs sent, {lost} lost, {duplicates} duplicated results, \
          {} not verified, {rebalances} membership changes (b and c join, then leave), \
          codes exchanged per instance {per_instance:?}, 0 exchanged twice by one instance, \
          {across} exchanged by two instances ({overridden} jobs got a second, non-cached \
@@ -818,15 +821,41 @@ async fn rebalance(n: usize) {
         sim.codes_reused as usize, across,
         "reuse only across instances"
     );
-    // Duplicates come from jobs finished but not committed when their partition moved. The
-    // commit on revoke (and the periodic ones) can fail with REBALANCE_IN_PROGRESS while the
-    // group rebalances, so the window is the rebalance's length, not just the jobs in flight:
-    // bounded here by a quarter of the jobs (up to 241 of 2,000 seen on tansu, every one
-    // answered from the idempotency cache).
-    assert!(duplicates <= n / 4, "{duplicates} duplicates");
-    // Codes re-exchanged by another instance: bounded like the duplicates they come with.
-    assert!(across <= duplicates, "{across} codes re-exchanged");
-    assert!(not_verified.len() <= across, "{not_verified:?}");
+    // Duplicates come from jobs finished but not committed when their partition moved.
+    let bound = match kind {
+        // Offset commits fail with RebalanceInProgress throughout tansu's rebalances, so the
+        // window is the rebalance's length: up to 241 of 2,000 seen.
+        BrokerKind::Tansu => n / 4,
+        // MockCluster redelivers far more than Apache Kafka around its rebalances, and more the
+        // busier the machine (70 and 288 of 2,000, 464 of 20,000 seen), every one answered from
+        // the cache (checked below).
+        BrokerKind::Mock => n / 4,
+        // Apache Kafka: the revoke's commit lands (cooperative-sticky; the group is stable when
+        // the revoke runs), so a membership change redelivers at most what the revoke abandoned
+        // after its grace, or what a member had in flight: 0 of 2,000 and 0 of 20,000 seen.
+        _ => abandoned as usize + rebalances * instances_max * max_in_flight,
+    };
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates on {kind:?} (bound {bound})"
+    );
+    if kind == BrokerKind::Tansu {
+        // A tansu finding, not the worker's guarantee (README, "Found on tansu"): tansu answers
+        // JoinGroup without the barrier, so a new owner can take a job whose result the old
+        // owner publishes a moment later and exchange its code a second time (14-17 of 2,000
+        // seen). Bounded by the redelivered work those come with.
+        assert!(across <= duplicates, "{across} codes re-exchanged");
+        assert!(not_verified.len() <= across, "{not_verified:?}");
+    } else {
+        // Apache Kafka and MockCluster hold JoinGroup until every member has rejoined: no code
+        // is exchanged twice because of a rebalance, and every duplicate is the cached verdict.
+        assert_eq!(across, 0, "codes re-exchanged by a rebalance on {kind:?}");
+        assert_eq!(
+            overridden, 0,
+            "results not answered from the idempotency cache"
+        );
+        assert!(not_verified.is_empty(), "{not_verified:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,7 +140,7 @@ impl World {
             parts
                 .into_iter()
                 .map(|p| {
-                    let (low, high) = consumer.fetch_watermarks(&topic, p, t).unwrap();
+                    let (low, high) = support::load::watermarks(&consumer, &topic, p);
                     high - low
                 })
                 .sum()

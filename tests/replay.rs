@@ -37,6 +37,7 @@ struct Dl {
     failed_at: DateTime<Utc>,
     replay_count: u32,
     original_ms: Option<i64>,
+    code_spent: bool,
 }
 
 impl Dl {
@@ -46,6 +47,7 @@ impl Dl {
             failed_at,
             replay_count,
             original_ms: None,
+            code_spent: false,
         }
     }
 
@@ -64,6 +66,7 @@ impl Dl {
             consumer_group: "silentauth-worker".into(),
             worker_version: "0.1.0".into(),
             replay_count: self.replay_count,
+            code_spent: self.code_spent,
             traceparent: Some(TRACEPARENT.into()),
         }
         .to_headers()

@@ -69,6 +69,9 @@ fn spawn_binary(config: &std::path::Path) -> Child {
 
 // ---- 1. SIGKILL and restart under load ----
 
+/// The crash setting: a rate limit of 400 requests/s with a burst of 40, 1,024 jobs in flight and
+/// an upstream that answers at once, so hundreds of jobs wait for permits at any moment. Only the
+/// codes spent and not yet answered by an acknowledged result can be lost to a kill.
 async fn crash(n: usize, kills: usize) {
     let started = std::time::Instant::now();
     let hint = |i: usize| format!("38190{i:07}");
@@ -77,7 +80,6 @@ async fn crash(n: usize, kills: usize) {
     let unavailable: Vec<String> = (0..n).step_by(20).map(hint).collect();
     let denied: Vec<String> = (1..n).step_by(20).map(hint).collect();
     let mut scenario = Scenario::default();
-    scenario.latency.fixed = Duration::from_millis(10);
     scenario.faults = vec![
         FaultRule {
             status: Some(500),
@@ -89,9 +91,13 @@ async fn crash(n: usize, kills: usize) {
         },
     ];
     let w = world(scenario, 8, 12).await;
-    let max_in_flight = 64;
+    let max_in_flight = 1024;
     let mut config = w.config();
     config.clients.retain(|name, _| name == "default");
+    if let Some(profile) = config.clients.get_mut("default") {
+        profile.requests_per_second = Some(400.0);
+        profile.burst = 40;
+    }
     config.worker.max_in_flight = max_in_flight;
     config.kafka.commit_interval = Duration::from_millis(100);
     config.retry.max_attempts = 2;
@@ -192,11 +198,13 @@ async fn crash(n: usize, kills: usize) {
     let failing = unavailable.len() + denied.len();
     assert_eq!(dead_ids.len(), failing, "every failing job dead-lettered");
     let per_crash = duplicates as f64 / kills as f64;
+    let respent_per_kill = respent as f64 / kills as f64;
     eprintln!(
         "reliability: crash: {n} jobs sent, {lost} lost, {duplicates} duplicated results \
          ({per_crash:.1} per crash; bound {max_in_flight} in flight + one commit interval), \
-         {respent} codes spent by a killed process, {} dead letters for {failing} failing jobs, \
-         {kills} kills (at {done_at_kill:?} results), {:.0} s",
+         {respent} codes spent by a killed process ({respent_per_kill:.1} per kill, target <= \
+         {RESPENT_TARGET}), {} dead letters for {failing} failing jobs, {kills} kills (at \
+         {done_at_kill:?} results), 400 requests/s burst 40, {:.0} s",
         dead.len(),
         started.elapsed().as_secs_f64()
     );
@@ -208,15 +216,24 @@ async fn crash(n: usize, kills: usize) {
         duplicates <= kills * 2 * max_in_flight,
         "{duplicates} duplicates after {kills} kills"
     );
-    assert!(respent <= kills * max_in_flight, "{respent} re-spent codes");
+    // A job whose code is spent goes first (userinfo before any new token call, publish at once),
+    // so a kill finds only a few codes spent and unanswered, not the hundreds waiting for permits.
+    assert!(
+        respent_per_kill <= 2.0 * RESPENT_TARGET as f64,
+        "{respent} re-spent codes after {kills} kills"
+    );
     // Dead letters are written once per failure, and a redelivered failed job is answered from
     // the cache without a new one, so there are at most as many extra as duplicates.
     assert!(dead.len() <= failing + duplicates);
 }
 
+/// Codes spent by a killed process, per kill, that the crash setting aims to stay under; the test
+/// fails at twice this (the machine's load moves the figure).
+const RESPENT_TARGET: usize = 25;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_sigkill_and_restart() {
-    crash(1_500, 3).await;
+    crash(2_000, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

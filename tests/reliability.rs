@@ -107,6 +107,12 @@ async fn crash(n: usize, kills: usize) {
     ] {
         config.kafka.properties.insert(k.into(), v.into());
     }
+    // A fixed admin port, so every restarted process can be scraped.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config.admin.listen = admin.to_string();
     let dir = tempfile::tempdir().unwrap();
     let path = binary_config(dir.path(), &config);
 
@@ -122,6 +128,8 @@ async fn crash(n: usize, kills: usize) {
     // Kill once the running process has published a random share of the work, restart at once.
     let per_round = n / (kills + 1);
     let mut child = spawn_binary(&path);
+    let sampler = CancellationToken::new();
+    let at_risk = tokio::spawn(sample_codes_at_risk(admin, sampler.clone()));
     let mut done_at_kill = Vec::new();
     for _ in 0..kills {
         let base = count(&w.broker, &w.results).await;
@@ -134,6 +142,8 @@ async fn crash(n: usize, kills: usize) {
         child = spawn_binary(&path);
     }
     let records = wait_all(&w, &ids, Duration::from_secs(300)).await;
+    sampler.cancel();
+    let at_risk = at_risk.await.unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     // Results published after the last read are duplicates of what was read; read once more
@@ -204,8 +214,11 @@ async fn crash(n: usize, kills: usize) {
          ({per_crash:.1} per crash; bound {max_in_flight} in flight + one commit interval), \
          {respent} codes spent by a killed process ({respent_per_kill:.1} per kill, target <= \
          {RESPENT_TARGET}), {} dead letters for {failing} failing jobs, {kills} kills (at \
-         {done_at_kill:?} results), 400 requests/s burst 40, {:.0} s",
+         {done_at_kill:?} results), 400 requests/s burst 40, silentauth_codes_at_risk sampled \
+         every 20 ms: mean {:.1}, max {}, {:.0} s",
         dead.len(),
+        at_risk.iter().sum::<u64>() as f64 / at_risk.len().max(1) as f64,
+        at_risk.iter().max().copied().unwrap_or(0),
         started.elapsed().as_secs_f64()
     );
     assert_eq!(lost, 0, "jobs lost");
@@ -225,6 +238,33 @@ async fn crash(n: usize, kills: usize) {
     // Dead letters are written once per failure, and a redelivered failed job is answered from
     // the cache without a new one, so there are at most as many extra as duplicates.
     assert!(dead.len() <= failing + duplicates);
+}
+
+/// Reads `silentauth_codes_at_risk` from the worker's `/metrics` at `admin` every 20 ms until
+/// `stop`, skipping the moments no process answers (restarts).
+async fn sample_codes_at_risk(admin: std::net::SocketAddr, stop: CancellationToken) -> Vec<u64> {
+    let http = reqwest::Client::new();
+    let url = format!("http://{admin}/metrics");
+    let mut samples = Vec::new();
+    while !stop.is_cancelled() {
+        let text = http
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok();
+        let text = match text {
+            Some(r) => r.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("silentauth_codes_at_risk "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        samples.extend(value);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    samples
 }
 
 /// Codes spent by a killed process, per kill, that the crash setting aims to stay under; the test

@@ -883,7 +883,11 @@ async fn the_command_line_prints_the_table_and_maps_exit_codes() {
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(total, ["total", "1", "0", "1", "1", "0", "0", "0"], "{out}");
+    assert_eq!(
+        total,
+        ["total", "1", "0", "1", "1", "0", "0", "0", "0"],
+        "{out}"
+    );
     assert_eq!(w.count(&w.jobs).await, 1);
 }
 

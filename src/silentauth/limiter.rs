@@ -29,6 +29,23 @@ impl Clock for TokioClock {
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
 
+/// Every request passes `main` (the configured rate and burst); a normal one first passes
+/// `pacer` (the same rate, burst 1), so the burst is left for codes at risk.
+#[derive(Debug)]
+struct Buckets {
+    main: Bucket,
+    pacer: Bucket,
+}
+
+impl Buckets {
+    fn new(rate: f64, burst: u32, clock: &TokioClock) -> Buckets {
+        Buckets {
+            main: make_bucket(rate, burst, clock),
+            pacer: make_bucket(rate, 1, clock),
+        }
+    }
+}
+
 /// The rate limit of one client profile.
 ///
 /// Every HTTP request takes a permit with [`Limiter::acquire`]. A 429 or 503 carrying
@@ -39,8 +56,8 @@ pub struct Limiter {
     clock: TokioClock,
     /// The configured rate, or `None` for unlimited.
     rate: Option<(f64, u32)>,
-    /// The bucket in force (replaced when the instance's share changes).
-    bucket: RwLock<Option<Arc<Bucket>>>,
+    /// The buckets in force (replaced when the instance's share changes).
+    bucket: RwLock<Option<Arc<Buckets>>>,
     paused_until: Mutex<Option<Instant>>,
     waited: Mutex<Duration>,
     /// Normal waiters for a permit, first come first served.
@@ -57,9 +74,12 @@ pub struct Limiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
     /// A request of a job whose code is not spent yet (a token call, a network-signal check).
+    /// Paced: normal requests never go out in a burst (at most one per `1 / rate`), so a full
+    /// bucket cannot spend a burst of codes whose userinfo calls then wait for permits.
     Normal,
     /// A request of a job whose code is spent (its userinfo call): served before every
-    /// normal waiter, so a code at risk never waits behind new token calls.
+    /// normal waiter, so a code at risk never waits behind new token calls; it may use the
+    /// burst.
     High,
 }
 
@@ -88,7 +108,7 @@ impl Limiter {
             origin: Instant::now(),
         };
         let rate = requests_per_second.map(|r| (r, burst.max(1)));
-        let bucket = rate.map(|(r, b)| Arc::new(make_bucket(r, b, &clock)));
+        let bucket = rate.map(|(r, b)| Arc::new(Buckets::new(r, b, &clock)));
         Limiter {
             clock,
             rate,
@@ -120,7 +140,7 @@ impl Limiter {
         };
         let share = share.clamp(1e-6, 1.0);
         let b = ((burst as f64 * share).round() as u32).max(1);
-        let bucket = Arc::new(make_bucket(rate * share, b, &self.clock));
+        let bucket = Arc::new(Buckets::new(rate * share, b, &self.clock));
         *self.bucket.write().unwrap_or_else(|e| e.into_inner()) = Some(bucket);
     }
 
@@ -135,6 +155,7 @@ impl Limiter {
     /// at the head sleeps until the next permit is due, so a thousand queued jobs cost one
     /// wake-up per permit, not a thousand. A [`Priority::High`] waiter is served before every
     /// [`Priority::Normal`] one: the normal head yields each permit while a high one waits.
+    /// Normal requests are also paced (never a burst); the burst is left for high ones.
     /// Cancellable: dropping the future leaves the queue without taking a permit.
     pub async fn acquire_with(&self, priority: Priority) -> Duration {
         let start = Instant::now();
@@ -145,11 +166,11 @@ impl Limiter {
             Priority::High => {
                 let _waiting = HighWaiter::enter(self);
                 let _turn = self.high_queue.lock().await;
-                self.take(None).await;
+                self.take(priority).await;
             }
             Priority::Normal => {
                 let _turn = self.queue.lock().await;
-                self.take(Some(&self.high_idle)).await;
+                self.take(priority).await;
             }
         }
         let waited = start.elapsed();
@@ -159,13 +180,14 @@ impl Limiter {
         waited
     }
 
-    /// Takes the next permit as the head of a queue. `yield_to`: a normal head waits on it while
-    /// high-priority requests wait, and never takes a permit one of them could take.
-    async fn take(&self, yield_to: Option<&Notify>) {
+    /// Takes the next permit as the head of a queue. A normal head first passes the pacer, then
+    /// waits while high-priority requests wait, and never takes a permit one of them could take.
+    async fn take(&self, priority: Priority) {
+        let mut paced = priority == Priority::High;
         loop {
-            if let Some(idle) = yield_to {
+            if priority == Priority::Normal {
                 if self.high_waiting.load(Ordering::Acquire) > 0 {
-                    let notified = idle.notified();
+                    let notified = self.high_idle.notified();
                     tokio::pin!(notified);
                     notified.as_mut().enable();
                     if self.high_waiting.load(Ordering::Acquire) > 0 {
@@ -187,7 +209,17 @@ impl Limiter {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             let Some(bucket) = bucket else { return };
-            match bucket.check() {
+            if !paced {
+                match bucket.pacer.check() {
+                    Ok(()) => paced = true,
+                    Err(not_until) => {
+                        let wait = not_until.wait_time_from(self.clock.now());
+                        tokio::time::sleep(wait.max(Duration::from_micros(50))).await;
+                        continue;
+                    }
+                }
+            }
+            match bucket.main.check() {
                 Ok(()) => return,
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(self.clock.now());
@@ -453,5 +485,24 @@ mod tests {
             .expect("not stuck behind a cancelled high-priority wait")
             .unwrap();
         assert!(waited <= Duration::from_secs(1), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn normal_requests_are_paced_and_the_burst_is_left_for_high_ones() {
+        let l = Limiter::new(Some(10.0), 5);
+        let start = Instant::now();
+        let mut normal = Vec::new();
+        for _ in 0..5 {
+            l.acquire().await;
+            normal.push(start.elapsed());
+        }
+        // A full bucket, yet one normal permit per 100 ms.
+        assert!(normal[4] >= Duration::from_millis(400), "{normal:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = Instant::now();
+        for _ in 0..5 {
+            l.acquire_with(Priority::High).await;
+        }
+        assert!(s.elapsed() <= Duration::from_millis(1), "{:?}", s.elapsed());
     }
 }

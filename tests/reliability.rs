@@ -79,17 +79,20 @@ async fn crash(n: usize, kills: usize) {
     // with 403 (permission_denied): both end failed and dead-lettered.
     let unavailable: Vec<String> = (0..n).step_by(20).map(hint).collect();
     let denied: Vec<String> = (1..n).step_by(20).map(hint).collect();
-    let mut scenario = Scenario::default();
-    scenario.faults = vec![
-        FaultRule {
-            status: Some(500),
-            ..fault(SimEndpoint::Token, &unavailable)
-        },
-        FaultRule {
-            status: Some(403),
-            ..fault(SimEndpoint::Token, &denied)
-        },
-    ];
+    // The upstream answers at once (no latency).
+    let scenario = Scenario {
+        faults: vec![
+            FaultRule {
+                status: Some(500),
+                ..fault(SimEndpoint::Token, &unavailable)
+            },
+            FaultRule {
+                status: Some(403),
+                ..fault(SimEndpoint::Token, &denied)
+            },
+        ],
+        ..Scenario::default()
+    };
     let w = world(scenario, 8, 12).await;
     let max_in_flight = 1024;
     let mut config = w.config();

@@ -180,21 +180,19 @@ impl Limiter {
         waited
     }
 
-    /// Takes the next permit as the head of a queue. A normal head first passes the pacer, then
-    /// waits while high-priority requests wait, and never takes a permit one of them could take.
+    /// Takes the next permit as the head of a queue. A normal head waits while high-priority
+    /// requests wait (it never takes a permit one of them could take) and passes the pacer.
     async fn take(&self, priority: Priority) {
         let mut paced = priority == Priority::High;
         loop {
-            if priority == Priority::Normal {
+            if priority == Priority::Normal && self.high_waiting.load(Ordering::Acquire) > 0 {
+                let notified = self.high_idle.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
                 if self.high_waiting.load(Ordering::Acquire) > 0 {
-                    let notified = self.high_idle.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    if self.high_waiting.load(Ordering::Acquire) > 0 {
-                        notified.await;
-                    }
-                    continue;
+                    notified.await;
                 }
+                continue;
             }
             let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(until) = paused {

@@ -11,6 +11,10 @@ pub struct Cli {
     /// Log format; default text on a terminal, json otherwise.
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Colours in text logs: `auto` (default) only when stderr is a terminal and `NO_COLOR` is
+    /// unset, `always`, or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = LogColor::Auto)]
+    pub log_color: LogColor,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +27,17 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines.
     Text,
+}
+
+/// When text logs carry ANSI colour codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogColor {
+    /// On a terminal only (and not when `NO_COLOR` is set).
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// The subcommands.

@@ -8,8 +8,13 @@
 //!    skip is printed);
 //! 4. librdkafka's in-process MockCluster ([`EmbeddedCluster`]).
 //!
-//! `TEST_BROKER=mock|tansu|external|docker` forces one kind regardless of the order above (`tansu`
-//! still needs `TANSU_BIN`, `external` still needs `KAFKA_BOOTSTRAP_SERVERS`).
+//! `TEST_BROKER=mock|kafka|tansu|external|docker` forces one kind regardless of the order above
+//! (`tansu` still needs `TANSU_BIN`, `external` still needs `KAFKA_BOOTSTRAP_SERVERS`).
+//! `kafka` is Apache Kafka from Maven Central jars (`scripts/kafka.sh`): the cluster at
+//! `KAFKA_BOOTSTRAP_SERVERS` when set (CI starts one and sets it), else one node started once
+//! per machine with `scripts/kafka.sh ensure` and shared by every test process (stop it with
+//! `scripts/kafka.sh stop`). [`TestBroker::kafka_cluster3`] gives the 3-node cluster for
+//! broker-failure tests.
 //!
 //! The choice is written straight to the process's stderr (not through the test harness's
 //! capture), e.g. `broker: tansu at 127.0.0.1:40123`, so it shows in every test run.
@@ -53,6 +58,9 @@ pub enum BrokerKind {
     External,
     /// Apache Kafka started in Docker through testcontainers.
     Docker,
+    /// Apache Kafka from Maven Central jars, started by `scripts/kafka.sh` (one shared broker,
+    /// or the 3-node cluster).
+    Kafka,
     /// A tansu child process (`TANSU_BIN`).
     Tansu,
     /// librdkafka's in-process mock cluster.
@@ -63,6 +71,8 @@ pub enum BrokerKind {
 pub struct TestBroker {
     kind: BrokerKind,
     bootstrap: String,
+    /// Replication factor of the topics [`TestBroker::create_topic`] makes.
+    replication: i32,
     // Clients first: fields drop in declaration order, so these go before the broker does.
     producer: OnceLock<FutureProducer>,
     admin: OnceLock<Arc<AdminClient<DefaultClientContext>>>,
@@ -71,6 +81,8 @@ pub struct TestBroker {
 
 enum Backend {
     External,
+    /// A `scripts/kafka.sh` cluster; it outlives the test process (shared).
+    Kafka,
     /// Held for its lifetime: dropping it stops and removes the container.
     #[allow(dead_code)]
     Docker(
@@ -91,6 +103,7 @@ impl TestBroker {
         match forced.as_deref() {
             None | Some("auto") => {}
             Some("mock") => return Self::start_mock(),
+            Some("kafka") => return Self::start_kafka().await,
             Some("tansu") => {
                 let bin = env_nonempty("TANSU_BIN").expect("TEST_BROKER=tansu needs TANSU_BIN");
                 return Self::start_tansu(bin).await;
@@ -106,7 +119,9 @@ impl TestBroker {
                     .expect("TEST_BROKER=docker needs a Docker engine")
             }
             Some(other) => {
-                panic!("TEST_BROKER={other:?}: expected mock, tansu, external, docker or auto")
+                panic!(
+                    "TEST_BROKER={other:?}: expected mock, kafka, tansu, external, docker or auto"
+                )
             }
         }
 
@@ -202,11 +217,62 @@ impl TestBroker {
         ))
     }
 
+    /// Apache Kafka (`TEST_BROKER=kafka`): the cluster at `KAFKA_BOOTSTRAP_SERVERS` when set,
+    /// else the machine's shared single node from `scripts/kafka.sh ensure`. Panics with the
+    /// script's message when it cannot start one (no `java`, no `mvn`, a port taken, ...).
+    pub async fn start_kafka() -> TestBroker {
+        let bootstrap = match env_nonempty("KAFKA_BOOTSTRAP_SERVERS") {
+            Some(servers) => servers,
+            None => kafka_script(&["ensure", "--nodes", "1"])
+                .unwrap_or_else(|err| panic!("TEST_BROKER=kafka: {err}")),
+        };
+        announce(&format!(
+            "broker: apache kafka {} at {bootstrap}",
+            kafka_version()
+        ));
+        let broker = Self::new(BrokerKind::Kafka, bootstrap, Backend::Kafka);
+        broker.check_metadata().await;
+        broker
+    }
+
+    /// The 3-node Apache Kafka cluster (replication factor 3, `min.insync.replicas=2`) for
+    /// broker-failure tests, started once per machine (`scripts/kafka.sh ensure --nodes 3`,
+    /// or the one at `KAFKA_CLUSTER3_DIR`). `None`, with a loud SKIPPED line naming what is
+    /// missing, where no such cluster can run (no `java`/`mvn`).
+    pub async fn kafka_cluster3() -> Option<(TestBroker, KafkaNodes)> {
+        let dir = env_nonempty("KAFKA_CLUSTER3_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target/kafka/cluster3"));
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let bootstrap = match kafka_script(&["ensure", "--nodes", "3", "--dir", &dir_arg]) {
+            Ok(bootstrap) => bootstrap,
+            Err(err) => {
+                announce(&format!(
+                    "SKIPPED: this test needs the 3-broker Apache Kafka cluster and cannot have one here: {err}"
+                ));
+                return None;
+            }
+        };
+        announce(&format!(
+            "broker: apache kafka {} 3-node cluster at {bootstrap}",
+            kafka_version()
+        ));
+        let mut broker = Self::new(BrokerKind::Kafka, bootstrap, Backend::Kafka);
+        broker.replication = 3;
+        broker.check_metadata().await;
+        Some((broker, KafkaNodes { dir }))
+    }
+
     /// Connects to an existing cluster at `servers`, checking that it answers metadata.
     pub async fn external(servers: String) -> TestBroker {
         announce(&format!("broker: external at {servers}"));
         let broker = Self::new(BrokerKind::External, servers, Backend::External);
-        let admin = broker.admin();
+        broker.check_metadata().await;
+        broker
+    }
+
+    async fn check_metadata(&self) {
+        let admin = self.admin();
         tokio::task::spawn_blocking(move || {
             admin
                 .inner()
@@ -215,14 +281,14 @@ impl TestBroker {
         })
         .await
         .expect("metadata task")
-        .expect("external cluster does not answer metadata requests");
-        broker
+        .expect("the cluster does not answer metadata requests");
     }
 
     fn new(kind: BrokerKind, bootstrap: String, backend: Backend) -> TestBroker {
         TestBroker {
             kind,
             bootstrap,
+            replication: 1,
             producer: OnceLock::new(),
             admin: OnceLock::new(),
             backend,
@@ -294,19 +360,21 @@ impl TestBroker {
         config
     }
 
-    /// Creates `name` with `partitions` partitions (replication factor 1) and waits until
+    /// Creates `name` with `partitions` partitions (replication factor 1, or 3 on the 3-node
+    /// cluster) and waits until
     /// every partition has a leader. An already existing topic is accepted. Panics on error.
     pub async fn create_topic(&self, name: &str, partitions: i32) {
         match &self.backend {
             Backend::Mock(cluster) => cluster
                 .create_topic(name, partitions)
                 .unwrap_or_else(|err| panic!("create topic {name} on mock cluster: {err}")),
-            Backend::Tansu(_) | Backend::External | Backend::Docker(_) => {
+            Backend::Tansu(_) | Backend::External | Backend::Docker(_) | Backend::Kafka => {
                 let admin = self.admin();
                 let options = AdminOptions::new()
                     .operation_timeout(Some(Duration::from_secs(10)))
                     .request_timeout(Some(Duration::from_secs(10)));
-                let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+                let topic =
+                    NewTopic::new(name, partitions, TopicReplication::Fixed(self.replication));
                 let results =
                     tokio::time::timeout(OP_TIMEOUT, admin.create_topics(&[topic], &options))
                         .await
@@ -427,6 +495,69 @@ impl TestBroker {
             .get_or_init(|| Arc::new(self.client_config().create().expect("create admin client")))
             .clone()
     }
+}
+
+/// The nodes of a `scripts/kafka.sh` cluster, to kill and restart one (node id = `node.id`).
+pub struct KafkaNodes {
+    dir: PathBuf,
+}
+
+impl KafkaNodes {
+    /// SIGKILLs node `id` and waits until the process is gone.
+    pub fn kill(&self, id: i32) {
+        self.run(&["kill-node", &id.to_string()]);
+    }
+
+    /// Starts node `id` again on its storage and ports (returns at once; the node rejoins).
+    pub fn start(&self, id: i32) {
+        self.run(&["start-node", &id.to_string()]);
+    }
+
+    fn run(&self, args: &[&str]) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--dir", &dir]);
+        kafka_script(&all).unwrap_or_else(|err| panic!("scripts/kafka.sh {args:?}: {err}"));
+    }
+}
+
+/// Runs `scripts/kafka.sh` with `args`; its last stdout line on success, its stderr on failure.
+fn kafka_script(args: &[&str]) -> Result<String, String> {
+    let script = repo_root().join("scripts/kafka.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| format!("cannot run {}: {err}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} {args:?} failed ({}):\n{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+/// The Kafka version pinned in `kafka-test/pom.xml`.
+fn kafka_version() -> String {
+    let pom = std::fs::read_to_string(repo_root().join("kafka-test/pom.xml")).unwrap_or_default();
+    pom.split("<kafka.version>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or("4.x")
+        .to_owned()
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A tansu child process and its data directory.
@@ -598,6 +729,6 @@ fn docker_socket_present() -> bool {
 }
 
 /// Writes a line to the real stderr, bypassing the test harness's output capture.
-fn announce(line: &str) {
+pub fn announce(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -8,6 +8,6 @@ pub mod process;
 pub mod world;
 
 #[allow(unused_imports)]
-pub use broker::{BrokerKind, TestBroker};
+pub use broker::{BrokerKind, KafkaNodes, TestBroker};
 pub mod load;
 pub mod tap;

@@ -159,54 +159,77 @@ pub fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 }
 
 /// Reads every record of `topic` from the start to its current end, without a consumer group
-/// (so no join delay). Panics after 60 s.
+/// (so no join delay). A broker error (a node down in a broker-failure test) restarts the read
+/// with a fresh client; panics after 60 s.
 pub async fn read_topic(broker: &TestBroker, topic: &str) -> Vec<OwnedMessage> {
-    let mut config = broker.consumer_config(&TestBroker::unique_group("read"));
-    config.set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = config.create().expect("consumer");
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let t = Duration::from_secs(10);
-        let meta = consumer.fetch_metadata(Some(&topic), t).expect("metadata");
-        let parts: Vec<i32> = meta.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| p.id())
-            .collect();
-        let mut tpl = TopicPartitionList::new();
-        let mut open = std::collections::HashSet::new();
-        for &p in &parts {
-            let (low, high) = consumer.fetch_watermarks(&topic, p, t).expect("watermarks");
-            if high > low {
-                tpl.add_partition_offset(&topic, p, Offset::Offset(low))
-                    .unwrap();
-                open.insert(p);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut config = broker.consumer_config(&TestBroker::unique_group("read"));
+        config.set("enable.partition.eof", "true");
+        let consumer: BaseConsumer = config.create().expect("consumer");
+        let name = topic.to_owned();
+        let read = tokio::task::spawn_blocking(move || try_read_topic(&consumer, &name, deadline))
+            .await
+            .expect("reader task");
+        match read {
+            Ok(records) => return records,
+            Err(err) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "read_topic({topic}) failed for 60 s: {err}"
+                );
+                eprintln!("read_topic({topic}): {err}; reading again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        let mut out = Vec::new();
-        if open.is_empty() {
-            return out;
+    }
+}
+
+fn try_read_topic(
+    consumer: &BaseConsumer,
+    topic: &str,
+    deadline: std::time::Instant,
+) -> Result<Vec<OwnedMessage>, String> {
+    let t = Duration::from_secs(10);
+    let meta = consumer
+        .fetch_metadata(Some(topic), t)
+        .map_err(|e| format!("metadata: {e}"))?;
+    let parts: Vec<i32> = meta.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut open = std::collections::HashSet::new();
+    for &p in &parts {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, t)
+            .map_err(|e| format!("watermarks: {e}"))?;
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .unwrap();
+            open.insert(p);
         }
-        consumer.assign(&tpl).expect("assign");
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !open.is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "read_topic({topic}) timed out"
-            );
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => out.push(m.detach()),
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    open.remove(&p);
-                }
-                Some(Err(e)) => eprintln!("read_topic({topic}): {e}"),
-                None => {}
+    }
+    let mut out = Vec::new();
+    if open.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+    while !open.is_empty() {
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{} partitions not read to their end", open.len()));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
             }
+            Some(Err(e)) => eprintln!("read_topic({topic}): {e}"),
+            None => {}
         }
-        out
-    })
-    .await
-    .expect("reader task")
+    }
+    Ok(out)
 }
 
 impl World {

@@ -1,0 +1,167 @@
+//! Broker failures on the 3-node Apache Kafka cluster (replication factor 3,
+//! `min.insync.replicas=2`, from `scripts/kafka.sh`): the leader of a jobs partition and of a
+//! results partition SIGKILLed mid-run and restarted, and every broker down for 10 s. Nothing
+//! consumed may be lost, and `/readyz` (the worker's readiness) follows the brokers.
+//!
+//! Needs `java` and `mvn` (the cluster is started once per machine with
+//! `scripts/kafka.sh ensure --nodes 3`); where it cannot run, each test prints a SKIPPED line to
+//! the real stderr. The two tests share the cluster, so they hold a lock and run one at a time.
+
+mod support;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use silentauth_worker::simulator::Scenario;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::world::World;
+use support::{KafkaNodes, TestBroker};
+use tokio::sync::Mutex;
+
+/// The tests kill nodes of one shared cluster: one at a time.
+static CLUSTER: Mutex<()> = Mutex::const_new(());
+
+fn scenario() -> Scenario {
+    let mut s = Scenario::default();
+    s.latency.fixed = Duration::from_millis(20);
+    s
+}
+
+/// Partition -> leader node id of `topic`.
+async fn leaders(broker: &TestBroker, topic: &str) -> BTreeMap<i32, i32> {
+    let consumer: BaseConsumer = broker
+        .consumer_config(&TestBroker::unique_group("meta"))
+        .create()
+        .unwrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let meta = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
+        meta.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| (p.id(), p.leader()))
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `ready()` is `want`; panics after `timeout`.
+async fn wait_ready(ready: impl Fn() -> bool, want: bool, timeout: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while ready() != want {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_of_a_jobs_and_a_results_partition_killed_and_restarted_loses_nothing() {
+    let _one_at_a_time = CLUSTER.lock().await;
+    let Some((broker, nodes)) = TestBroker::kafka_cluster3().await else {
+        return;
+    };
+    let w = World::with_topics(broker, scenario(), [3, 3, 1]).await;
+    let mut config = w.config();
+    config.worker.max_in_flight = 16;
+    let worker = silentauth_worker::worker::Worker::new(config);
+    let stats = worker.stats();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
+    let ids = w.send_jobs("leader", "38171", 2000).await;
+    w.wait_for_results(200).await;
+    assert!(stats.ready());
+
+    let jobs = leaders(&w.broker, &w.jobs).await;
+    let results = leaders(&w.broker, &w.results).await;
+    let victim = jobs
+        .values()
+        .copied()
+        .find(|n| results.values().any(|r| r == n))
+        .unwrap_or(jobs[&0]);
+    println!("leaders: jobs {jobs:?}, results {results:?}; SIGKILL node {victim}");
+    nodes.kill(victim);
+    let killed_at = tokio::time::Instant::now();
+    let mut saw_not_ready = false;
+    while killed_at.elapsed() < Duration::from_secs(5) {
+        saw_not_ready |= !stats.ready();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nodes.start(victim);
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(180)).await;
+    let lost = ids.iter().filter(|id| !by_id.contains_key(*id)).count();
+    let duplicates: usize = by_id.values().map(|rs| rs.len() - 1).sum();
+    for (id, rs) in &by_id {
+        assert!(rs.iter().any(|r| r["status"] == "verified"), "{id}: {rs:?}");
+    }
+    wait_ready(
+        || stats.ready(),
+        true,
+        Duration::from_secs(60),
+        "ready after the restart",
+    )
+    .await;
+    println!(
+        "leader kill: {} jobs, {lost} lost, {duplicates} duplicate results, readiness dropped: {saw_not_ready}; new leaders jobs {:?}",
+        ids.len(),
+        leaders(&w.broker, &w.jobs).await
+    );
+    assert_eq!(lost, 0);
+    cancel.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_brokers_down_for_ten_seconds_loses_nothing() {
+    let _one_at_a_time = CLUSTER.lock().await;
+    let Some((broker, nodes)) = TestBroker::kafka_cluster3().await else {
+        return;
+    };
+    let w = World::with_topics(broker, scenario(), [3, 3, 1]).await;
+    let mut config = w.config();
+    config.worker.max_in_flight = 16;
+    let worker = silentauth_worker::worker::Worker::new(config);
+    let stats = worker.stats();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
+    let ids = w.send_jobs("alldown", "38172", 1500).await;
+    w.wait_for_results(200).await;
+    assert!(stats.ready());
+
+    kill_all(&nodes);
+    let down_at = tokio::time::Instant::now();
+    let mut saw_not_ready = false;
+    while down_at.elapsed() < Duration::from_secs(10) {
+        saw_not_ready |= !stats.ready();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 1..=3 {
+        nodes.start(n);
+    }
+    assert!(saw_not_ready, "readiness must reflect the outage");
+    let by_id = w.wait_until_all(&ids, Duration::from_secs(180)).await;
+    let duplicates: usize = by_id.values().map(|rs| rs.len() - 1).sum();
+    for (id, rs) in &by_id {
+        assert!(rs.iter().any(|r| r["status"] == "verified"), "{id}: {rs:?}");
+    }
+    wait_ready(
+        || stats.ready(),
+        true,
+        Duration::from_secs(60),
+        "ready again after the outage",
+    )
+    .await;
+    println!(
+        "all brokers down 10 s: {} jobs, 0 lost, {duplicates} duplicate results, readiness followed",
+        ids.len()
+    );
+    cancel.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+fn kill_all(nodes: &KafkaNodes) {
+    for n in 1..=3 {
+        nodes.kill(n);
+    }
+}

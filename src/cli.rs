@@ -1,4 +1,4 @@
-//! The command line: `run`, `demo`, `simulate`, `replay-dlq`, `check-config`.
+//! The command line: `run`, `demo`, `simulate`, `replay-dlq`, `check-config`, `doctor`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -117,5 +117,17 @@ pub enum Command {
         /// Config file (default config/default.toml, else the embedded default).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Check the configuration against Kafka and the APIs: brokers (with TLS/SASL), topics and
+    /// their retention, the consumer group and its lag, every client profile's credentials
+    /// (without spending a code) and Network Signals; one line per check with the fix; exit 0
+    /// only when every check passes.
+    Doctor {
+        /// Config file (default config/default.toml, else the embedded default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }

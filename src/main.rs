@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if matches!(
         cli.command,
-        cli::Command::Demo { .. } | cli::Command::Bench { .. }
+        cli::Command::Demo { .. } | cli::Command::Bench { .. } | cli::Command::Doctor { .. }
     ) && std::env::var_os("RUST_LOG").is_none()
     {
         // The demo's own output is the point: keep the worker's logs (and the warnings about
@@ -146,6 +146,22 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        cli::Command::Doctor { config, json } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = runtime.block_on(silentauth_worker::doctor::run(&config));
+            if json {
+                print!("{}", report.render_json());
+            } else {
+                print!("{}", report.render_text());
+            }
+            ExitCode::from(report.exit_code())
         }
         cli::Command::CheckConfig { config } => {
             let (text, code) = check_config(config.as_deref());

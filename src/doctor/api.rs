@@ -150,10 +150,7 @@ fn signals_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
                 401 => Check::fail(
                     check,
                     format!("api key rejected at {base} (401 {code})"),
-                    format!(
-                        "check clients.{name}.api_key ({}API_KEY)",
-                        env_prefix(name)
-                    ),
+                    format!("check clients.{name}.api_key ({}API_KEY)", env_prefix(name)),
                 ),
                 403 => Check::fail(
                     check,

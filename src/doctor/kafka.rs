@@ -5,12 +5,13 @@
 use super::Check;
 use crate::config::Config;
 use crate::kafka::topics::{self, Presence};
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigResource, ResourceSpecifier};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -154,9 +155,10 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
     let states = topics::states(&metadata, config);
     for s in &states {
         out.push(match (&s.presence, s.problem()) {
-            (Presence::Present(n), _) => {
-                Check::pass(s.key, format!("topic '{}' exists, {n} partition(s)", s.topic))
-            }
+            (Presence::Present(n), _) => Check::pass(
+                s.key,
+                format!("topic '{}' exists, {n} partition(s)", s.topic),
+            ),
             (_, Some(problem)) => {
                 let (detail, fix) = problem.split_once("; ").unwrap_or((&problem, ""));
                 let detail = detail.trim_start_matches(&format!("{}: ", s.key));
@@ -181,15 +183,23 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
             .iter()
             .any(|s| s.key == key && matches!(s.presence, Presence::Present(_)))
     };
-    for (key, topic) in [
-        ("topics.results", &config.topics.results),
-        ("topics.dead_letter", &config.topics.dead_letter),
-    ] {
-        let check = format!("{key} retention");
-        if present(key) {
-            out.push(retention(&admin, config, key, topic).await);
-        } else {
-            out.push(Check::skip(check, "the topic does not exist"));
+    let outputs = [
+        ("topics.results", config.topics.results.as_str()),
+        ("topics.dead_letter", config.topics.dead_letter.as_str()),
+    ];
+    let existing: Vec<&str> = outputs
+        .iter()
+        .filter(|(key, _)| present(key))
+        .map(|(_, t)| *t)
+        .collect();
+    let mut described = describe(&admin, &existing, admin_timeout(config)).await;
+    for (key, topic) in outputs {
+        match described.remove(topic) {
+            Some(resource) => out.push(retention(config, key, topic, resource)),
+            None => out.push(Check::skip(
+                format!("{key} retention"),
+                "the topic does not exist",
+            )),
         }
     }
     let partitions = states.iter().find_map(|s| match s.presence {
@@ -203,23 +213,55 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
     out
 }
 
+/// How long one admin request may take: `kafka.connect_timeout`, at most [`ADMIN_TIMEOUT`].
+fn admin_timeout(config: &Config) -> Duration {
+    config.kafka.connect_timeout.min(ADMIN_TIMEOUT)
+}
+
+/// The configuration of each of `topics`, from one DescribeConfigs request.
+async fn describe(
+    admin: &AdminClient<Capture>,
+    topics: &[&str],
+    timeout: Duration,
+) -> HashMap<String, Result<ConfigResource, String>> {
+    if topics.is_empty() {
+        return HashMap::new();
+    }
+    let specifiers: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let opts = AdminOptions::new().request_timeout(Some(timeout));
+    let answer = tokio::time::timeout(
+        timeout + Duration::from_secs(1),
+        admin.describe_configs(&specifiers, &opts),
+    )
+    .await;
+    let all_failed = |e: String| {
+        topics
+            .iter()
+            .map(|t| (t.to_string(), Err(e.clone())))
+            .collect()
+    };
+    match answer {
+        Err(_) => all_failed(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => all_failed(e.to_string()),
+        Ok(Ok(results)) => topics
+            .iter()
+            .zip(results)
+            .map(|(t, r)| (t.to_string(), r.map_err(|e| e.to_string())))
+            .collect(),
+    }
+}
+
 /// The topic's `cleanup.policy` and `retention.ms`: results must be kept at least
 /// `worker.code_ttl` (the idempotency warm-up reads that far back); dead letters should be kept
 /// long enough for someone to replay them.
-async fn retention(admin: &AdminClient<Capture>, config: &Config, key: &str, topic: &str) -> Check {
+fn retention(
+    config: &Config,
+    key: &str,
+    topic: &str,
+    resource: Result<ConfigResource, String>,
+) -> Check {
     let check = format!("{key} retention");
-    let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
-    let described = tokio::time::timeout(
-        ADMIN_TIMEOUT + Duration::from_secs(1),
-        admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &opts),
-    )
-    .await;
-    let resource = match described {
-        Ok(Ok(mut r)) if !r.is_empty() => r.remove(0).map_err(|e| e.to_string()),
-        Ok(Ok(_)) => Err("no answer for the topic".to_owned()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {ADMIN_TIMEOUT:?}")),
-    };
     let resource = match resource {
         Ok(r) => r,
         Err(e) => {
@@ -278,9 +320,7 @@ async fn retention(admin: &AdminClient<Capture>, config: &Config, key: &str, top
         ),
         (_, Some(d)) if d < DEAD_LETTER_RETENTION_WARN => Check::warn(
             check,
-            format!(
-                "{shown}: dead letters older than that are deleted before anyone replays them"
-            ),
+            format!("{shown}: dead letters older than that are deleted before anyone replays them"),
             alter(DEAD_LETTER_RETENTION_WARN),
         ),
         _ => Check::pass(check, shown),
@@ -293,6 +333,7 @@ async fn retention(admin: &AdminClient<Capture>, config: &Config, key: &str, top
 async fn group(config: &Config, partitions: i32) -> Check {
     let group_id = config.kafka.group_id.clone();
     let topic = config.topics.jobs.clone();
+    let timeout = admin_timeout(config);
     let mut settings = client_config(config);
     settings
         .set("group.id", &group_id)
@@ -312,7 +353,7 @@ async fn group(config: &Config, partitions: i32) -> Check {
         tokio::task::spawn_blocking(move || {
             let client = consumer.client();
             let described = client
-                .fetch_group_list(Some(&g), ADMIN_TIMEOUT)
+                .fetch_group_list(Some(&g), timeout)
                 .map(|list| {
                     list.groups()
                         .iter()
@@ -320,19 +361,21 @@ async fn group(config: &Config, partitions: i32) -> Check {
                         .map(|gi| format!("state {}, {} member(s)", gi.state(), gi.members().len()))
                         .unwrap_or_else(|| "not known to the brokers yet".to_owned())
                 })
-                .unwrap_or_else(|e| format!("state unknown (the brokers did not describe it: {e})"));
+                .unwrap_or_else(|e| {
+                    format!("state unknown (the brokers did not describe it: {e})")
+                });
             let mut tpl = TopicPartitionList::new();
             for p in 0..partitions {
                 tpl.add_partition(&topic, p);
             }
             let lag = consumer
-                .committed_offsets(tpl, ADMIN_TIMEOUT)
+                .committed_offsets(tpl, timeout)
                 .and_then(|committed| {
                     let mut total = 0i64;
                     let mut uncommitted = 0;
                     for e in committed.elements() {
                         let (low, high) =
-                            consumer.fetch_watermarks(&topic, e.partition(), ADMIN_TIMEOUT)?;
+                            consumer.fetch_watermarks(&topic, e.partition(), timeout)?;
                         match e.offset() {
                             Offset::Offset(o) => total += (high - o).max(0),
                             _ => {

@@ -167,7 +167,10 @@ mod tests {
         ]);
         assert!(ok.ok);
         assert_eq!(ok.exit_code(), 0);
-        for bad in [Check::fail("c", "broken", "fix it"), Check::skip("d", "c failed")] {
+        for bad in [
+            Check::fail("c", "broken", "fix it"),
+            Check::skip("d", "c failed"),
+        ] {
             let r = Report::new(vec![Check::pass("a", "fine"), bad]);
             assert!(!r.ok);
             assert_eq!(r.exit_code(), 1);
@@ -188,7 +191,10 @@ mod tests {
             lines[1],
             "FAIL  topics.results  topic 'x' does not exist -> create it"
         );
-        assert_eq!(lines[2], "NOT OK: 1 passed, 0 warnings, 1 failed, 0 skipped");
+        assert_eq!(
+            lines[2],
+            "NOT OK: 1 passed, 0 warnings, 1 failed, 0 skipped"
+        );
         let json: serde_json::Value = serde_json::from_str(&r.render_json()).unwrap();
         assert_eq!(json["ok"], false);
         assert_eq!(json["checks"][1]["status"], "fail");

@@ -94,7 +94,11 @@ pub fn invalid_client() -> Response {
 
 /// 403 `permission_denied` with the B.2/B.3 text.
 pub fn permission_denied() -> Response {
-    error_json(StatusCode::FORBIDDEN, "permission_denied", PERMISSION_DENIED)
+    error_json(
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        PERMISSION_DENIED,
+    )
 }
 
 /// 429 from the simulator's own rate limit, with `Retry-After: 1`.

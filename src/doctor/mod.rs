@@ -6,6 +6,7 @@
 
 mod api;
 mod kafka;
+mod retention;
 
 use crate::config::Config;
 use serde::Serialize;

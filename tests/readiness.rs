@@ -334,3 +334,31 @@ async fn a_results_topic_lost_while_running_is_503_until_publishing_works_again(
 async fn a_dead_letter_topic_lost_while_running_is_503_until_publishing_works_again() {
     topic_lost_while_running("topics.dead_letter").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_while_waiting_for_a_topic_consumes_nothing_and_returns_cleanly() {
+    let w = World::new(Scenario::default(), 1).await;
+    w.send_job(&w.job("untouched", "381600000006")).await;
+    let mut config = w.config();
+    config.worker.wait_for_topics = true;
+    config.topics.dead_letter = TestBroker::unique_topic("never-created");
+    let group = config.kafka.group_id.clone();
+    let worker = Worker::new(config);
+    let stats = worker.stats();
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let handle = tokio::spawn(async move { worker.run(c).await });
+    let addr = admin_addr(&stats).await;
+    readyz_until(addr, Duration::from_secs(20), "named the topic", |c, b| {
+        c == 503 && b.contains("topics.dead_letter")
+    })
+    .await;
+    cancel.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("the worker stops promptly while waiting")
+        .unwrap();
+    assert!(stopped.is_ok(), "{stopped:?}");
+    assert_eq!(Stats::get(&stats.consumed), 0);
+    assert_eq!(committed(&w, &group).await, Offset::Invalid);
+}

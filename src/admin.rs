@@ -276,3 +276,59 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
         series,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn up() -> Stats {
+        let s = Stats::default();
+        for flag in [&s.brokers_ok, &s.assigned, &s.producer_ok] {
+            flag.store(true, Relaxed);
+        }
+        s
+    }
+
+    #[test]
+    fn a_topic_that_cannot_be_used_is_the_reason_whatever_the_brokers_say() {
+        let s = up();
+        assert_eq!(not_ready_reason(&s), None);
+        assert!(s.ready());
+        s.set_unready(
+            "publish",
+            "topics.results",
+            "cannot publish to topics.results 'r': denied".into(),
+        );
+        s.set_unready(
+            "probe",
+            "topics.dead_letter",
+            "topics.dead_letter: topic 'd' does not exist".into(),
+        );
+        assert!(!s.ready());
+        assert_eq!(
+            not_ready_reason(&s).unwrap(),
+            "topics.dead_letter: topic 'd' does not exist; \
+             cannot publish to topics.results 'r': denied"
+        );
+        // A probe finding the results topic does not withdraw a publish failure.
+        assert!(!s.clear_unready("probe", "topics.results"));
+        assert!(!s.ready());
+        assert!(s.clear_unready("publish", "topics.results"));
+        assert!(s.clear_unready("probe", "topics.dead_letter"));
+        assert!(s.ready());
+    }
+
+    #[test]
+    fn brokers_that_do_not_answer_come_first_and_topics_before_the_assignment() {
+        let s = up();
+        s.assigned.store(false, Relaxed);
+        s.set_unready("preflight", "topics.results", "waiting".into());
+        assert_eq!(not_ready_reason(&s).unwrap(), "waiting");
+        s.brokers_ok.store(false, Relaxed);
+        assert_eq!(
+            not_ready_reason(&s).unwrap(),
+            "the Kafka brokers do not answer"
+        );
+    }
+}

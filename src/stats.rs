@@ -4,7 +4,7 @@ use crate::contract::{ErrorClass, Status};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The circuit breaker's triggers, as the `reason` label of `silentauth_breaker_trips_total`
 /// names them (the names of their `worker.breaker` keys).
@@ -33,6 +33,9 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Jobs in flight now.
     pub in_flight: AtomicU64,
+    /// Jobs whose single-use code is spent and whose result is not acknowledged yet: what a
+    /// crash now would cost (shared with each job's `SpentCode`).
+    pub codes_at_risk: Arc<AtomicU64>,
     /// True while the partitions are paused (the in-flight window stayed full, or the circuit
     /// breaker is open).
     pub paused: AtomicBool,

@@ -31,6 +31,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "silentauth_http_retries_total",
     "silentauth_rate_limit_wait_seconds_total",
     "silentauth_jobs_in_flight",
+    "silentauth_codes_at_risk",
     "silentauth_partitions_paused",
     "silentauth_consumer_lag",
     "silentauth_idempotency_hits_total",
@@ -252,6 +253,12 @@ impl Collector for StatsCollector {
         )?;
         gauge(
             &mut e,
+            "silentauth_codes_at_risk",
+            "Jobs whose single-use code is spent and whose result is not acknowledged yet (what a crash now would cost)",
+            get(&s.codes_at_risk) as i64,
+        )?;
+        gauge(
+            &mut e,
             "silentauth_partitions_paused",
             "Jobs partitions paused (the in-flight window stayed full, or the circuit breaker is open)",
             get(&s.paused_partitions) as i64,
@@ -348,6 +355,9 @@ mod tests {
         http.request(Stage::Token, Some(200), Duration::from_millis(3));
         http.request(Stage::Userinfo, None, Duration::from_millis(3));
         stats.set_lag([(0, 7)].into());
+        stats
+            .codes_at_risk
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
         stats.breaker_tripped(
             "dead_letter_ratio",
             "6 of the last 10 jobs were dead-lettered",
@@ -366,6 +376,7 @@ mod tests {
             "silentauth_rate_limit_wait_seconds_total{client=\"default\"} 0",
             "silentauth_ready 0",
             "silentauth_breaker_open 1",
+            "silentauth_codes_at_risk 2",
             "silentauth_breaker_trips_total{reason=\"consecutive\"} 0",
             "silentauth_breaker_trips_total{reason=\"dead_letter_ratio\"} 1",
         ] {

@@ -1,7 +1,9 @@
 //! One job in, one result out: the whole verification of a job, knowing nothing of Kafka.
 //!
 //! Authorize errors short-circuit with no HTTP call; the code's deadline is checked before every
-//! token request; then token, userinfo, the login_hint comparison and the verdict.
+//! token request; then token, userinfo, the login_hint comparison and the verdict. Once the code
+//! is spent (token 2xx, or a final failure after an ambiguous attempt) a failure is final: not
+//! retryable, `code_spent`, and userinfo runs first in the rate limit with a longer budget.
 
 use crate::config::Config;
 use crate::contract::job::DecodeFailure;
@@ -10,7 +12,9 @@ use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
 use crate::signals::SignalEnv;
 use crate::silentauth::client::Credentials;
 use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
-use crate::silentauth::{Api, Classification, Limiter, RetryPolicy, TokenGrant, UserInfo};
+use crate::silentauth::{
+    Api, Classification, Limiter, RetryPolicy, SpentCode, TokenGrant, UserInfo,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +29,9 @@ pub struct JobContext {
     pub replay_count: u32,
     /// The record's timestamp: the code's issue time when the job has no `issued_at`.
     pub record_time: Option<DateTime<Utc>>,
+    /// Whether the job's code is spent: the verifier marks it, the caller reads it (and keeps
+    /// a clone until the result is acknowledged, for the codes-at-risk gauge).
+    pub spent: SpentCode,
 }
 
 impl JobContext {
@@ -34,6 +41,7 @@ impl JobContext {
             received_at: Utc::now(),
             replay_count: 0,
             record_time: None,
+            spent: SpentCode::new(),
         }
     }
 }
@@ -185,7 +193,11 @@ impl<A: Api> Verifier<A> {
             if let Some(code) = &job.code {
                 e.description = scrub(&e.description, code.expose());
             }
-            e
+            // The spent-code rule: a failure after the code is spent is final.
+            match ctx.spent.get() {
+                Some(why) if status == Status::Failed => e.with_code_spent(why.description()),
+                _ => e,
+            }
         });
         Outcome {
             result: JobResult {
@@ -278,15 +290,25 @@ impl<A: Api> Verifier<A> {
         .await;
         let grant = match token {
             StageEnd::Expired => return expired(),
-            StageEnd::Failed(c) => return fail(error_of(Stage::Token, c)),
-            StageEnd::Success(r) => match TokenGrant::parse(&r.body) {
-                Ok(g) => g,
-                Err(why) => return fail(protocol_error(Stage::Token, r.status, why)),
-            },
+            StageEnd::Failed(c) => {
+                if attempts.ambiguous {
+                    // An attempt may have used the code: it counts as spent.
+                    ctx.spent.ambiguous();
+                }
+                return fail(error_of(Stage::Token, c));
+            }
+            StageEnd::Success(r) => {
+                ctx.spent.exchanged();
+                match TokenGrant::parse(&r.body) {
+                    Ok(g) => g,
+                    Err(why) => return fail(protocol_error(Stage::Token, r.status, why)),
+                }
+            }
         };
 
+        // From here on the code is spent: userinfo goes first and gets the longer budget.
         let userinfo = run_stage_observed(
-            &self.policy,
+            &self.policy.after_spent_code(grant.expires_in),
             &profile.limiter,
             Stage::Userinfo,
             None,

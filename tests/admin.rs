@@ -178,6 +178,9 @@ async fn metrics_add_up_after_a_mixed_run_and_the_page_serves() {
         sent as f64
     );
     assert_eq!(total(&m, "silentauth_jobs_in_flight"), 0.0);
+    // Every verified job spent its code; every result is acknowledged: none is at risk.
+    assert!(m.contains_key("silentauth_codes_at_risk"), "{m:?}");
+    assert_eq!(total(&m, "silentauth_codes_at_risk"), 0.0);
     assert_eq!(total(&m, "silentauth_ready"), 1.0);
     assert_eq!(get(addr, "/readyz").await.unwrap().0, 200);
 

@@ -65,6 +65,7 @@ fn every_contract_key_is_documented_in_the_default_file() {
         "initial_backoff",
         "max_backoff",
         "max_elapsed",
+        "userinfo_max_elapsed",
         "max_in_flight",
         "code_ttl",
         "delivery",
@@ -127,6 +128,7 @@ fn env_values_land_with_the_type_of_their_key() {
         ("SILENTAUTH__WORKER__IDEMPOTENCY_CACHE_SIZE", "500"),
         ("SILENTAUTH__RETRY__MAX_ATTEMPTS", "7"),
         ("SILENTAUTH__RETRY__INITIAL_BACKOFF", "250ms"),
+        ("SILENTAUTH__RETRY__USERINFO_MAX_ELAPSED", "5m"),
         ("SILENTAUTH__WORKER__CODE_TTL", "2m"),
         ("SILENTAUTH__CLIENTS__DEFAULT__REQUESTS_PER_SECOND", "2.5"),
         ("SILENTAUTH__CLIENTS__DEFAULT__BURST", "3"),
@@ -145,6 +147,7 @@ fn env_values_land_with_the_type_of_their_key() {
     assert_eq!(config.worker.idempotency_cache_size, 500);
     assert_eq!(config.retry.max_attempts, 7);
     assert_eq!(config.retry.initial_backoff, Duration::from_millis(250));
+    assert_eq!(config.retry.userinfo_max_elapsed, Duration::from_secs(300));
     assert_eq!(config.worker.code_ttl, Duration::from_secs(120));
     assert_eq!(config.clients["default"].requests_per_second, Some(2.5));
     assert_eq!(config.clients["default"].burst, 3);
@@ -509,6 +512,11 @@ fn every_validation_rule_names_its_key() {
             "SILENTAUTH__RETRY__MAX_ELAPSED",
             "0s",
             "retry.max_elapsed must be > 0",
+        ),
+        (
+            "SILENTAUTH__RETRY__USERINFO_MAX_ELAPSED",
+            "10s",
+            "retry.userinfo_max_elapsed must be >= retry.max_elapsed",
         ),
         (
             "SILENTAUTH__WORKER__MAX_IN_FLIGHT",

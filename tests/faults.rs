@@ -1,12 +1,18 @@
 //! Fault tests on librdkafka's MockCluster: brokers down mid-run, produce errors, and the worker
 //! binary SIGKILLed mid-batch and restarted. Nothing consumed may be lost.
+//!
+//! These need the mock's fault injection (broker down, request errors, round-trip time), so every
+//! test here runs on a fresh MockCluster ([`TestBroker::start_mock`]) whatever `TEST_BROKER`
+//! says (the SIGKILL-and-restart guarantee on Apache Kafka is `tests/reliability.rs`).
 
 mod support;
 
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use silentauth_worker::simulator::Scenario;
+use silentauth_worker::stats::Stats;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use support::load::assert_never_written;
 use support::world::World;
 use support::TestBroker;
 
@@ -64,28 +70,44 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
 async fn produce_errors_are_retried_and_nothing_is_lost() {
     let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 2).await;
     let mock = w.broker.mock().unwrap().mock();
-    let (cancel, handle) = w.start(w.config());
-    let mut ids = BTreeSet::new();
-    for i in 0..100 {
-        let id = format!("perr-{i}");
-        w.send_job(&w.job(&id, &format!("38171{i:07}"))).await;
-        ids.insert(id);
-        if i == 20 {
-            // Retriable produce errors for the next requests (the test producer shares the
-            // cluster, so inject after our own jobs are mostly out).
-            mock.request_errors(
-                RDKafkaApiKey::Produce,
-                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 8],
-            );
-        }
-    }
+    // Every job is produced and acknowledged before the errors are injected, and nothing else
+    // produces afterwards: every injected error is answered to the worker's producer.
+    let ids = w.send_jobs("perr", "38171", 100).await;
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 40],
+    );
+    let mut config = w.config();
+    // librdkafka retries a retriable produce error by itself until the delivery timeout; a
+    // short one makes it give up while errors remain, so the worker's own publish retry (a
+    // result that cannot be produced is never marked done) is what has to save the results.
+    config
+        .kafka
+        .properties
+        .insert("message.timeout.ms".into(), "1000".into());
+    let worker = silentauth_worker::worker::Worker::new(config);
+    let stats = worker.stats();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
     let by_id = w.wait_until_all(&ids, Duration::from_secs(90)).await;
     assert_eq!(by_id.len(), 100);
+    let mut duplicates = 0;
     for rs in by_id.values() {
         assert!(rs.iter().all(|r| r["status"] == "verified"), "{rs:?}");
+        duplicates += rs.len() - 1;
     }
     cancel.cancel();
-    handle.await.unwrap();
+    handle.await.unwrap().unwrap();
+    let produce_errors = Stats::get(&stats.produce_errors);
+    eprintln!(
+        "produce errors: 100 jobs, 0 lost, {produce_errors} publishes failed and retried by the \
+         worker, {duplicates} duplicate results"
+    );
+    assert!(
+        produce_errors > 0,
+        "the worker never saw a failed publish: the injected errors did not reach it"
+    );
+    assert_never_written(&w.broker, &w.dlq, "no dead letter for a produce error").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

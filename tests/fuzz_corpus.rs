@@ -1,19 +1,26 @@
-//! Replays the committed fuzz corpus of the `decode_job` target (`fuzz/corpus/decode_job/`, plus
-//! `fuzz/regressions/decode_job/` when present) and the schema corpus through the same invariant
-//! checks as the fuzzer, on stable Rust: the shortened form of the fuzzing that CI runs.
+//! Replays the committed fuzz corpus of the `decode_job` target (`fuzz/corpus/decode_job/`), its
+//! regressions (`fuzz/regressions/decode_job/`) and the schema corpus through the same invariant
+//! checks as the fuzzer, on stable Rust: the shortened form of the fuzzing that CI runs. A missing
+//! or empty corpus or regressions directory fails, so nothing passes by replaying nothing.
 
 use serde_json::Value;
 use silentauth_worker::contract::fuzzing::check_decode;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
+/// The files of `dir`, sorted; panics when `dir` is missing or holds no file (`what` names it).
+fn files_in(dir: &Path, what: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .unwrap_or_else(|e| panic!("reading {} ({what}): {e}", dir.display()))
         .map(|entry| entry.expect("a directory entry").path())
         .filter(|p| p.is_file())
         .collect();
     files.sort();
+    assert!(
+        !files.is_empty(),
+        "{} holds no file: the committed {what} is missing",
+        dir.display()
+    );
     files
 }
 
@@ -31,13 +38,7 @@ fn check_file(path: &Path) {
 #[test]
 fn fuzz_corpus_keeps_every_decode_invariant() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_job");
-    let files = files_in(&dir);
-    assert!(
-        !files.is_empty(),
-        "{} is empty; the committed corpus is missing",
-        dir.display()
-    );
-    for path in &files {
+    for path in &files_in(&dir, "fuzz corpus") {
         check_file(path);
     }
 }
@@ -45,10 +46,8 @@ fn fuzz_corpus_keeps_every_decode_invariant() {
 #[test]
 fn fuzz_regressions_keep_every_decode_invariant() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/decode_job");
-    if dir.is_dir() {
-        for path in files_in(&dir) {
-            check_file(&path);
-        }
+    for path in &files_in(&dir, "fuzz regressions") {
+        check_file(path);
     }
 }
 
@@ -75,4 +74,18 @@ fn schema_corpus_keeps_every_decode_invariant() {
         cases += 1;
     }
     assert!(cases > 0, "{} has no cases", path.display());
+}
+
+#[test]
+#[should_panic(expected = "fuzz regressions")]
+fn a_missing_directory_fails_instead_of_replaying_nothing() {
+    let missing = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/no_such_target");
+    files_in(&missing, "fuzz regressions");
+}
+
+#[test]
+#[should_panic(expected = "holds no file")]
+fn an_empty_directory_fails_instead_of_replaying_nothing() {
+    let empty = tempfile::tempdir().expect("a temp dir");
+    files_in(empty.path(), "fuzz corpus");
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use support::load::{by_id, count, publish, wait_all, wait_count};
 use support::tap::HttpTap;
 use support::world::{header, read_topic, World};
-use support::TestBroker;
+use support::{BrokerKind, TestBroker};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +69,9 @@ fn spawn_binary(config: &std::path::Path) -> Child {
 
 // ---- 1. SIGKILL and restart under load ----
 
+/// The crash setting: a rate limit of 400 requests/s with a burst of 40, 1,024 jobs in flight and
+/// an upstream that answers at once, so hundreds of jobs wait for permits at any moment. Only the
+/// codes spent and not yet answered by an acknowledged result can be lost to a kill.
 async fn crash(n: usize, kills: usize) {
     let started = std::time::Instant::now();
     let hint = |i: usize| format!("38190{i:07}");
@@ -76,22 +79,28 @@ async fn crash(n: usize, kills: usize) {
     // with 403 (permission_denied): both end failed and dead-lettered.
     let unavailable: Vec<String> = (0..n).step_by(20).map(hint).collect();
     let denied: Vec<String> = (1..n).step_by(20).map(hint).collect();
-    let mut scenario = Scenario::default();
-    scenario.latency.fixed = Duration::from_millis(10);
-    scenario.faults = vec![
-        FaultRule {
-            status: Some(500),
-            ..fault(SimEndpoint::Token, &unavailable)
-        },
-        FaultRule {
-            status: Some(403),
-            ..fault(SimEndpoint::Token, &denied)
-        },
-    ];
+    // The upstream answers at once (no latency).
+    let scenario = Scenario {
+        faults: vec![
+            FaultRule {
+                status: Some(500),
+                ..fault(SimEndpoint::Token, &unavailable)
+            },
+            FaultRule {
+                status: Some(403),
+                ..fault(SimEndpoint::Token, &denied)
+            },
+        ],
+        ..Scenario::default()
+    };
     let w = world(scenario, 8, 12).await;
-    let max_in_flight = 64;
+    let max_in_flight = 1024;
     let mut config = w.config();
     config.clients.retain(|name, _| name == "default");
+    if let Some(profile) = config.clients.get_mut("default") {
+        profile.requests_per_second = Some(400.0);
+        profile.burst = 40;
+    }
     config.worker.max_in_flight = max_in_flight;
     config.kafka.commit_interval = Duration::from_millis(100);
     config.retry.max_attempts = 2;
@@ -101,6 +110,12 @@ async fn crash(n: usize, kills: usize) {
     ] {
         config.kafka.properties.insert(k.into(), v.into());
     }
+    // A fixed admin port, so every restarted process can be scraped.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config.admin.listen = admin.to_string();
     let dir = tempfile::tempdir().unwrap();
     let path = binary_config(dir.path(), &config);
 
@@ -116,6 +131,8 @@ async fn crash(n: usize, kills: usize) {
     // Kill once the running process has published a random share of the work, restart at once.
     let per_round = n / (kills + 1);
     let mut child = spawn_binary(&path);
+    let sampler = CancellationToken::new();
+    let at_risk = tokio::spawn(sample_codes_at_risk(admin, sampler.clone()));
     let mut done_at_kill = Vec::new();
     for _ in 0..kills {
         let base = count(&w.broker, &w.results).await;
@@ -128,6 +145,8 @@ async fn crash(n: usize, kills: usize) {
         child = spawn_binary(&path);
     }
     let records = wait_all(&w, &ids, Duration::from_secs(300)).await;
+    sampler.cancel();
+    let at_risk = at_risk.await.unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     // Results published after the last read are duplicates of what was read; read once more
@@ -192,12 +211,17 @@ async fn crash(n: usize, kills: usize) {
     let failing = unavailable.len() + denied.len();
     assert_eq!(dead_ids.len(), failing, "every failing job dead-lettered");
     let per_crash = duplicates as f64 / kills as f64;
+    let respent_per_kill = respent as f64 / kills as f64;
     eprintln!(
         "reliability: crash: {n} jobs sent, {lost} lost, {duplicates} duplicated results \
          ({per_crash:.1} per crash; bound {max_in_flight} in flight + one commit interval), \
-         {respent} codes spent by a killed process, {} dead letters for {failing} failing jobs, \
-         {kills} kills (at {done_at_kill:?} results), {:.0} s",
+         {respent} codes spent by a killed process ({respent_per_kill:.1} per kill, target <= \
+         {RESPENT_TARGET}), {} dead letters for {failing} failing jobs, {kills} kills (at \
+         {done_at_kill:?} results), 400 requests/s burst 40, silentauth_codes_at_risk sampled \
+         every 20 ms: mean {:.1}, max {}, {:.0} s",
         dead.len(),
+        at_risk.iter().sum::<u64>() as f64 / at_risk.len().max(1) as f64,
+        at_risk.iter().max().copied().unwrap_or(0),
         started.elapsed().as_secs_f64()
     );
     assert_eq!(lost, 0, "jobs lost");
@@ -208,15 +232,51 @@ async fn crash(n: usize, kills: usize) {
         duplicates <= kills * 2 * max_in_flight,
         "{duplicates} duplicates after {kills} kills"
     );
-    assert!(respent <= kills * max_in_flight, "{respent} re-spent codes");
+    // A job whose code is spent goes first (userinfo before any new token call, publish at once),
+    // so a kill finds only a few codes spent and unanswered, not the hundreds waiting for permits.
+    assert!(
+        respent_per_kill <= 2.0 * RESPENT_TARGET as f64,
+        "{respent} re-spent codes after {kills} kills"
+    );
     // Dead letters are written once per failure, and a redelivered failed job is answered from
     // the cache without a new one, so there are at most as many extra as duplicates.
     assert!(dead.len() <= failing + duplicates);
 }
 
+/// Reads `silentauth_codes_at_risk` from the worker's `/metrics` at `admin` every 20 ms until
+/// `stop`, skipping the moments no process answers (restarts).
+async fn sample_codes_at_risk(admin: std::net::SocketAddr, stop: CancellationToken) -> Vec<u64> {
+    let http = reqwest::Client::new();
+    let url = format!("http://{admin}/metrics");
+    let mut samples = Vec::new();
+    while !stop.is_cancelled() {
+        let text = http
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok();
+        let text = match text {
+            Some(r) => r.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("silentauth_codes_at_risk "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        samples.extend(value);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    samples
+}
+
+/// Codes spent by a killed process, per kill, that the crash setting aims to stay under; the test
+/// fails at twice this (the machine's load moves the figure).
+const RESPENT_TARGET: usize = 25;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_sigkill_and_restart() {
-    crash(1_500, 3).await;
+    crash(2_000, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -799,8 +859,11 @@ async fn rebalance(n: usize) {
         "every second verification seen at a tap"
     );
     let rebalances = 4;
+    // At most three instances (a, b and c) hold partitions at once.
+    let instances_max = 3;
+    let kind = w.broker.kind();
     eprintln!(
-        "reliability: rebalance: {n} jobs sent, {lost} lost, {duplicates} duplicated results, \
+        "reliability: rebalance on {kind:?}: {n} jobs sent, {lost} lost, {duplicates} duplicated results, \
          {} not verified, {rebalances} membership changes (b and c join, then leave), \
          codes exchanged per instance {per_instance:?}, 0 exchanged twice by one instance, \
          {across} exchanged by two instances ({overridden} jobs got a second, non-cached \
@@ -818,15 +881,41 @@ async fn rebalance(n: usize) {
         sim.codes_reused as usize, across,
         "reuse only across instances"
     );
-    // Duplicates come from jobs finished but not committed when their partition moved. The
-    // commit on revoke (and the periodic ones) can fail with REBALANCE_IN_PROGRESS while the
-    // group rebalances, so the window is the rebalance's length, not just the jobs in flight:
-    // bounded here by a quarter of the jobs (up to 241 of 2,000 seen on tansu, every one
-    // answered from the idempotency cache).
-    assert!(duplicates <= n / 4, "{duplicates} duplicates");
-    // Codes re-exchanged by another instance: bounded like the duplicates they come with.
-    assert!(across <= duplicates, "{across} codes re-exchanged");
-    assert!(not_verified.len() <= across, "{not_verified:?}");
+    // Duplicates come from jobs finished but not committed when their partition moved.
+    let bound = match kind {
+        // Offset commits fail with RebalanceInProgress throughout tansu's rebalances, so the
+        // window is the rebalance's length: up to 241 of 2,000 seen.
+        BrokerKind::Tansu => n / 4,
+        // MockCluster redelivers far more than Apache Kafka around its rebalances, and more the
+        // busier the machine (70 and 288 of 2,000, 464 of 20,000 seen), every one answered from
+        // the cache (checked below).
+        BrokerKind::Mock => n / 4,
+        // Apache Kafka: the revoke's commit lands (cooperative-sticky; the group is stable when
+        // the revoke runs), so a membership change redelivers at most what the revoke abandoned
+        // after its grace, or what a member had in flight: 0 of 2,000 and 0 of 20,000 seen.
+        _ => abandoned as usize + rebalances * instances_max * max_in_flight,
+    };
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates on {kind:?} (bound {bound})"
+    );
+    if kind == BrokerKind::Tansu {
+        // A tansu finding, not the worker's guarantee (README, "Found on tansu"): tansu answers
+        // JoinGroup without the barrier, so a new owner can take a job whose result the old
+        // owner publishes a moment later and exchange its code a second time (14-17 of 2,000
+        // seen). Bounded by the redelivered work those come with.
+        assert!(across <= duplicates, "{across} codes re-exchanged");
+        assert!(not_verified.len() <= across, "{not_verified:?}");
+    } else {
+        // Apache Kafka and MockCluster hold JoinGroup until every member has rejoined: no code
+        // is exchanged twice because of a rebalance, and every duplicate is the cached verdict.
+        assert_eq!(across, 0, "codes re-exchanged by a rebalance on {kind:?}");
+        assert_eq!(
+            overridden, 0,
+            "results not answered from the idempotency cache"
+        );
+        assert!(not_verified.is_empty(), "{not_verified:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

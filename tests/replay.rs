@@ -1,6 +1,7 @@
 //! Black-box tests of `replay-dlq` (`silentauth_worker::replay`): filters, the end-offset bound,
-//! the max-replays guard, dry runs, interrupted runs, bad arguments, and the whole loop from an
-//! upstream outage to verified results, on the broker chosen by `tests/support`.
+//! the max-replays guard, dry runs, interrupted runs, bad arguments, the whole loop from an
+//! upstream outage to verified results, and a spent code that no replay presents again, on the
+//! broker chosen by `tests/support`.
 
 mod support;
 
@@ -37,6 +38,7 @@ struct Dl {
     failed_at: DateTime<Utc>,
     replay_count: u32,
     original_ms: Option<i64>,
+    code_spent: bool,
 }
 
 impl Dl {
@@ -46,6 +48,7 @@ impl Dl {
             failed_at,
             replay_count,
             original_ms: None,
+            code_spent: false,
         }
     }
 
@@ -64,6 +67,7 @@ impl Dl {
             consumer_group: "silentauth-worker".into(),
             worker_version: "0.1.0".into(),
             replay_count: self.replay_count,
+            code_spent: self.code_spent,
             traceparent: Some(TRACEPARENT.into()),
         }
         .to_headers()
@@ -140,7 +144,7 @@ impl World {
             parts
                 .into_iter()
                 .map(|p| {
-                    let (low, high) = consumer.fetch_watermarks(&topic, p, t).unwrap();
+                    let (low, high) = support::load::watermarks(&consumer, &topic, p);
                     high - low
                 })
                 .sum()
@@ -708,6 +712,129 @@ async fn outage_dead_letters_then_replay_verifies_every_job() {
         .unwrap();
 }
 
+// ---- end to end: a spent code is never presented again ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_code_is_final_and_replay_never_presents_it_again() {
+    let w = World::new().await;
+    let results = w.topic("results").await;
+    let park = w.topic("park").await;
+    // Token answers; userinfo answers 500 until the upstream heals.
+    let outage =
+        Scenario::from_toml_str("[[faults]]\nendpoint = \"userinfo\"\nstatus = 500").unwrap();
+    let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), outage)
+        .await
+        .expect("simulator");
+    let mut config = w.config();
+    config.topics.results = results.clone();
+    config.kafka.commit_interval = Duration::from_millis(200);
+    config.api.base_url = sim.base_url();
+    config.api.timeout = Duration::from_secs(2);
+    config.retry.max_attempts = 2;
+    config.retry.initial_backoff = Duration::from_millis(5);
+    config.retry.max_backoff = Duration::from_millis(20);
+    config.retry.max_elapsed = Duration::from_millis(100);
+    config.retry.userinfo_max_elapsed = Duration::from_millis(300);
+    config.worker.shutdown_grace = Duration::from_secs(5);
+    config
+        .clients
+        .insert("default".into(), client("client", "12345"));
+    let cancel = CancellationToken::new();
+    let worker = tokio::spawn({
+        let (config, cancel) = (config.clone(), cancel.clone());
+        async move { silentauth_worker::worker::run(config, cancel).await }
+    });
+
+    let hint = "381123456700";
+    let code = sim.mint_code("client", hint, REDIRECT);
+    let job =
+        json!({"job_id": "spent-1", "login_hint": hint, "code": code, "redirect_uri": REDIRECT});
+    w.broker
+        .produce(&w.jobs, Some(b"spent-1"), job.to_string().as_bytes(), &[])
+        .await;
+    w.wait_for(&w.dlq, 1).await;
+    w.wait_for(&results, 1).await;
+
+    // The result: failed, final, and the user is told to authenticate again.
+    let r: Value = serde_json::from_slice(w.records(&results).await[0].payload().unwrap()).unwrap();
+    assert_eq!(r["status"], "failed", "{r}");
+    let e = &r["error"];
+    assert_eq!(
+        (&e["class"], &e["stage"]),
+        (&json!("upstream_unavailable"), &json!("userinfo"))
+    );
+    assert_eq!(e["retryable"], false, "{r}");
+    assert_eq!(e["code_spent"], true, "{r}");
+    assert!(
+        e["description"]
+            .as_str()
+            .unwrap()
+            .contains("authenticate again"),
+        "{r}"
+    );
+    // Userinfo got the longer budget: more attempts than retry.max_attempts.
+    assert!(r["attempts"].as_u64().unwrap() > 3, "{r}");
+    // The dead letter is kept for audit, marked spent.
+    let dead = w.records(&w.dlq).await;
+    assert_eq!(
+        header(&dead[0], "dlq.error.class"),
+        Some("upstream_unavailable")
+    );
+    assert_eq!(header(&dead[0], "dlq.code_spent"), Some("true"));
+    let stats = sim.stats();
+    assert_eq!(stats.total("token"), 1, "one token exchange");
+
+    // The upstream heals; a replay of its class re-publishes nothing and no request is made.
+    sim.set_scenario(Scenario::default());
+    let jobs_before = w.count(&w.jobs).await;
+    let o = ReplayOptions {
+        classes: vec![silentauth_worker::contract::ErrorClass::UpstreamUnavailable],
+        ..opts()
+    };
+    let report = w.replay_with(&config, &o).await.unwrap();
+    let t = report.totals();
+    assert_eq!(
+        (t.selected, t.republished, t.code_spent, t.held, t.parked),
+        (1, 0, 1, 0, 0),
+        "{}",
+        report.render_table()
+    );
+    assert!(report.render_table().contains("dlq.code_spent"));
+    assert_eq!(w.count(&w.jobs).await, jobs_before, "nothing re-published");
+    // With --park it moves, unchanged, instead of staying; still never to the jobs topic.
+    let o = ReplayOptions {
+        park: Some(park.clone()),
+        from_beginning: true,
+        max_replays: 100,
+        ..o
+    };
+    let report = w.replay_with(&config, &o).await.unwrap();
+    assert_eq!(report.totals().code_spent, 1);
+    let parked = w.records(&park).await;
+    assert_eq!(keys(&parked), BTreeSet::from(["spent-1".into()]));
+    assert_eq!(header(&parked[0], "dlq.code_spent"), Some("true"));
+    assert_eq!(w.count(&w.jobs).await, jobs_before, "nothing re-published");
+
+    // Nothing reached the simulator: no second token request, no request at all.
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .expect("worker stops")
+        .unwrap()
+        .unwrap();
+    let after = sim.stats();
+    assert_eq!(
+        after.total("token"),
+        1,
+        "the spent code was never presented again"
+    );
+    assert_eq!(
+        after.total, stats.total,
+        "no HTTP request after the failure"
+    );
+    assert_eq!(w.count(&results).await, 1, "one result");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_prints_the_table_and_maps_exit_codes() {
     let w = World::new().await;
@@ -756,7 +883,11 @@ async fn the_command_line_prints_the_table_and_maps_exit_codes() {
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(total, ["total", "1", "0", "1", "1", "0", "0", "0"], "{out}");
+    assert_eq!(
+        total,
+        ["total", "1", "0", "1", "1", "0", "0", "0", "0"],
+        "{out}"
+    );
     assert_eq!(w.count(&w.jobs).await, 1);
 }
 

@@ -340,6 +340,17 @@ fn errors() -> Vec<ErrorInfo> {
         all.push(e(ProtocolError, stage, None, Some(200)));
         all.push(e(ProtocolError, stage, None, Some(302)));
     }
+    // Once the code is spent, any failure of the token or userinfo stage is final.
+    let spent: Vec<ErrorInfo> = all
+        .iter()
+        .filter(|e| matches!(e.stage, Stage::Token | Stage::Userinfo))
+        .filter(|e| e.class != LoginHintMismatch)
+        .map(|e| {
+            e.clone()
+                .with_code_spent("the user has to authenticate again")
+        })
+        .collect();
+    all.extend(spent);
     all
 }
 
@@ -475,6 +486,16 @@ fn result_schema_rejects_what_the_contract_forbids() {
         ("unknown stage", {
             let mut v = failed.clone();
             v["error"]["stage"] = "authorise".into();
+            v
+        }),
+        ("code_spent false (written only when true)", {
+            let mut v = failed.clone();
+            v["error"]["code_spent"] = false.into();
+            v
+        }),
+        ("a spent code still retryable", {
+            let mut v = failed.clone();
+            v["error"]["code_spent"] = true.into();
             v
         }),
         ("extra error field", {

@@ -1,11 +1,14 @@
-//! `verify.rs` against a scripted fake API: no network, no broker, paused time.
+//! `verify.rs` against a scripted fake API: no network, no broker, paused time. Includes every
+//! path that spends a job's single-use code, and the priority its userinfo gets in the limiter.
 
 use chrono::Utc;
-use silentauth_worker::contract::{ErrorClass, Job, Stage, Status};
+use silentauth_worker::contract::{ErrorClass, Job, JobResult, Stage, Status};
 use silentauth_worker::secret::Secret;
 use silentauth_worker::silentauth::classify::Transport;
 use silentauth_worker::silentauth::client::Credentials;
-use silentauth_worker::silentauth::{Api, HttpOutcome, HttpResponse, Limiter, RetryPolicy};
+use silentauth_worker::silentauth::{
+    Api, HttpOutcome, HttpResponse, Limiter, Priority, RetryPolicy, Spent, SpentCode,
+};
 use silentauth_worker::verify::{JobContext, Profile, Verifier};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -68,6 +71,10 @@ fn userinfo(hint: &str, verified: &str) -> HttpOutcome {
 }
 
 fn verifier(api: FakeApi) -> Verifier<FakeApi> {
+    verifier_with(api, Arc::new(Limiter::unlimited()))
+}
+
+fn verifier_with(api: FakeApi, limiter: Arc<Limiter>) -> Verifier<FakeApi> {
     let mut profiles = HashMap::new();
     profiles.insert(
         "default".to_owned(),
@@ -77,7 +84,7 @@ fn verifier(api: FakeApi) -> Verifier<FakeApi> {
                 client_secret: Secret::new("12345"),
                 api_key: Secret::new("key"),
             },
-            Arc::new(Limiter::unlimited()),
+            limiter,
         ),
     );
     let policy = RetryPolicy {
@@ -86,6 +93,8 @@ fn verifier(api: FakeApi) -> Verifier<FakeApi> {
         max_backoff: Duration::from_secs(1),
         max_elapsed: Duration::from_secs(30),
         jitter: false,
+        userinfo_max_elapsed: Duration::from_secs(60),
+        priority: Priority::Normal,
     };
     Verifier::new(api, profiles, policy, Duration::from_secs(600))
 }
@@ -381,4 +390,208 @@ async fn descriptions_never_echo_the_code() {
         .result;
     let text = serde_json::to_string(&r).unwrap();
     assert!(!text.contains("CODE-abc"), "{text}");
+}
+
+// ---- the spent-code rule: every path that spends a code, and the ones that do not ----
+
+/// Verifies the default job on a fresh context; returns the result and the job's spent state.
+async fn run_job(api: FakeApi) -> (JobResult, SpentCode) {
+    let ctx = JobContext::now();
+    let r = verifier(api)
+        .verify(&job(serde_json::json!({})), &ctx)
+        .await
+        .result;
+    (r, ctx.spent)
+}
+
+/// The failure is final for the code: not retryable, `code_spent`, and the user is told to
+/// authenticate again.
+fn assert_final(r: &JobResult, class: ErrorClass, stage: Stage) {
+    assert_eq!(r.status, Status::Failed);
+    let e = r.error.as_ref().unwrap();
+    assert_eq!((e.class, e.stage), (class, stage), "{e:?}");
+    assert!(!e.retryable, "{e:?}");
+    assert!(e.code_spent, "{e:?}");
+    assert!(
+        e.description.contains("the user has to authenticate again"),
+        "{}",
+        e.description
+    );
+    let text = serde_json::to_value(r).unwrap();
+    assert_eq!(text["error"]["code_spent"], true);
+}
+
+fn token_ok_expiring_in(secs: u64) -> HttpOutcome {
+    ok(
+        200,
+        serde_json::json!({"access_token":"AT-1","token_type":"Bearer","expires_in":secs}),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_2xx_then_userinfo_500_until_the_longer_budget_runs_out() {
+    let api = FakeApi::default();
+    let failures = (0..200).map(|_| ok(500, serde_json::json!({})));
+    script(&api, vec![token_ok()], failures.collect());
+    let start = tokio::time::Instant::now();
+    let (r, spent) = run_job(api.clone()).await;
+    assert_final(&r, ErrorClass::UpstreamUnavailable, Stage::Userinfo);
+    assert_eq!(spent.get(), Some(Spent::Exchanged));
+    assert!(r.error.unwrap().description.contains("was exchanged"));
+    // retry.max_attempts (3) does not cut userinfo short: it ran for userinfo_max_elapsed (60 s).
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(58) && took <= Duration::from_secs(60),
+        "{took:?}"
+    );
+    assert!(r.attempts > 50, "{} attempts", r.attempts);
+    let calls = api.calls.lock().unwrap().clone();
+    assert_eq!(calls.iter().filter(|c| c.starts_with("token")).count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_userinfo_budget_never_outlives_the_access_token() {
+    let api = FakeApi::default();
+    let failures = (0..200).map(|_| ok(503, serde_json::json!({})));
+    script(&api, vec![token_ok_expiring_in(5)], failures.collect());
+    let start = tokio::time::Instant::now();
+    let (r, _) = run_job(api).await;
+    assert_final(&r, ErrorClass::UpstreamUnavailable, Stage::Userinfo);
+    assert!(
+        start.elapsed() <= Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // Token, then userinfo at 0, 0.1, 0.3, 0.7, 1.5, 2.5, 3.5 and 4.5 s.
+    assert_eq!(r.attempts, 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_2xx_then_a_userinfo_rejection_is_final() {
+    for (status, class) in [
+        (401, ErrorClass::CredentialsRejected),
+        (403, ErrorClass::PermissionDenied),
+        (429, ErrorClass::RateLimited),
+    ] {
+        let api = FakeApi::default();
+        let answers = (0..200).map(|_| ok(status, serde_json::json!({"error": "x"})));
+        script(&api, vec![token_ok()], answers.collect());
+        let (r, spent) = run_job(api).await;
+        assert_final(&r, class, Stage::Userinfo);
+        assert!(spent.is_spent(), "{status}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_2xx_with_a_bad_body_spends_the_code() {
+    let api = FakeApi::default();
+    script(&api, vec![ok(200, serde_json::json!({"nope": 1}))], vec![]);
+    let (r, spent) = run_job(api).await;
+    assert_final(&r, ErrorClass::ProtocolError, Stage::Token);
+    assert_eq!(spent.get(), Some(Spent::Exchanged));
+
+    let api = FakeApi::default();
+    let bad_userinfo = ok(200, serde_json::json!({"login_hint": 5}));
+    script(&api, vec![token_ok()], vec![bad_userinfo]);
+    let (r, _) = run_job(api).await;
+    assert_final(&r, ErrorClass::ProtocolError, Stage::Userinfo);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_token_attempt_then_a_final_failure_spends_the_code() {
+    // Timeout after sending, then 500 until the attempts run out.
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![
+            HttpOutcome::Transport(Transport::Timeout),
+            ok(500, serde_json::json!({})),
+            ok(500, serde_json::json!({})),
+        ],
+        vec![],
+    );
+    let (r, spent) = run_job(api).await;
+    assert_final(&r, ErrorClass::UpstreamUnavailable, Stage::Token);
+    assert_eq!(spent.get(), Some(Spent::Ambiguous));
+    assert!(r.error.unwrap().description.contains("may have been used"));
+
+    // A reset after sending, then 400: code_rejected, and the code counts as spent.
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![
+            HttpOutcome::Transport(Transport::Reset("reset".into())),
+            ok(400, serde_json::json!({"error": "invalid_grant"})),
+        ],
+        vec![],
+    );
+    let (r, spent) = run_job(api).await;
+    assert_final(&r, ErrorClass::CodeRejected, Stage::Token);
+    assert_eq!(spent.get(), Some(Spent::Ambiguous));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_attempt_that_ends_in_a_2xx_is_simply_exchanged() {
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![HttpOutcome::Transport(Transport::Timeout), token_ok()],
+        vec![userinfo("381123456789", "true")],
+    );
+    let (r, spent) = run_job(api).await;
+    assert_eq!((r.status, r.error), (Status::Verified, None));
+    assert_eq!(spent.get(), Some(Spent::Exchanged));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_before_the_code_is_spent_stay_retryable() {
+    let scripts: Vec<Vec<HttpOutcome>> = vec![
+        (0..3).map(|_| ok(500, serde_json::json!({}))).collect(),
+        (0..3).map(|_| ok(429, serde_json::json!({}))).collect(),
+        (0..3)
+            .map(|_| HttpOutcome::Transport(Transport::Connect("refused".into())))
+            .collect(),
+    ];
+    for token in scripts {
+        let api = FakeApi::default();
+        script(&api, token, vec![]);
+        let (r, spent) = run_job(api).await;
+        let e = r.error.unwrap();
+        assert!(e.retryable && !e.code_spent, "{e:?}");
+        assert!(!e.description.contains("authenticate again"));
+        assert_eq!(spent.get(), None);
+        let text = serde_json::to_value(&e).unwrap();
+        assert!(text.get("code_spent").is_none(), "written only when true");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_code_is_spent_takes_the_next_permit_before_new_token_calls() {
+    // One permit per second. Three jobs at once: the first exchanges its code at t=0; under a
+    // first-come-first-served limiter the other two token calls (queued first) would go before
+    // its userinfo. Its userinfo goes first instead, and so does each job's in turn.
+    let api = FakeApi::default();
+    script(
+        &api,
+        (0..3).map(|_| token_ok()).collect(),
+        (0..3).map(|_| userinfo("381123456789", "true")).collect(),
+    );
+    let limiter = Arc::new(Limiter::new(Some(1.0), 1));
+    let v = verifier_with(api.clone(), limiter);
+    let (ctx, j) = (JobContext::now(), job(serde_json::json!({})));
+    let (a, b, c) = tokio::join!(v.verify(&j, &ctx), v.verify(&j, &ctx), v.verify(&j, &ctx));
+    for out in [a, b, c] {
+        assert_eq!(out.result.status, Status::Verified);
+    }
+    let calls: Vec<String> = api
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        calls,
+        ["token", "userinfo", "token", "userinfo", "token", "userinfo"]
+    );
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use silentauth_worker::simulator::Scenario;
 use std::collections::HashMap;
 use std::time::Duration;
+use support::load::{assert_never_written, count};
 use support::world::{header, World, REDIRECT};
 use support::TestBroker;
 use tokio_util::sync::CancellationToken;
@@ -48,11 +49,10 @@ async fn verifies_jobs_and_copies_traceparent() {
         .await
         .expect("shutdown within grace")
         .unwrap();
-    let dl = w
-        .broker
-        .consume_all(&w.dlq, 1, Duration::from_secs(2))
-        .await;
-    assert!(dl.is_empty(), "no dead letters expected");
+    // The worker has stopped and flushed: one result per job, and no dead letter was ever
+    // written.
+    assert_eq!(count(&w.broker, &w.results).await, 40, "one result per job");
+    assert_never_written(&w.broker, &w.dlq, "no dead letters expected").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +125,8 @@ async fn poison_messages_become_dead_letters_and_never_stop_the_worker() {
     }
     cancel.cancel();
     handle.await.unwrap();
+    // Stopped and flushed: exactly one dead letter per poison record, nothing more.
+    assert_eq!(count(&w.broker, &w.dlq).await, poison.len() as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,6 +199,9 @@ async fn every_class_reaches_its_result() {
     assert_eq!(dl.len(), dead);
     cancel.cancel();
     handle.await.unwrap();
+    // Stopped and flushed: no other job was dead-lettered, and each got one result.
+    assert_eq!(count(&w.broker, &w.dlq).await, dead as i64);
+    assert_eq!(count(&w.broker, &w.results).await, expect.len() as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,4 +285,5 @@ async fn a_replayed_job_that_fails_again_keeps_its_audit_trail() {
     assert_eq!(header(&dl[0], "dlq.previous.original.offset"), Some("7"));
     cancel.cancel();
     handle.await.unwrap();
+    assert_eq!(count(&w.broker, &w.dlq).await, 1, "one dead letter");
 }

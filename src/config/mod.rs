@@ -171,6 +171,10 @@ pub struct RetryConfig {
     /// Total time a request may spend retrying.
     #[serde(default = "default_max_elapsed", with = "humantime_serde")]
     pub max_elapsed: Duration,
+    /// Total time userinfo may spend retrying once the token call succeeded (the code is spent,
+    /// so a failure is final); never beyond the access token's `expires_in`.
+    #[serde(default = "default_userinfo_max_elapsed", with = "humantime_serde")]
+    pub userinfo_max_elapsed: Duration,
 }
 
 /// Delivery guarantee.
@@ -353,6 +357,9 @@ const fn default_max_backoff() -> Duration {
 }
 const fn default_max_elapsed() -> Duration {
     Duration::from_secs(30)
+}
+const fn default_userinfo_max_elapsed() -> Duration {
+    Duration::from_secs(120)
 }
 const fn default_max_in_flight() -> usize {
     1024
@@ -587,6 +594,11 @@ impl Config {
             "must be <= retry.max_backoff",
         );
         v.positive(r.max_elapsed, "retry.max_elapsed");
+        v.check(
+            r.userinfo_max_elapsed >= r.max_elapsed,
+            "retry.userinfo_max_elapsed",
+            "must be >= retry.max_elapsed (a spent code deserves the longer budget)",
+        );
 
         let w = &self.worker;
         v.check(w.max_in_flight >= 1, "worker.max_in_flight", "must be >= 1");

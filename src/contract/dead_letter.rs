@@ -37,6 +37,9 @@ pub mod header {
     pub const WORKER_VERSION: &str = "dlq.worker_version";
     /// How many times the job had been replayed before this failure (0 on the first).
     pub const REPLAY_COUNT: &str = "dlq.replay_count";
+    /// `true` when the job's single-use code is spent: the dead letter is kept for audit only,
+    /// and `replay-dlq` never re-publishes it. Written only when true.
+    pub const CODE_SPENT: &str = "dlq.code_spent";
     /// The W3C trace context, copied from the job when it had one.
     pub const TRACEPARENT: &str = "traceparent";
     /// The prefix shared by every header the worker owns.
@@ -104,6 +107,8 @@ pub struct DeadLetterHeaders {
     pub worker_version: String,
     /// `dlq.replay_count`: replays before this failure.
     pub replay_count: u32,
+    /// `dlq.code_spent: true`; omitted when the code is not spent.
+    pub code_spent: bool,
     /// `traceparent`, when the job had one.
     pub traceparent: Option<String>,
 }
@@ -119,6 +124,9 @@ pub struct ParsedDeadLetter {
     pub failed_at: Option<DateTime<Utc>>,
     /// `traceparent`, when present.
     pub traceparent: Option<String>,
+    /// `dlq.code_spent`: true unless the header is absent or says `false` (a garbled value
+    /// counts as spent: a code that may be spent is never presented again).
+    pub code_spent: bool,
     /// Every `dlq.*` header as text, in record order (non-UTF-8 bytes replaced), for the
     /// replay to keep as `dlq.previous.*`.
     pub dlq: Vec<(String, String)>,
@@ -153,13 +161,14 @@ impl DeadLetterHeaders {
             consumer_group: consumer_group.to_owned(),
             worker_version: env!("CARGO_PKG_VERSION").to_owned(),
             replay_count,
+            code_spent: error.code_spent,
             traceparent: source.traceparent.clone(),
         }
     }
 
     /// The headers to attach to the dead-letter record, as UTF-8 strings, in a fixed order.
-    /// Optional ones (`dlq.original.timestamp`, `dlq.error.http_status`, `traceparent`) appear
-    /// only when known.
+    /// Optional ones (`dlq.original.timestamp`, `dlq.error.http_status`, `dlq.code_spent`,
+    /// `traceparent`) appear only when known (or true).
     pub fn to_headers(&self) -> Vec<(&'static str, String)> {
         let mut h = vec![
             (header::ORIGINAL_TOPIC, self.original_topic.clone()),
@@ -186,6 +195,9 @@ impl DeadLetterHeaders {
         h.push((header::CONSUMER_GROUP, self.consumer_group.clone()));
         h.push((header::WORKER_VERSION, self.worker_version.clone()));
         h.push((header::REPLAY_COUNT, self.replay_count.to_string()));
+        if self.code_spent {
+            h.push((header::CODE_SPENT, "true".to_owned()));
+        }
         if let Some(tp) = &self.traceparent {
             h.push((header::TRACEPARENT, tp.clone()));
         }
@@ -224,6 +236,14 @@ impl DeadLetterHeaders {
                 header::FAILED_AT => last_failed_at = Some(text),
                 header::ERROR_CLASS => out.error_class = text,
                 header::TRACEPARENT => out.traceparent = text,
+                header::CODE_SPENT => {
+                    let v = text.as_deref().map(str::trim);
+                    out.code_spent = v != Some("false");
+                    if !matches!(v, Some("true" | "false")) {
+                        out.problems
+                            .push(format!("{} is not true or false", header::CODE_SPENT));
+                    }
+                }
                 _ => {}
             }
         }
@@ -284,7 +304,7 @@ pub fn replay_count_from_headers<'a>(
 
 /// The `'static` name of a header this module knows, or `None`.
 fn known_header(name: &str) -> Option<&'static str> {
-    const ALL: [&str; 14] = [
+    const ALL: [&str; 15] = [
         header::ORIGINAL_TOPIC,
         header::ORIGINAL_PARTITION,
         header::ORIGINAL_OFFSET,
@@ -298,6 +318,7 @@ fn known_header(name: &str) -> Option<&'static str> {
         header::CONSUMER_GROUP,
         header::WORKER_VERSION,
         header::REPLAY_COUNT,
+        header::CODE_SPENT,
         header::TRACEPARENT,
     ];
     ALL.into_iter().find(|h| *h == name)
@@ -477,5 +498,37 @@ mod tests {
         assert_eq!(count(&[("dlq.replay_count", Some(b"three"))]), 0);
         assert_eq!(count(&[("dlq.replay_count", Some(b"\xff"))]), 0);
         assert_eq!(count(&[("dlq.replay_count", None)]), 0);
+    }
+
+    #[test]
+    fn a_spent_code_is_written_and_read_back() {
+        let err = ErrorInfo::new(ErrorClass::UpstreamUnavailable, Stage::Userinfo, "HTTP 500")
+            .with_code_spent("the user has to authenticate again");
+        let h = DeadLetterHeaders::for_failure(&source(), &err, 5, "g", 0, failed_at());
+        assert!(h.code_spent);
+        let written = h.to_headers();
+        let spent: Vec<_> = written
+            .iter()
+            .filter(|(k, _)| *k == "dlq.code_spent")
+            .collect();
+        assert_eq!(spent, [&("dlq.code_spent", "true".to_owned())]);
+        let p = parse_raw(&as_raw(&written));
+        assert!(p.code_spent);
+        assert_eq!(p.problems, Vec::<String>::new());
+        // Absent: not spent. `false`: not spent. Anything else: spent, and reported.
+        assert!(!parse_raw(&as_raw(&headers().to_headers())).code_spent);
+        let read = |v: Option<&[u8]>| {
+            let mut raw = as_raw(&headers().to_headers());
+            raw.push(("dlq.code_spent", v.map(<[u8]>::to_vec)));
+            parse_raw(&raw)
+        };
+        assert!(!read(Some(b"false")).code_spent);
+        for garbled in [Some(&b"yes"[..]), Some(b"\xff"), None] {
+            let p = read(garbled);
+            assert!(p.code_spent, "{garbled:?}");
+            assert!(p
+                .problems
+                .contains(&"dlq.code_spent is not true or false".to_owned()));
+        }
     }
 }

@@ -110,6 +110,11 @@ pub struct ErrorInfo {
     pub description: String,
     /// Whether a later replay could help.
     pub retryable: bool,
+    /// True when the job's single-use code is spent (a token call returned 2xx, or the job
+    /// failed after an ambiguous token attempt): nothing may present it again, so the failure is
+    /// final and the user has to authenticate again. Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub code_spent: bool,
 }
 
 impl ErrorInfo {
@@ -122,7 +127,17 @@ impl ErrorInfo {
             http_status: None,
             description: description.into(),
             retryable: class.retryable(),
+            code_spent: false,
         }
+    }
+
+    /// Marks the error final because the job's code is spent: not retryable, and the
+    /// description ends with `why` (which says the user has to authenticate again).
+    pub fn with_code_spent(mut self, why: &str) -> Self {
+        self.code_spent = true;
+        self.retryable = false;
+        self.description = format!("{}; {why}", self.description);
+        self
     }
 
     /// Adds the upstream error code.

@@ -12,7 +12,8 @@
 //! - every argument, and every topic it will touch, is checked before it reads anything.
 //!
 //! Records whose replay count reached `--max-replays` are held back (or moved to `--park`), so a
-//! job that keeps failing cannot circulate forever.
+//! job that keeps failing cannot circulate forever; so are records whose single-use code is spent
+//! (`dlq.code_spent`), whatever their count: presenting such a code again can only fail.
 
 mod options;
 mod record;
@@ -89,6 +90,7 @@ pub async fn replay(
         report: ReplayReport {
             dry_run: opts.dry_run,
             max_replays: opts.max_replays,
+            parking: opts.park.is_some(),
             ..ReplayReport::default()
         },
         ends: ranges
@@ -116,6 +118,7 @@ pub async fn replay(
         republished = t.republished,
         parked = t.parked,
         held = t.held,
+        code_spent = t.code_spent,
         "replay finished"
     );
     Ok(run.report)
@@ -237,24 +240,21 @@ impl Run<'_> {
                         timestamp: dl.original_timestamp(),
                     })
                 }
-                Decision::AtMaxReplays => {
+                Decision::AtMaxReplays | Decision::CodeSpent => {
                     counts.selected += 1;
-                    match &self.opts.park {
-                        Some(park) => {
-                            counts.parked += 1;
-                            Some(Outgoing {
-                                topic: park.clone(),
-                                key,
-                                value,
-                                headers,
-                                timestamp: record_ms,
-                            })
-                        }
-                        None => {
-                            counts.held += 1;
-                            None
-                        }
+                    let park = self.opts.park.as_ref();
+                    match (decision, park) {
+                        (Decision::CodeSpent, _) => counts.code_spent += 1,
+                        (_, Some(_)) => counts.parked += 1,
+                        (_, None) => counts.held += 1,
                     }
+                    park.map(|park| Outgoing {
+                        topic: park.clone(),
+                        key,
+                        value,
+                        headers,
+                        timestamp: record_ms,
+                    })
                 }
             };
             if decision != Decision::Skip {

@@ -29,7 +29,8 @@ pub struct ReplayArgs {
     /// Dead letters already replayed this many times are not re-published [default: 3].
     #[arg(long, value_name = "N")]
     pub max_replays: Option<u32>,
-    /// Move dead letters that reached --max-replays to this topic, unchanged.
+    /// Move dead letters that reached --max-replays, and those whose code is spent
+    /// (dlq.code_spent: never re-published), to this topic, unchanged.
     #[arg(long, value_name = "TOPIC")]
     pub park: Option<String>,
     /// At most this many re-published records per second.
@@ -61,7 +62,7 @@ pub struct ReplayOptions {
     pub to: Option<String>,
     /// Records whose `dlq.replay_count` reached this are not re-published (at least 1).
     pub max_replays: u32,
-    /// Where records that reached `max_replays` are moved, unchanged.
+    /// Where records that reached `max_replays`, or whose code is spent, are moved, unchanged.
     pub park: Option<String>,
     /// Re-published records per second, at most.
     pub rate: Option<f64>,

@@ -1,5 +1,6 @@
 //! One dead letter, decided: skipped by the filters, re-published with rewritten headers, or held
-//! back at `--max-replays`. Pure functions of the record and the options; no I/O.
+//! back because its code is spent or it reached `--max-replays`. Pure functions of the record and
+//! the options; no I/O.
 
 use super::options::ReplayOptions;
 use crate::contract::dead_letter::{header, DeadLetterHeaders, ParsedDeadLetter};
@@ -21,6 +22,9 @@ pub enum Decision {
     Republish,
     /// Selected, but its replay count reached `--max-replays`: held back (or parked).
     AtMaxReplays,
+    /// Selected, but its code is spent (`dlq.code_spent`): never re-published, whatever the
+    /// replay count; held back (or parked).
+    CodeSpent,
 }
 
 /// A dead letter's headers as the replay sees them.
@@ -60,7 +64,7 @@ impl Inspected {
         !self.parsed.problems.is_empty()
     }
 
-    /// Applies the filters, then the `--max-replays` guard.
+    /// Applies the filters, then the spent-code rule, then the `--max-replays` guard.
     pub fn decide(&self, opts: &ReplayOptions) -> Decision {
         if !opts.classes.is_empty() {
             let class = self
@@ -80,7 +84,9 @@ impl Inspected {
                 return Decision::Skip;
             }
         }
-        if self.parsed.replay_count >= opts.max_replays {
+        if self.parsed.code_spent {
+            Decision::CodeSpent
+        } else if self.parsed.replay_count >= opts.max_replays {
             Decision::AtMaxReplays
         } else {
             Decision::Republish
@@ -239,5 +245,32 @@ mod tests {
             || k.starts_with("dlq.previous.")));
         assert_eq!(out.len(), h.len());
         assert_eq!(i.original_timestamp(), Some(1_764_064_800_000));
+    }
+
+    #[test]
+    fn a_spent_code_is_never_republished() {
+        let mut h = dead_letter("upstream_unavailable", "2026-01-01T10:00:00Z", "0");
+        h.push(("dlq.code_spent".into(), Some(b"true".to_vec())));
+        let i = Inspected::new(&h, None);
+        assert!(!i.garbled());
+        assert_eq!(i.decide(&ReplayOptions::default()), Decision::CodeSpent);
+        let o = ReplayOptions {
+            classes: vec![ErrorClass::UpstreamUnavailable],
+            max_replays: 100,
+            ..ReplayOptions::default()
+        };
+        assert_eq!(i.decide(&o), Decision::CodeSpent);
+        // The filters still apply first.
+        let o = ReplayOptions {
+            classes: vec![ErrorClass::RateLimited],
+            ..ReplayOptions::default()
+        };
+        assert_eq!(i.decide(&o), Decision::Skip);
+        // A garbled value counts as spent.
+        let last = h.len() - 1;
+        h[last].1 = Some(b"maybe".to_vec());
+        let i = Inspected::new(&h, None);
+        assert!(i.garbled());
+        assert_eq!(i.decide(&ReplayOptions::default()), Decision::CodeSpent);
     }
 }

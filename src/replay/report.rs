@@ -18,6 +18,9 @@ pub struct ClassCounts {
     pub parked: u64,
     /// Reached `--max-replays` with no `--park`: counted and left in the dead-letter topic.
     pub held: u64,
+    /// Their code is spent (`dlq.code_spent`): never re-published; left in the dead-letter topic,
+    /// or moved to `--park` when given (counted here, not under parked or held).
+    pub code_spent: u64,
     /// Had missing or garbled `dlq.*` headers (replayed as if their count were 0).
     pub garbled: u64,
 }
@@ -30,6 +33,7 @@ impl ClassCounts {
         self.republished += o.republished;
         self.parked += o.parked;
         self.held += o.held;
+        self.code_spent += o.code_spent;
         self.garbled += o.garbled;
     }
 }
@@ -47,6 +51,8 @@ pub struct ReplayReport {
     pub interrupted: bool,
     /// `--max-replays` of the run, for the table's footnote.
     pub max_replays: u32,
+    /// Whether `--park` was given (where spent codes went), for the table's footnote.
+    pub parking: bool,
 }
 
 impl ReplayReport {
@@ -70,7 +76,7 @@ impl ReplayReport {
 
     /// A plain-text table, one row per class and a total, plus footnotes.
     pub fn render_table(&self) -> String {
-        const HEAD: [&str; 8] = [
+        const HEAD: [&str; 9] = [
             "class",
             "read",
             "skipped",
@@ -78,9 +84,10 @@ impl ReplayReport {
             "re-published",
             "parked",
             "held",
+            "code spent",
             "garbled headers",
         ];
-        let row = |name: &str, c: &ClassCounts| -> [String; 8] {
+        let row = |name: &str, c: &ClassCounts| -> [String; 9] {
             [
                 name.to_owned(),
                 c.read.to_string(),
@@ -89,10 +96,11 @@ impl ReplayReport {
                 c.republished.to_string(),
                 c.parked.to_string(),
                 c.held.to_string(),
+                c.code_spent.to_string(),
                 c.garbled.to_string(),
             ]
         };
-        let mut rows: Vec<[String; 8]> = vec![HEAD.map(str::to_owned)];
+        let mut rows: Vec<[String; 9]> = vec![HEAD.map(str::to_owned)];
         rows.extend(self.by_class.iter().map(|(k, c)| row(k, c)));
         let totals = self.totals();
         rows.push(row("total", &totals));
@@ -122,6 +130,17 @@ impl ReplayReport {
                 out,
                 "{} dead letter(s) reached --max-replays {} and stay in the dead-letter topic; --park TOPIC moves them",
                 totals.held, self.max_replays
+            );
+        }
+        if totals.code_spent > 0 {
+            let place = match self.parking {
+                true => "were moved to --park",
+                false => "stay in the dead-letter topic",
+            };
+            let _ = writeln!(
+                out,
+                "{} dead letter(s) carry dlq.code_spent: their single-use code cannot be presented again, so they are never re-published (the user has to authenticate again); they {place}",
+                totals.code_spent
             );
         }
         if totals.garbled > 0 {
@@ -174,10 +193,35 @@ mod tests {
         assert!(lines[2].starts_with("upstream_unavailable"));
         assert!(lines[3].starts_with("----"));
         let total: Vec<&str> = lines[4].split_whitespace().collect();
-        assert_eq!(total, ["total", "13", "1", "12", "11", "0", "1", "1"]);
+        assert_eq!(total, ["total", "13", "1", "12", "11", "0", "1", "0", "1"]);
         assert!(t.contains("reached --max-replays 3"));
+        assert!(!t.contains("dlq.code_spent"));
         assert!(t.contains("garbled"));
         assert_eq!(r.totals().read, 13);
         assert_eq!(r.class("rate_limited"), ClassCounts::default());
+    }
+
+    #[test]
+    fn spent_codes_have_their_own_column_and_footnote() {
+        let mut r = ReplayReport::default();
+        *r.entry("upstream_unavailable") = ClassCounts {
+            read: 5,
+            selected: 5,
+            republished: 3,
+            code_spent: 2,
+            ..ClassCounts::default()
+        };
+        let t = r.render_table();
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].contains("held  code spent  garbled headers"),
+            "{t}"
+        );
+        let total: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(total, ["total", "5", "0", "5", "3", "0", "0", "2", "0"]);
+        assert!(t.contains("2 dead letter(s) carry dlq.code_spent"), "{t}");
+        assert!(t.contains("stay in the dead-letter topic"), "{t}");
+        r.parking = true;
+        assert!(r.render_table().contains("were moved to --park"));
     }
 }

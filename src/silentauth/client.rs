@@ -251,12 +251,16 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 pub struct TokenGrant {
     /// The access token for userinfo.
     pub access_token: Secret,
+    /// How long the access token stays valid (`expires_in`), when the response says so as a
+    /// non-negative number of seconds; it bounds the userinfo retries.
+    pub expires_in: Option<Duration>,
 }
 
 #[derive(Deserialize)]
 struct RawToken {
     access_token: Option<serde_json::Value>,
     token_type: Option<serde_json::Value>,
+    expires_in: Option<serde_json::Value>,
 }
 
 impl TokenGrant {
@@ -274,8 +278,15 @@ impl TokenGrant {
             Some(_) => return Err("token response: token_type is not Bearer".into()),
             None => return Err("token response lacks token_type".into()),
         }
+        // Lenient: the code is already spent, so a missing or odd `expires_in` only means the
+        // userinfo budget is `retry.userinfo_max_elapsed` alone.
+        let expires_in = raw
+            .expires_in
+            .and_then(|v| v.as_f64())
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok());
         Ok(TokenGrant {
             access_token: Secret::new(access_token),
+            expires_in,
         })
     }
 }
@@ -360,7 +371,20 @@ mod tests {
     #[test]
     fn token_parsing_is_strict() {
         let ok = br#"{"access_token":"eyJ","refresh_token":"r","id_token":"i","scope":"openid tt:mobile_id","token_type":"Bearer","expires_in":86399}"#;
-        assert_eq!(TokenGrant::parse(ok).unwrap().access_token.expose(), "eyJ");
+        let grant = TokenGrant::parse(ok).unwrap();
+        assert_eq!(grant.access_token.expose(), "eyJ");
+        assert_eq!(grant.expires_in, Some(Duration::from_secs(86399)));
+        for (odd, expected) in [
+            (r#""expires_in":-5"#, None),
+            (r#""expires_in":"3600""#, None),
+            (r#""expires_in":1e300"#, None),
+            (r#""expires_in":90.5"#, Some(Duration::from_secs_f64(90.5))),
+            (r#""scope":"openid""#, None),
+        ] {
+            let body = format!(r#"{{"access_token":"a","token_type":"Bearer",{odd}}}"#);
+            let grant = TokenGrant::parse(body.as_bytes()).unwrap();
+            assert_eq!(grant.expires_in, expected, "{odd}");
+        }
         for bad in [
             &br#"{"token_type":"Bearer"}"#[..],
             br#"{"access_token":"","token_type":"Bearer"}"#,

@@ -1,5 +1,5 @@
-//! The per-profile rate limiter: a governor GCRA bucket on tokio's clock, plus a profile-wide
-//! pause that a 429's `Retry-After` sets.
+//! The per-profile rate limiter: a governor GCRA bucket on tokio's clock with two priorities (a
+//! job whose code is spent goes first), plus a profile-wide pause that a 429's `Retry-After` sets.
 
 use governor::clock::{Clock, Reference};
 use governor::middleware::NoOpMiddleware;
@@ -7,8 +7,10 @@ use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// governor's clock, driven by tokio's (pausable) time so tests can own time.
@@ -27,6 +29,23 @@ impl Clock for TokioClock {
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
 
+/// Every request passes `main` (the configured rate and burst); a normal one first passes
+/// `pacer` (the same rate, burst 1), so the burst is left for codes at risk.
+#[derive(Debug)]
+struct Buckets {
+    main: Bucket,
+    pacer: Bucket,
+}
+
+impl Buckets {
+    fn new(rate: f64, burst: u32, clock: &TokioClock) -> Buckets {
+        Buckets {
+            main: make_bucket(rate, burst, clock),
+            pacer: make_bucket(rate, 1, clock),
+        }
+    }
+}
+
 /// The rate limit of one client profile.
 ///
 /// Every HTTP request takes a permit with [`Limiter::acquire`]. A 429 or 503 carrying
@@ -37,12 +56,49 @@ pub struct Limiter {
     clock: TokioClock,
     /// The configured rate, or `None` for unlimited.
     rate: Option<(f64, u32)>,
-    /// The bucket in force (replaced when the instance's share changes).
-    bucket: RwLock<Option<Arc<Bucket>>>,
+    /// The buckets in force (replaced when the instance's share changes).
+    bucket: RwLock<Option<Arc<Buckets>>>,
     paused_until: Mutex<Option<Instant>>,
     waited: Mutex<Duration>,
-    /// Waiters for a permit, first come first served.
+    /// Normal waiters for a permit, first come first served.
     queue: tokio::sync::Mutex<()>,
+    /// High-priority waiters for a permit, first come first served.
+    high_queue: tokio::sync::Mutex<()>,
+    /// High-priority requests waiting now (queued or at the head).
+    high_waiting: AtomicUsize,
+    /// Told when `high_waiting` falls to 0, so the normal head takes permits again.
+    high_idle: Notify,
+}
+
+/// The order in which waiting requests get permits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A request of a job whose code is not spent yet (a token call, a network-signal check).
+    /// Paced: normal requests never go out in a burst (at most one per `1 / rate`), so a full
+    /// bucket cannot spend a burst of codes whose userinfo calls then wait for permits.
+    Normal,
+    /// A request of a job whose code is spent (its userinfo call): served before every
+    /// normal waiter, so a code at risk never waits behind new token calls; it may use the
+    /// burst.
+    High,
+}
+
+/// Counts one high-priority waiter while it lives (also when its wait is cancelled).
+struct HighWaiter<'a>(&'a Limiter);
+
+impl<'a> HighWaiter<'a> {
+    fn enter(limiter: &'a Limiter) -> HighWaiter<'a> {
+        limiter.high_waiting.fetch_add(1, Ordering::AcqRel);
+        HighWaiter(limiter)
+    }
+}
+
+impl Drop for HighWaiter<'_> {
+    fn drop(&mut self) {
+        if self.0.high_waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.high_idle.notify_waiters();
+        }
+    }
 }
 
 impl Limiter {
@@ -52,7 +108,7 @@ impl Limiter {
             origin: Instant::now(),
         };
         let rate = requests_per_second.map(|r| (r, burst.max(1)));
-        let bucket = rate.map(|(r, b)| Arc::new(make_bucket(r, b, &clock)));
+        let bucket = rate.map(|(r, b)| Arc::new(Buckets::new(r, b, &clock)));
         Limiter {
             clock,
             rate,
@@ -60,6 +116,9 @@ impl Limiter {
             paused_until: Mutex::new(None),
             waited: Mutex::new(Duration::ZERO),
             queue: tokio::sync::Mutex::new(()),
+            high_queue: tokio::sync::Mutex::new(()),
+            high_waiting: AtomicUsize::new(0),
+            high_idle: Notify::new(),
         }
     }
 
@@ -81,21 +140,60 @@ impl Limiter {
         };
         let share = share.clamp(1e-6, 1.0);
         let b = ((burst as f64 * share).round() as u32).max(1);
-        let bucket = Arc::new(make_bucket(rate * share, b, &self.clock));
+        let bucket = Arc::new(Buckets::new(rate * share, b, &self.clock));
         *self.bucket.write().unwrap_or_else(|e| e.into_inner()) = Some(bucket);
     }
 
-    /// Waits for a permit; returns how long it waited. Waiters queue in FIFO order and only the
-    /// one at the head sleeps until the next permit is due, so a thousand queued jobs cost one
-    /// wake-up per permit, not a thousand. Cancellable: dropping the future leaves the queue
-    /// without taking a permit.
+    /// Waits for a permit of [`Priority::Normal`]; returns how long it waited. See
+    /// [`Limiter::acquire_with`].
     pub async fn acquire(&self) -> Duration {
+        self.acquire_with(Priority::Normal).await
+    }
+
+    /// Waits for a permit; returns how long it waited. Every request takes one, whatever its
+    /// priority, so the rate holds. Waiters of one priority queue in FIFO order and only the one
+    /// at the head sleeps until the next permit is due, so a thousand queued jobs cost one
+    /// wake-up per permit, not a thousand. A [`Priority::High`] waiter is served before every
+    /// [`Priority::Normal`] one: the normal head yields each permit while a high one waits.
+    /// Normal requests are also paced (never a burst); the burst is left for high ones.
+    /// Cancellable: dropping the future leaves the queue without taking a permit.
+    pub async fn acquire_with(&self, priority: Priority) -> Duration {
         let start = Instant::now();
         if self.rate.is_none() && !self.is_paused() {
             return Duration::ZERO;
         }
-        let _turn = self.queue.lock().await;
+        match priority {
+            Priority::High => {
+                let _waiting = HighWaiter::enter(self);
+                let _turn = self.high_queue.lock().await;
+                self.take(priority).await;
+            }
+            Priority::Normal => {
+                let _turn = self.queue.lock().await;
+                self.take(priority).await;
+            }
+        }
+        let waited = start.elapsed();
+        if !waited.is_zero() {
+            *self.waited.lock().unwrap_or_else(|e| e.into_inner()) += waited;
+        }
+        waited
+    }
+
+    /// Takes the next permit as the head of a queue. A normal head waits while high-priority
+    /// requests wait (it never takes a permit one of them could take) and passes the pacer.
+    async fn take(&self, priority: Priority) {
+        let mut paced = priority == Priority::High;
         loop {
+            if priority == Priority::Normal && self.high_waiting.load(Ordering::Acquire) > 0 {
+                let notified = self.high_idle.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.high_waiting.load(Ordering::Acquire) > 0 {
+                    notified.await;
+                }
+                continue;
+            }
             let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(until) = paused {
                 if until > Instant::now() {
@@ -108,20 +206,25 @@ impl Limiter {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            let Some(bucket) = bucket else { break };
-            match bucket.check() {
-                Ok(()) => break,
+            let Some(bucket) = bucket else { return };
+            if !paced {
+                match bucket.pacer.check() {
+                    Ok(()) => paced = true,
+                    Err(not_until) => {
+                        let wait = not_until.wait_time_from(self.clock.now());
+                        tokio::time::sleep(wait.max(Duration::from_micros(50))).await;
+                        continue;
+                    }
+                }
+            }
+            match bucket.main.check() {
+                Ok(()) => return,
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(self.clock.now());
                     tokio::time::sleep(wait.max(Duration::from_micros(50))).await;
                 }
             }
         }
-        let waited = start.elapsed();
-        if !waited.is_zero() {
-            *self.waited.lock().unwrap_or_else(|e| e.into_inner()) += waited;
-        }
-        waited
     }
 
     fn is_paused(&self) -> bool {
@@ -169,14 +272,29 @@ mod tests {
 
     /// Runs `tasks` requesters for `secs` of paused time; returns each permit's time offset.
     async fn permits(limiter: Arc<Limiter>, tasks: usize, secs: u64) -> Vec<Duration> {
+        permits_mixed(limiter, tasks, 0, secs).await
+    }
+
+    /// [`permits`] with `high` more requesters of [`Priority::High`].
+    async fn permits_mixed(
+        limiter: Arc<Limiter>,
+        tasks: usize,
+        high: usize,
+        secs: u64,
+    ) -> Vec<Duration> {
         let start = Instant::now();
         let times = Arc::new(Mutex::new(Vec::new()));
         let mut handles = Vec::new();
-        for _ in 0..tasks {
+        for i in 0..tasks + high {
             let (l, t) = (limiter.clone(), times.clone());
+            let priority = if i < tasks {
+                Priority::Normal
+            } else {
+                Priority::High
+            };
             handles.push(tokio::spawn(async move {
                 loop {
-                    l.acquire().await;
+                    l.acquire_with(priority).await;
                     let at = start.elapsed();
                     if at >= Duration::from_secs(secs) {
                         break;
@@ -279,5 +397,110 @@ mod tests {
         let times = permits(l, 8, 4).await;
         let n = times.len();
         assert!((190..=205).contains(&n), "{n} permits in 4s at 50/s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_holds_with_both_priorities() {
+        let (rps, burst) = (50.0, 10);
+        let limiter = Arc::new(Limiter::new(Some(rps), burst));
+        let times = permits_mixed(limiter, 32, 32, 10).await;
+        assert!(times.len() >= 500, "only {} permits in 10s", times.len());
+        for t_ms in [10u64, 100, 500, 1000, 3000] {
+            let t = Duration::from_millis(t_ms);
+            let bound = (rps * t.as_secs_f64()).ceil() as usize + burst as usize;
+            let seen = max_in_window(&times, t);
+            assert!(seen <= bound, "window {t:?}: {seen} > {bound}");
+        }
+    }
+
+    /// Queues `normal` normal waiters, then `high` high ones, on a limiter whose only permit is
+    /// taken; returns who got each later permit, in order, and when.
+    async fn served_order(normal: usize, high: usize) -> Vec<(String, Duration)> {
+        let l = Arc::new(Limiter::new(Some(10.0), 1));
+        l.acquire().await;
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut hs = Vec::new();
+        let names = (0..normal)
+            .map(|i| (format!("normal-{i}"), Priority::Normal))
+            .chain((0..high).map(|i| (format!("high-{i}"), Priority::High)));
+        for (name, priority) in names {
+            let (l, o) = (l.clone(), order.clone());
+            hs.push(tokio::spawn(async move {
+                l.acquire_with(priority).await;
+                o.lock().unwrap().push((name, start.elapsed()));
+            }));
+            // Each waiter is queued before the next one arrives.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for h in hs {
+            h.await.unwrap();
+        }
+        let v = order.lock().unwrap().clone();
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_high_priority_waiter_goes_before_queued_normal_ones() {
+        let order = served_order(5, 1).await;
+        let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["high-0", "normal-0", "normal-1", "normal-2", "normal-3", "normal-4"]
+        );
+        // It took the very next permit (due 100 ms after the first), and the rate held.
+        assert!(order[0].1 <= Duration::from_millis(101), "{order:?}");
+        for w in order.windows(2) {
+            assert!(w[1].1 - w[0].1 >= Duration::from_millis(99), "{order:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn high_priority_waiters_are_first_come_first_served_among_themselves() {
+        let order = served_order(3, 3).await;
+        let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["high-0", "high-1", "high-2", "normal-0", "normal-1", "normal-2"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_high_priority_wait_lets_normal_waiters_go_on() {
+        let l = Arc::new(Limiter::new(Some(1.0), 1));
+        l.acquire().await;
+        let normal = tokio::spawn({
+            let l = l.clone();
+            async move { l.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let high =
+            tokio::time::timeout(Duration::from_millis(100), l.acquire_with(Priority::High)).await;
+        assert!(high.is_err());
+        // The normal waiter gets the next permit, about a second after the first.
+        let waited = tokio::time::timeout(Duration::from_secs(2), normal)
+            .await
+            .expect("not stuck behind a cancelled high-priority wait")
+            .unwrap();
+        assert!(waited <= Duration::from_secs(1), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn normal_requests_are_paced_and_the_burst_is_left_for_high_ones() {
+        let l = Limiter::new(Some(10.0), 5);
+        let start = Instant::now();
+        let mut normal = Vec::new();
+        for _ in 0..5 {
+            l.acquire().await;
+            normal.push(start.elapsed());
+        }
+        // A full bucket, yet one normal permit per 100 ms.
+        assert!(normal[4] >= Duration::from_millis(400), "{normal:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = Instant::now();
+        for _ in 0..5 {
+            l.acquire_with(Priority::High).await;
+        }
+        assert!(s.elapsed() <= Duration::from_millis(1), "{:?}", s.elapsed());
     }
 }

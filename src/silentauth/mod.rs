@@ -1,14 +1,16 @@
 //! The tyntec Silent Authentication API: the HTTP client, the error-class table, the retry policy
-//! (with the single-use-code rule) and the per-profile rate limiter.
+//! (with the single-use-code rule), the per-profile rate limiter and the spent-code state of a job.
 
 pub mod classify;
 pub mod client;
 pub mod limiter;
 pub mod retry;
 pub mod signals;
+pub mod spent;
 
 pub use classify::{classify, Classification, Transport};
 pub use client::{Api, HttpOutcome, HttpResponse, SilentAuthClient, TokenGrant, UserInfo};
-pub use limiter::Limiter;
+pub use limiter::{Limiter, Priority};
 pub use retry::RetryPolicy;
 pub use signals::SignalCall;
+pub use spent::{Spent, SpentCode};

@@ -4,7 +4,7 @@
 
 use super::classify::{classify, Classification};
 use super::client::{HttpOutcome, HttpResponse};
-use super::limiter::Limiter;
+use super::limiter::{Limiter, Priority};
 use crate::config::RetryConfig;
 use crate::contract::{ErrorClass, Stage};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -25,6 +25,11 @@ pub struct RetryPolicy {
     pub max_elapsed: Duration,
     /// Random jitter of up to 100% on each backoff (off only in tests that assert a schedule).
     pub jitter: bool,
+    /// Total time userinfo may spend retrying once the code is spent (see
+    /// [`RetryPolicy::after_spent_code`]).
+    pub userinfo_max_elapsed: Duration,
+    /// Which rate-limit permits the stage's requests take.
+    pub priority: Priority,
 }
 
 impl RetryPolicy {
@@ -36,6 +41,25 @@ impl RetryPolicy {
             max_backoff: c.max_backoff,
             max_elapsed: c.max_elapsed,
             jitter: true,
+            userinfo_max_elapsed: c.userinfo_max_elapsed,
+            priority: Priority::Normal,
+        }
+    }
+
+    /// The policy of a stage that runs after the job's code is spent (userinfo after a 2xx
+    /// token call): a failure then is final for the code, so it is retried for longer — bounded
+    /// by time only, `retry.userinfo_max_elapsed`, and never beyond `expires_in`, the access
+    /// token's lifetime — and its requests take permits before any job whose code is not spent.
+    pub fn after_spent_code(&self, expires_in: Option<Duration>) -> RetryPolicy {
+        let budget = match expires_in {
+            Some(e) => self.userinfo_max_elapsed.min(e),
+            None => self.userinfo_max_elapsed,
+        };
+        RetryPolicy {
+            max_attempts: u32::MAX,
+            max_elapsed: budget,
+            priority: Priority::High,
+            ..self.clone()
         }
     }
 
@@ -132,9 +156,11 @@ where
     let mut last: Option<Classification> = None;
     loop {
         let permit = match deadline {
-            Some(d) => tokio::time::timeout_at(d, limiter.acquire()).await.is_ok(),
+            Some(d) => tokio::time::timeout_at(d, limiter.acquire_with(policy.priority))
+                .await
+                .is_ok(),
             None => {
-                limiter.acquire().await;
+                limiter.acquire_with(policy.priority).await;
                 true
             }
         };
@@ -219,6 +245,8 @@ mod tests {
             max_backoff: Duration::from_secs(1),
             max_elapsed: Duration::from_secs(60),
             jitter: false,
+            userinfo_max_elapsed: Duration::from_secs(120),
+            priority: Priority::Normal,
         }
     }
 
@@ -483,5 +511,36 @@ mod tests {
         assert!(!a.ambiguous);
         let StageEnd::Failed(c) = end else { panic!() };
         assert!(!c.reason.contains("may have been used"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_spent_code_retries_run_on_time_not_attempts() {
+        // Four attempts would stop at 700 ms; the spent-code budget (5 s here) keeps going.
+        let mut p = policy(4);
+        p.userinfo_max_elapsed = Duration::from_secs(5);
+        let spent = p.after_spent_code(None);
+        assert_eq!(spent.priority, Priority::High);
+        let script = (0..100).map(|_| resp(500, None)).collect();
+        let (end, times, _) =
+            run(&spent, &Limiter::unlimited(), Stage::Userinfo, None, script).await;
+        assert_schedule(&times, &[0, 100, 300, 700, 1500, 2500, 3500, 4500]);
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert!(c.reason.contains("max_elapsed"), "{}", c.reason);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_spent_code_budget_never_outlives_the_access_token() {
+        let mut p = policy(4);
+        p.userinfo_max_elapsed = Duration::from_secs(60);
+        let spent = p.after_spent_code(Some(Duration::from_secs(2)));
+        assert_eq!(spent.max_elapsed, Duration::from_secs(2));
+        let script = (0..100).map(|_| resp(503, None)).collect();
+        let (_, times, _) = run(&spent, &Limiter::unlimited(), Stage::Userinfo, None, script).await;
+        assert_schedule(&times, &[0, 100, 300, 700, 1500]);
+        // An access token that already expired leaves one attempt.
+        let spent = p.after_spent_code(Some(Duration::ZERO));
+        let script = (0..100).map(|_| resp(503, None)).collect();
+        let (_, times, _) = run(&spent, &Limiter::unlimited(), Stage::Userinfo, None, script).await;
+        assert_eq!(times.len(), 1);
     }
 }

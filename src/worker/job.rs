@@ -9,7 +9,7 @@ use crate::kafka::consumer::{Shared, WorkerContext};
 use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
 use crate::kafka::transactions::TxnItem;
 use crate::secret::mask_msisdn;
-use crate::silentauth::SilentAuthClient;
+use crate::silentauth::{SilentAuthClient, SpentCode};
 use crate::stats::Stats;
 use crate::verify::{invalid_job_result, JobContext, Verifier};
 use chrono::{TimeZone, Utc};
@@ -129,7 +129,10 @@ pub(super) async fn job_task(
 
 /// Runs the job; its outcome, or `None` when it stopped unpublished (fenced).
 async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
-    let out = process(env, &taken).await;
+    // Held until the job's outputs are acknowledged (or it is abandoned): from the moment its code
+    // is spent until then, the job counts in `silentauth_codes_at_risk`.
+    let spent = SpentCode::counted(env.stats.codes_at_risk.clone());
+    let out = process(env, &taken, &spent).await;
     match &env.committer {
         None => {
             publish(env, &out, taken.traceparent.as_deref()).await;
@@ -167,6 +170,7 @@ async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
     if let Some(e) = &out.error {
         env.stats.dead_letter(e.class);
     }
+    drop(spent);
     Some(Outcome {
         class: out
             .result
@@ -229,13 +233,14 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
 }
 
 /// Decodes and verifies one record, and builds its result and dead letter.
-async fn process(env: &JobEnv, taken: &Taken) -> Outputs {
+async fn process(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> Outputs {
     let ctx = JobContext {
         received_at: Utc::now(),
         replay_count: taken.replay_count,
         record_time: taken
             .timestamp_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+        spent: spent.clone(),
     };
     let payload = taken.payload.as_deref().unwrap_or_default();
     let (result, error): (Option<JobResult>, Option<ErrorInfo>) = match Job::decode(payload) {

@@ -34,6 +34,23 @@ pub async fn publish(w: &World, jobs: &[Value]) {
     }
 }
 
+/// The low and high watermarks of one partition, asked again (for up to 30 s) while the client
+/// answers with an error: a fresh client's leader lookup can miss the topic it just fetched
+/// metadata for (`Local: Unknown partition`) on a loaded machine.
+pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> (i64, i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(marks) => return marks,
+            Err(err) if std::time::Instant::now() < deadline => {
+                eprintln!("watermarks of {topic}/{partition}: {err}; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(err) => panic!("watermarks of {topic}/{partition}: {err}"),
+        }
+    }
+}
+
 /// Records in `topic` now (sum of high minus low watermarks).
 pub async fn count(broker: &TestBroker, topic: &str) -> i64 {
     let consumer: BaseConsumer = broker.client_config().create().unwrap();
@@ -45,13 +62,47 @@ pub async fn count(broker: &TestBroker, topic: &str) -> i64 {
             .partitions()
             .iter()
             .map(|p| {
-                let (lo, hi) = consumer.fetch_watermarks(&topic, p.id(), t).unwrap();
+                let (lo, hi) = watermarks(&consumer, &topic, p.id());
                 hi - lo
             })
             .sum()
     })
     .await
     .unwrap()
+}
+
+/// The high watermark (end offset) of every partition of `topic`, in partition order. Absence is
+/// checked against these, not with a short read: a fresh topic that never received a record has
+/// every high watermark at 0, and a topic nothing was written to keeps the ones it had.
+pub async fn high_watermarks(broker: &TestBroker, topic: &str) -> Vec<i64> {
+    let consumer: BaseConsumer = broker.client_config().create().unwrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let t = Duration::from_secs(10);
+        let meta = consumer.fetch_metadata(Some(&topic), t).expect("metadata");
+        let mut ids: Vec<i32> = meta.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        assert!(!ids.is_empty(), "{topic} has no partition");
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|p| watermarks(&consumer, &topic, p).1)
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Asserts that nothing was ever written to `topic` (every high watermark is 0). Call it once
+/// every writer is stopped and flushed, e.g. after the worker's task has returned.
+pub async fn assert_never_written(broker: &TestBroker, topic: &str, what: &str) {
+    let ends = high_watermarks(broker, topic).await;
+    assert!(
+        ends.iter().all(|&end| end == 0),
+        "{what}: {topic} was written to (high watermarks {ends:?})"
+    );
 }
 
 /// Waits until `topic` holds at least `n` records; panics after `timeout`.

@@ -1,0 +1,148 @@
+//! Whether a job's single-use code is spent, shared by the verification that spends it and the
+//! worker that publishes the job's result: the spent-code rule and the codes-at-risk gauge.
+//!
+//! A code is *spent* once a token call returned 2xx, or when the job finally failed after an
+//! ambiguous token attempt (sent, no answer). From then on nothing may present it again, a failure
+//! is final, and a crash before the result is acknowledged costs the user a login: the job is a
+//! *code at risk* until every holder of its [`SpentCode`] is gone.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Why a code is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    /// A token call returned 2xx: the code was exchanged.
+    Exchanged,
+    /// The job finally failed after a token attempt that was sent and got no answer: the code
+    /// may have been used, so it counts as spent.
+    Ambiguous,
+}
+
+impl Spent {
+    /// The sentence a failed result's description ends with.
+    pub fn description(self) -> &'static str {
+        match self {
+            Spent::Exchanged => {
+                "the authorization code was exchanged and cannot be presented again: the user has to authenticate again"
+            }
+            Spent::Ambiguous => {
+                "the authorization code may have been used by an attempt that got no answer and cannot be presented again: the user has to authenticate again"
+            }
+        }
+    }
+}
+
+const NOT_SPENT: u8 = 0;
+const AMBIGUOUS: u8 = 1;
+const EXCHANGED: u8 = 2;
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: AtomicU8,
+    /// Counts the spent codes whose holders are still alive (the worker's gauge).
+    at_risk: Option<Arc<AtomicU64>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let (Some(g), true) = (&self.at_risk, *self.state.get_mut() != NOT_SPENT) {
+            g.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The spent-code state of one job. Clones share it: the verifier marks it, the worker reads it
+/// and keeps a clone until the job's result is acknowledged. With [`SpentCode::counted`], the
+/// job adds one to a gauge from the moment its code is spent until the last clone is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct SpentCode(Arc<Inner>);
+
+impl SpentCode {
+    /// A state that counts toward no gauge (tests, tools).
+    pub fn new() -> SpentCode {
+        SpentCode::default()
+    }
+
+    /// A state that adds one to `at_risk` while its code is spent and a clone is alive.
+    pub fn counted(at_risk: Arc<AtomicU64>) -> SpentCode {
+        SpentCode(Arc::new(Inner {
+            state: AtomicU8::new(NOT_SPENT),
+            at_risk: Some(at_risk),
+        }))
+    }
+
+    /// Records that a token call returned 2xx.
+    pub fn exchanged(&self) {
+        self.mark(EXCHANGED);
+    }
+
+    /// Records that the job finally failed after an ambiguous token attempt.
+    pub fn ambiguous(&self) {
+        self.mark(AMBIGUOUS);
+    }
+
+    fn mark(&self, to: u8) {
+        let before = self.0.state.fetch_max(to, Ordering::AcqRel);
+        if before == NOT_SPENT {
+            if let Some(g) = &self.0.at_risk {
+                g.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Whether, and why, the code is spent.
+    pub fn get(&self) -> Option<Spent> {
+        match self.0.state.load(Ordering::Acquire) {
+            EXCHANGED => Some(Spent::Exchanged),
+            AMBIGUOUS => Some(Spent::Ambiguous),
+            _ => None,
+        }
+    }
+
+    /// True once the code is spent.
+    pub fn is_spent(&self) -> bool {
+        self.get().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_once_and_counts_until_the_last_holder_is_gone() {
+        let gauge = Arc::new(AtomicU64::new(0));
+        let worker = SpentCode::counted(gauge.clone());
+        let verifier = worker.clone();
+        assert_eq!(worker.get(), None);
+        verifier.ambiguous();
+        assert_eq!(gauge.load(Ordering::Relaxed), 1);
+        verifier.exchanged();
+        verifier.ambiguous();
+        assert_eq!(
+            worker.get(),
+            Some(Spent::Exchanged),
+            "the stronger reason wins"
+        );
+        assert_eq!(gauge.load(Ordering::Relaxed), 1, "counted once");
+        drop(verifier);
+        assert_eq!(
+            gauge.load(Ordering::Relaxed),
+            1,
+            "the worker still holds it"
+        );
+        drop(worker);
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_unspent_code_never_counts() {
+        let gauge = Arc::new(AtomicU64::new(0));
+        drop(SpentCode::counted(gauge.clone()));
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+        let plain = SpentCode::new();
+        plain.exchanged();
+        assert!(plain.is_spent());
+    }
+}

@@ -1,5 +1,6 @@
 //! The admin listener (`admin.listen`): `GET /metrics` (Prometheus text), `GET /healthz`
-//! (process alive), `GET /readyz` (assigned, able to produce, circuit breaker closed), and a
+//! (process alive), `GET /readyz` (brokers answer, every topic usable, assigned, able to
+//! produce, circuit breaker closed; the reason when not), and a
 //! live status page, `GET /` polling `GET /status.json`, fed by a ring of per-second samples.
 
 use crate::contract::Status;
@@ -144,25 +145,38 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
-    let s = &state.stats;
-    if s.ready() {
-        return (StatusCode::OK, "ready\n").into_response();
-    }
-    let why = if !s.brokers_ok.load(std::sync::atomic::Ordering::Relaxed) {
-        "not ready: the Kafka brokers do not answer\n"
-    } else if !s.assigned.load(std::sync::atomic::Ordering::Relaxed) {
-        "not ready: no partition assigned\n"
-    } else if s.breaker_open.load(std::sync::atomic::Ordering::Relaxed) {
-        let reason = s.breaker_reason().unwrap_or_default();
-        return (
+    match not_ready_reason(&state.stats) {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: circuit breaker open: {reason}\n"),
+            format!("not ready: {why}\n"),
         )
-            .into_response();
-    } else {
-        "not ready: results cannot be produced\n"
-    };
-    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+            .into_response(),
+    }
+}
+
+/// Why `/readyz` answers 503, or `None` when ready. Topics that cannot be used come before the
+/// assignment, because a worker waiting for a topic has none.
+fn not_ready_reason(s: &Stats) -> Option<String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !s.brokers_ok.load(Relaxed) {
+        return Some("the Kafka brokers do not answer".to_owned());
+    }
+    let reasons = s.unready_reasons();
+    if !reasons.is_empty() {
+        return Some(reasons.join("; "));
+    }
+    if !s.assigned.load(Relaxed) {
+        return Some("no partition assigned".to_owned());
+    }
+    if s.breaker_open.load(Relaxed) {
+        let reason = s.breaker_reason().unwrap_or_default();
+        return Some(format!("circuit breaker open: {reason}"));
+    }
+    if !s.producer_ok.load(Relaxed) {
+        return Some("results cannot be produced".to_owned());
+    }
+    None
 }
 
 async fn page() -> Html<&'static str> {
@@ -173,6 +187,8 @@ async fn page() -> Html<&'static str> {
 #[derive(Debug, Serialize)]
 struct StatusBody {
     ready: bool,
+    /// What `/readyz` says when not ready (`null` while ready).
+    not_ready_reason: Option<String>,
     counters: BTreeMap<&'static str, u64>,
     outcomes: Vec<Outcome>,
     dead_letters_by_class: BTreeMap<&'static str, u64>,
@@ -244,8 +260,10 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
             })
             .collect()
     };
+    let not_ready_reason = not_ready_reason(s);
     Json(StatusBody {
-        ready: s.ready(),
+        ready: not_ready_reason.is_none(),
+        not_ready_reason,
         counters,
         outcomes,
         dead_letters_by_class,
@@ -257,4 +275,60 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
         },
         series,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn up() -> Stats {
+        let s = Stats::default();
+        for flag in [&s.brokers_ok, &s.assigned, &s.producer_ok] {
+            flag.store(true, Relaxed);
+        }
+        s
+    }
+
+    #[test]
+    fn a_topic_that_cannot_be_used_is_the_reason_whatever_the_brokers_say() {
+        let s = up();
+        assert_eq!(not_ready_reason(&s), None);
+        assert!(s.ready());
+        s.set_unready(
+            "publish",
+            "topics.results",
+            "cannot publish to topics.results 'r': denied".into(),
+        );
+        s.set_unready(
+            "probe",
+            "topics.dead_letter",
+            "topics.dead_letter: topic 'd' does not exist".into(),
+        );
+        assert!(!s.ready());
+        assert_eq!(
+            not_ready_reason(&s).unwrap(),
+            "topics.dead_letter: topic 'd' does not exist; \
+             cannot publish to topics.results 'r': denied"
+        );
+        // A probe finding the results topic does not withdraw a publish failure.
+        assert!(!s.clear_unready("probe", "topics.results"));
+        assert!(!s.ready());
+        assert!(s.clear_unready("publish", "topics.results"));
+        assert!(s.clear_unready("probe", "topics.dead_letter"));
+        assert!(s.ready());
+    }
+
+    #[test]
+    fn brokers_that_do_not_answer_come_first_and_topics_before_the_assignment() {
+        let s = up();
+        s.assigned.store(false, Relaxed);
+        s.set_unready("preflight", "topics.results", "waiting".into());
+        assert_eq!(not_ready_reason(&s).unwrap(), "waiting");
+        s.brokers_ok.store(false, Relaxed);
+        assert_eq!(
+            not_ready_reason(&s).unwrap(),
+            "the Kafka brokers do not answer"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! The command line: `run`, `demo`, `simulate`, `replay-dlq`, `check-config`.
+//! The command line: `run`, `demo`, `simulate`, `replay-dlq`, `check-config`, `doctor`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -11,6 +11,10 @@ pub struct Cli {
     /// Log format; default text on a terminal, json otherwise.
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Colours in text logs: `auto` (default) only when stderr is a terminal and `NO_COLOR` is
+    /// unset, `always`, or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = LogColor::Auto)]
+    pub log_color: LogColor,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +27,17 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines.
     Text,
+}
+
+/// When text logs carry ANSI colour codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogColor {
+    /// On a terminal only (and not when `NO_COLOR` is set).
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// The subcommands.
@@ -102,5 +117,17 @@ pub enum Command {
         /// Config file (default config/default.toml, else the embedded default).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Check the configuration against Kafka and the APIs: brokers (with TLS/SASL), topics and
+    /// their retention, the consumer group and its lag, every client profile's credentials
+    /// (without spending a code) and Network Signals; one line per check with the fix; exit 0
+    /// only when every check passes.
+    Doctor {
+        /// Config file (default config/default.toml, else the embedded default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod config;
 pub mod contract;
 pub mod demo;
+pub mod doctor;
 pub mod idempotency;
 pub mod kafka;
 pub mod replay;

@@ -12,14 +12,14 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if matches!(
         cli.command,
-        cli::Command::Demo { .. } | cli::Command::Bench { .. }
+        cli::Command::Demo { .. } | cli::Command::Bench { .. } | cli::Command::Doctor { .. }
     ) && std::env::var_os("RUST_LOG").is_none()
     {
         // The demo's own output is the point: keep the worker's logs (and the warnings about
         // its deliberate poison messages) out of it. Set before any thread exists.
         std::env::set_var("RUST_LOG", "error");
     }
-    init_tracing(cli.log_format);
+    init_tracing(cli.log_format, cli.log_color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "worker failed");
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(e.exit_code())
                 }
             }
         }
@@ -147,6 +147,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Doctor { config, json } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = runtime.block_on(silentauth_worker::doctor::run(&config));
+            if json {
+                print!("{}", report.render_json());
+            } else {
+                print!("{}", report.render_text());
+            }
+            ExitCode::from(report.exit_code())
+        }
         cli::Command::CheckConfig { config } => {
             let (text, code) = check_config(config.as_deref());
             if code == 0 {
@@ -185,7 +201,8 @@ async fn cancel_on_signal(token: CancellationToken) {
 }
 
 /// Logs go to stderr: JSON lines, or text on a terminal; `RUST_LOG` filters (default `info`).
-fn init_tracing(format: Option<cli::LogFormat>) {
+/// Text carries ANSI colours only on a terminal (or with `--log-color always`).
+fn init_tracing(format: Option<cli::LogFormat>, color: cli::LogColor) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
@@ -193,8 +210,16 @@ fn init_tracing(format: Option<cli::LogFormat>) {
         Some(cli::LogFormat::Text) => false,
         None => !std::io::stderr().is_terminal(),
     };
+    let ansi = match color {
+        cli::LogColor::Always => true,
+        cli::LogColor::Never => false,
+        cli::LogColor::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().with_current_span(true).init();

@@ -53,6 +53,10 @@ pub struct Stats {
     breaker_reason: Mutex<Option<String>>,
     /// Circuit breaker trips by trigger (a label of [`BREAKER_TRIGGERS`]).
     breaker_trips: Mutex<BTreeMap<&'static str, u64>>,
+    /// Why the worker cannot do its job although the brokers answer, by (source, key): e.g.
+    /// (`"probe"`, `"topics.results"`) while metadata says that topic does not exist, or
+    /// (`"publish"`, `"topics.dead_letter"`) while dead letters fail to publish.
+    unready: Mutex<BTreeMap<(&'static str, &'static str), String>>,
     /// Consumer lag per jobs partition, from librdkafka's statistics.
     lag: Mutex<BTreeMap<i32, i64>>,
     /// Where the admin listener bound (set once it listens).
@@ -114,6 +118,33 @@ impl Stats {
             && self.producer_ok.load(Ordering::Relaxed)
             && self.brokers_ok.load(Ordering::Relaxed)
             && !self.breaker_open.load(Ordering::Relaxed)
+            && self.unready_reasons().is_empty()
+    }
+
+    /// Records why the worker is not ready: `source` (`"preflight"`, `"probe"`, `"publish"`)
+    /// found that `key` (e.g. `"topics.results"`) cannot be used, for `reason`.
+    pub fn set_unready(&self, source: &'static str, key: &'static str, reason: String) {
+        self.unready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((source, key), reason);
+    }
+
+    /// Withdraws what `source` said about `key`; true when it had said something.
+    pub fn clear_unready(&self, source: &'static str, key: &'static str) -> bool {
+        self.unready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(source, key))
+            .is_some()
+    }
+
+    /// Every reason recorded by [`Stats::set_unready`] and not cleared, in key order.
+    pub fn unready_reasons(&self) -> Vec<String> {
+        let map = self.unready.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries: Vec<_> = map.iter().collect();
+        entries.sort_by_key(|((source, key), _)| (*key, *source));
+        entries.into_iter().map(|(_, r)| r.clone()).collect()
     }
 
     /// Records that the circuit breaker opened, by `trigger`, for `reason`.

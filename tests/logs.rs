@@ -1,4 +1,5 @@
-//! The binary's logs: `--log-format` works before and after the subcommand, and a full mixed
+//! The binary's logs: `--log-format` works before and after the subcommand, text into a pipe
+//! carries no ANSI codes (unless `--log-color always`), and a full mixed
 //! run at `RUST_LOG=debug` never writes a secret, a code, an access token or a whole number.
 
 mod support;
@@ -78,6 +79,55 @@ fn log_format_is_a_global_flag() {
         assert_eq!(json_lines(&err), 0, "{args:?}: {err}");
         assert!(err.contains("worker failed"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn text_logs_into_a_pipe_carry_no_colour_codes_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = unreachable_config(dir.path());
+    let cfg = cfg.to_str().unwrap();
+    // stderr is a pipe here: the default and `never` write plain text.
+    for args in [
+        vec!["--log-format", "text", "run", "--config", cfg],
+        vec![
+            "--log-format",
+            "text",
+            "--log-color",
+            "never",
+            "run",
+            "--config",
+            cfg,
+        ],
+        vec![
+            "--log-format",
+            "text",
+            "--log-color",
+            "auto",
+            "run",
+            "--config",
+            cfg,
+        ],
+    ] {
+        let err = run_stderr(&args);
+        assert!(err.contains("worker failed"), "{args:?}: {err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "{args:?} wrote ANSI codes: {err:?}"
+        );
+    }
+    let err = run_stderr(&[
+        "--log-format",
+        "text",
+        "--log-color",
+        "always",
+        "run",
+        "--config",
+        cfg,
+    ]);
+    assert!(
+        err.contains("\u{1b}["),
+        "--log-color always wrote no colour: {err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

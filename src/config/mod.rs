@@ -214,6 +214,11 @@ pub struct WorkerConfig {
     /// its name so that it fences its own zombie.
     #[serde(default)]
     pub instance_id: String,
+    /// What start-up does when the jobs, results or dead-letter topic does not exist: `false`
+    /// exits 2 naming the key; `true` waits for it (consuming nothing, `/readyz` 503 with the
+    /// reason), for deployments that create topics after the worker.
+    #[serde(default)]
+    pub wait_for_topics: bool,
     /// The circuit breaker that pauses consumption while every job fails for the same reason.
     #[serde(default)]
     pub breaker: BreakerConfig,

@@ -5,5 +5,6 @@ pub mod consumer;
 pub mod embedded;
 pub mod offsets;
 pub mod producer;
+pub mod topics;
 pub mod transactions;
 pub mod warmup;

@@ -25,6 +25,37 @@ pub struct DeadLetterRecord {
     pub audit_headers: Vec<(String, Vec<u8>)>,
 }
 
+/// The two topics the worker writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// `topics.results`.
+    Results,
+    /// `topics.dead_letter`.
+    DeadLetter,
+}
+
+impl Output {
+    /// The configuration key naming the topic.
+    pub fn key(self) -> &'static str {
+        match self {
+            Output::Results => "topics.results",
+            Output::DeadLetter => "topics.dead_letter",
+        }
+    }
+}
+
+/// A publish that failed: which output, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot publish to {} '{topic}': {source}", output.key())]
+pub struct PublishError {
+    /// The output that failed.
+    pub output: Output,
+    /// Its topic.
+    pub topic: String,
+    /// The client's error.
+    pub source: KafkaError,
+}
+
 /// Publishes results and dead letters.
 pub struct Publisher {
     producer: FutureProducer,
@@ -49,7 +80,10 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000")
-        .set("client.id", "silentauth-worker");
+        .set("client.id", "silentauth-worker")
+        // The worker never creates topics: a misspelled name must stay missing (and be
+        // reported), not become a new, empty topic on a broker that creates topics on first use.
+        .set("allow.auto.create.topics", "false");
     for (k, v) in &config.kafka.properties {
         c.set(k, v);
     }
@@ -176,11 +210,40 @@ impl Publisher {
         result: Option<&JobResult>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), PublishError> {
         if dead_letter.is_some() {
-            acknowledged(self.enqueue(None, dead_letter, traceparent).await?).await?;
+            self.publish_one(None, dead_letter, traceparent)
+                .await
+                .map_err(|source| PublishError {
+                    output: Output::DeadLetter,
+                    topic: self.dead_letter_topic.clone(),
+                    source,
+                })?;
         }
-        acknowledged(self.enqueue(result, None, traceparent).await?).await
+        self.publish_one(result, None, traceparent)
+            .await
+            .map_err(|source| PublishError {
+                output: Output::Results,
+                topic: self.results_topic.clone(),
+                source,
+            })
+    }
+
+    async fn publish_one(
+        &self,
+        result: Option<&JobResult>,
+        dead_letter: Option<&DeadLetterRecord>,
+        traceparent: Option<&str>,
+    ) -> Result<(), KafkaError> {
+        acknowledged(self.enqueue(result, dead_letter, traceparent).await?).await
+    }
+
+    /// The topic of `output`.
+    pub fn topic(&self, output: Output) -> &str {
+        match output {
+            Output::Results => &self.results_topic,
+            Output::DeadLetter => &self.dead_letter_topic,
+        }
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged.

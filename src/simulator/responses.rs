@@ -92,6 +92,15 @@ pub fn invalid_client() -> Response {
     error_json(StatusCode::UNAUTHORIZED, "invalid_client", INVALID_CLIENT)
 }
 
+/// 403 `permission_denied` with the B.2/B.3 text.
+pub fn permission_denied() -> Response {
+    error_json(
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        PERMISSION_DENIED,
+    )
+}
+
 /// 429 from the simulator's own rate limit, with `Retry-After: 1`.
 pub fn rate_limited() -> Response {
     let mut r = error_json(

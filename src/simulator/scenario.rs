@@ -19,6 +19,11 @@ pub struct Scenario {
     pub clients: Vec<SimClient>,
     /// Values accepted in the token request's `apiKey` header (default `["sim-api-key"]`).
     pub api_keys: Vec<String>,
+    /// `apiKey` values the gateway knows but that lack the permission: the token and Network
+    /// Signals endpoints answer 403 `permission_denied` to them (once the client credentials
+    /// are accepted, at token). Default none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forbidden_api_keys: Vec<String>,
     /// How long an authorization code can be exchanged after authorize (default 600s).
     #[serde(with = "humantime_serde")]
     pub code_ttl: Duration,
@@ -52,6 +57,7 @@ impl Default for Scenario {
                 redirect_uris: None,
             }],
             api_keys: vec!["sim-api-key".to_owned()],
+            forbidden_api_keys: Vec::new(),
             code_ttl: Duration::from_secs(600),
             token_ttl: Duration::from_secs(86_399),
             devices: BTreeMap::new(),

@@ -125,6 +125,8 @@ pub(crate) struct Active {
     pub scenario: Scenario,
     pub clients: HashMap<String, SimClient>,
     pub api_keys: HashSet<String>,
+    /// Keys answered 403 `permission_denied` (the scenario's `forbidden_api_keys`).
+    pub forbidden_api_keys: HashSet<String>,
     pub faults: FaultEngine,
     pub limiter: Option<(TokenBucket, Vec<SimEndpoint>)>,
     /// The `[signals]` rules, compiled.
@@ -142,6 +144,7 @@ impl Active {
                 .map(|c| (c.client_id.clone(), c.clone()))
                 .collect(),
             api_keys: scenario.api_keys.iter().cloned().collect(),
+            forbidden_api_keys: scenario.forbidden_api_keys.iter().cloned().collect(),
             faults: FaultEngine::new(&scenario.faults, scenario.seed),
             limiter: scenario.rate_limit.as_ref().map(|rl| {
                 (

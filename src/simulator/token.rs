@@ -2,7 +2,7 @@
 
 use super::faults::Subject;
 use super::pipeline::{admit, after, deliver, Reply};
-use super::responses::{invalid_client, invalid_request};
+use super::responses::{invalid_client, invalid_request, permission_denied};
 use super::scenario::SimEndpoint;
 use super::server::ConnInfo;
 use super::state::{random_string, Active, Presented, SimState};
@@ -84,13 +84,12 @@ async fn token(sim: &SimState, headers: &HeaderMap, form: &TokenForm) -> Reply {
 }
 
 /// The exchange proper. The gateway's `apiKey` and the client credentials are checked before
-/// the code is looked at (401 leaves the code unused); a request with
+/// the code is looked at (401, or 403 for a key without the permission, leave the code unused); a request with
 /// `grant_type=authorization_code` then uses the code whatever happens next.
 fn exchange(sim: &SimState, active: &Active, headers: &HeaderMap, form: &TokenForm) -> Response {
-    let api_key_ok = headers
-        .get("apikey")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|k| active.api_keys.contains(k));
+    let api_key = headers.get("apikey").and_then(|v| v.to_str().ok());
+    let forbidden = api_key.is_some_and(|k| active.forbidden_api_keys.contains(k));
+    let api_key_ok = forbidden || api_key.is_some_and(|k| active.api_keys.contains(k));
     let client = form
         .client_id
         .as_deref()
@@ -98,6 +97,9 @@ fn exchange(sim: &SimState, active: &Active, headers: &HeaderMap, form: &TokenFo
     let client_ok = client.is_some_and(|c| form.client_secret.as_deref() == Some(&c.client_secret));
     if !api_key_ok || !client_ok {
         return invalid_client();
+    }
+    if forbidden {
+        return permission_denied();
     }
     if form.grant_type.as_deref() != Some("authorization_code") {
         return invalid_request();
@@ -167,6 +169,23 @@ mod tests {
         assert_eq!(exchange(&sim, &active, &key(), &form(&code)).status(), 200);
         assert_eq!(exchange(&sim, &active, &key(), &form(&code)).status(), 400);
         assert_eq!(sim.stats.snapshot().codes_reused, 1);
+    }
+
+    #[test]
+    fn a_key_without_permission_is_403_after_the_credentials_and_keeps_the_code() {
+        let sim = SimState::new(Scenario {
+            forbidden_api_keys: vec!["no-perm".into()],
+            ..Scenario::default()
+        });
+        let active = sim.active();
+        let code = sim.mint_code("client", "381", CB);
+        let mut h = HeaderMap::new();
+        h.insert("apiKey", HeaderValue::from_static("no-perm"));
+        let mut bad_secret = form(&code);
+        bad_secret.client_secret = Some("nope".into());
+        assert_eq!(exchange(&sim, &active, &h, &bad_secret).status(), 401);
+        assert_eq!(exchange(&sim, &active, &h, &form(&code)).status(), 403);
+        assert_eq!(exchange(&sim, &active, &key(), &form(&code)).status(), 200);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::breaker::{Gatekeeper, Outcome};
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage};
 use crate::kafka::consumer::{Shared, WorkerContext};
-use crate::kafka::producer::{DeadLetterRecord, Publisher};
+use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
 use crate::kafka::transactions::TxnItem;
 use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
@@ -191,7 +191,8 @@ struct Outputs {
     dead_letter: Option<DeadLetterRecord>,
 }
 
-/// Publishes until acknowledged: a result that cannot be produced is never marked done.
+/// Publishes until acknowledged: a result that cannot be produced is never marked done. While
+/// it fails, `/readyz` answers 503 naming the topic; the first success clears that.
 async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -204,6 +205,8 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
             Err(e) => {
                 env.stats.produce_errors.fetch_add(1, Ordering::Relaxed);
                 env.stats.producer_ok.store(false, Ordering::Relaxed);
+                env.stats
+                    .set_unready("publish", e.output.key(), e.to_string());
                 tracing::error!(error = %e, retry_in = ?backoff, "cannot publish the result; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -211,6 +214,22 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
         }
     }
     env.stats.producer_ok.store(true, Ordering::Relaxed);
+    let published = [
+        (Output::Results, out.result.is_some()),
+        (Output::DeadLetter, out.dead_letter.is_some()),
+    ];
+    for (output, _) in published.into_iter().filter(|(_, sent)| *sent) {
+        // A topic just written to exists, whatever an earlier probe said.
+        let cleared = env.stats.clear_unready("publish", output.key())
+            | env.stats.clear_unready("probe", output.key());
+        if cleared {
+            tracing::info!(
+                key = output.key(),
+                topic = env.publisher.topic(output),
+                "publishing works again"
+            );
+        }
+    }
 }
 
 /// Decodes and verifies one record, and builds its result and dead letter.

@@ -5,6 +5,7 @@
 
 pub mod breaker;
 mod job;
+mod preflight;
 
 use crate::config::{Config, Delivery, RateLimitScope};
 use crate::idempotency::IdempotencyCache;
@@ -21,7 +22,6 @@ use breaker::{Gate, Gatekeeper};
 use job::{copy, job_task, register, JobEnv, Taken};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -45,6 +45,18 @@ pub enum WorkerError {
         /// The client's error.
         source: KafkaError,
     },
+    /// A configured topic does not exist (or cannot be used), and `worker.wait_for_topics` is
+    /// off: a configuration error.
+    #[error(
+        "{} (brokers {brokers}); or set worker.wait_for_topics = true to wait for them",
+        problems.join("; ")
+    )]
+    Topics {
+        /// `kafka.brokers`.
+        brokers: String,
+        /// One line per topic, naming its key and the fix.
+        problems: Vec<String>,
+    },
     /// A Kafka client could not be created or used.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
@@ -54,6 +66,16 @@ pub enum WorkerError {
     /// The transactional producer was fenced or failed fatally (`exactly_once`).
     #[error(transparent)]
     Transaction(#[from] transactions::TxnError),
+}
+
+impl WorkerError {
+    /// The process exit code: 2 for a configuration error (a missing topic), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WorkerError::Topics { .. } => 2,
+            _ => 1,
+        }
+    }
 }
 
 type Consumer_ = StreamConsumer<WorkerContext>;
@@ -109,23 +131,10 @@ impl Worker {
             Publisher::new(&config)?
         });
 
-        // Fail fast, and clearly, when the brokers are not there.
-        let timeout = config.kafka.connect_timeout;
-        let p = publisher.clone();
-        let probe = tokio::task::spawn_blocking(move || {
-            p.producer()
-                .client()
-                .fetch_metadata(None, timeout)
-                .map(|_| ())
-        })
-        .await
-        .expect("metadata probe panicked");
-        if let Err(source) = probe {
-            return Err(WorkerError::Unreachable {
-                brokers: config.kafka.brokers.clone(),
-                timeout,
-                source,
-            });
+        // The brokers answer and every topic exists, before anything is consumed.
+        if !preflight::preflight(&publisher, &config, &stats, &cancel).await? {
+            tracing::info!("stopped while waiting for topics; nothing was consumed");
+            return Ok(());
         }
         if exactly_once {
             let p = publisher.clone();
@@ -135,12 +144,12 @@ impl Worker {
         }
         stats.producer_ok.store(true, Ordering::Relaxed);
         stats.brokers_ok.store(true, Ordering::Relaxed);
-        // Readiness follows the brokers: a metadata probe every BROKER_PROBE_INTERVAL.
+        // Readiness follows the brokers and the topics: a metadata probe every PROBE_INTERVAL.
         let probe_stop = CancellationToken::new();
         let _probe_guard = probe_stop.clone().drop_guard();
-        tokio::spawn(probe_brokers(
+        tokio::spawn(preflight::probe(
             publisher.clone(),
-            config.topics.jobs.clone(),
+            config.clone(),
             stats.clone(),
             probe_stop,
         ));
@@ -449,39 +458,4 @@ fn pause_after(config: &Config) -> Duration {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(300_000);
     Duration::from_millis((max_poll / 4).clamp(10, 1_000))
-}
-
-/// How often readiness checks that the brokers answer.
-const BROKER_PROBE_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Sets `stats.brokers_ok` from a metadata request every [`BROKER_PROBE_INTERVAL`], so
-/// `/readyz` turns 503 while the cluster is unreachable, even with no job flowing.
-async fn probe_brokers(
-    publisher: Arc<Publisher>,
-    topic: String,
-    stats: Arc<Stats>,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(BROKER_PROBE_INTERVAL) => {}
-        }
-        let (p, t) = (publisher.clone(), topic.clone());
-        let ok = tokio::task::spawn_blocking(move || {
-            p.producer()
-                .client()
-                .fetch_metadata(Some(&t), BROKER_PROBE_INTERVAL)
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if stats.brokers_ok.swap(ok, Ordering::Relaxed) != ok {
-            if ok {
-                tracing::info!("the Kafka brokers answer again");
-            } else {
-                tracing::error!("the Kafka brokers do not answer; not ready");
-            }
-        }
-    }
 }

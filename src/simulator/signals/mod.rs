@@ -65,7 +65,7 @@ async fn signal(sim: &SimState, endpoint: SimEndpoint, headers: &HeaderMap, body
     after(post, response).await
 }
 
-/// The endpoint proper: `apiKey` (401), the body (400), a number the operator does not know
+/// The endpoint proper: `apiKey` (401, or 403 for a key without the permission), the body (400), a number the operator does not know
 /// (404), then the number's signal as of the simulator's clock.
 fn answer(
     sim: &SimState,
@@ -73,11 +73,11 @@ fn answer(
     headers: &HeaderMap,
     request: Result<SignalRequest, String>,
 ) -> Response {
-    let api_key_ok = headers
-        .get("apikey")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|k| active.api_keys.contains(k));
-    if !api_key_ok {
+    let api_key = headers.get("apikey").and_then(|v| v.to_str().ok());
+    if api_key.is_some_and(|k| active.forbidden_api_keys.contains(k)) {
+        return wire::permission_denied();
+    }
+    if !api_key.is_some_and(|k| active.api_keys.contains(k)) {
         return wire::unauthenticated();
     }
     let request = match request {

@@ -184,6 +184,15 @@ pub(crate) fn unauthenticated() -> Response {
     )
 }
 
+/// 403 `PERMISSION_DENIED`: a key the scenario lists in `forbidden_api_keys`.
+pub(crate) fn permission_denied() -> Response {
+    camara_error(
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        "Client does not have sufficient permissions to perform this action.",
+    )
+}
+
 /// 404 `IDENTIFIER_NOT_FOUND`: the operator has no data for the number.
 pub(crate) fn identifier_not_found() -> Response {
     camara_error(

@@ -1,0 +1,298 @@
+//! Kafka checks: the brokers answer with the configured TLS/SASL, each topic exists (with its
+//! partition count), the results and dead-letter topics keep records long enough (in
+//! [`super::retention`]), and the consumer group's state and lag.
+
+use super::retention::{admin_timeout, describe, retention};
+use super::Check;
+use crate::config::Config;
+use crate::kafka::topics::{self, Presence};
+use rdkafka::admin::AdminClient;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long one admin request may take.
+pub(super) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client context that keeps librdkafka's first error (an SSL handshake or SASL failure says
+/// more than the metadata timeout that follows it) and keeps its logs out of the report.
+#[derive(Clone, Default)]
+pub(super) struct Capture(Arc<Mutex<Option<String>>>);
+
+impl Capture {
+    fn first_error(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Capture {
+    fn keep(&self, what: String) {
+        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(what);
+        }
+    }
+}
+
+impl ClientContext for Capture {
+    /// librdkafka logs connection, TLS and SASL failures (from its own threads) before a
+    /// request times out: the first warning or worse is the cause worth showing.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, _fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) {
+            self.keep(message.to_owned());
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.keep(format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for Capture {}
+
+/// The worker's connection settings: the brokers and `kafka.properties` (TLS, SASL).
+fn client_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.brokers)
+        .set("client.id", "silentauth-worker-doctor")
+        .set("allow.auto.create.topics", "false");
+    for (k, v) in &config.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// `security.protocol` (and `sasl.mechanism`) as configured, for the report.
+fn security(config: &Config) -> String {
+    let p = &config.kafka.properties;
+    let protocol = p
+        .get("security.protocol")
+        .map_or("plaintext", String::as_str);
+    match p.get("sasl.mechanism") {
+        Some(m) if protocol.to_ascii_lowercase().starts_with("sasl") => {
+            format!("security.protocol {protocol}, sasl.mechanism {m}")
+        }
+        _ => format!("security.protocol {protocol}"),
+    }
+}
+
+/// Every Kafka check, in order; later ones are skipped when the brokers do not answer.
+pub(super) async fn checks(config: &Config) -> Vec<Check> {
+    let ctx = Capture::default();
+    let timeout = config.kafka.connect_timeout;
+    // A consumer without a group: polling it serves librdkafka's error events (connection, TLS,
+    // SASL failures) to `ctx`.
+    let probe: BaseConsumer<Capture> = match client_config(config).create_with_context(ctx.clone())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Check::fail(
+                "kafka.brokers",
+                format!("cannot create a Kafka client: {e}"),
+                "fix the librdkafka settings in kafka.properties",
+            )]
+        }
+    };
+    let metadata = tokio::task::spawn_blocking(move || {
+        let m = probe.fetch_metadata(None, timeout);
+        if m.is_err() {
+            for _ in 0..5 {
+                let _ = probe.poll(Duration::from_millis(20));
+            }
+        }
+        m
+    })
+    .await
+    .expect("metadata task panicked");
+    let brokers = &config.kafka.brokers;
+    let metadata = match metadata {
+        Ok(m) => m,
+        Err(e) => {
+            let why = match ctx.first_error() {
+                Some(cause) => format!("{e} ({cause})"),
+                None => e.to_string(),
+            };
+            let mut out = vec![Check::fail(
+                "kafka.brokers",
+                format!(
+                    "no answer from {brokers} within kafka.connect_timeout ({}) with {}: {why}",
+                    humantime::format_duration(timeout),
+                    security(config)
+                ),
+                "check kafka.brokers and that they are reachable from here, and the TLS/SASL \
+                 settings in kafka.properties (security.protocol, ssl.*, sasl.*)",
+            )];
+            for (key, _) in topics::configured(config) {
+                out.push(Check::skip(key, "the brokers do not answer"));
+            }
+            for key in ["topics.results retention", "topics.dead_letter retention"] {
+                out.push(Check::skip(key, "the brokers do not answer"));
+            }
+            out.push(Check::skip("kafka.group_id", "the brokers do not answer"));
+            return out;
+        }
+    };
+    let mut out = vec![Check::pass(
+        "kafka.brokers",
+        format!(
+            "{} broker(s) answer at {brokers} with {}",
+            metadata.brokers().len(),
+            security(config)
+        ),
+    )];
+    let states = topics::states(&metadata, config);
+    for s in &states {
+        out.push(match (&s.presence, s.problem()) {
+            (Presence::Present(n), _) => Check::pass(
+                s.key,
+                format!("topic '{}' exists, {n} partition(s)", s.topic),
+            ),
+            (_, Some(problem)) => {
+                let (detail, fix) = problem.split_once("; ").unwrap_or((&problem, ""));
+                let detail = detail.trim_start_matches(&format!("{}: ", s.key));
+                Check::fail(s.key, detail, fix)
+            }
+            (_, None) => unreachable!("a topic that is not present has a problem"),
+        });
+    }
+    let admin: AdminClient<Capture> = match client_config(config).create_with_context(ctx) {
+        Ok(a) => a,
+        Err(e) => {
+            out.push(Check::fail(
+                "kafka.brokers",
+                format!("cannot create a Kafka admin client: {e}"),
+                "fix the librdkafka settings in kafka.properties",
+            ));
+            return out;
+        }
+    };
+    let present = |key: &str| {
+        states
+            .iter()
+            .any(|s| s.key == key && matches!(s.presence, Presence::Present(_)))
+    };
+    let outputs = [
+        ("topics.results", config.topics.results.as_str()),
+        ("topics.dead_letter", config.topics.dead_letter.as_str()),
+    ];
+    let existing: Vec<&str> = outputs
+        .iter()
+        .filter(|(key, _)| present(key))
+        .map(|(_, t)| *t)
+        .collect();
+    let mut described = describe(&admin, &existing, admin_timeout(config)).await;
+    for (key, topic) in outputs {
+        match described.remove(topic) {
+            Some(resource) => out.push(retention(config, key, topic, resource)),
+            None => out.push(Check::skip(
+                format!("{key} retention"),
+                "the topic does not exist",
+            )),
+        }
+    }
+    let partitions = states.iter().find_map(|s| match s.presence {
+        Presence::Present(n) if s.key == "topics.jobs" => Some(n),
+        _ => None,
+    });
+    out.push(match partitions {
+        Some(n) => group(config, n as i32).await,
+        None => Check::skip("kafka.group_id", "the jobs topic does not exist"),
+    });
+    out
+}
+
+/// The consumer group: its state (when the brokers describe groups) and its committed lag on
+/// the jobs topic. The worker cannot run without reading the group's offsets, so a failure to
+/// read them fails the check.
+async fn group(config: &Config, partitions: i32) -> Check {
+    let group_id = config.kafka.group_id.clone();
+    let topic = config.topics.jobs.clone();
+    let timeout = admin_timeout(config);
+    let mut settings = client_config(config);
+    settings
+        .set("group.id", &group_id)
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer<Capture> = match settings.create_with_context(Capture::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            return Check::fail(
+                "kafka.group_id",
+                format!("cannot create a consumer: {e}"),
+                "fix the librdkafka settings in kafka.properties",
+            )
+        }
+    };
+    let state = {
+        let g = group_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let client = consumer.client();
+            let described = client
+                .fetch_group_list(Some(&g), timeout)
+                .map(|list| {
+                    list.groups()
+                        .iter()
+                        .find(|gi| gi.name() == g)
+                        .map(|gi| format!("state {}, {} member(s)", gi.state(), gi.members().len()))
+                        .unwrap_or_else(|| "not known to the brokers yet".to_owned())
+                })
+                .unwrap_or_else(|e| {
+                    format!("state unknown (the brokers did not describe it: {e})")
+                });
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions {
+                tpl.add_partition(&topic, p);
+            }
+            let lag = consumer
+                .committed_offsets(tpl, timeout)
+                .and_then(|committed| {
+                    let mut total = 0i64;
+                    let mut uncommitted = 0;
+                    for e in committed.elements() {
+                        let (low, high) =
+                            consumer.fetch_watermarks(&topic, e.partition(), timeout)?;
+                        match e.offset() {
+                            Offset::Offset(o) => total += (high - o).max(0),
+                            _ => {
+                                uncommitted += 1;
+                                total += high - low;
+                            }
+                        }
+                    }
+                    Ok((total, uncommitted))
+                });
+            (described, lag)
+        })
+        .await
+        .expect("group task panicked")
+    };
+    let (described, lag) = state;
+    match lag {
+        Ok((total, 0)) => Check::pass(
+            "kafka.group_id",
+            format!("group '{group_id}': {described}; lag {total} on {partitions} partition(s)"),
+        ),
+        Ok((total, uncommitted)) => Check::pass(
+            "kafka.group_id",
+            format!(
+                "group '{group_id}': {described}; {uncommitted} of {partitions} partition(s) \
+                 without a committed offset; lag {total} (counted from the earliest record)"
+            ),
+        ),
+        Err(e) => Check::fail(
+            "kafka.group_id",
+            format!("cannot read the committed offsets of group '{group_id}': {e}"),
+            format!(
+                "allow this client Describe and Read on group '{group_id}', or correct \
+                 kafka.group_id"
+            ),
+        ),
+    }
+}

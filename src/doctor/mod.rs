@@ -1,0 +1,205 @@
+//! `silentauth-worker doctor`: checks a configuration against the real Kafka cluster and the
+//! real APIs, one line per check with what to do when it fails, and exits 0 only when every
+//! check passes. Kafka (brokers with the configured TLS/SASL, topics, their retention, the
+//! consumer group) is in [`kafka`]; the API credentials of every client profile and Network
+//! Signals are in [`api`]. No code is spent and no secret is printed.
+
+mod api;
+mod kafka;
+mod retention;
+
+use crate::config::Config;
+use serde::Serialize;
+
+/// How a check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Fine.
+    Pass,
+    /// Worth a look, but the worker can run (does not fail `doctor`).
+    Warn,
+    /// The worker will not work as configured.
+    Fail,
+    /// Not run, because a check it depends on failed.
+    Skip,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked, usually the configuration key (e.g. `topics.results`).
+    pub check: String,
+    /// How it went.
+    pub status: Status,
+    /// What was found (never a secret).
+    pub detail: String,
+    /// What to do about it (absent when it passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(check: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            check: check.into(),
+            status: Status::Pass,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fail(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            check: check.into(),
+            status: Status::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn warn(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            status: Status::Warn,
+            ..Check::fail(check, detail, fix)
+        }
+    }
+
+    fn skip(check: impl Into<String>, because: &str) -> Check {
+        Check {
+            check: check.into(),
+            status: Status::Skip,
+            detail: format!("not checked: {because}"),
+            fix: None,
+        }
+    }
+}
+
+/// Every check of one run, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// True when no check failed or was skipped.
+    pub ok: bool,
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn new(checks: Vec<Check>) -> Report {
+        let ok = checks
+            .iter()
+            .all(|c| matches!(c.status, Status::Pass | Status::Warn));
+        Report { ok, checks }
+    }
+
+    /// The process exit code: 0 when every check passed (warnings allowed), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.ok {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// One line per check (`PASS  check  detail`, then `-> fix` when there is one), and a
+    /// summary line.
+    pub fn render_text(&self) -> String {
+        let width = self.checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for c in &self.checks {
+            out.push_str(&format!(
+                "{}  {:width$}  {}",
+                c.status.label(),
+                c.check,
+                c.detail
+            ));
+            if let Some(fix) = &c.fix {
+                out.push_str(&format!(" -> {fix}"));
+            }
+            out.push('\n');
+        }
+        let count = |s: Status| self.checks.iter().filter(|c| c.status == s).count();
+        out.push_str(&format!(
+            "{}: {} passed, {} warnings, {} failed, {} skipped\n",
+            if self.ok { "ok" } else { "NOT OK" },
+            count(Status::Pass),
+            count(Status::Warn),
+            count(Status::Fail),
+            count(Status::Skip),
+        ));
+        out
+    }
+
+    /// The report as one JSON object (`{"ok": …, "checks": [...]}`) and a newline.
+    pub fn render_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a report always serializes");
+        s.push('\n');
+        s
+    }
+}
+
+/// Runs every check for `config`: Kafka first, then the APIs (which do not depend on Kafka).
+pub async fn run(config: &Config) -> Report {
+    let mut checks = kafka::checks(config).await;
+    checks.extend(api::checks(config).await);
+    Report::new(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_pass_and_failures_or_skips_do_not() {
+        let ok = Report::new(vec![
+            Check::pass("a", "fine"),
+            Check::warn("b", "hm", "look"),
+        ]);
+        assert!(ok.ok);
+        assert_eq!(ok.exit_code(), 0);
+        for bad in [
+            Check::fail("c", "broken", "fix it"),
+            Check::skip("d", "c failed"),
+        ] {
+            let r = Report::new(vec![Check::pass("a", "fine"), bad]);
+            assert!(!r.ok);
+            assert_eq!(r.exit_code(), 1);
+        }
+    }
+
+    #[test]
+    fn text_has_one_line_per_check_with_its_fix() {
+        let r = Report::new(vec![
+            Check::pass("kafka.brokers", "1 broker answers"),
+            Check::fail("topics.results", "topic 'x' does not exist", "create it"),
+        ]);
+        let text = r.render_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], "PASS  kafka.brokers   1 broker answers");
+        assert_eq!(
+            lines[1],
+            "FAIL  topics.results  topic 'x' does not exist -> create it"
+        );
+        assert_eq!(
+            lines[2],
+            "NOT OK: 1 passed, 0 warnings, 1 failed, 0 skipped"
+        );
+        let json: serde_json::Value = serde_json::from_str(&r.render_json()).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["checks"][1]["status"], "fail");
+        assert_eq!(json["checks"][1]["fix"], "create it");
+        assert!(json["checks"][0].get("fix").is_none());
+    }
+}

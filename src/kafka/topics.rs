@@ -1,0 +1,100 @@
+//! The three topics the worker uses and whether each exists, read from metadata: backs the
+//! start-up preflight, the readiness probe and `doctor`. Nothing here creates a topic.
+
+use crate::config::Config;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use std::time::Duration;
+
+/// The configured topics as (key, name): jobs, results, dead letters.
+pub fn configured(config: &Config) -> [(&'static str, &str); 3] {
+    [
+        ("topics.jobs", config.topics.jobs.as_str()),
+        ("topics.results", config.topics.results.as_str()),
+        ("topics.dead_letter", config.topics.dead_letter.as_str()),
+    ]
+}
+
+/// What metadata says about one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// It exists with this many partitions.
+    Present(usize),
+    /// The brokers do not know it.
+    Missing,
+    /// The brokers answered for it with another error (e.g. not authorized).
+    Error(String),
+}
+
+/// One configured topic and what metadata says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicState {
+    /// The configuration key, e.g. `topics.results`.
+    pub key: &'static str,
+    /// The topic's name.
+    pub topic: String,
+    /// What the brokers said.
+    pub presence: Presence,
+}
+
+impl TopicState {
+    /// A one-line problem naming the key, the topic and the fix; `None` when it exists.
+    pub fn problem(&self) -> Option<String> {
+        let (key, topic) = (self.key, &self.topic);
+        match &self.presence {
+            Presence::Present(_) => None,
+            Presence::Missing => Some(format!(
+                "{key}: topic '{topic}' does not exist; create it, or correct {key}"
+            )),
+            Presence::Error(e) => Some(format!(
+                "{key}: topic '{topic}' cannot be used: {e}; check the topic and this client's ACLs"
+            )),
+        }
+    }
+}
+
+/// What `metadata` says about `topic`.
+pub fn presence(metadata: &Metadata, topic: &str) -> Presence {
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        None => Presence::Missing,
+        Some(t) => match t.error() {
+            None => Presence::Present(t.partitions().len()),
+            Some(e) if is_unknown_topic(e) => Presence::Missing,
+            Some(e) => Presence::Error(RDKafkaErrorCode::from(e).to_string()),
+        },
+    }
+}
+
+fn is_unknown_topic(e: RDKafkaRespErr) -> bool {
+    matches!(
+        e,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+            | RDKafkaRespErr::RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+            | RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_ID
+    )
+}
+
+/// Every configured topic's state from one metadata request for all topics (which never
+/// creates a topic, whatever `allow.auto.create.topics` says). Blocking.
+pub fn inspect<C: ClientContext>(
+    client: &Client<C>,
+    config: &Config,
+    timeout: Duration,
+) -> Result<Vec<TopicState>, KafkaError> {
+    let metadata = client.fetch_metadata(None, timeout)?;
+    Ok(states(&metadata, config))
+}
+
+/// Every configured topic's state in `metadata`.
+pub fn states(metadata: &Metadata, config: &Config) -> Vec<TopicState> {
+    configured(config)
+        .into_iter()
+        .map(|(key, topic)| TopicState {
+            key,
+            topic: topic.to_owned(),
+            presence: presence(metadata, topic),
+        })
+        .collect()
+}

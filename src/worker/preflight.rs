@@ -1,0 +1,163 @@
+//! Before consuming: the brokers answer and the jobs, results and dead-letter topics exist (a
+//! missing one stops start-up, or is waited for with `worker.wait_for_topics`). While running:
+//! a probe every [`PROBE_INTERVAL`] keeps `/readyz` honest about the brokers and the topics.
+
+use super::WorkerError;
+use crate::config::Config;
+use crate::kafka::producer::Publisher;
+use crate::kafka::topics::{self, Presence, TopicState};
+use crate::stats::Stats;
+use rdkafka::producer::Producer;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often readiness checks the brokers and the topics, and a waiting preflight looks again.
+pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Checks the brokers and the topics before anything is consumed. `Ok(true)`: go on;
+/// `Ok(false)`: `cancel` fired while waiting for a topic (nothing was consumed).
+pub(super) async fn preflight(
+    publisher: &Arc<Publisher>,
+    config: &Config,
+    stats: &Stats,
+    cancel: &CancellationToken,
+) -> Result<bool, WorkerError> {
+    let timeout = config.kafka.connect_timeout;
+    let mut first = true;
+    let mut told = Vec::new();
+    loop {
+        let p = publisher.clone();
+        let c = config.clone();
+        let fetched = tokio::task::spawn_blocking(move || {
+            topics::inspect(p.producer().client(), &c, timeout)
+        })
+        .await
+        .expect("metadata probe panicked");
+        let states = match fetched {
+            Ok(s) => s,
+            // Fail fast, and clearly, when the brokers are not there at all.
+            Err(source) if first => {
+                return Err(WorkerError::Unreachable {
+                    brokers: config.kafka.brokers.clone(),
+                    timeout,
+                    source,
+                })
+            }
+            Err(e) => {
+                stats.brokers_ok.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "the Kafka brokers do not answer while waiting for topics");
+                Vec::new()
+            }
+        };
+        first = false;
+        if !states.is_empty() {
+            stats.brokers_ok.store(true, Ordering::Relaxed);
+            let problems: Vec<&TopicState> =
+                states.iter().filter(|s| s.problem().is_some()).collect();
+            if problems.is_empty() {
+                for s in &states {
+                    stats.clear_unready("preflight", s.key);
+                    if let Presence::Present(partitions) = s.presence {
+                        tracing::info!(key = s.key, topic = %s.topic, partitions, "topic found");
+                    }
+                }
+                return Ok(true);
+            }
+            if !config.worker.wait_for_topics {
+                return Err(WorkerError::Topics {
+                    brokers: config.kafka.brokers.clone(),
+                    problems: problems.iter().filter_map(|s| s.problem()).collect(),
+                });
+            }
+            for s in &states {
+                match s.problem() {
+                    Some(p) => {
+                        let reason = format!("waiting (worker.wait_for_topics): {p}");
+                        if !told.contains(&s.key) {
+                            tracing::warn!(key = s.key, topic = %s.topic, "{reason}");
+                            told.push(s.key);
+                        }
+                        stats.set_unready("preflight", s.key, reason);
+                    }
+                    None => {
+                        if stats.clear_unready("preflight", s.key) {
+                            tracing::info!(key = s.key, topic = %s.topic, "topic found");
+                        }
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
+}
+
+/// Every [`PROBE_INTERVAL`]: sets `stats.brokers_ok` from a metadata request, and records
+/// (as source `"probe"`) each configured topic the brokers no longer know, so `/readyz` turns
+/// 503 with the reason while the cluster is unreachable or a topic is gone, even with no job
+/// flowing.
+pub(super) async fn probe(
+    publisher: Arc<Publisher>,
+    config: Config,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) {
+    let topics: Vec<(&'static str, String)> = topics::configured(&config)
+        .into_iter()
+        .map(|(k, t)| (k, t.to_owned()))
+        .collect();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+        let (p, t) = (publisher.clone(), topics.clone());
+        // One request per topic: a request for every topic would be large on a big cluster.
+        let answers = tokio::task::spawn_blocking(move || {
+            t.into_iter()
+                .map(|(key, topic)| {
+                    let m = p
+                        .producer()
+                        .client()
+                        .fetch_metadata(Some(&topic), PROBE_INTERVAL);
+                    (key, topic.clone(), m.map(|m| topics::presence(&m, &topic)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let ok = !answers.is_empty() && answers.iter().all(|(_, _, a)| a.is_ok());
+        if stats.brokers_ok.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::info!("the Kafka brokers answer again");
+            } else {
+                tracing::error!("the Kafka brokers do not answer; not ready");
+            }
+        }
+        for (key, topic, answer) in answers {
+            let Ok(presence) = answer else { continue };
+            let state = TopicState {
+                key,
+                topic,
+                presence,
+            };
+            match state.problem() {
+                Some(p) => {
+                    if !stats.unready_reasons().contains(&p) {
+                        tracing::error!(key, topic = %state.topic, "{p}; not ready");
+                    }
+                    stats.set_unready("probe", key, p);
+                }
+                None => {
+                    if stats.clear_unready("probe", key) {
+                        tracing::info!(key, topic = %state.topic, "topic found again");
+                    }
+                }
+            }
+        }
+    }
+}

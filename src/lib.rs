@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod demo;

@@ -249,7 +249,10 @@ impl<A: Api> Verifier<A> {
             ));
         };
         let issued_at = job.issued_at.or(ctx.record_time).unwrap_or(ctx.received_at);
-        let deadline = issued_at + chrono::Duration::from_std(self.code_ttl).unwrap_or_default();
+        let ttl = chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::MAX);
+        let deadline = issued_at
+            .checked_add_signed(ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         let expired = || {
             fail(ErrorInfo::new(
@@ -264,7 +267,7 @@ impl<A: Api> Verifier<A> {
         if left.is_zero() {
             return expired();
         }
-        let deadline_at = tokio::time::Instant::now() + left;
+        let deadline_at = crate::clock::from_now(left);
 
         let token = run_stage_observed(
             &self.policy,
@@ -313,7 +316,10 @@ impl<A: Api> Verifier<A> {
             let e = ErrorInfo::new(
                 ErrorClass::LoginHintMismatch,
                 Stage::Userinfo,
-                "the network verified a different number than the job's login_hint",
+                format!(
+                    "the network verified a different number ({}) than the job's login_hint",
+                    mask_verified_number(&info.login_hint)
+                ),
             );
             (Status::NotVerified, Some(false), Some(info), Some(e))
         }
@@ -362,6 +368,19 @@ pub fn same_number(a: &str, b: &str) -> bool {
     }
     let (a, b) = (norm(a), norm(b));
     !a.is_empty() && a == b
+}
+
+/// The number the network verified, for an auditor: its last three digits, the others masked
+/// (at most 12 `*`, however long the upstream's string); non-digits are dropped.
+fn mask_verified_number(login_hint: &str) -> String {
+    let digits: Vec<char> = login_hint.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() <= 3 {
+        return "***".to_owned();
+    }
+    let (hidden, shown) = digits.split_at(digits.len() - 3);
+    let mut masked = "*".repeat(hidden.len().min(12));
+    masked.extend(shown);
+    masked
 }
 
 /// The result's error for a classified failure of `stage`.
@@ -415,6 +434,16 @@ mod tests {
         assert!(!same_number("381123456789", "381123456788"));
         assert!(!same_number("", ""));
         assert!(!same_number("+00381123456789", "381123456789"));
+    }
+
+    #[test]
+    fn the_verified_number_is_masked_to_its_last_three_digits() {
+        assert_eq!(mask_verified_number("+381299999123"), "*********123");
+        assert_eq!(mask_verified_number("381 29 999 9123"), "*********123");
+        assert_eq!(mask_verified_number("12"), "***");
+        assert_eq!(mask_verified_number("abc"), "***");
+        let long = "9".repeat(5000) + "456";
+        assert_eq!(mask_verified_number(&long), "************456");
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn every_contract_key_is_documented_in_the_default_file() {
         "initial_backoff",
         "max_backoff",
         "max_elapsed",
+        "max_retry_after",
         "max_in_flight",
         "code_ttl",
         "delivery",
@@ -509,6 +510,16 @@ fn every_validation_rule_names_its_key() {
             "SILENTAUTH__RETRY__MAX_ELAPSED",
             "0s",
             "retry.max_elapsed must be > 0",
+        ),
+        (
+            "SILENTAUTH__RETRY__MAX_RETRY_AFTER",
+            "31s",
+            "retry.max_retry_after must be <= retry.max_elapsed",
+        ),
+        (
+            "SILENTAUTH__RETRY__MAX_RETRY_AFTER",
+            "forever",
+            "retry.max_retry_after",
         ),
         (
             "SILENTAUTH__WORKER__MAX_IN_FLIGHT",

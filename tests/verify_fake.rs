@@ -85,6 +85,7 @@ fn verifier(api: FakeApi) -> Verifier<FakeApi> {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         max_elapsed: Duration::from_secs(30),
+        max_retry_after: Duration::from_secs(30),
         jitter: false,
     };
     Verifier::new(api, profiles, policy, Duration::from_secs(600))

@@ -171,6 +171,9 @@ pub struct RetryConfig {
     /// Total time a request may spend retrying.
     #[serde(default = "default_max_elapsed", with = "humantime_serde")]
     pub max_elapsed: Duration,
+    /// The longest `Retry-After` honoured, for one request's wait and for the profile's pause.
+    #[serde(default = "default_max_retry_after", with = "humantime_serde")]
+    pub max_retry_after: Duration,
 }
 
 /// Delivery guarantee.
@@ -348,6 +351,9 @@ const fn default_max_backoff() -> Duration {
 }
 const fn default_max_elapsed() -> Duration {
     Duration::from_secs(30)
+}
+const fn default_max_retry_after() -> Duration {
+    Duration::from_secs(10)
 }
 const fn default_max_in_flight() -> usize {
     1024
@@ -582,6 +588,11 @@ impl Config {
             "must be <= retry.max_backoff",
         );
         v.positive(r.max_elapsed, "retry.max_elapsed");
+        v.check(
+            r.max_retry_after <= r.max_elapsed,
+            "retry.max_retry_after",
+            "must be <= retry.max_elapsed",
+        );
 
         let w = &self.worker;
         v.check(w.max_in_flight >= 1, "worker.max_in_flight", "must be >= 1");

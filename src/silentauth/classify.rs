@@ -115,11 +115,17 @@ pub fn classify(
     Classification {
         class,
         retry,
-        ambiguous: false,
+        ambiguous: gateway_after_send(stage, status),
         code,
         http_status: Some(status),
         reason,
     }
+}
+
+/// A 502 or 504 on the token call (A1): a gateway answered, and the origin behind it may have
+/// used the code before the gateway gave up, so the attempt counts as ambiguous, like a timeout.
+fn gateway_after_send(stage: Stage, status: u16) -> bool {
+    stage == Stage::Token && matches!(status, 502 | 504)
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -151,7 +157,8 @@ mod tests {
         let c = classify(stage, Some(status), b, None);
         assert_eq!((c.class, c.retry), (class, retry), "{stage} {status}");
         assert_eq!(c.http_status, Some(status));
-        assert!(!c.ambiguous);
+        let gateway = stage == Token && matches!(status, 502 | 504);
+        assert_eq!(c.ambiguous, gateway, "{stage} {status}");
         c
     }
 
@@ -247,6 +254,21 @@ mod tests {
         for s in [502, 503, 504] {
             check(Token, s, b"Bad Gateway", UpstreamUnavailable, true);
             check(Userinfo, s, b"", UpstreamUnavailable, true);
+        }
+    }
+
+    #[test]
+    fn token_502_and_504_are_ambiguous_and_503_is_not() {
+        // A gateway's 502/504 may come after the origin used the code (A1); a 503 or 500 is the
+        // origin itself refusing before it used it.
+        for s in [502, 504] {
+            let c = classify(Token, Some(s), b"", None);
+            assert!(c.retry && c.ambiguous, "{s}");
+            let c = classify(Userinfo, Some(s), b"", None);
+            assert!(c.retry && !c.ambiguous, "userinfo {s} spends nothing");
+        }
+        for s in [500, 503, 429] {
+            assert!(!classify(Token, Some(s), b"", None).ambiguous, "{s}");
         }
     }
 

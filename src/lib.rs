@@ -32,5 +32,7 @@ pub mod silentauth;
 pub mod simulator;
 pub mod stats;
 pub mod telemetry;
+#[cfg(feature = "test-faults")]
+pub mod test_faults;
 pub mod verify;
 pub mod worker;

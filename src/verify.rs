@@ -12,9 +12,14 @@ use crate::silentauth::client::Credentials;
 use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
 use crate::silentauth::{Api, Classification, Limiter, RetryPolicy, TokenGrant, UserInfo};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A job's verdict before it becomes a result: status, `phone_number_verified`, userinfo, error.
+type Verdict = (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>);
 
 /// What the worker knows about a job besides its content.
 #[derive(Debug, Clone)]
@@ -172,7 +177,17 @@ impl<A: Api> Verifier<A> {
             };
             Some(env.check_all(request, &job.login_hint).await)
         };
-        let (verdict, signals) = tokio::join!(self.run(job, ctx, &mut attempts), signals);
+        // A panic (a bug) ends this job `internal_error` instead of killing its task, so the job
+        // still gets a result and a dead letter and its offset moves on.
+        let joined = AssertUnwindSafe(async {
+            #[cfg(feature = "test-faults")]
+            crate::test_faults::inject(job);
+            tokio::join!(self.run(job, ctx, &mut attempts), signals)
+        })
+        .catch_unwind()
+        .await;
+        // (A1) `retryable` turns false here when `attempts` says the code is spent.
+        let (verdict, signals) = joined.unwrap_or_else(|panic| (internal_error(&*panic), None));
         let (signals, signal_attempts) = signals.unzip();
         if let Some(a) = &signal_attempts {
             attempts.add_concurrent(a);
@@ -213,12 +228,7 @@ impl<A: Api> Verifier<A> {
         }
     }
 
-    async fn run(
-        &self,
-        job: &Job,
-        ctx: &JobContext,
-        attempts: &mut Attempts,
-    ) -> (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>) {
+    async fn run(&self, job: &Job, ctx: &JobContext, attempts: &mut Attempts) -> Verdict {
         let fail = |e: ErrorInfo| (Status::Failed, None, None, Some(e));
         let Some(profile) = self.profiles.get(&job.client) else {
             return fail(ErrorInfo::new(
@@ -324,6 +334,26 @@ impl<A: Api> Verifier<A> {
             (Status::NotVerified, Some(false), Some(info), Some(e))
         }
     }
+}
+
+/// The verdict of a job whose verification panicked: `internal_error` at stage `job`,
+/// dead-lettered and retryable (§5). The panic's message goes to the log, never to the result.
+fn internal_error(panic: &(dyn std::any::Any + Send)) -> Verdict {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    tracing::error!(
+        panic = message.chars().take(200).collect::<String>(),
+        "verifying a job panicked; it ends internal_error"
+    );
+    let e = ErrorInfo::new(
+        ErrorClass::InternalError,
+        Stage::Job,
+        "the worker failed on this job (a bug caught at run time; its log has the details)",
+    );
+    (Status::Failed, None, None, Some(e))
 }
 
 /// The failed result of a job that could not be decoded (`invalid_job`), when its `job_id`

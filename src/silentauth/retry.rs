@@ -548,6 +548,21 @@ mod tests {
             "{}",
             c.reason
         );
+        // A gateway's 502 or 504 may have come after the origin used the code (A1).
+        for gateway in [502, 504] {
+            let script = vec![resp(gateway, None), resp(400, None)];
+            let (end, _, a) = run(
+                &policy(5),
+                &Limiter::unlimited(),
+                Stage::Token,
+                None,
+                script,
+            )
+            .await;
+            assert!(a.ambiguous, "{gateway}");
+            let StageEnd::Failed(c) = end else { panic!() };
+            assert!(c.reason.contains("may have been used"), "{}", c.reason);
+        }
         // A connect failure never sent the code: a later 400 says nothing of the kind.
         let script = vec![
             HttpOutcome::Transport(Transport::Connect("refused".into())),

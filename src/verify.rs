@@ -196,35 +196,54 @@ impl<A: Api> Verifier<A> {
         let completed_at = Utc::now();
         let (status, phone_number_verified, info, error) = verdict;
         let (sub, mobile_id) = info.map(|u| (u.sub, u.mobile_id)).unwrap_or_default();
-        let error = error.map(|mut e| {
-            if let Some(code) = &job.code {
-                e.description = scrub(&e.description, code.expose());
-            }
-            e
-        });
+        let mut result = JobResult {
+            schema_version: SCHEMA_VERSION,
+            job_id: job.job_id.clone(),
+            status,
+            phone_number_verified,
+            login_hint: Some(job.login_hint.clone()),
+            sub,
+            mobile_id,
+            state: job.state.clone(),
+            attributes: job.attributes.clone(),
+            error,
+            attempts: attempts.count,
+            duplicate: false,
+            replay_count: ctx.replay_count,
+            received_at: ctx.received_at,
+            completed_at,
+            duration_ms: millis_between(ctx.received_at, completed_at),
+            signals,
+            risk_flags,
+        };
+        self.scrub_secrets(job, &mut result);
         Outcome {
-            result: JobResult {
-                schema_version: SCHEMA_VERSION,
-                job_id: job.job_id.clone(),
-                status,
-                phone_number_verified,
-                login_hint: Some(job.login_hint.clone()),
-                sub,
-                mobile_id,
-                state: job.state.clone(),
-                attributes: job.attributes.clone(),
-                error,
-                attempts: attempts.count,
-                duplicate: false,
-                replay_count: ctx.replay_count,
-                received_at: ctx.received_at,
-                completed_at,
-                duration_ms: millis_between(ctx.received_at, completed_at),
-                signals,
-                risk_flags,
-            },
+            result,
             http_time: attempts.http_time,
             retries: attempts.retries,
+        }
+    }
+
+    /// Removes from every error description (the verdict's and the checks') the job's code and
+    /// the profile's api key and client secret, should an upstream description echo them.
+    fn scrub_secrets(&self, job: &Job, result: &mut JobResult) {
+        let profile = self.profiles.get(&job.client).map(|p| &p.credentials);
+        let secrets: Vec<&str> = job
+            .code
+            .iter()
+            .map(|c| c.expose())
+            .chain(profile.map(|c| c.api_key.expose()))
+            .chain(profile.map(|c| c.client_secret.expose()))
+            .collect();
+        let checks = result.signals.iter_mut().flat_map(|s| {
+            let swaps = [s.sim_swap.as_mut(), s.device_swap.as_mut()];
+            let swaps = swaps.into_iter().flatten().filter_map(|x| x.error.as_mut());
+            swaps.chain(s.call_forwarding.as_mut().and_then(|f| f.error.as_mut()))
+        });
+        for e in result.error.iter_mut().chain(checks) {
+            for secret in &secrets {
+                e.description = scrub(&e.description, secret);
+            }
         }
     }
 

@@ -347,7 +347,7 @@ impl<A: Api> Verifier<A> {
                 Stage::Userinfo,
                 format!(
                     "the network verified a different number ({}) than the job's login_hint",
-                    mask_verified_number(&info.login_hint)
+                    crate::secret::mask_to_last_three_digits(&info.login_hint)
                 ),
             );
             (Status::NotVerified, Some(false), Some(info), Some(e))
@@ -419,19 +419,6 @@ pub fn same_number(a: &str, b: &str) -> bool {
     !a.is_empty() && a == b
 }
 
-/// The number the network verified, for an auditor: its last three digits, the others masked
-/// (at most 12 `*`, however long the upstream's string); non-digits are dropped.
-fn mask_verified_number(login_hint: &str) -> String {
-    let digits: Vec<char> = login_hint.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() <= 3 {
-        return "***".to_owned();
-    }
-    let (hidden, shown) = digits.split_at(digits.len() - 3);
-    let mut masked = "*".repeat(hidden.len().min(12));
-    masked.extend(shown);
-    masked
-}
-
 /// The result's error for a classified failure of `stage`.
 pub(crate) fn error_of(stage: Stage, c: Classification) -> ErrorInfo {
     ErrorInfo::new(c.class, stage, c.reason)
@@ -483,16 +470,6 @@ mod tests {
         assert!(!same_number("381123456789", "381123456788"));
         assert!(!same_number("", ""));
         assert!(!same_number("+00381123456789", "381123456789"));
-    }
-
-    #[test]
-    fn the_verified_number_is_masked_to_its_last_three_digits() {
-        assert_eq!(mask_verified_number("+381299999123"), "*********123");
-        assert_eq!(mask_verified_number("381 29 999 9123"), "*********123");
-        assert_eq!(mask_verified_number("12"), "***");
-        assert_eq!(mask_verified_number("abc"), "***");
-        let long = "9".repeat(5000) + "456";
-        assert_eq!(mask_verified_number(&long), "************456");
     }
 
     #[test]

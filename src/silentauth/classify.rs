@@ -29,7 +29,8 @@ pub struct Classification {
     pub class: ErrorClass,
     /// Whether another attempt may follow (within the retry budget).
     pub retry: bool,
-    /// True when the code may have been spent by this attempt (token stage, sent, no answer).
+    /// True when the code may have been spent by this attempt (token stage: sent and no answer,
+    /// or a gateway's 502/504).
     pub ambiguous: bool,
     /// The upstream `error` string, when the body had one.
     pub code: Option<String>,

@@ -224,8 +224,8 @@ impl<A: Api> Verifier<A> {
         }
     }
 
-    /// Removes from every error description (the verdict's and the checks') the job's code and
-    /// the profile's api key and client secret, should an upstream description echo them.
+    /// Removes from every error's description and upstream `code` (the verdict's and the checks')
+    /// the job's code and the profile's api key and client secret, should an upstream echo them.
     fn scrub_secrets(&self, job: &Job, result: &mut JobResult) {
         let profile = self.profiles.get(&job.client).map(|p| &p.credentials);
         let secrets: Vec<&str> = job
@@ -243,6 +243,7 @@ impl<A: Api> Verifier<A> {
         for e in result.error.iter_mut().chain(checks) {
             for secret in &secrets {
                 e.description = scrub(&e.description, secret);
+                e.code = e.code.as_deref().map(|c| scrub(c, secret));
             }
         }
     }

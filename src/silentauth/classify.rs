@@ -52,6 +52,8 @@ struct ErrorBody {
 
 /// Longest upstream description carried into a result.
 const MAX_DESCRIPTION: usize = 200;
+/// Longest upstream `error` string carried into a result (the seed's are under 40 characters).
+const MAX_CODE: usize = 64;
 
 /// Classifies one failed attempt: a non-2xx response (`status`, `body`) or a transport failure.
 ///
@@ -84,7 +86,10 @@ pub fn classify(
     }
     let status = status.unwrap_or(0);
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let code = parsed.as_ref().and_then(|b| b.error.clone());
+    let code = parsed
+        .as_ref()
+        .and_then(|b| b.error.as_deref())
+        .map(|c| truncate(c, MAX_CODE));
     let upstream = parsed
         .as_ref()
         .and_then(|b| b.error_description.as_deref())
@@ -342,6 +347,9 @@ mod tests {
             false,
         );
         assert!(c.reason.len() < 300);
+        let c = check(Token, 400, &body(&long, "d"), CodeRejected, false);
+        assert!(c.code.unwrap().chars().count() <= MAX_CODE + 1);
+        assert!(c.reason.len() < 400);
     }
 
     fn camara(status: u16, code: &str) -> Vec<u8> {

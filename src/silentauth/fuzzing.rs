@@ -13,8 +13,9 @@
 //!   the class; a signal check's failure never changes the verdict, and a check that was not
 //!   answered shows as `<check>_unchecked` in `risk_flags`;
 //! * no secret is echoed: the code, the api key and the client secret never appear in the result
-//!   or its `Debug` form, even when the answer's body carries them, nor does the access token a
-//!   token answer issued. (The bearer token echoed by a *userinfo* error description is not
+//!   or its `Debug` form (but for `sub` and `mobile_id`, the upstream's identifiers passed through
+//!   verbatim), even when the answer's body carries them, nor does the access token a token
+//!   answer issued. (The bearer token echoed by a *userinfo* error description is not
 //!   scrubbed yet; inputs cannot name it, as the harness's token is not in the corpus.)
 //! * `Retry-After`, whatever its text, parses without panicking, and once clamped is never longer
 //!   than `retry.max_retry_after` or `retry.max_elapsed`, and pausing a profile for it is safe.
@@ -403,9 +404,14 @@ fn check_signal(r: &JobResult, call: usize, status: u16) -> Result<(), String> {
 }
 
 fn check_secrets(answer: &Answer, r: &JobResult) -> Result<(), String> {
+    // `sub` and `mobile_id` are the upstream's identifiers, passed through verbatim: an upstream
+    // that answers a secret as an identifier echoes it itself; everything the worker writes is
+    // checked.
+    let mut r = r.clone();
+    (r.sub, r.mobile_id) = (None, None);
     let text = format!(
         "{}\n{r:?}",
-        serde_json::to_string(r).map_err(|e| format!("the result does not serialize: {e}"))?
+        serde_json::to_string(&r).map_err(|e| format!("the result does not serialize: {e}"))?
     );
     let mut secrets = vec![CODE, API_KEY, CLIENT_SECRET];
     // A fuzzed token answer's own access token is a secret too.

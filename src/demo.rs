@@ -159,7 +159,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         .collect(want_results, want_dead_letters, deadline, &stats)
         .await;
 
-    let stop = config.worker.shutdown_grace + Duration::from_secs(15);
+    let stop = config
+        .worker
+        .shutdown_grace
+        .saturating_add(Duration::from_secs(15));
     stop_worker(&cancel, &mut handle, stop, "demo").await;
     let sim_stats = sim.stats();
     sim.shutdown().await;

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod demo;
@@ -32,5 +33,7 @@ pub mod silentauth;
 pub mod simulator;
 pub mod stats;
 pub mod telemetry;
+#[cfg(feature = "test-faults")]
+pub mod test_faults;
 pub mod verify;
 pub mod worker;

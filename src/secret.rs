@@ -74,9 +74,33 @@ pub fn mask_msisdn(msisdn: &str) -> String {
         .collect()
 }
 
+/// A number from an untrusted source (the one the network verified), for an auditor: its last
+/// three digits, the others masked (at most 12 `*`, however long the string); non-digits are
+/// dropped, so nothing but three digits of it can reach a result.
+pub fn mask_to_last_three_digits(login_hint: &str) -> String {
+    let digits: Vec<char> = login_hint.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() <= 3 {
+        return "***".to_owned();
+    }
+    let (hidden, shown) = digits.split_at(digits.len() - 3);
+    let mut masked = "*".repeat(hidden.len().min(12));
+    masked.extend(shown);
+    masked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verified_number_is_masked_to_its_last_three_digits() {
+        assert_eq!(mask_to_last_three_digits("+381299999123"), "*********123");
+        assert_eq!(mask_to_last_three_digits("381 29 999 9123"), "*********123");
+        assert_eq!(mask_to_last_three_digits("12"), "***");
+        assert_eq!(mask_to_last_three_digits("abc"), "***");
+        let long = "9".repeat(5000) + "456";
+        assert_eq!(mask_to_last_three_digits(&long), "************456");
+    }
 
     #[test]
     fn debug_display_and_serialize_are_masked() {

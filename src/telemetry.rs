@@ -43,21 +43,58 @@ pub const METRIC_NAMES: &[&str] = &[
     "silentauth_breaker_trips_total",
 ];
 
-/// The Silent Auth endpoint of a request (the `endpoint` label).
+/// The API endpoint of a request (the `endpoint` label).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Endpoint {
     /// `POST /oauth2/token`.
     Token,
     /// `GET /oauth2/userinfo`.
     Userinfo,
+    /// Network Signals `POST /sim-swap/check` and `/sim-swap/retrieve-date`.
+    SimSwap,
+    /// Network Signals `POST /device-swap/check` and `/device-swap/retrieve-date`.
+    DeviceSwap,
+    /// Network Signals `POST /call-forwarding/unconditional/check`.
+    CallForwarding,
+}
+
+impl Endpoint {
+    /// Every endpoint, each exported at zero from the first scrape on.
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::Token,
+        Endpoint::Userinfo,
+        Endpoint::SimSwap,
+        Endpoint::DeviceSwap,
+        Endpoint::CallForwarding,
+    ];
+
+    /// The endpoint the requests of `stage` go to; `None` for stages that send no request.
+    pub fn of(stage: Stage) -> Option<Endpoint> {
+        match stage {
+            Stage::Token => Some(Endpoint::Token),
+            Stage::Userinfo => Some(Endpoint::Userinfo),
+            Stage::SimSwap => Some(Endpoint::SimSwap),
+            Stage::DeviceSwap => Some(Endpoint::DeviceSwap),
+            Stage::CallForwarding => Some(Endpoint::CallForwarding),
+            Stage::Job | Stage::Authorize | Stage::Deadline => None,
+        }
+    }
+
+    /// The label value: the stage's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Userinfo => "userinfo",
+            Endpoint::SimSwap => "sim_swap",
+            Endpoint::DeviceSwap => "device_swap",
+            Endpoint::CallForwarding => "call_forwarding",
+        }
+    }
 }
 
 impl EncodeLabelValue for Endpoint {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(match self {
-            Endpoint::Token => "token",
-            Endpoint::Userinfo => "userinfo",
-        })
+        encoder.write_str(self.as_str())
     }
 }
 
@@ -106,8 +143,8 @@ impl Default for HttpMetrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         };
-        // Both endpoints appear from the first scrape on, at zero.
-        for endpoint in [Endpoint::Token, Endpoint::Userinfo] {
+        // Every endpoint appears from the first scrape on, at zero.
+        for endpoint in Endpoint::ALL {
             drop(m.requests.get_or_create(&RequestLabels {
                 endpoint,
                 status: HttpStatus(Some(200)),
@@ -120,9 +157,8 @@ impl Default for HttpMetrics {
 
 impl HttpObserver for HttpMetrics {
     fn request(&self, stage: Stage, status: Option<u16>, elapsed: Duration) {
-        let endpoint = match stage {
-            Stage::Userinfo => Endpoint::Userinfo,
-            _ => Endpoint::Token,
+        let Some(endpoint) = Endpoint::of(stage) else {
+            return;
         };
         self.requests
             .get_or_create(&RequestLabels {
@@ -152,7 +188,7 @@ impl Telemetry {
         let mut registry = Registry::default();
         registry.register(
             "silentauth_http_requests",
-            "HTTP requests sent to the Silent Auth API, by endpoint and status (transport = no response)",
+            "HTTP requests sent to the Silent Auth and Network Signals APIs, by endpoint and status (transport = no response)",
             http.requests.clone(),
         );
         registry.register_with_unit(
@@ -354,6 +390,9 @@ mod tests {
         stats.dead_letter(ErrorClass::InvalidJob);
         http.request(Stage::Token, Some(200), Duration::from_millis(3));
         http.request(Stage::Userinfo, None, Duration::from_millis(3));
+        http.request(Stage::SimSwap, Some(200), Duration::from_millis(3));
+        http.request(Stage::DeviceSwap, Some(404), Duration::from_millis(3));
+        http.request(Stage::CallForwarding, Some(503), Duration::from_millis(3));
         stats.set_lag([(0, 7)].into());
         stats
             .codes_at_risk
@@ -372,6 +411,10 @@ mod tests {
             "silentauth_http_requests_total{endpoint=\"token\",status=\"200\"} 1",
             "silentauth_http_requests_total{endpoint=\"userinfo\",status=\"transport\"} 1",
             "silentauth_http_request_duration_seconds_count{endpoint=\"token\"} 1",
+            "silentauth_http_requests_total{endpoint=\"sim_swap\",status=\"200\"} 1",
+            "silentauth_http_requests_total{endpoint=\"device_swap\",status=\"404\"} 1",
+            "silentauth_http_requests_total{endpoint=\"call_forwarding\",status=\"503\"} 1",
+            "silentauth_http_request_duration_seconds_count{endpoint=\"call_forwarding\"} 1",
             "silentauth_consumer_lag{partition=\"0\"} 7",
             "silentauth_rate_limit_wait_seconds_total{client=\"default\"} 0",
             "silentauth_ready 0",

@@ -16,9 +16,14 @@ use crate::silentauth::{
     Api, Classification, Limiter, RetryPolicy, SpentCode, TokenGrant, UserInfo,
 };
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A job's verdict before it becomes a result: status, `phone_number_verified`, userinfo, error.
+type Verdict = (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>);
 
 /// What the worker knows about a job besides its content.
 #[derive(Debug, Clone)]
@@ -180,7 +185,17 @@ impl<A: Api> Verifier<A> {
             };
             Some(env.check_all(request, &job.login_hint).await)
         };
-        let (verdict, signals) = tokio::join!(self.run(job, ctx, &mut attempts), signals);
+        // A panic (a bug) ends this job `internal_error` instead of killing its task, so the job
+        // still gets a result and a dead letter and its offset moves on.
+        let joined = AssertUnwindSafe(async {
+            #[cfg(feature = "test-faults")]
+            crate::test_faults::inject(job);
+            tokio::join!(self.run(job, ctx, &mut attempts), signals)
+        })
+        .catch_unwind()
+        .await;
+        // A panic after the code was spent is final too: the spent-code rule below applies.
+        let (verdict, signals) = joined.unwrap_or_else(|panic| (internal_error(&*panic), None));
         let (signals, signal_attempts) = signals.unzip();
         if let Some(a) = &signal_attempts {
             attempts.add_concurrent(a);
@@ -189,48 +204,66 @@ impl<A: Api> Verifier<A> {
         let completed_at = Utc::now();
         let (status, phone_number_verified, info, error) = verdict;
         let (sub, mobile_id) = info.map(|u| (u.sub, u.mobile_id)).unwrap_or_default();
-        let error = error.map(|mut e| {
-            if let Some(code) = &job.code {
-                e.description = scrub(&e.description, code.expose());
-            }
+        let error = error.map(|e| {
             // The spent-code rule: a failure after the code is spent is final.
             match ctx.spent.get() {
                 Some(why) if status == Status::Failed => e.with_code_spent(why.description()),
                 _ => e,
             }
         });
+        let mut result = JobResult {
+            schema_version: SCHEMA_VERSION,
+            job_id: job.job_id.clone(),
+            status,
+            phone_number_verified,
+            login_hint: Some(job.login_hint.clone()),
+            sub,
+            mobile_id,
+            state: job.state.clone(),
+            attributes: job.attributes.clone(),
+            error,
+            attempts: attempts.count,
+            duplicate: false,
+            replay_count: ctx.replay_count,
+            received_at: ctx.received_at,
+            completed_at,
+            duration_ms: millis_between(ctx.received_at, completed_at),
+            signals,
+            risk_flags,
+        };
+        self.scrub_secrets(job, &mut result);
         Outcome {
-            result: JobResult {
-                schema_version: SCHEMA_VERSION,
-                job_id: job.job_id.clone(),
-                status,
-                phone_number_verified,
-                login_hint: Some(job.login_hint.clone()),
-                sub,
-                mobile_id,
-                state: job.state.clone(),
-                attributes: job.attributes.clone(),
-                error,
-                attempts: attempts.count,
-                duplicate: false,
-                replay_count: ctx.replay_count,
-                received_at: ctx.received_at,
-                completed_at,
-                duration_ms: millis_between(ctx.received_at, completed_at),
-                signals,
-                risk_flags,
-            },
+            result,
             http_time: attempts.http_time,
             retries: attempts.retries,
         }
     }
 
-    async fn run(
-        &self,
-        job: &Job,
-        ctx: &JobContext,
-        attempts: &mut Attempts,
-    ) -> (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>) {
+    /// Removes from every error's description and upstream `code` (the verdict's and the checks')
+    /// the job's code and the profile's api key and client secret, should an upstream echo them.
+    fn scrub_secrets(&self, job: &Job, result: &mut JobResult) {
+        let profile = self.profiles.get(&job.client).map(|p| &p.credentials);
+        let secrets: Vec<&str> = job
+            .code
+            .iter()
+            .map(|c| c.expose())
+            .chain(profile.map(|c| c.api_key.expose()))
+            .chain(profile.map(|c| c.client_secret.expose()))
+            .collect();
+        let checks = result.signals.iter_mut().flat_map(|s| {
+            let swaps = [s.sim_swap.as_mut(), s.device_swap.as_mut()];
+            let swaps = swaps.into_iter().flatten().filter_map(|x| x.error.as_mut());
+            swaps.chain(s.call_forwarding.as_mut().and_then(|f| f.error.as_mut()))
+        });
+        for e in result.error.iter_mut().chain(checks) {
+            for secret in &secrets {
+                e.description = scrub(&e.description, secret);
+                e.code = e.code.as_deref().map(|c| scrub(c, secret));
+            }
+        }
+    }
+
+    async fn run(&self, job: &Job, ctx: &JobContext, attempts: &mut Attempts) -> Verdict {
         let fail = |e: ErrorInfo| (Status::Failed, None, None, Some(e));
         let Some(profile) = self.profiles.get(&job.client) else {
             return fail(ErrorInfo::new(
@@ -261,7 +294,10 @@ impl<A: Api> Verifier<A> {
             ));
         };
         let issued_at = job.issued_at.or(ctx.record_time).unwrap_or(ctx.received_at);
-        let deadline = issued_at + chrono::Duration::from_std(self.code_ttl).unwrap_or_default();
+        let ttl = chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::MAX);
+        let deadline = issued_at
+            .checked_add_signed(ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         let expired = || {
             fail(ErrorInfo::new(
@@ -276,7 +312,7 @@ impl<A: Api> Verifier<A> {
         if left.is_zero() {
             return expired();
         }
-        let deadline_at = tokio::time::Instant::now() + left;
+        let deadline_at = crate::clock::from_now(left);
 
         let token = run_stage_observed(
             &self.policy,
@@ -335,11 +371,34 @@ impl<A: Api> Verifier<A> {
             let e = ErrorInfo::new(
                 ErrorClass::LoginHintMismatch,
                 Stage::Userinfo,
-                "the network verified a different number than the job's login_hint",
+                format!(
+                    "the network verified a different number ({}) than the job's login_hint",
+                    crate::secret::mask_to_last_three_digits(&info.login_hint)
+                ),
             );
             (Status::NotVerified, Some(false), Some(info), Some(e))
         }
     }
+}
+
+/// The verdict of a job whose verification panicked: `internal_error` at stage `job`,
+/// dead-lettered and retryable (§5). The panic's message goes to the log, never to the result.
+fn internal_error(panic: &(dyn std::any::Any + Send)) -> Verdict {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    tracing::error!(
+        panic = message.chars().take(200).collect::<String>(),
+        "verifying a job panicked; it ends internal_error"
+    );
+    let e = ErrorInfo::new(
+        ErrorClass::InternalError,
+        Stage::Job,
+        "the worker failed on this job (a bug caught at run time; its log has the details)",
+    );
+    (Status::Failed, None, None, Some(e))
 }
 
 /// The failed result of a job that could not be decoded (`invalid_job`), when its `job_id`

@@ -66,6 +66,7 @@ fn every_contract_key_is_documented_in_the_default_file() {
         "max_backoff",
         "max_elapsed",
         "userinfo_max_elapsed",
+        "max_retry_after",
         "max_in_flight",
         "code_ttl",
         "delivery",
@@ -517,6 +518,16 @@ fn every_validation_rule_names_its_key() {
             "SILENTAUTH__RETRY__USERINFO_MAX_ELAPSED",
             "10s",
             "retry.userinfo_max_elapsed must be >= retry.max_elapsed",
+        ),
+        (
+            "SILENTAUTH__RETRY__MAX_RETRY_AFTER",
+            "31s",
+            "retry.max_retry_after must be <= retry.max_elapsed",
+        ),
+        (
+            "SILENTAUTH__RETRY__MAX_RETRY_AFTER",
+            "forever",
+            "retry.max_retry_after",
         ),
         (
             "SILENTAUTH__WORKER__MAX_IN_FLIGHT",

@@ -292,6 +292,7 @@ fn errors() -> Vec<ErrorInfo> {
         e(InvalidJob, Stage::Job, None, None),
         e(Expired, Stage::Deadline, None, None),
         e(LoginHintMismatch, Stage::Userinfo, None, Some(200)),
+        e(InternalError, Stage::Job, None, None),
     ];
     for code in [
         "invalid_client_id_request",

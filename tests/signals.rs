@@ -227,7 +227,17 @@ async fn not_found_is_inconclusive_not_failed() {
         )
     );
     assert!(r.signals.as_ref().unwrap().errors().next().is_none());
-    assert_eq!(r.risk_flags.as_deref(), Some(&[][..]));
+    // Inconclusive is not clean: a consumer of the flags alone sees that nothing was checked.
+    assert_eq!(
+        r.risk_flags.as_deref(),
+        Some(
+            &[
+                RiskFlag::SimSwapUnchecked,
+                RiskFlag::DeviceSwapUnchecked,
+                RiskFlag::CallForwardingUnchecked
+            ][..]
+        )
+    );
     assert!(r.dead_letter_error().is_none());
     // A 404 is an answer: not retried.
     assert_eq!(s.sim.stats().total("sim_swap_check"), 1);
@@ -281,7 +291,17 @@ async fn failing_checks_never_fail_a_verified_number() {
     assert_eq!(stats.total("call_forwarding_check"), 3);
     assert_eq!(r.attempts, 2 + 9);
     assert!(r.dead_letter_error().is_none());
-    assert_eq!(r.risk_flags.as_deref(), Some(&[][..]));
+    // Failed checks are not clean ones.
+    assert_eq!(
+        r.risk_flags.as_deref(),
+        Some(
+            &[
+                RiskFlag::SimSwapUnchecked,
+                RiskFlag::DeviceSwapUnchecked,
+                RiskFlag::CallForwardingUnchecked
+            ][..]
+        )
+    );
 }
 
 #[tokio::test]
@@ -303,6 +323,15 @@ async fn unusable_answers_and_rejected_keys_have_their_classes() {
     let r = s.run("4915100000007", ALL, true).await;
     assert_eq!(r.status, Status::Verified);
     let sig = r.signals.unwrap();
+    assert_eq!(
+        r.risk_flags.as_deref(),
+        Some(
+            &[
+                RiskFlag::DeviceSwapUnchecked,
+                RiskFlag::CallForwardingUnchecked
+            ][..]
+        )
+    );
     let fwd = sig.call_forwarding.unwrap();
     assert_eq!(fwd.outcome, ForwardingOutcome::Failed);
     assert_eq!(fwd.error.unwrap().class, ErrorClass::ProtocolError);
@@ -445,7 +474,14 @@ async fn through_kafka_one_result_carries_verdict_signals_and_flags() {
     assert_eq!(r["status"], "signals_only");
     assert!(r["phone_number_verified"].is_null());
     assert_eq!(r["signals"]["call_forwarding"]["outcome"], "inconclusive");
-    assert_eq!(r["risk_flags"], json!([]));
+    assert_eq!(
+        r["risk_flags"],
+        json!([
+            "sim_swap_unchecked",
+            "device_swap_unchecked",
+            "call_forwarding_unchecked"
+        ])
+    );
     let r = &by_id["bad"][0];
     assert_eq!(r["error"]["class"], "invalid_job");
     assert!(r["error"]["description"]
@@ -454,6 +490,54 @@ async fn through_kafka_one_result_carries_verdict_signals_and_flags() {
         .contains("signals.sim_swap.max_age_minutes"));
     let dlq = read_topic(&w.broker, &w.dlq).await;
     assert_eq!(dlq.len(), 1, "only the bad job is dead-lettered");
+    cancel.cancel();
+    handle.await.unwrap();
+}
+
+/// `/metrics` labels each Network Signals request with its own endpoint, never as `token`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_label_signal_requests_with_their_own_endpoints() {
+    let w = World::new(Scenario::from_toml_str(SCENARIO).unwrap(), 1).await;
+    let worker = silentauth_worker::worker::Worker::new(w.config());
+    let stats = worker.stats();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c = cancel.clone();
+    let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
+    let mut job = w.job("metrics", "4915100000001");
+    job["signals"] = serde_json::from_str(ALL).unwrap();
+    w.send_job(&job).await;
+    let r = w.results(1).await;
+    assert_eq!(r[0].0["status"], "verified");
+    let addr = loop {
+        if let Some(a) = stats.admin_addr() {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // token, userinfo, both swap checks with their date calls, forwarding: 7 requests.
+    let expected = [
+        ("token", 1),
+        ("userinfo", 1),
+        ("sim_swap", 2),
+        ("device_swap", 2),
+        ("call_forwarding", 1),
+    ];
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (endpoint, n) in expected {
+        let line = format!(
+            "silentauth_http_requests_total{{endpoint=\"{endpoint}\",status=\"200\"}} {n}\n"
+        );
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+        let count = format!(
+            "silentauth_http_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {n}\n"
+        );
+        assert!(text.contains(&count), "missing {count} in\n{text}");
+    }
     cancel.cancel();
     handle.await.unwrap();
 }

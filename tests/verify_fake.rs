@@ -92,6 +92,7 @@ fn verifier_with(api: FakeApi, limiter: Arc<Limiter>) -> Verifier<FakeApi> {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         max_elapsed: Duration::from_secs(30),
+        max_retry_after: Duration::from_secs(30),
         jitter: false,
         userinfo_max_elapsed: Duration::from_secs(60),
         priority: Priority::Normal,
@@ -594,4 +595,81 @@ async fn a_job_whose_code_is_spent_takes_the_next_permit_before_new_token_calls(
         calls,
         ["token", "userinfo", "token", "userinfo", "token", "userinfo"]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mismatch_names_the_verified_number_masked_to_three_digits() {
+    let api = FakeApi::default();
+    script(
+        &api,
+        vec![token_ok()],
+        vec![userinfo("381999999321", "true")],
+    );
+    let r = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result;
+    let e = r.error.unwrap();
+    assert_eq!(e.class, ErrorClass::LoginHintMismatch);
+    assert!(e.description.contains("*********321"), "{}", e.description);
+    assert!(!e.description.contains("999321"), "{}", e.description);
+}
+
+#[tokio::test(start_paused = true)]
+async fn anonymous_sub_with_a_verified_number_is_a_protocol_error() {
+    for verified in [serde_json::json!("true"), serde_json::json!(true)] {
+        let api = FakeApi::default();
+        let body = serde_json::json!({"sub":"anonymous","login_hint":"381123456789","phone_number_verified":verified});
+        script(&api, vec![token_ok()], vec![ok(200, body)]);
+        let r = verifier(api)
+            .verify(&job(serde_json::json!({})), &JobContext::now())
+            .await
+            .result;
+        assert_eq!(r.status, Status::Failed);
+        let e = r.error.unwrap();
+        assert_eq!(
+            (e.class, e.stage),
+            (ErrorClass::ProtocolError, Stage::Userinfo)
+        );
+        assert!(e.description.contains("anonymous"), "{}", e.description);
+    }
+    // "anonymous" with a number that is not verified is the seed's normal answer.
+    let api = FakeApi::default();
+    let body = serde_json::json!({"sub":"anonymous","login_hint":"381123456789","phone_number_verified":"false"});
+    script(&api, vec![token_ok()], vec![ok(200, body)]);
+    let r = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result;
+    assert_eq!(r.status, Status::NotVerified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_during_verification_ends_the_job_internal_error() {
+    // The fake panics on a call it has no answer for: here, a bug in the middle of the job,
+    // after the token call.
+    let api = FakeApi::default();
+    script(&api, vec![token_ok()], vec![]);
+    let r = verifier(api.clone())
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result;
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.phone_number_verified, None);
+    let e = r.error.clone().unwrap();
+    assert_eq!(
+        (e.class, e.stage, e.retryable),
+        (ErrorClass::InternalError, Stage::Job, true)
+    );
+    assert!(!e.description.contains("CODE-abc") && !e.description.contains("AT-1"));
+    assert!(
+        !e.description.contains("unexpected"),
+        "the panic message stays in the log"
+    );
+    assert_eq!(
+        r.dead_letter_error(),
+        Some(&e),
+        "internal_error is dead-lettered"
+    );
+    assert_eq!(api.calls.lock().unwrap().len(), 2);
 }

@@ -337,7 +337,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     let w0 = child.and_then(WorkerProcess::cpu_seconds);
     let t0 = Instant::now();
     let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
-    let deadline = Instant::now() + limit;
+    let deadline = crate::clock::from_now_std(limit);
     let (published, received) = if let Some(collector) = &collector {
         let collected = collect(
             collector,

@@ -175,6 +175,9 @@ pub struct RetryConfig {
     /// so a failure is final); never beyond the access token's `expires_in`.
     #[serde(default = "default_userinfo_max_elapsed", with = "humantime_serde")]
     pub userinfo_max_elapsed: Duration,
+    /// The longest `Retry-After` honoured, for one request's wait and for the profile's pause.
+    #[serde(default = "default_max_retry_after", with = "humantime_serde")]
+    pub max_retry_after: Duration,
 }
 
 /// Delivery guarantee.
@@ -360,6 +363,9 @@ const fn default_max_elapsed() -> Duration {
 }
 const fn default_userinfo_max_elapsed() -> Duration {
     Duration::from_secs(120)
+}
+const fn default_max_retry_after() -> Duration {
+    Duration::from_secs(10)
 }
 const fn default_max_in_flight() -> usize {
     1024
@@ -598,6 +604,11 @@ impl Config {
             r.userinfo_max_elapsed >= r.max_elapsed,
             "retry.userinfo_max_elapsed",
             "must be >= retry.max_elapsed (a spent code deserves the longer budget)",
+        );
+        v.check(
+            r.max_retry_after <= r.max_elapsed,
+            "retry.max_retry_after",
+            "must be <= retry.max_elapsed",
         );
 
         let w = &self.worker;

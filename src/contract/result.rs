@@ -177,11 +177,13 @@ pub enum ErrorClass {
     ProtocolError,
     /// Verified by the network for a different number.
     LoginHintMismatch,
+    /// The worker itself failed on this job (a bug caught at run time, e.g. a panic).
+    InternalError,
 }
 
 impl ErrorClass {
     /// Every class, in table order.
-    pub const ALL: [ErrorClass; 10] = [
+    pub const ALL: [ErrorClass; 11] = [
         ErrorClass::InvalidJob,
         ErrorClass::AuthorizeRejected,
         ErrorClass::Expired,
@@ -192,6 +194,7 @@ impl ErrorClass {
         ErrorClass::UpstreamUnavailable,
         ErrorClass::ProtocolError,
         ErrorClass::LoginHintMismatch,
+        ErrorClass::InternalError,
     ];
 
     /// The wire name.
@@ -207,6 +210,7 @@ impl ErrorClass {
             ErrorClass::UpstreamUnavailable => "upstream_unavailable",
             ErrorClass::ProtocolError => "protocol_error",
             ErrorClass::LoginHintMismatch => "login_hint_mismatch",
+            ErrorClass::InternalError => "internal_error",
         }
     }
 
@@ -225,10 +229,13 @@ impl ErrorClass {
                 | ErrorClass::RateLimited
                 | ErrorClass::UpstreamUnavailable
                 | ErrorClass::ProtocolError
+                | ErrorClass::InternalError
         )
     }
 
     /// The `retryable` flag of the result (§5 table): whether a later replay could help.
+    /// (`internal_error` is retryable unless the job's code is spent; the class alone cannot
+    /// know that, so whoever builds the error and knows it turns the flag off.)
     pub fn retryable(self) -> bool {
         matches!(
             self,
@@ -236,6 +243,7 @@ impl ErrorClass {
                 | ErrorClass::PermissionDenied
                 | ErrorClass::RateLimited
                 | ErrorClass::UpstreamUnavailable
+                | ErrorClass::InternalError
         )
     }
 }
@@ -318,7 +326,8 @@ mod tests {
                 "permission_denied",
                 "rate_limited",
                 "upstream_unavailable",
-                "protocol_error"
+                "protocol_error",
+                "internal_error"
             ]
         );
     }

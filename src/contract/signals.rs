@@ -58,31 +58,39 @@ pub struct SignalsReport {
 }
 
 impl SignalsReport {
-    /// The flags a fraud pipeline must look at, in a stable order.
+    /// The flags a fraud pipeline must look at, in the order of [`RiskFlag`]: a risk each check
+    /// found, then each check that could not be answered (`failed` or `inconclusive`), so that
+    /// "could not check" never reads as "checked, clean" to a consumer of the flags alone.
     pub fn risk_flags(&self) -> Vec<RiskFlag> {
-        let mut flags = Vec::new();
-        if self
-            .sim_swap
-            .as_ref()
-            .is_some_and(|s| s.outcome == SwapOutcome::Swapped)
-        {
-            flags.push(RiskFlag::RecentSimSwap);
-        }
-        if self
-            .device_swap
-            .as_ref()
-            .is_some_and(|s| s.outcome == SwapOutcome::Swapped)
-        {
-            flags.push(RiskFlag::RecentDeviceSwap);
-        }
-        if self
-            .call_forwarding
-            .as_ref()
-            .is_some_and(|s| s.outcome == ForwardingOutcome::Active)
-        {
-            flags.push(RiskFlag::CallForwardingActive);
-        }
-        flags
+        let sim = self.sim_swap.as_ref().map(|s| s.outcome);
+        let device = self.device_swap.as_ref().map(|s| s.outcome);
+        let forwarding = self.call_forwarding.as_ref().map(|s| s.outcome);
+        let unchecked = |o: Option<SwapOutcome>| {
+            matches!(o, Some(SwapOutcome::Failed | SwapOutcome::Inconclusive))
+        };
+        [
+            (sim == Some(SwapOutcome::Swapped), RiskFlag::RecentSimSwap),
+            (
+                device == Some(SwapOutcome::Swapped),
+                RiskFlag::RecentDeviceSwap,
+            ),
+            (
+                forwarding == Some(ForwardingOutcome::Active),
+                RiskFlag::CallForwardingActive,
+            ),
+            (unchecked(sim), RiskFlag::SimSwapUnchecked),
+            (unchecked(device), RiskFlag::DeviceSwapUnchecked),
+            (
+                matches!(
+                    forwarding,
+                    Some(ForwardingOutcome::Failed | ForwardingOutcome::Inconclusive)
+                ),
+                RiskFlag::CallForwardingUnchecked,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect()
     }
 
     /// The errors of the checks that failed.
@@ -179,6 +187,12 @@ pub enum RiskFlag {
     RecentDeviceSwap,
     /// Unconditional call forwarding is active.
     CallForwardingActive,
+    /// The SIM-swap check could not be answered (`failed` or `inconclusive`).
+    SimSwapUnchecked,
+    /// The device-swap check could not be answered.
+    DeviceSwapUnchecked,
+    /// The call-forwarding check could not be answered.
+    CallForwardingUnchecked,
 }
 
 impl RiskFlag {
@@ -188,6 +202,9 @@ impl RiskFlag {
             RiskFlag::RecentSimSwap => "recent_sim_swap",
             RiskFlag::RecentDeviceSwap => "recent_device_swap",
             RiskFlag::CallForwardingActive => "call_forwarding_active",
+            RiskFlag::SimSwapUnchecked => "sim_swap_unchecked",
+            RiskFlag::DeviceSwapUnchecked => "device_swap_unchecked",
+            RiskFlag::CallForwardingUnchecked => "call_forwarding_unchecked",
         }
     }
 }
@@ -236,14 +253,54 @@ mod tests {
         };
         assert_eq!(
             report.risk_flags(),
-            [RiskFlag::RecentSimSwap, RiskFlag::CallForwardingActive]
+            [
+                RiskFlag::RecentSimSwap,
+                RiskFlag::CallForwardingActive,
+                RiskFlag::DeviceSwapUnchecked
+            ]
         );
         let calm = SignalsReport {
             sim_swap: swap(SwapOutcome::NotSwapped),
+            device_swap: swap(SwapOutcome::NotSwapped),
+            call_forwarding: Some(ForwardingSignal {
+                outcome: ForwardingOutcome::Inactive,
+                error: None,
+            }),
+        };
+        assert!(calm.risk_flags().is_empty());
+        assert!(SignalsReport::default().risk_flags().is_empty());
+    }
+
+    #[test]
+    fn a_check_that_could_not_be_answered_is_flagged_never_clean() {
+        for sim in [SwapOutcome::Failed, SwapOutcome::Inconclusive] {
+            for forwarding in [ForwardingOutcome::Failed, ForwardingOutcome::Inconclusive] {
+                let report = SignalsReport {
+                    sim_swap: swap(sim),
+                    device_swap: swap(sim),
+                    call_forwarding: Some(ForwardingSignal {
+                        outcome: forwarding,
+                        error: None,
+                    }),
+                };
+                assert_eq!(
+                    report.risk_flags(),
+                    [
+                        RiskFlag::SimSwapUnchecked,
+                        RiskFlag::DeviceSwapUnchecked,
+                        RiskFlag::CallForwardingUnchecked
+                    ],
+                    "{sim:?} {forwarding:?}"
+                );
+            }
+        }
+        // Only the checks asked for can be unchecked.
+        let one = SignalsReport {
+            sim_swap: None,
             device_swap: swap(SwapOutcome::Failed),
             call_forwarding: None,
         };
-        assert!(calm.risk_flags().is_empty());
+        assert_eq!(one.risk_flags(), [RiskFlag::DeviceSwapUnchecked]);
     }
 
     #[test]

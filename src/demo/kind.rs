@@ -245,10 +245,13 @@ impl Kind {
             }
             Kind::SignalsUnknown => {
                 "sim_swap=inconclusive device_swap=inconclusive \
-                 call_forwarding=inconclusive flags="
+                 call_forwarding=inconclusive \
+                 flags=sim_swap_unchecked,device_swap_unchecked,call_forwarding_unchecked"
             }
             Kind::SignalsOnly => "sim_swap=swapped call_forwarding=inactive flags=recent_sim_swap",
-            Kind::SignalFailing => "call_forwarding=failed/upstream_unavailable flags=",
+            Kind::SignalFailing => {
+                "call_forwarding=failed/upstream_unavailable flags=call_forwarding_unchecked"
+            }
             _ => return None,
         })
     }

@@ -106,7 +106,7 @@ impl Shared {
     }
 
     fn revoke(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
-        let deadline = Instant::now() + self.revoke_grace;
+        let deadline = crate::clock::from_now_std(self.revoke_grace);
         let wait = || loop {
             let busy: usize = {
                 let t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());

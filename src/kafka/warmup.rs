@@ -64,7 +64,7 @@ impl ResultsReader {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, partition, Offset::Offset(high - 1))?;
         self.consumer.assign(&tpl)?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::clock::from_now_std(self.timeout);
         let recent = loop {
             if Instant::now() > deadline {
                 break true; // cannot tell: reading too much is safe, too little is not
@@ -91,7 +91,7 @@ impl ResultsReader {
     /// Reads every result from the last position (or the start of the window) to the current
     /// end of each partition into `cache`. Blocking; returns the number of results read.
     pub fn catch_up(&mut self, cache: &IdempotencyCache) -> KafkaResult<usize> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::clock::from_now_std(self.timeout);
         let meta = self
             .consumer
             .fetch_metadata(Some(&self.topic), self.timeout)?;

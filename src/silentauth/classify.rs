@@ -29,7 +29,8 @@ pub struct Classification {
     pub class: ErrorClass,
     /// Whether another attempt may follow (within the retry budget).
     pub retry: bool,
-    /// True when the code may have been spent by this attempt (token stage, sent, no answer).
+    /// True when the code may have been spent by this attempt (token stage: sent and no answer,
+    /// or a gateway's 502/504).
     pub ambiguous: bool,
     /// The upstream `error` string, when the body had one.
     pub code: Option<String>,
@@ -51,6 +52,8 @@ struct ErrorBody {
 
 /// Longest upstream description carried into a result.
 const MAX_DESCRIPTION: usize = 200;
+/// Longest upstream `error` string carried into a result (the seed's are under 40 characters).
+const MAX_CODE: usize = 64;
 
 /// Classifies one failed attempt: a non-2xx response (`status`, `body`) or a transport failure.
 ///
@@ -83,7 +86,10 @@ pub fn classify(
     }
     let status = status.unwrap_or(0);
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let code = parsed.as_ref().and_then(|b| b.error.clone());
+    let code = parsed
+        .as_ref()
+        .and_then(|b| b.error.as_deref())
+        .map(|c| truncate(c, MAX_CODE));
     let upstream = parsed
         .as_ref()
         .and_then(|b| b.error_description.as_deref())
@@ -115,11 +121,17 @@ pub fn classify(
     Classification {
         class,
         retry,
-        ambiguous: false,
+        ambiguous: gateway_after_send(stage, status),
         code,
         http_status: Some(status),
         reason,
     }
+}
+
+/// A 502 or 504 on the token call (A1): a gateway answered, and the origin behind it may have
+/// used the code before the gateway gave up, so the attempt counts as ambiguous, like a timeout.
+fn gateway_after_send(stage: Stage, status: u16) -> bool {
+    stage == Stage::Token && matches!(status, 502 | 504)
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -151,7 +163,8 @@ mod tests {
         let c = classify(stage, Some(status), b, None);
         assert_eq!((c.class, c.retry), (class, retry), "{stage} {status}");
         assert_eq!(c.http_status, Some(status));
-        assert!(!c.ambiguous);
+        let gateway = stage == Token && matches!(status, 502 | 504);
+        assert_eq!(c.ambiguous, gateway, "{stage} {status}");
         c
     }
 
@@ -251,6 +264,21 @@ mod tests {
     }
 
     #[test]
+    fn token_502_and_504_are_ambiguous_and_503_is_not() {
+        // A gateway's 502/504 may come after the origin used the code (A1); a 503 or 500 is the
+        // origin itself refusing before it used it.
+        for s in [502, 504] {
+            let c = classify(Token, Some(s), b"", None);
+            assert!(c.retry && c.ambiguous, "{s}");
+            let c = classify(Userinfo, Some(s), b"", None);
+            assert!(c.retry && !c.ambiguous, "userinfo {s} spends nothing");
+        }
+        for s in [500, 503, 429] {
+            assert!(!classify(Token, Some(s), b"", None).ambiguous, "{s}");
+        }
+    }
+
+    #[test]
     fn other_5xx_on_token_is_not_retried() {
         check(Token, 501, b"", UpstreamUnavailable, false);
         check(Userinfo, 501, b"", UpstreamUnavailable, true);
@@ -319,6 +347,9 @@ mod tests {
             false,
         );
         assert!(c.reason.len() < 300);
+        let c = check(Token, 400, &body(&long, "d"), CodeRejected, false);
+        assert!(c.code.unwrap().chars().count() <= MAX_CODE + 1);
+        assert!(c.reason.len() < 400);
     }
 
     fn camara(status: u16, code: &str) -> Vec<u8> {

@@ -237,10 +237,13 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3), as a delay from `now`.
+/// The value is untrusted: digits too many for a `u64` saturate, a date in the past is zero,
+/// anything else (negative, fractional, garbled) is `None`. The retry policy caps the result
+/// ([`super::RetryPolicy::clamp_retry_after`]).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)));
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -291,6 +294,9 @@ impl TokenGrant {
     }
 }
 
+/// The `sub` of a userinfo answer for a number that was not verified.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// A successful userinfo response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
@@ -314,7 +320,8 @@ struct RawUserInfo {
 
 impl UserInfo {
     /// Parses a 2xx userinfo body: `phone_number_verified` must be `"true"`/`"false"` or a JSON
-    /// boolean, `login_hint` a string; `sub` and `mobile_id` strings when present.
+    /// boolean, `login_hint` a string; `sub` and `mobile_id` strings when present; and a
+    /// verified number never has `sub: "anonymous"` (that contradiction is an error).
     pub fn parse(body: &[u8]) -> Result<UserInfo, String> {
         use serde_json::Value;
         let raw: RawUserInfo = serde_json::from_slice(body)
@@ -340,8 +347,14 @@ impl UserInfo {
             Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(format!("userinfo: {name} is not a string")),
         };
+        let sub = opt(raw.sub, "sub")?;
+        if phone_number_verified && sub.as_deref() == Some(ANONYMOUS) {
+            // The seed's `sub` is "anonymous" exactly when the number is not verified: an answer
+            // that says both cannot be trusted either way.
+            return Err("userinfo: sub is \"anonymous\" but phone_number_verified is true".into());
+        }
         Ok(UserInfo {
-            sub: opt(raw.sub, "sub")?,
+            sub,
             mobile_id: opt(raw.mobile_id, "mobile_id")?,
             login_hint,
             phone_number_verified,
@@ -366,6 +379,39 @@ mod tests {
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn hostile_retry_after_values_never_panic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let max = Some(Duration::from_secs(u64::MAX));
+        assert_eq!(parse_retry_after("18446744073709551615", now), max);
+        assert_eq!(parse_retry_after("99999999999999999999999999", now), max);
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        for garbage in [
+            "",
+            " ",
+            "-5",
+            "+5",
+            "1.5",
+            "1e9",
+            "0x10",
+            "NaN",
+            "5 s",
+            "Retry-After: 5",
+        ] {
+            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
+        }
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).unwrap();
+        assert!(far > Duration::from_secs(86_400 * 365 * 7000));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 32 Dec 9999 25:00:00 GMT", now),
+            None
+        );
     }
 
     #[test]
@@ -418,6 +464,8 @@ mod tests {
             br#"{"phone_number_verified":"true"}"#,
             br#"{"login_hint":1,"phone_number_verified":"true"}"#,
             br#"{"login_hint":"1","phone_number_verified":"true","sub":5}"#,
+            br#"{"sub":"anonymous","login_hint":"1","phone_number_verified":"true"}"#,
+            br#"{"sub":"anonymous","login_hint":"1","phone_number_verified":true}"#,
             b"<html>",
         ] {
             assert!(

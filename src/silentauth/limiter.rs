@@ -237,7 +237,7 @@ impl Limiter {
     /// Pauses every request of the profile for `d` (a `Retry-After`). A later, shorter pause
     /// never shortens an earlier, longer one.
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d;
+        let until = crate::clock::from_now(d);
         let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if p.is_none_or(|cur| cur < until) {
             *p = Some(until);

@@ -3,6 +3,8 @@
 
 pub mod classify;
 pub mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limiter;
 pub mod retry;
 pub mod signals;

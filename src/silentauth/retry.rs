@@ -1,6 +1,6 @@
 //! The retry policy of docs/contract.md: exponential backoff with jitter (backon), bounded by
-//! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile; and the
-//! single-use-code rule for token requests that got no answer.
+//! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile, up to
+//! `retry.max_retry_after`; and the single-use-code rule for token requests that got no answer.
 
 use super::classify::{classify, Classification};
 use super::client::{HttpOutcome, HttpResponse};
@@ -23,6 +23,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Total time one stage may spend.
     pub max_elapsed: Duration,
+    /// The longest `Retry-After` honoured (an upstream's value is untrusted input).
+    pub max_retry_after: Duration,
     /// Random jitter of up to 100% on each backoff (off only in tests that assert a schedule).
     pub jitter: bool,
     /// Total time userinfo may spend retrying once the code is spent (see
@@ -40,6 +42,7 @@ impl RetryPolicy {
             initial_backoff: c.initial_backoff,
             max_backoff: c.max_backoff,
             max_elapsed: c.max_elapsed,
+            max_retry_after: c.max_retry_after,
             jitter: true,
             userinfo_max_elapsed: c.userinfo_max_elapsed,
             priority: Priority::Normal,
@@ -61,6 +64,12 @@ impl RetryPolicy {
             priority: Priority::High,
             ..self.clone()
         }
+    }
+
+    /// A `Retry-After` as honoured: at most `max_retry_after` and never beyond `max_elapsed`,
+    /// so neither a wait nor a profile pause can outlast the budget, whatever the header said.
+    pub fn clamp_retry_after(&self, retry_after: Duration) -> Duration {
+        retry_after.min(self.max_retry_after).min(self.max_elapsed)
     }
 
     fn backoff(&self) -> impl Iterator<Item = Duration> {
@@ -192,7 +201,7 @@ where
             }
             HttpOutcome::Response(r) => (
                 classify(stage, Some(r.status), &r.body, None),
-                r.retry_after,
+                r.retry_after.map(|ra| policy.clamp_retry_after(ra)),
             ),
             HttpOutcome::Transport(t) => (classify(stage, None, b"", Some(&t)), None),
         };
@@ -216,10 +225,10 @@ where
             .next()
             .unwrap_or(policy.max_backoff)
             .max(retry_after.unwrap_or_default());
-        if started.elapsed() + delay > policy.max_elapsed {
+        if started.elapsed().saturating_add(delay) > policy.max_elapsed {
             return StageEnd::Failed(with_note(c, "retry.max_elapsed reached"));
         }
-        if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+        if deadline.is_some_and(|d| Instant::now().checked_add(delay).is_none_or(|at| at >= d)) {
             return StageEnd::Failed(with_note(c, "retries stopped at the code's deadline"));
         }
         last = Some(c);
@@ -244,6 +253,7 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             max_elapsed: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(60),
             jitter: false,
             userinfo_max_elapsed: Duration::from_secs(120),
             priority: Priority::Normal,
@@ -324,7 +334,8 @@ mod tests {
         .await;
         assert!(matches!(end, StageEnd::Success(_)));
         assert_schedule(&times, &[0, 100, 300, 700]);
-        assert_eq!((a.count, a.retries, a.ambiguous), (4, 3, false));
+        // The 502 may have come from a gateway after the origin used the code (A1).
+        assert_eq!((a.count, a.retries, a.ambiguous), (4, 3, true));
     }
 
     #[tokio::test(start_paused = true)]
@@ -442,7 +453,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retry_after_longer_than_the_budget_gives_up_rate_limited() {
+    async fn retry_after_longer_than_the_budget_is_cut_to_it() {
         let mut p = policy(5);
         p.max_elapsed = Duration::from_secs(10);
         let (end, times, _) = run(
@@ -450,12 +461,82 @@ mod tests {
             &Limiter::unlimited(),
             Stage::Token,
             None,
-            vec![resp(429, Some(60))],
+            vec![resp(429, Some(60)), resp(429, Some(60))],
+        )
+        .await;
+        assert_schedule(&times, &[0, 10_000]);
+        let StageEnd::Failed(c) = end else { panic!() };
+        assert_eq!(c.class, ErrorClass::RateLimited);
+        assert!(c.reason.contains("max_elapsed"), "{}", c.reason);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hostile_retry_after_is_capped_for_the_job_and_the_profile() {
+        let mut p = policy(3);
+        p.max_retry_after = Duration::from_secs(5);
+        for hostile in [u64::MAX, u64::MAX / 2, 1 << 40, 86_400 * 365 * 1000] {
+            let limiter = Limiter::unlimited();
+            let script = vec![resp(429, Some(hostile)), resp(200, None)];
+            let start = Instant::now();
+            let (other, ours) = tokio::join!(
+                async {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    limiter.acquire().await;
+                    start.elapsed()
+                },
+                run(&p, &limiter, Stage::Token, None, script)
+            );
+            assert!(matches!(ours.0, StageEnd::Success(_)), "{hostile}");
+            assert_schedule(&ours.1, &[0, 5000]);
+            // The profile paused for the cap, not for the header's value.
+            assert!(other >= Duration::from_secs(5), "{other:?}");
+            assert!(other <= Duration::from_millis(5010), "{other:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_zero_falls_back_to_the_backoff() {
+        let limiter = Limiter::unlimited();
+        let script = vec![resp(503, Some(0)), resp(429, Some(0)), resp(200, None)];
+        let (end, times, _) = run(&policy(3), &limiter, Stage::Userinfo, None, script).await;
+        assert!(matches!(end, StageEnd::Success(_)));
+        assert_schedule(&times, &[0, 100, 300]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_past_the_deadline_stops_at_the_deadline() {
+        let mut p = policy(5);
+        p.max_retry_after = Duration::from_secs(30);
+        let (end, times, _) = run(
+            &p,
+            &Limiter::unlimited(),
+            Stage::Token,
+            Some(Duration::from_secs(2)),
+            vec![resp(429, Some(u64::MAX))],
         )
         .await;
         assert_eq!(times.len(), 1);
         let StageEnd::Failed(c) = end else { panic!() };
         assert_eq!(c.class, ErrorClass::RateLimited);
+        assert!(c.reason.contains("deadline"), "{}", c.reason);
+    }
+
+    #[test]
+    fn clamping_never_exceeds_the_cap_or_the_budget() {
+        let mut p = policy(3);
+        p.max_retry_after = Duration::from_secs(20);
+        p.max_elapsed = Duration::from_secs(10);
+        assert_eq!(p.clamp_retry_after(Duration::MAX), Duration::from_secs(10));
+        assert_eq!(
+            p.clamp_retry_after(Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+        p.max_elapsed = Duration::from_secs(60);
+        assert_eq!(
+            p.clamp_retry_after(Duration::from_secs(u64::MAX)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(p.clamp_retry_after(Duration::ZERO), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
@@ -495,6 +576,21 @@ mod tests {
             "{}",
             c.reason
         );
+        // A gateway's 502 or 504 may have come after the origin used the code (A1).
+        for gateway in [502, 504] {
+            let script = vec![resp(gateway, None), resp(400, None)];
+            let (end, _, a) = run(
+                &policy(5),
+                &Limiter::unlimited(),
+                Stage::Token,
+                None,
+                script,
+            )
+            .await;
+            assert!(a.ambiguous, "{gateway}");
+            let StageEnd::Failed(c) = end else { panic!() };
+            assert!(c.reason.contains("may have been used"), "{}", c.reason);
+        }
         // A connect failure never sent the code: a later 400 says nothing of the kind.
         let script = vec![
             HttpOutcome::Transport(Transport::Connect("refused".into())),

@@ -32,7 +32,7 @@ impl SimClock {
 
     /// The simulator's now.
     pub(crate) fn now(&self) -> Instant {
-        Instant::now() + Duration::from_nanos(self.offset_ns.load(Relaxed))
+        crate::clock::from_now_std(Duration::from_nanos(self.offset_ns.load(Relaxed)))
     }
 
     /// The simulator's wall-clock now (real time plus the same offset), for dates in answers.

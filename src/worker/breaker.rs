@@ -229,7 +229,7 @@ impl Breaker {
                 } else if reason.trigger.fails(&outcome) {
                     self.state = State::Open {
                         reason: reason.clone(),
-                        probe_at: now + self.probe_interval,
+                        probe_at: crate::clock::later(now, self.probe_interval),
                     };
                     Some(Transition::ProbeFailed {
                         reason,
@@ -251,7 +251,7 @@ impl Breaker {
         if let (true, State::Probing { reason }) = (probe, &self.state) {
             self.state = State::Open {
                 reason: reason.clone(),
-                probe_at: now + self.probe_interval,
+                probe_at: crate::clock::later(now, self.probe_interval),
             };
         }
     }
@@ -303,7 +303,7 @@ impl Breaker {
         self.reset();
         self.state = State::Open {
             reason: reason.clone(),
-            probe_at: now + self.probe_interval,
+            probe_at: crate::clock::later(now, self.probe_interval),
         };
         Some(Transition::Tripped(reason))
     }

@@ -118,13 +118,24 @@ pub(super) async fn job_task(
     token: CancellationToken,
     probe: bool,
 ) {
+    let _in_flight = InFlight(&env);
     let outcome = tokio::select! {
         _ = token.cancelled() => None,
         o = run_job(&env, taken) => o,
     };
     env.breaker.finished(outcome, probe);
-    env.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
-    env.shared.finished.notify_one();
+}
+
+/// Counts a job out of `in_flight` however its task ends, a panic included, so shutdown never
+/// waits for a task that is gone. (A panic in verification is already caught there and ends
+/// the job `internal_error`; this guards the plumbing around it.)
+struct InFlight<'a>(&'a JobEnv);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.shared.finished.notify_one();
+    }
 }
 
 /// Runs the job; its outcome, or `None` when it stopped unpublished (fenced).

@@ -305,7 +305,7 @@ impl Worker {
             }
             let wake = match gate {
                 Gate::WaitUntil(at) => at,
-                _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+                _ => crate::clock::from_now(Duration::from_secs(3600)),
             };
             tokio::select! {
                 biased;

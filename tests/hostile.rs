@@ -1,0 +1,198 @@
+//! Hostile and odd answers through a whole worker (broker, simulator): a job whose verification
+//! panics, and every kind of hostile `Retry-After`. Each job still gets its classified result
+//! (and a dead letter where a replay could help), its offset moves on, and shutdown is prompt.
+
+mod support;
+
+use rdkafka::message::Message;
+use serde_json::Value;
+use silentauth_worker::simulator::Scenario;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use support::world::{header, World};
+
+/// Waits until the group's committed offsets reach the end of every jobs partition.
+async fn offsets_reach_the_end(w: &World, partitions: i32) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = w.broker.consumer_config(&w.group).create().unwrap();
+    let jobs = w.jobs.clone();
+    let until = Instant::now() + Duration::from_secs(30);
+    let (committed, ends) = tokio::task::spawn_blocking(move || loop {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&jobs, p);
+        }
+        let committed: Vec<i64> = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap()
+            .elements()
+            .iter()
+            .map(|e| e.offset().to_raw().unwrap_or(-1))
+            .collect();
+        let ends: Vec<i64> = (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&jobs, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        if committed == ends || Instant::now() > until {
+            return (committed, ends);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    })
+    .await
+    .unwrap();
+    assert_eq!(committed, ends, "every offset committed");
+}
+
+/// Stops the worker and checks it exits promptly (nothing in flight holds it).
+async fn stops_promptly(
+    cancel: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+) {
+    let t0 = Instant::now();
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(20), handle)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    // shutdown_grace is 5 s: a job task that never finished would have held it that long.
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_job_ends_internal_error_with_a_dead_letter_and_its_offset_moves_on() {
+    let w = World::new(Scenario::default(), 1).await;
+    let (cancel, handle) = w.start(w.config());
+    w.send_job(&w.job("before", "381123456701")).await;
+    let mut poison = w.job("panics", "381123456702");
+    poison["attributes"][silentauth_worker::test_faults::ATTRIBUTE] = "panic".into();
+    w.send_job(&poison).await;
+    w.send_job(&w.job("after", "381123456703")).await;
+
+    let results: BTreeMap<String, Value> = w
+        .results(3)
+        .await
+        .into_iter()
+        .map(|(r, _)| (r["job_id"].as_str().unwrap().to_owned(), r))
+        .collect();
+    assert_eq!(results["before"]["status"], "verified");
+    assert_eq!(results["after"]["status"], "verified");
+    let r = &results["panics"];
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["phone_number_verified"], Value::Null);
+    assert_eq!(r["error"]["class"], "internal_error", "{r}");
+    assert_eq!(r["error"]["stage"], "job");
+    assert_eq!(r["error"]["retryable"], true);
+    let code = poison["code"].as_str().unwrap();
+    assert!(!r.to_string().contains(code), "no code in the result");
+
+    let dl = w
+        .broker
+        .consume_all(&w.dlq, 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].key(), Some(&b"panics"[..]));
+    assert_eq!(header(&dl[0], "dlq.error.class"), Some("internal_error"));
+    assert_eq!(
+        dl[0].payload().unwrap(),
+        poison.to_string().as_bytes(),
+        "the original job, unchanged"
+    );
+    offsets_reach_the_end(&w, 1).await;
+    stops_promptly(cancel, handle).await;
+}
+
+/// The `Retry-After` values an upstream (or something in between) might send.
+const HOSTILE: [&str; 8] = [
+    "18446744073709551615",
+    "99999999999999999999999999",
+    "0",
+    "-1",
+    "garbage",
+    "1.5",
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+    "Thu, 01 Jan 1970 00:00:00 GMT",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_retry_after_values_never_stall_a_profile_or_lose_a_job() {
+    // For each value: one number answered 429 once (then healed), one answered 429 always.
+    let mut scenario = String::new();
+    for (i, value) in HOSTILE.iter().enumerate() {
+        for (hint, first) in [
+            (format!("3812000001{i:02}"), "first = 1\nper_code = true\n"),
+            (format!("3812000002{i:02}"), ""),
+        ] {
+            scenario.push_str(&format!(
+                "[[faults]]\nendpoint = \"token\"\nstatus = 429\nretry_after = {value:?}\n{first}login_hints = [\"{hint}\"]\n\n"
+            ));
+        }
+    }
+    let w = World::new(Scenario::from_toml_str(&scenario).unwrap(), 2).await;
+    let mut config = w.config();
+    config.retry.max_retry_after = Duration::from_secs(1);
+    config.retry.max_elapsed = Duration::from_secs(3);
+    config.retry.max_attempts = 3;
+    let (cancel, handle) = w.start(config);
+    let started = Instant::now();
+    for i in 0..HOSTILE.len() {
+        w.send_job(&w.job(&format!("healed-{i}"), &format!("3812000001{i:02}")))
+            .await;
+        w.send_job(&w.job(&format!("limited-{i}"), &format!("3812000002{i:02}")))
+            .await;
+    }
+    let n = 2 * HOSTILE.len();
+    let results: BTreeMap<String, Value> = w
+        .results(n)
+        .await
+        .into_iter()
+        .map(|(r, _)| (r["job_id"].as_str().unwrap().to_owned(), r))
+        .collect();
+    assert_eq!(results.len(), n);
+    // Without the cap the first value alone would pause the profile for ever.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    for (i, value) in HOSTILE.iter().enumerate() {
+        let healed = &results[&format!("healed-{i}")];
+        assert_eq!(healed["status"], "verified", "{value}: {healed}");
+        assert!(
+            healed["duration_ms"].as_u64().unwrap() < 10_000,
+            "{value}: {healed}"
+        );
+        let limited = &results[&format!("limited-{i}")];
+        assert_eq!(limited["status"], "failed", "{value}: {limited}");
+        assert_eq!(
+            limited["error"]["class"], "rate_limited",
+            "{value}: {limited}"
+        );
+        assert_eq!(limited["error"]["retryable"], true);
+    }
+    let dl = w
+        .broker
+        .consume_all(&w.dlq, HOSTILE.len(), Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        dl.len(),
+        HOSTILE.len(),
+        "each rate_limited job is dead-lettered"
+    );
+    for m in &dl {
+        assert_eq!(header(m, "dlq.error.class"), Some("rate_limited"));
+    }
+    // The profile is not paused beyond the cap: a fresh job still goes straight through.
+    let t0 = Instant::now();
+    w.send_job(&w.job("fresh", "381123456799")).await;
+    let all = w.results(n + 1).await;
+    assert!(all
+        .iter()
+        .any(|(r, _)| r["job_id"] == "fresh" && r["status"] == "verified"));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    offsets_reach_the_end(&w, 2).await;
+    stops_promptly(cancel, handle).await;
+}

@@ -9,7 +9,7 @@
 //!
 //! * nothing panics (a panic would also surface as `internal_error`, which is checked too);
 //! * the result's class and stage are the ones docs/contract.md §5 gives for that status at that
-//!   stage, restated here independently of `classify`; `retryable` and the dead letter follow
+//!   stage, restated here independently of `classify`; `retryable` (false once the code is spent) and the dead letter follow
 //!   the class; a signal check's failure never changes the verdict, and a check that was not
 //!   answered shows as `<check>_unchecked` in `risk_flags`;
 //! * no secret is echoed: the code, the api key and the client secret never appear in the result
@@ -265,8 +265,14 @@ fn check_outcome(answer: &Answer) -> Result<(), String> {
         .result;
     check_secrets(answer, &r)?;
     if let Some(e) = &r.error {
-        if e.retryable != e.class.retryable() {
-            return Err(format!("retryable does not follow the class: {e:?}"));
+        // The spent-code rule: once the code is spent, no failure is retryable.
+        if e.retryable != (e.class.retryable() && !e.code_spent) {
+            return Err(format!(
+                "retryable does not follow the class and the spent-code rule: {e:?}"
+            ));
+        }
+        if e.code_spent && !e.description.contains("authenticate again") {
+            return Err(format!("a spent code's failure does not say so: {e:?}"));
         }
         if e.class == ErrorClass::InternalError {
             return Err("the verification panicked".into());

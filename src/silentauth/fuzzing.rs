@@ -9,8 +9,8 @@
 //!
 //! * nothing panics (a panic would also surface as `internal_error`, which is checked too);
 //! * the result's class and stage are the ones docs/contract.md §5 gives for that status at that
-//!   stage, restated here independently of `classify`; `retryable` (false once the code is spent) and the dead letter follow
-//!   the class; a signal check's failure never changes the verdict, and a check that was not
+//!   stage, restated here independently of `classify`; `retryable` (false once the code is
+//!   spent) and the dead letter follow the class; a signal check's failure never changes the verdict, and a check that was not
 //!   answered shows as `<check>_unchecked` in `risk_flags`;
 //! * no secret is echoed: the code, the api key and the client secret never appear in the result
 //!   or its `Debug` form (but for `sub` and `mobile_id`, the upstream's identifiers passed through

@@ -7,3 +7,4 @@ pub mod offsets;
 pub mod producer;
 pub mod transactions;
 pub mod warmup;
+pub mod warmup_seek;

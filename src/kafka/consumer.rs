@@ -163,7 +163,7 @@ impl Shared {
     fn assign(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
         let warm = || {
             let mut reader = self.warmup.lock().unwrap_or_else(|e| e.into_inner());
-            reader.warm(consumer, partitions, &self.cache)
+            reader.warm(partitions, &self.cache)
         };
         let started = Instant::now();
         match blocking(warm) {

@@ -72,6 +72,10 @@ pub struct ResultsReader {
     consumer: BaseConsumer,
     /// Reads single records (see [`probe_settings`]).
     probe: BaseConsumer,
+    /// A client of the worker's group that never joins it: it reads the committed offsets.
+    /// (The group consumer itself cannot, inside its rebalance callback: the offset fetch
+    /// would wait for the callback to return.)
+    group: BaseConsumer,
     topic: String,
     jobs_topic: String,
     code_ttl: Duration,
@@ -106,9 +110,11 @@ impl ResultsReader {
         c.set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true");
         let probe = probe_settings(&mut c.clone()).create()?;
+        let group = c.clone().set("group.id", &config.kafka.group_id).create()?;
         Ok(ResultsReader {
             consumer: c.create()?,
             probe,
+            group,
             topic: config.topics.results.clone(),
             jobs_topic: config.topics.jobs.clone(),
             code_ttl: config.worker.code_ttl,
@@ -119,15 +125,10 @@ impl ResultsReader {
         })
     }
 
-    /// Warms the cache for `partitions` of the jobs topic just assigned to `group` (the group
-    /// consumer, whose committed offsets bound what can be redelivered). Blocking.
-    pub fn warm<C: ConsumerContext>(
-        &mut self,
-        group: &impl Consumer<C>,
-        partitions: &[i32],
-        cache: &IdempotencyCache,
-    ) -> KafkaResult<Warmed> {
-        let committed = committed_offsets(group, &self.jobs_topic, partitions, self.timeout);
+    /// Warms the cache for `partitions` of the jobs topic, just assigned to this worker: from
+    /// what their committed offsets can redeliver. Blocking.
+    pub fn warm(&mut self, partitions: &[i32], cache: &IdempotencyCache) -> KafkaResult<Warmed> {
+        let committed = committed_offsets(&self.group, &self.jobs_topic, partitions, self.timeout);
         self.warm_from(&committed, cache)
     }
 
@@ -306,8 +307,9 @@ impl ResultsReader {
     }
 }
 
-/// The committed offset of each of `partitions` of `topic` for `group`'s consumer group;
-/// `None` where nothing is committed, and for all of them when the offsets cannot be read.
+/// The committed offset of each of `partitions` of `topic` for `group`'s consumer group (the
+/// client need not be a member); `None` where nothing is committed, and for all of them when
+/// the offsets cannot be read.
 pub fn committed_offsets<C: ConsumerContext>(
     group: &impl Consumer<C>,
     topic: &str,

@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 
 /// The search over timestamps stops once a partition's range is this short and reading starts
 /// from its low end (records older than the bound are skipped as they are read).
-pub const SCAN_SPAN: i64 = 2_000;
+pub const SCAN_SPAN: i64 = 200;
 
-/// Settings that make a consumer fetch about one batch per partition and prefetch nothing
-/// more: each probe wants one record, and prefetching (decompressing) megabytes per probe
-/// would cost more than the search saves.
+/// Settings that make a consumer prefetch nothing past its first fetch: each probe wants one
+/// record, and fetching on while the next probe is prepared would only decompress batches
+/// nobody reads.
 pub fn probe_settings(c: &mut ClientConfig) -> &mut ClientConfig {
-    c.set("max.partition.fetch.bytes", "1024")
-        .set("queued.min.messages", "1")
+    c.set("queued.min.messages", "1")
+        // A partition over that threshold backs off its next fetch (1 s by default), and that
+        // outlives the assignment: the next probe of the partition would wait for it.
+        .set("fetch.queue.backoff.ms", "0")
 }
 
 /// The first record read from a partition: its offset and timestamp (`None`: it has none).

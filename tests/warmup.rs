@@ -53,6 +53,20 @@ async fn produce_at(
     (d.partition, d.offset)
 }
 
+/// A worker config with a 1 s warm-up margin and a short session (the MockCluster holds a
+/// returning group's join for the session timeout).
+fn quick(w: &World) -> Config {
+    let mut config = w.config();
+    config.worker.warmup_margin = Duration::from_secs(1);
+    for (k, v) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ] {
+        config.kafka.properties.insert(k.into(), v.into());
+    }
+    config
+}
+
 /// The group's committed offset of each jobs partition (`None`: none).
 fn committed(w: &World, partitions: i32) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = w
@@ -105,26 +119,31 @@ async fn send_stamped(w: &World, prefix: &str, n: usize, ts_ms: i64) -> BTreeSet
     ids
 }
 
-/// Runs a worker on `config` until every id of `ids` has `per_id` results; returns them.
+/// Runs a worker on `config` until every id of `ids` has `per_id` results and every id of
+/// `fresh` a result from this worker; returns the results by id.
 async fn run_until(
     w: &World,
     config: Config,
     ids: &BTreeSet<String>,
     per_id: usize,
+    fresh: &BTreeSet<String>,
 ) -> BTreeMap<String, Vec<Value>> {
     let (cancel, handle) = w.start(config);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let by_id = loop {
         let by_id = w.results_by_id().await;
-        if ids
-            .iter()
-            .all(|i| by_id.get(i).is_some_and(|r| r.len() >= per_id))
-        {
+        let has = |i: &String, n: usize| by_id.get(i).is_some_and(|r| r.len() >= n);
+        let answered = |i: &String| {
+            by_id
+                .get(i)
+                .is_some_and(|r| r.iter().any(|r| r["state"] == "st"))
+        };
+        if ids.iter().all(|i| has(i, per_id)) && fresh.iter().all(answered) {
             break by_id;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not every job has {per_id} results after 90 s"
+            "not every job has its results after 90 s"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
@@ -133,14 +152,19 @@ async fn run_until(
     by_id
 }
 
-/// The second worker answers every job of `ids` as a duplicate, from the cache: no token
-/// request at all.
-async fn every_redelivery_is_a_duplicate(w: &World, config: Config, ids: &BTreeSet<String>) {
+/// The second worker answers every job of `ids` as a duplicate, from the cache, and verifies
+/// every job of `fresh` anew: one token request for each of those, none for the others.
+async fn every_redelivery_is_a_duplicate(
+    w: &World,
+    config: Config,
+    ids: &BTreeSet<String>,
+    fresh: &BTreeSet<String>,
+) {
     let tokens = w.sim.stats().total("token");
     // The results are older than the 1 s margin now: only the jobs' own timestamps can bound
     // the warm-up correctly.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let second = run_until(w, config, ids, 2).await;
+    let second = run_until(w, config, ids, 2, fresh).await;
     for id in ids {
         let rs = &second[id];
         assert_eq!(rs.len(), 2, "{id}: {rs:?}");
@@ -151,9 +175,14 @@ async fn every_redelivery_is_a_duplicate(w: &World, config: Config, ids: &BTreeS
         );
         assert_eq!(rs[1]["status"], rs[0]["status"], "{id}");
     }
+    for id in fresh {
+        let last = second[id].last().unwrap();
+        assert_eq!(last["duplicate"], false, "{id} verified anew: {last}");
+        assert_eq!(last["state"], "st", "{id} answered by this worker: {last}");
+    }
     assert_eq!(
         w.sim.stats().total("token"),
-        tokens,
+        tokens + fresh.len() as u64,
         "no second token request for a redelivered job"
     );
 }
@@ -161,12 +190,11 @@ async fn every_redelivery_is_a_duplicate(w: &World, config: Config, ids: &BTreeS
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_commits_still_answer_every_redelivered_job_from_the_cache() {
     let w = World::new(Scenario::default(), 2).await;
-    let mut config = w.config();
-    config.worker.warmup_margin = Duration::from_secs(1);
+    let config = quick(&w);
     let now = Utc::now().timestamp_millis();
     // Jobs appended 8 minutes ago, verified and committed.
     let early = send_stamped(&w, "early", 5, now - 8 * MINUTE).await;
-    run_until(&w, config.clone(), &early, 1).await;
+    run_until(&w, config.clone(), &early, 1, &BTreeSet::new()).await;
     let after_early = committed(&w, 2);
     assert_eq!(
         after_early.iter().flatten().sum::<i64>(),
@@ -183,7 +211,7 @@ async fn lagging_commits_still_answer_every_redelivered_job_from_the_cache() {
         );
     }
     let late = send_stamped(&w, "late", 20, now - 5 * MINUTE).await;
-    run_until(&w, config.clone(), &late, 1).await;
+    run_until(&w, config.clone(), &late, 1, &BTreeSet::new()).await;
     match mock {
         Some(m) => m.clear_request_errors(RDKafkaApiKey::OffsetCommit),
         // A real broker accepts the commits: put the committed offsets back where the failing
@@ -197,7 +225,30 @@ async fn lagging_commits_still_answer_every_redelivered_job_from_the_cache() {
         "one token request per job"
     );
 
-    every_redelivery_is_a_duplicate(&w, config, &late).await;
+    // A result stamped 7 minutes ago, older than anything the lagging offsets can redeliver,
+    // and a new job with the same id: the bound leaves that result out (reading all of
+    // code_ttl, as a worker that could not read the offsets does, would answer it).
+    let stale = BTreeSet::from(["stale-0".to_owned()]);
+    produce_at(
+        &w,
+        &w.results,
+        None,
+        "stale-0",
+        &result("stale-0"),
+        now - 7 * MINUTE,
+    )
+    .await;
+    let job = w.job("stale-0", "381609000000");
+    produce_at(
+        &w,
+        &w.jobs,
+        None,
+        "stale-0",
+        job.to_string().as_bytes(),
+        now,
+    )
+    .await;
+    every_redelivery_is_a_duplicate(&w, config, &late, &stale).await;
     let by_id = w.results_by_id().await;
     assert!(
         early.iter().all(|id| by_id[id].len() == 1),
@@ -208,13 +259,12 @@ async fn lagging_commits_still_answer_every_redelivered_job_from_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_without_committed_offsets_warms_over_code_ttl() {
     let w = World::new(Scenario::default(), 2).await;
-    let mut config = w.config();
-    config.worker.warmup_margin = Duration::from_secs(1);
+    let mut config = quick(&w);
     let ids = send_stamped(&w, "old", 20, Utc::now().timestamp_millis() - 5 * MINUTE).await;
-    run_until(&w, config.clone(), &ids, 1).await;
+    run_until(&w, config.clone(), &ids, 1, &BTreeSet::new()).await;
     // A new group: `auto.offset.reset = earliest` redelivers the whole jobs log.
     config.kafka.group_id = format!("{}-new", config.kafka.group_id);
-    every_redelivery_is_a_duplicate(&w, config, &ids).await;
+    every_redelivery_is_a_duplicate(&w, config, &ids, &BTreeSet::new()).await;
 }
 
 fn result(id: &str) -> Vec<u8> {

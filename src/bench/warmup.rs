@@ -70,6 +70,7 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
         .create_topics(&[
             (&jobs_topic, JOBS_PARTITIONS),
             (&results_topic, partitions),
+            (&format!("{prefix}.results-first"), 1),
             (&dlq_topic, 1),
         ])
         .await?;
@@ -99,7 +100,11 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
     let records = load::jobs(ctx.http, &base_url, &prefix, 2 * JOBS).await?;
     let publisher = JobPublisher::new(&bootstrap)?;
     publisher.publish(&jobs_topic, &records[..JOBS]).await?;
-    let first = WorkerProcess::spawn(&config).await?;
+    // Its results go elsewhere: appended before the pre-fill, they would sit in front of
+    // results stamped earlier, which a log written as time passes never holds.
+    let mut first_config = config.clone();
+    first_config.topics.results = format!("{prefix}.results-first");
+    let first = WorkerProcess::spawn(&first_config).await?;
     let committed = |wait: Duration| {
         let (b, g, t) = (
             bootstrap.clone(),

@@ -12,7 +12,9 @@
 //! - [`batch`]: one timed batch of jobs through a fresh worker on fresh topics;
 //! - [`load`]: minted codes, job records, topics; [`limits`]: passthrough and capacity;
 //! - [`sim`]: the simulator process; [`child`]: the worker process; [`usage`]: getrusage and
-//!   `/proc`.
+//!   `/proc`;
+//! - [`warmup`]: time to ready after a restart against a results topic holding millions of
+//!   recent results (`--scenario warmup`, not part of `all`).
 
 pub mod batch;
 pub mod child;
@@ -20,6 +22,7 @@ pub mod limits;
 pub mod load;
 pub mod sim;
 pub mod usage;
+pub mod warmup;
 
 use anyhow::{bail, Context};
 use batch::{Batch, BatchSpec};
@@ -41,13 +44,19 @@ pub enum ScenarioId {
     S5,
     /// At half of S1's rate: p99 of (job latency − HTTP time), the worker's own overhead.
     S6,
+    /// Time to ready after a restart, the results topic pre-filled with 1,000,000 and
+    /// 3,000,000 recent results (`--jobs N`: N only; `--partitions`: of the results topic).
+    Warmup,
 }
 
 impl ScenarioId {
     /// Every scenario, in order.
     pub const ALL: [ScenarioId; 6] = [Self::S1, Self::S2, Self::S3, Self::S4, Self::S5, Self::S6];
 
-    /// Parses `S1`..`S6` (any case), a comma-separated list, or `all`.
+    /// Scenarios run only when named.
+    pub const EXTRA: [ScenarioId; 1] = [Self::Warmup];
+
+    /// Parses `S1`..`S6` and `warmup` (any case), a comma-separated list, or `all` (S1..S6).
     pub fn parse_list(s: &str) -> anyhow::Result<Vec<ScenarioId>> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -57,14 +66,17 @@ impl ScenarioId {
             }
             let id = Self::ALL
                 .into_iter()
+                .chain(Self::EXTRA)
                 .find(|id| format!("{id:?}").eq_ignore_ascii_case(part))
-                .with_context(|| format!("unknown scenario {part:?}: expected S1..S6 or all"))?;
+                .with_context(|| {
+                    format!("unknown scenario {part:?}: expected S1..S6, warmup or all")
+                })?;
             out.push(id);
         }
         out.sort();
         out.dedup();
         if out.is_empty() {
-            bail!("no scenario given: expected S1..S6 or all");
+            bail!("no scenario given: expected S1..S6, warmup or all");
         }
         Ok(out)
     }
@@ -168,6 +180,11 @@ pub async fn run_scenarios(opts: BenchOptions) -> anyhow::Result<()> {
                     }
                 };
                 render_s6(&batch::run(&ctx, &s6_spec(&opts, rate / 2.0)).await?, rate)
+            }
+            ScenarioId::Warmup => {
+                let sizes = opts.jobs.map_or(warmup::SIZES.to_vec(), |n| vec![n]);
+                let partitions = opts.partitions.unwrap_or(warmup::RESULTS_PARTITIONS);
+                warmup::run(&ctx, &sizes, partitions).await?
             }
         };
         println!("{out}");

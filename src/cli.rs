@@ -91,7 +91,8 @@ pub enum Command {
     /// process (S6: the worker in this one), an embedded MockCluster (or --brokers), scenario by
     /// scenario, with the passthrough and simulator ceilings measured in the same run.
     Bench {
-        /// S1..S6, a comma-separated list, or all.
+        /// S1..S6, warmup (time to ready against millions of results; not in all), a
+        /// comma-separated list, or all.
         #[arg(long, default_value = "all")]
         scenario: String,
         /// Jobs per scenario (default: each scenario's own, e.g. 100,000 for S1).

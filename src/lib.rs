@@ -14,8 +14,8 @@
 //!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)
 //! is acknowledged by the broker, per partition up to the lowest unfinished offset. An idempotency
-//! cache, warmed from the results topic at start-up, keeps a redelivered job from spending its
-//! single-use code twice.
+//! cache, warmed on every assignment with the results the assigned partitions can redeliver,
+//! keeps a redelivered job from spending its single-use code twice.
 
 pub mod admin;
 pub mod bench;

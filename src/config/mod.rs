@@ -212,6 +212,11 @@ pub struct WorkerConfig {
     /// Entries in the idempotency cache.
     #[serde(default = "default_idempotency_cache_size")]
     pub idempotency_cache_size: usize,
+    /// How much earlier than the append time of the jobs record at a committed offset the
+    /// cache warm-up starts reading results: the clock skew allowed between job producers
+    /// (or brokers) and workers. At most `code_ttl`.
+    #[serde(default = "default_warmup_margin", with = "humantime_serde")]
+    pub warmup_margin: Duration,
     /// This instance's stable name, for the `transactional.id` of `exactly_once` delivery
     /// (`<group_id>.<instance_id>`); empty means the host name. A restarted instance must keep
     /// its name so that it fences its own zombie.
@@ -384,6 +389,9 @@ const fn default_shutdown_grace() -> Duration {
 }
 const fn default_idempotency_cache_size() -> usize {
     100_000
+}
+const fn default_warmup_margin() -> Duration {
+    Duration::from_secs(10)
 }
 const fn default_scope() -> RateLimitScope {
     RateLimitScope::Instance
@@ -618,6 +626,11 @@ impl Config {
             w.idempotency_cache_size >= 1,
             "worker.idempotency_cache_size",
             "must be >= 1",
+        );
+        v.check(
+            w.warmup_margin <= w.code_ttl,
+            "worker.warmup_margin",
+            "must be <= worker.code_ttl",
         );
         let b = &w.breaker;
         v.check(

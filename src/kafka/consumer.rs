@@ -1,7 +1,8 @@
 //! The consumer side: the group consumer's settings and its rebalance handling. On a revoke it
 //! stops taking jobs from the revoked partitions, waits up to `worker.revoke_grace` for their
 //! in-flight jobs, commits what finished inside the callback and abandons the rest; on an
-//! assignment it starts a fresh offset tracker and warms the idempotency cache first.
+//! assignment it warms the idempotency cache with what the new partitions can redeliver
+//! (see [`super::warmup`]) and then starts a fresh offset tracker.
 
 use super::offsets::OffsetTracker;
 use super::warmup::ResultsReader;
@@ -66,7 +67,7 @@ pub struct Shared {
     pub abandon_all: CancellationToken,
     /// The idempotency cache.
     pub cache: IdempotencyCache,
-    /// Catches the cache up with the results topic.
+    /// Warms the cache from the results topic on every assignment.
     pub warmup: Mutex<ResultsReader>,
     /// How long a revoke waits for in-flight jobs.
     pub revoke_grace: Duration,
@@ -162,12 +163,18 @@ impl Shared {
     fn assign(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
         let warm = || {
             let mut reader = self.warmup.lock().unwrap_or_else(|e| e.into_inner());
-            reader.catch_up(&self.cache)
+            reader.warm(partitions, &self.cache)
         };
-        let warmed = blocking(warm);
-        match warmed {
-            Ok(n) => tracing::debug!(results = n, "idempotency cache caught up"),
-            Err(e) => tracing::warn!(error = %e, "could not catch the idempotency cache up"),
+        let started = Instant::now();
+        match blocking(warm) {
+            Ok(w) => tracing::info!(
+                results = w.results,
+                redelivery = ?w.redelivery,
+                since = %chrono::DateTime::from_timestamp_millis(w.since_ms).unwrap_or_default(),
+                ms = started.elapsed().as_millis() as u64,
+                "idempotency cache warmed for the assigned partitions"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),
         }
         {
             let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());

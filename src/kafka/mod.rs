@@ -8,3 +8,4 @@ pub mod producer;
 pub mod topics;
 pub mod transactions;
 pub mod warmup;
+pub mod warmup_seek;

@@ -1,24 +1,89 @@
-//! Warms the idempotency cache from the results topic: the records of the last
-//! `worker.code_ttl` at start-up, then only what arrived since, on every assignment.
+//! Warms the idempotency cache on every assignment with only the results a redelivered job can
+//! have, so the time to ready follows what can be redelivered, not what the results topic holds.
+//!
+//! The bound: offsets are in append order, so every job the group can redeliver on a partition
+//! was appended at or after the jobs record at its committed offset, and its result was
+//! published after that. So results are read from the append time of that record (the oldest
+//! among the assigned partitions) minus `worker.warmup_margin`, which covers the clock skew
+//! between whoever stamped the job (its producer, or the broker with `LogAppendTime`) and the
+//! worker that stamped the result. However far the committed offset lags (commits failing for
+//! minutes), the bound moves back with it. Nothing before `now - worker.code_ttl` is read: an
+//! older job's code is spent or expired either way. A partition without a committed offset
+//! (a new group, whose `auto.offset.reset = earliest` may redeliver the whole log), or offsets
+//! that cannot be read, mean `now - code_ttl`.
+//!
+//! Results keyed by `job_id` land on a partition chosen by the key, not by the job's
+//! partition, so every results partition is read from that time: its offset comes from
+//! `offsets_for_times`, or, where the broker cannot answer it (librdkafka's MockCluster),
+//! from a search over the records' timestamps ([`super::warmup_seek`]).
 
+use super::warmup_seek::{first_at_or_after, probe_first_records, probe_settings};
 use crate::config::Config;
 use crate::contract::JobResult;
 use crate::idempotency::IdempotencyCache;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Reads the results topic up to its end, remembering where it stopped.
+/// Where redelivery can start on the partitions just assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Anything inside `code_ttl` may come again: a partition has no committed offset, or the
+    /// offsets or the records at them could not be read.
+    Unbounded,
+    /// The oldest timestamp (epoch milliseconds) of the records at the committed offsets.
+    From(i64),
+    /// Every committed offset is at its partition's end: only new jobs will come.
+    Nothing,
+}
+
+/// The time (epoch milliseconds) from which results are read, `now_ms` being now.
+pub fn warm_since(now_ms: i64, code_ttl: Duration, margin: Duration, from: Redelivery) -> i64 {
+    let floor = now_ms.saturating_sub(millis(code_ttl));
+    let start = match from {
+        Redelivery::Unbounded => floor,
+        Redelivery::From(ts) => ts.saturating_sub(millis(margin)),
+        Redelivery::Nothing => now_ms.saturating_sub(millis(margin)),
+    };
+    start.max(floor)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What one warm-up did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warmed {
+    /// Results remembered.
+    pub results: usize,
+    /// Where redelivery can start.
+    pub redelivery: Redelivery,
+    /// The time results were read from (epoch milliseconds).
+    pub since_ms: i64,
+}
+
+/// Reads the results topic into the cache, remembering how far it got.
 pub struct ResultsReader {
     consumer: BaseConsumer,
+    /// Reads single records (see [`probe_settings`]).
+    probe: BaseConsumer,
+    /// A client of the worker's group that never joins it: it reads the committed offsets.
+    /// (The group consumer itself cannot, inside its rebalance callback: the offset fetch
+    /// would wait for the callback to return.)
+    group: BaseConsumer,
     topic: String,
-    window: Duration,
+    jobs_topic: String,
+    code_ttl: Duration,
+    margin: Duration,
     timeout: Duration,
     positions: HashMap<i32, i64>,
+    /// Every result stamped at or after this time, up to `positions`, was read.
+    covered_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for ResultsReader {
@@ -26,18 +91,17 @@ impl std::fmt::Debug for ResultsReader {
         f.debug_struct("ResultsReader")
             .field("topic", &self.topic)
             .field("positions", &self.positions)
+            .field("covered_ms", &self.covered_ms)
             .finish()
     }
 }
 
 impl ResultsReader {
-    /// A reader of `topics.results` for the window `worker.code_ttl`.
+    /// A reader of `topics.results` (and of single records of `topics.jobs`).
     pub fn new(config: &Config) -> KafkaResult<ResultsReader> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &config.kafka.brokers)
             .set("group.id", format!("{}.warmup", config.kafka.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
         for (k, v) in &config.kafka.properties {
             c.set(k, v);
@@ -45,52 +109,80 @@ impl ResultsReader {
         // Whatever the passthrough says, this reader never commits and must see EOF.
         c.set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true");
+        let probe = probe_settings(&mut c.clone()).create()?;
+        let group = c.clone().set("group.id", &config.kafka.group_id).create()?;
         Ok(ResultsReader {
             consumer: c.create()?,
+            probe,
+            group,
             topic: config.topics.results.clone(),
-            window: config.worker.code_ttl,
+            jobs_topic: config.topics.jobs.clone(),
+            code_ttl: config.worker.code_ttl,
+            margin: config.worker.warmup_margin,
             timeout: config.kafka.connect_timeout,
             positions: HashMap::new(),
+            covered_ms: None,
         })
     }
 
-    /// True when the record at `high - 1` of `partition` is at or after `since`.
-    fn newest_is_recent(
-        &self,
-        partition: i32,
-        high: i64,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> KafkaResult<bool> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(high - 1))?;
-        self.consumer.assign(&tpl)?;
-        let deadline = crate::clock::from_now_std(self.timeout);
-        let recent = loop {
-            if Instant::now() > deadline {
-                break true; // cannot tell: reading too much is safe, too little is not
-            }
-            match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    break m
-                        .timestamp()
-                        .to_millis()
-                        .is_none_or(|ts| ts >= since.timestamp_millis())
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => break false,
-                Some(Err(e)) => {
-                    self.consumer.unassign()?;
-                    return Err(e);
-                }
-                None => {}
-            }
-        };
-        self.consumer.unassign()?;
-        Ok(recent)
+    /// Warms the cache for `partitions` of the jobs topic, just assigned to this worker: from
+    /// what their committed offsets can redeliver. Blocking.
+    pub fn warm(&mut self, partitions: &[i32], cache: &IdempotencyCache) -> KafkaResult<Warmed> {
+        let committed = committed_offsets(&self.group, &self.jobs_topic, partitions, self.timeout);
+        self.warm_from(&committed, cache)
     }
 
-    /// Reads every result from the last position (or the start of the window) to the current
-    /// end of each partition into `cache`. Blocking; returns the number of results read.
-    pub fn catch_up(&mut self, cache: &IdempotencyCache) -> KafkaResult<usize> {
+    /// Warms the cache for jobs partitions whose committed offsets are `committed` (`None`:
+    /// none). Blocking.
+    pub fn warm_from(
+        &mut self,
+        committed: &[(i32, Option<i64>)],
+        cache: &IdempotencyCache,
+    ) -> KafkaResult<Warmed> {
+        let redelivery = self.redelivery(committed).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the jobs at the committed offsets; warming over worker.code_ttl");
+            Redelivery::Unbounded
+        });
+        let now = chrono::Utc::now().timestamp_millis();
+        let since_ms = warm_since(now, self.code_ttl, self.margin, redelivery);
+        let results = self.catch_up(cache, since_ms)?;
+        Ok(Warmed {
+            results,
+            redelivery,
+            since_ms,
+        })
+    }
+
+    /// The oldest timestamp of the jobs records at `committed`.
+    fn redelivery(&self, committed: &[(i32, Option<i64>)]) -> KafkaResult<Redelivery> {
+        let mut at = Vec::with_capacity(committed.len());
+        for &(p, o) in committed {
+            match o {
+                Some(o) => at.push((p, o)),
+                None => return Ok(Redelivery::Unbounded),
+            }
+        }
+        if at.is_empty() {
+            return Ok(Redelivery::Nothing);
+        }
+        // An offset below the log start (retention) resets to the earliest record, as the
+        // group's own `auto.offset.reset = earliest` does.
+        let found = probe_first_records(&self.probe, &self.jobs_topic, &at, self.timeout)?;
+        let mut oldest = None;
+        for (_, first) in found {
+            match first {
+                // At the end: nothing to redeliver on this partition.
+                None => {}
+                Some((_, Some(ts))) => oldest = Some(oldest.map_or(ts, |o: i64| o.min(ts))),
+                Some((_, None)) => return Ok(Redelivery::Unbounded),
+            }
+        }
+        Ok(oldest.map_or(Redelivery::Nothing, Redelivery::From))
+    }
+
+    /// Reads every result stamped at or after `since_ms` that was not read before, up to the
+    /// current end of each partition, into `cache`. Blocking; returns the results remembered.
+    pub fn catch_up(&mut self, cache: &IdempotencyCache, since_ms: i64) -> KafkaResult<usize> {
         let deadline = crate::clock::from_now_std(self.timeout);
         let meta = self
             .consumer
@@ -104,36 +196,24 @@ impl ResultsReader {
         }
         let partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
 
-        // Where to start: the last position, or the first offset inside the window.
-        let missing: Vec<i32> = partitions
-            .iter()
-            .copied()
-            .filter(|p| !self.positions.contains_key(p))
-            .collect();
-        if !missing.is_empty() {
-            let since =
-                chrono::Utc::now() - chrono::Duration::from_std(self.window).unwrap_or_default();
-            let mut tpl = TopicPartitionList::new();
-            for &p in &missing {
-                tpl.add_partition_offset(&self.topic, p, Offset::Offset(since.timestamp_millis()))?;
-            }
-            let found = self.consumer.offsets_for_times(tpl, self.timeout)?;
-            for e in found.elements() {
-                let p = e.partition();
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(&self.topic, p, self.timeout)?;
-                let start = match e.offset() {
-                    Offset::Offset(o) => o,
-                    // "No record at or after `since`" — unless the broker cannot look offsets up
-                    // by time (librdkafka's mock cluster answers End): then, if the newest record
-                    // is inside the window, scan the partition from its start.
-                    _ if high > low && self.newest_is_recent(p, high, since)? => low,
-                    _ => high,
-                };
-                self.positions.insert(p, start);
-            }
+        // Where to start: from `since_ms` everywhere when that is earlier than what was read
+        // already; otherwise where the last read stopped (new partitions: from `covered_ms`).
+        let (seek, from): (Vec<i32>, i64) = match self.covered_ms {
+            Some(c) if c <= since_ms => (
+                partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| !self.positions.contains_key(p))
+                    .collect(),
+                c,
+            ),
+            _ => (partitions.clone(), since_ms),
+        };
+        if !seek.is_empty() {
+            let starts = self.offsets_at(&seek, from)?;
+            self.positions.extend(starts);
         }
+        self.covered_ms = Some(from);
 
         // Where to stop: each partition's end now.
         let mut todo = TopicPartitionList::new();
@@ -175,8 +255,11 @@ impl ResultsReader {
                 Some(Ok(m)) => {
                     let p = m.partition();
                     self.positions.insert(p, m.offset() + 1);
+                    // The search over timestamps may start a little early: skip what is older.
+                    let recent = m.timestamp().to_millis().is_none_or(|ts| ts >= from);
                     if let Some(r) = m
                         .payload()
+                        .filter(|_| recent)
                         .and_then(|v| serde_json::from_slice::<JobResult>(v).ok())
                     {
                         cache.remember(r);
@@ -190,5 +273,120 @@ impl ResultsReader {
         }
         self.consumer.unassign()?;
         Ok(read)
+    }
+
+    /// The first offset of each of `partitions` stamped at or after `at_ms`.
+    fn offsets_at(&self, partitions: &[i32], at_ms: i64) -> KafkaResult<HashMap<i32, i64>> {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(at_ms))?;
+        }
+        let found = self.consumer.offsets_for_times(tpl, self.timeout)?;
+        let mut starts = HashMap::new();
+        let mut unanswered = Vec::new();
+        for e in found.elements() {
+            match e.offset() {
+                Offset::Offset(o) => {
+                    starts.insert(e.partition(), o);
+                }
+                // "No record at or after `at_ms`", or a broker that cannot look offsets up by
+                // time (the MockCluster answers End): search the timestamps, which answers both.
+                _ => unanswered.push(e.partition()),
+            }
+        }
+        if !unanswered.is_empty() {
+            starts.extend(first_at_or_after(
+                &self.probe,
+                &self.topic,
+                &unanswered,
+                at_ms,
+                self.timeout,
+            )?);
+        }
+        Ok(starts)
+    }
+}
+
+/// The committed offset of each of `partitions` of `topic` for `group`'s consumer group (the
+/// client need not be a member); `None` where nothing is committed, and for all of them when
+/// the offsets cannot be read.
+pub fn committed_offsets<C: ConsumerContext>(
+    group: &impl Consumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Vec<(i32, Option<i64>)> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    match group.committed_offsets(tpl, timeout) {
+        Ok(c) => partitions
+            .iter()
+            .map(|&p| {
+                let o = c.find_partition(topic, p).and_then(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some(o),
+                    _ => None,
+                });
+                (p, o)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the committed offsets");
+            partitions.iter().map(|&p| (p, None)).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(600);
+    const MARGIN: Duration = Duration::from_secs(10);
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_committed_offset_bounds_the_read_by_its_record_minus_the_margin() {
+        let five_min_ago = NOW - 300_000;
+        assert_eq!(
+            warm_since(NOW, TTL, MARGIN, Redelivery::From(five_min_ago)),
+            five_min_ago - 10_000
+        );
+    }
+
+    #[test]
+    fn never_before_code_ttl() {
+        let hour_ago = NOW - 3_600_000;
+        assert_eq!(
+            warm_since(NOW, TTL, MARGIN, Redelivery::From(hour_ago)),
+            NOW - 600_000
+        );
+        assert_eq!(
+            warm_since(NOW, TTL, MARGIN, Redelivery::Unbounded),
+            NOW - 600_000
+        );
+        // A margin as long as the window still stops at it.
+        assert_eq!(
+            warm_since(NOW, TTL, TTL, Redelivery::From(NOW)),
+            NOW - 600_000
+        );
+    }
+
+    #[test]
+    fn nothing_to_redeliver_reads_only_the_margin() {
+        assert_eq!(
+            warm_since(NOW, TTL, MARGIN, Redelivery::Nothing),
+            NOW - 10_000
+        );
+    }
+
+    #[test]
+    fn a_record_stamped_in_the_future_still_reads_from_the_margin_before_it() {
+        // A producer's clock ahead of the worker's: the bound follows the record, not now.
+        assert_eq!(
+            warm_since(NOW, TTL, MARGIN, Redelivery::From(NOW + 5_000)),
+            NOW - 5_000
+        );
     }
 }

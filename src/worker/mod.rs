@@ -154,23 +154,10 @@ impl Worker {
             probe_stop,
         ));
 
-        // Warm the idempotency cache before taking any job.
+        // The idempotency cache is warmed on every assignment, the first included, before any
+        // job of the assigned partitions is taken (kafka::consumer, kafka::warmup).
         let cache = IdempotencyCache::new(config.worker.idempotency_cache_size);
-        let mut reader = ResultsReader::new(&config)?;
-        let reader = tokio::task::spawn_blocking(move || {
-            let n = reader.catch_up(&cache);
-            (reader, cache, n)
-        })
-        .await
-        .expect("warm-up task panicked");
-        let (reader, cache, warmed) = reader;
-        match warmed {
-            Ok(n) => tracing::info!(
-                results = n,
-                "idempotency cache warmed from the results topic"
-            ),
-            Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),
-        }
+        let reader = ResultsReader::new(&config)?;
 
         let shared_limiters = match config.rate_limit.scope {
             RateLimitScope::PartitionShare => verifier.limiters().cloned().collect(),

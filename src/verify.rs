@@ -161,11 +161,6 @@ impl<A: Api> Verifier<A> {
         })
     }
 
-    /// Whether `name` is a configured client profile.
-    pub fn has_profile(&self, name: &str) -> bool {
-        self.profiles.contains_key(name)
-    }
-
     /// Verifies one job and runs the network-signal checks it asks for, concurrently. Never
     /// fails: every problem is a class in the result, and a failed check is reported beside the
     /// verdict without changing it.
@@ -416,11 +411,7 @@ pub fn invalid_job_result(failure: &DecodeFailure, ctx: &JobContext) -> Option<J
         mobile_id: None,
         state: None,
         attributes: Default::default(),
-        error: Some(ErrorInfo::new(
-            ErrorClass::InvalidJob,
-            Stage::Job,
-            failure.error.to_string(),
-        )),
+        error: Some(failure.error_info()),
         attempts: 0,
         duplicate: false,
         replay_count: ctx.replay_count,

@@ -815,3 +815,24 @@ fn check_config_shows_the_breaker() {
     assert_eq!(code, 2);
     assert!(out.contains("worker.breaker.window must be >= 1"), "{out}");
 }
+
+/// Every default is written twice, as the code's (`Config::default()` and the serde defaults) and
+/// in config/default.toml; they must agree, section by section. The file's `[clients.default]`
+/// is an example profile, not a default, so it is left out.
+#[test]
+fn the_default_file_and_the_code_defaults_agree() {
+    let file = toml::Value::try_from(with_env(&[]).expect("the default file loads")).unwrap();
+    let code = toml::Value::try_from(Config::default()).unwrap();
+    let (toml::Value::Table(file), toml::Value::Table(code)) = (file, code) else {
+        panic!("a config serialises to a table");
+    };
+    let sections: Vec<&String> = code.keys().filter(|k| *k != "clients").collect();
+    assert!(sections.len() >= 6, "{sections:?}");
+    for section in sections {
+        assert_eq!(
+            file.get(section),
+            code.get(section),
+            "[{section}] differs between config/default.toml and the code's defaults"
+        );
+    }
+}

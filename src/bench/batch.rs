@@ -175,14 +175,6 @@ impl Batch {
         }
     }
 
-    /// Results per second from the first job published to the last result.
-    pub fn throughput_from_publish(&self) -> f64 {
-        match (self.first_publish, self.result_span) {
-            (Some(a), Some((_, b))) if b > a => self.results as f64 / (b - a).as_secs_f64(),
-            _ => 0.0,
-        }
-    }
-
     /// CPU seconds of this process per 1,000 results.
     pub fn cpu_per_1000(&self) -> f64 {
         self.cpu.as_secs_f64() * 1000.0 / self.results.max(1) as f64

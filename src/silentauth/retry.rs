@@ -129,7 +129,9 @@ pub trait HttpObserver: Send + Sync + std::fmt::Debug {
 }
 
 /// Runs one stage (`token` or `userinfo`): takes a permit for every request, retries as the
-/// policy says, and stops at `deadline` (the code's, for the token stage).
+/// policy says, and stops at `deadline` (the code's, for the token stage). The unit tests' entry;
+/// the verifier calls [`run_stage_observed`].
+#[cfg(test)]
 pub async fn run_stage<F, Fut>(
     policy: &RetryPolicy,
     limiter: &Limiter,
@@ -145,7 +147,9 @@ where
     run_stage_observed(policy, limiter, stage, deadline, attempts, None, send).await
 }
 
-/// [`run_stage`], telling `observer` about every request sent.
+/// Runs one stage (`token` or `userinfo`): takes a permit for every request, retries as the
+/// policy says, stops at `deadline` (the code's, for the token stage), and tells `observer`
+/// about every request sent.
 pub async fn run_stage_observed<F, Fut>(
     policy: &RetryPolicy,
     limiter: &Limiter,

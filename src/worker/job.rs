@@ -4,7 +4,7 @@
 
 use super::breaker::{Gatekeeper, Outcome};
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
-use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage};
+use crate::contract::{ErrorInfo, Job, JobResult};
 use crate::kafka::consumer::{Shared, WorkerContext};
 use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
 use crate::kafka::transactions::TxnItem;
@@ -64,6 +64,9 @@ pub(super) fn copy(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
     let mut replay_count = 0;
     let mut previous = Vec::new();
     if let Some(h) = m.headers() {
+        replay_count = crate::contract::replay_count_from_headers(
+            h.iter().map(|header| (header.key, header.value)),
+        );
         for header in h.iter() {
             match header.key {
                 "traceparent" => {
@@ -71,13 +74,6 @@ pub(super) fn copy(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
                         .value
                         .and_then(|v| std::str::from_utf8(v).ok())
                         .map(str::to_owned)
-                }
-                crate::contract::dead_letter::header::REPLAY_COUNT => {
-                    replay_count = header
-                        .value
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .and_then(|s| s.trim().parse().ok())
-                        .unwrap_or(0)
                 }
                 k if k.starts_with(crate::contract::dead_letter::header::PREVIOUS_PREFIX) => {
                     previous.push((k.to_owned(), header.value.unwrap_or_default().to_vec()));
@@ -257,11 +253,7 @@ async fn process(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> Outputs {
     let (result, error): (Option<JobResult>, Option<ErrorInfo>) = match Job::decode(payload) {
         Err(failure) => {
             let result = invalid_job_result(&failure, &ctx);
-            let error = ErrorInfo::new(
-                ErrorClass::InvalidJob,
-                Stage::Job,
-                failure.error.to_string(),
-            );
+            let error = failure.error_info();
             tracing::warn!(job_id = failure.job_id.as_deref().unwrap_or("<unreadable>"), error = %failure.error, "invalid job");
             (result, Some(error))
         }

@@ -62,16 +62,13 @@ async fn leader_of_a_jobs_and_a_results_partition_killed_and_restarted_loses_not
     let Some((broker, nodes)) = TestBroker::kafka_cluster3().await else {
         return;
     };
-    let w = World::with_topics(broker, scenario(), [3, 3, 1]).await;
-    let mut config = w.config();
-    config.worker.max_in_flight = 16;
-    let worker = silentauth_worker::worker::Worker::new(config);
-    let stats = worker.stats();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(worker.run(cancel.clone()));
-    let ids = w.send_jobs("leader", "38171", 2000).await;
-    w.wait_for_results(200).await;
-    assert!(stats.ready());
+    let Run {
+        w,
+        stats,
+        cancel,
+        handle,
+        ids,
+    } = start_run(broker, "leader", "38171", 2000).await;
 
     let jobs = leaders(&w.broker, &w.jobs).await;
     let results = leaders(&w.broker, &w.results).await;
@@ -118,16 +115,13 @@ async fn all_brokers_down_for_ten_seconds_loses_nothing() {
     let Some((broker, nodes)) = TestBroker::kafka_cluster3().await else {
         return;
     };
-    let w = World::with_topics(broker, scenario(), [3, 3, 1]).await;
-    let mut config = w.config();
-    config.worker.max_in_flight = 16;
-    let worker = silentauth_worker::worker::Worker::new(config);
-    let stats = worker.stats();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(worker.run(cancel.clone()));
-    let ids = w.send_jobs("alldown", "38172", 1500).await;
-    w.wait_for_results(200).await;
-    assert!(stats.ready());
+    let Run {
+        w,
+        stats,
+        cancel,
+        handle,
+        ids,
+    } = start_run(broker, "alldown", "38172", 1500).await;
 
     kill_all(&nodes);
     let down_at = tokio::time::Instant::now();
@@ -158,6 +152,35 @@ async fn all_brokers_down_for_ten_seconds_loses_nothing() {
     );
     cancel.cancel();
     handle.await.unwrap().unwrap();
+}
+
+/// A worker at work on the 3-node cluster: `n` jobs sent, the first 200 answered.
+struct Run {
+    w: World,
+    stats: std::sync::Arc<silentauth_worker::stats::Stats>,
+    cancel: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
+    ids: std::collections::BTreeSet<String>,
+}
+
+async fn start_run(broker: TestBroker, prefix: &str, number: &str, n: usize) -> Run {
+    let w = World::with_topics(broker, scenario(), [3, 3, 1]).await;
+    let mut config = w.config();
+    config.worker.max_in_flight = 16;
+    let worker = silentauth_worker::worker::Worker::new(config);
+    let stats = worker.stats();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
+    let ids = w.send_jobs(prefix, number, n).await;
+    w.wait_for_results(200).await;
+    assert!(stats.ready());
+    Run {
+        w,
+        stats,
+        cancel,
+        handle,
+        ids,
+    }
 }
 
 fn kill_all(nodes: &KafkaNodes) {

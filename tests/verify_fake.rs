@@ -657,10 +657,13 @@ async fn a_panic_during_verification_ends_the_job_internal_error() {
     assert_eq!(r.status, Status::Failed);
     assert_eq!(r.phone_number_verified, None);
     let e = r.error.clone().unwrap();
+    // The token call had succeeded: the code is spent, so even a bug's failure is final (§5:
+    // internal_error is retryable "unless the code is spent").
     assert_eq!(
-        (e.class, e.stage, e.retryable),
-        (ErrorClass::InternalError, Stage::Job, true)
+        (e.class, e.stage, e.retryable, e.code_spent),
+        (ErrorClass::InternalError, Stage::Job, false, true)
     );
+    assert!(e.description.contains("the user has to authenticate again"));
     assert!(!e.description.contains("CODE-abc") && !e.description.contains("AT-1"));
     assert!(
         !e.description.contains("unexpected"),
@@ -672,4 +675,21 @@ async fn a_panic_during_verification_ends_the_job_internal_error() {
         "internal_error is dead-lettered"
     );
     assert_eq!(api.calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_before_the_code_is_spent_stays_retryable() {
+    // The fake panics on the token call itself (no answer scripted): nothing was exchanged.
+    let api = FakeApi::default();
+    script(&api, vec![], vec![]);
+    let r = verifier(api)
+        .verify(&job(serde_json::json!({})), &JobContext::now())
+        .await
+        .result;
+    let e = r.error.clone().unwrap();
+    assert_eq!(
+        (e.class, e.retryable, e.code_spent),
+        (ErrorClass::InternalError, true, false)
+    );
+    assert_eq!(r.dead_letter_error(), Some(&e));
 }

@@ -16,6 +16,11 @@ use support::load::assert_never_written;
 use support::world::World;
 use support::TestBroker;
 
+/// The tests of this file run one at a time: each runs a mock cluster, a worker (or the worker
+/// binary) and a flood of records, and their timeouts must hold on a loaded 2-core machine beside
+/// a JVM broker, not only when they have the machine to themselves.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn slow_scenario(ms: u64) -> Scenario {
     let mut s = Scenario::default();
     s.latency.fixed = Duration::from_millis(ms);
@@ -24,6 +29,7 @@ fn slow_scenario(ms: u64) -> Scenario {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_brokers_down_for_seconds_loses_nothing() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = World::with_broker(TestBroker::start_mock(), slow_scenario(5), 4).await;
     let mut config = w.config();
     config.worker.max_in_flight = 64;
@@ -68,6 +74,7 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_errors_are_retried_and_nothing_is_lost() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 2).await;
     let mock = w.broker.mock().unwrap().mock();
     // Every job is produced and acknowledged before the errors are injected, and nothing else
@@ -112,6 +119,7 @@ async fn produce_errors_are_retried_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_binary_restarts_without_skipping_or_respending() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = World::with_broker(TestBroker::start_mock(), slow_scenario(20), 4).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = w.config();
@@ -199,6 +207,7 @@ async fn sigkilled_binary_restarts_without_skipping_or_respending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
+    let _one_at_a_time = SERIAL.lock().await;
     use RDKafkaRespErr::*;
     let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 4).await;
     let mock = w.broker.mock().unwrap().mock();
@@ -239,6 +248,7 @@ async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_poison_never_stalls_valid_jobs() {
+    let _one_at_a_time = SERIAL.lock().await;
     use futures::future::join_all;
     let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 8).await;
     let (cancel, handle) = w.start(w.config());

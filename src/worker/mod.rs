@@ -377,9 +377,32 @@ impl Worker {
         if let Err(e) = publisher.flush(Duration::from_secs(10)) {
             tracing::warn!(error = %e, "producer flush failed");
         }
+        close_consumer(consumer, CONSUMER_CLOSE_LIMIT).await;
         committed?;
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// How long a stopping worker waits for its consumer to close (leave the group).
+const CONSUMER_CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Drops the consumer, which leaves the group, on a thread of its own and waits at most
+/// `limit`. librdkafka's close serves the revoke that `unsubscribe` caused, and an assignment
+/// call in that rebalance can block for good (seen with a second instance joining as this one
+/// stopped); a stopping worker must not hang on it. Its offsets are committed by then; if the
+/// close does not finish, the group moves its partitions once the session times out.
+async fn close_consumer(consumer: Arc<Consumer_>, limit: Duration) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = tx.send(());
+    });
+    if tokio::time::timeout(limit, rx).await.is_err() {
+        tracing::warn!(
+            limit = ?limit,
+            "the consumer did not close in time; stopping without waiting for it"
+        );
     }
 }
 

@@ -17,7 +17,7 @@ mod summary;
 
 pub use report::{DemoReport, HttpCounts, KindTally, Percentiles};
 
-use crate::config::{ClientConfig, Config, TopicsConfig};
+use crate::config::{Config, ProfileConfig, TopicsConfig};
 use crate::kafka::embedded::EmbeddedCluster;
 use crate::secret::Secret;
 use crate::simulator::SimHandle;
@@ -200,7 +200,7 @@ fn signals_base_url(base_url: &str) -> String {
 /// The worker's configuration for the demo: the embedded cluster, the simulator, the seed's
 /// example credentials, and short retry backoffs so faults heal quickly.
 pub fn config(bootstrap: &str, base_url: &str, opts: &DemoOptions) -> Config {
-    let profile = |secret: &str| ClientConfig {
+    let profile = |secret: &str| ProfileConfig {
         client_id: "client".into(),
         client_secret: Secret::new(secret),
         api_key: Secret::new("sim-api-key"),

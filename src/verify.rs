@@ -9,12 +9,10 @@ use crate::config::Config;
 use crate::contract::job::DecodeFailure;
 use crate::contract::result::SCHEMA_VERSION;
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
-use crate::signals::SignalEnv;
+use crate::network_signals::SignalEnv;
 use crate::silentauth::client::Credentials;
 use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
-use crate::silentauth::{
-    Api, Classification, Limiter, RetryPolicy, SpentCode, TokenGrant, UserInfo,
-};
+use crate::silentauth::{Api, Limiter, RetryPolicy, SpentCode, TokenGrant, UserInfo};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::collections::HashMap;
@@ -53,7 +51,7 @@ impl JobContext {
 
 /// The verdict of one job, plus what the worker measures about it.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Verification {
     /// The result to publish.
     pub result: JobResult,
     /// Time spent waiting for HTTP answers.
@@ -164,7 +162,7 @@ impl<A: Api> Verifier<A> {
     /// Verifies one job and runs the network-signal checks it asks for, concurrently. Never
     /// fails: every problem is a class in the result, and a failed check is reported beside the
     /// verdict without changing it.
-    pub async fn verify(&self, job: &Job, ctx: &JobContext) -> Outcome {
+    pub async fn verify(&self, job: &Job, ctx: &JobContext) -> Verification {
         let mut attempts = Attempts::default();
         let signals = async {
             let (Some(request), Some(profile)) = (&job.signals, self.profiles.get(&job.client))
@@ -227,7 +225,7 @@ impl<A: Api> Verifier<A> {
             risk_flags,
         };
         self.scrub_secrets(job, &mut result);
-        Outcome {
+        Verification {
             result,
             http_time: attempts.http_time,
             retries: attempts.retries,
@@ -326,7 +324,7 @@ impl<A: Api> Verifier<A> {
                     // An attempt may have used the code: it counts as spent.
                     ctx.spent.ambiguous();
                 }
-                return fail(error_of(Stage::Token, c));
+                return fail(c.error_info(Stage::Token));
             }
             StageEnd::Success(r) => {
                 ctx.spent.exchanged();
@@ -350,7 +348,7 @@ impl<A: Api> Verifier<A> {
         .await;
         let info = match userinfo {
             StageEnd::Expired => return expired(),
-            StageEnd::Failed(c) => return fail(error_of(Stage::Userinfo, c)),
+            StageEnd::Failed(c) => return fail(c.error_info(Stage::Userinfo)),
             StageEnd::Success(r) => match UserInfo::parse(&r.body) {
                 Ok(u) => u,
                 Err(why) => return fail(protocol_error(Stage::Userinfo, r.status, why)),
@@ -437,12 +435,6 @@ pub fn same_number(a: &str, b: &str) -> bool {
 }
 
 /// The result's error for a classified failure of `stage`.
-pub(crate) fn error_of(stage: Stage, c: Classification) -> ErrorInfo {
-    ErrorInfo::new(c.class, stage, c.reason)
-        .with_code(c.code)
-        .with_status(c.http_status)
-}
-
 fn protocol_error(stage: Stage, status: u16, why: String) -> ErrorInfo {
     ErrorInfo::new(ErrorClass::ProtocolError, stage, why).with_status(Some(status))
 }

@@ -5,7 +5,7 @@
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use silentauth_worker::contract::signals::{
+use silentauth_worker::contract::network_signals::{
     ForwardingOutcome, ForwardingSignal, RiskFlag, SignalsReport, SwapOutcome, SwapSignal,
 };
 use silentauth_worker::contract::{ErrorClass, ErrorInfo, Job, JobError, JobResult, Stage, Status};

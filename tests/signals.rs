@@ -5,8 +5,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use silentauth_worker::config::{ClientConfig, Config};
-use silentauth_worker::contract::signals::{ForwardingOutcome, RiskFlag, SwapOutcome};
+use silentauth_worker::config::{Config, ProfileConfig};
+use silentauth_worker::contract::network_signals::{ForwardingOutcome, RiskFlag, SwapOutcome};
 use silentauth_worker::contract::{ErrorClass, Job, JobResult, Stage, Status};
 use silentauth_worker::secret::Secret;
 use silentauth_worker::silentauth::SilentAuthClient;
@@ -93,7 +93,7 @@ async fn setup(scenario: &str) -> Setup {
     config.retry.max_backoff = Duration::from_millis(20);
     config.clients.insert(
         "default".into(),
-        ClientConfig {
+        ProfileConfig {
             client_id: "client".into(),
             client_secret: Secret::new("12345"),
             api_key: Secret::new("sim-api-key"),
@@ -408,7 +408,7 @@ async fn e164_numbers_go_out_whatever_the_login_hint_looks_like() {
 #[tokio::test]
 async fn a_separate_signals_rate_gets_its_own_limiter() {
     let mut config = Config::default();
-    let mut client = ClientConfig {
+    let mut client = ProfileConfig {
         client_id: "client".into(),
         client_secret: Secret::new("12345"),
         api_key: Secret::new("k"),

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use serde_json::json;
-use silentauth_worker::config::{ClientConfig, Config};
+use silentauth_worker::config::{Config, ProfileConfig};
 use silentauth_worker::contract::{ErrorClass, Job, JobResult, Stage, Status};
 use silentauth_worker::secret::Secret;
 use silentauth_worker::silentauth::SilentAuthClient;
@@ -92,7 +92,7 @@ async fn setup() -> Setup {
     ] {
         config.clients.insert(
             name.into(),
-            ClientConfig {
+            ProfileConfig {
                 client_id: "client".into(),
                 client_secret: Secret::new(secret),
                 api_key: Secret::new(key),

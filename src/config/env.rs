@@ -2,7 +2,8 @@
 //! table, each converted to the type of the key it sets.
 
 use super::error::ConfigError;
-use super::{Config, EMBEDDED_DEFAULT_TOML, ENV_PREFIX};
+use super::origin::{EMBEDDED_DEFAULT_TOML, ENV_PREFIX};
+use super::sections::Config;
 use toml::{Table, Value};
 
 /// The `SILENTAUTH__*` variables of the process; any other variable, even one that is not

@@ -1,7 +1,8 @@
 //! Why a configuration was refused: every message names the key or the environment variable
 //! and never quotes a secret.
 
-use super::{is_secret_property, ENV_PREFIX};
+use super::origin::ENV_PREFIX;
+use super::redact::is_secret_property;
 use std::fmt;
 use std::path::PathBuf;
 

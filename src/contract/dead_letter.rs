@@ -6,7 +6,7 @@
 //! ([`DeadLetterHeaders::parse`]) because a dead-letter topic outlives worker versions and may
 //! hold records written by hand: a missing or garbled header is reported, never fatal.
 
-use crate::contract::result::ErrorInfo;
+use crate::contract::error::ErrorInfo;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The header names of §6. Everything under `dlq.` is the worker's; `traceparent` is W3C's.
@@ -268,7 +268,7 @@ impl DeadLetterHeaders {
             }
         }
         if let Some(class) = &out.error_class {
-            if crate::contract::result::ErrorClass::parse(class).is_none() {
+            if crate::contract::error::ErrorClass::parse(class).is_none() {
                 out.problems
                     .push(format!("{} is not a known class", header::ERROR_CLASS));
             }
@@ -340,7 +340,7 @@ fn check_numeric<T: std::str::FromStr>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::result::{ErrorClass, Stage};
+    use crate::contract::error::{ErrorClass, Stage};
     use chrono::TimeZone;
 
     fn source() -> SourceRecord {

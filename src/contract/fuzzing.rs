@@ -16,9 +16,9 @@
 //! Only fields that exist in Job v1 are checked, so an optional field added later cannot break
 //! these checks, and an input that fails on such a field is still held to every rule above.
 
+use crate::contract::error::{ErrorClass, Stage};
 use crate::contract::job::{DecodeFailure, Job, JobError, DEFAULT_CLIENT};
-use crate::contract::result::{ErrorClass, Stage};
-use crate::contract::signals::{SignalsRequest, SwapCheck};
+use crate::contract::network_signals::{SignalsRequest, SwapCheck};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

@@ -15,8 +15,8 @@
 //! **Bounded work.** Decoding is one linear pass of `serde_json` (whose recursion limit bounds
 //! nesting) followed by checks that are linear in the size of the fields they read.
 
-use crate::contract::result::{ErrorClass, ErrorInfo, Stage};
-use crate::contract::signals::{
+use crate::contract::error::{ErrorClass, ErrorInfo, Stage};
+use crate::contract::network_signals::{
     SignalsRequest, SwapCheck, DEFAULT_MAX_AGE_MINUTES, MAX_MAX_AGE_MINUTES,
 };
 pub use crate::contract::syntax::{

@@ -2,16 +2,18 @@
 //! headers. No I/O lives here.
 
 pub mod dead_letter;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod job;
+pub mod network_signals;
 pub mod result;
-pub mod signals;
 pub mod syntax;
 
 pub use dead_letter::{
     header, replay_count_from_headers, DeadLetterHeaders, ParsedDeadLetter, SourceRecord,
 };
+pub use error::{ErrorClass, ErrorInfo, Stage};
 pub use job::{DecodeFailure, Job, JobError};
-pub use result::{ErrorClass, ErrorInfo, JobResult, Stage, Status};
-pub use signals::{RiskFlag, SignalsReport, SignalsRequest};
+pub use network_signals::{RiskFlag, SignalsReport, SignalsRequest};
+pub use result::{JobResult, Status};

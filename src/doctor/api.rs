@@ -4,7 +4,7 @@
 //! and, when signals are configured, that the Network Signals base URL accepts the profile's
 //! api key (a request without a number answers 400 once the key is accepted).
 
-use super::Check;
+use super::check::Check;
 use crate::config::Config;
 use crate::secret::Secret;
 use crate::silentauth::{Api, HttpOutcome, SignalCall, SilentAuthClient};
@@ -15,7 +15,7 @@ const REDIRECT_URI: &str = "https://doctor.silentauth-worker.invalid/callback";
 /// True when Network Signals are in use: `api.signals_base_url` is not the built-in default,
 /// or a profile sets `signals_requests_per_second`.
 pub(super) fn signals_configured(config: &Config) -> bool {
-    config.api.signals_base_url != crate::silentauth::signals::DEFAULT_SIGNALS_BASE_URL
+    config.api.signals_base_url != crate::config::DEFAULT_SIGNALS_BASE_URL
         || config
             .clients
             .values()

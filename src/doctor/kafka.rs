@@ -2,61 +2,16 @@
 //! partition count), the results and dead-letter topics keep records long enough (in
 //! [`super::retention`]), and the consumer group's state and lag.
 
+use super::capture::Capture;
+use super::check::Check;
 use super::retention::{admin_timeout, describe, retention};
-use super::Check;
 use crate::config::Config;
 use crate::kafka::topics::{self, Presence};
 use rdkafka::admin::AdminClient;
-use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// How long one admin request may take.
-pub(super) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A client context that keeps librdkafka's first error (an SSL handshake or SASL failure says
-/// more than the metadata timeout that follows it) and keeps its logs out of the report.
-#[derive(Clone, Default)]
-pub(super) struct Capture(Arc<Mutex<Option<String>>>);
-
-impl Capture {
-    fn first_error(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Capture {
-    fn keep(&self, what: String) {
-        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if first.is_none() {
-            *first = Some(what);
-        }
-    }
-}
-
-impl ClientContext for Capture {
-    /// librdkafka logs connection, TLS and SASL failures (from its own threads) before a
-    /// request times out: the first warning or worse is the cause worth showing.
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, _fac: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        if matches!(
-            level,
-            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
-        ) {
-            self.keep(message.to_owned());
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.keep(format!("{error}: {reason}"));
-    }
-}
-
-impl ConsumerContext for Capture {}
 
 /// The worker's connection settings: the brokers and `kafka.properties` (TLS, SASL).
 fn client_config(config: &Config) -> ClientConfig {

@@ -5,86 +5,14 @@
 //! Signals are in [`api`]. No code is spent and no secret is printed.
 
 mod api;
+mod capture;
+mod check;
 mod kafka;
 mod retention;
 
 use crate::config::Config;
+pub use check::{Check, Status};
 use serde::Serialize;
-
-/// How a check went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Fine.
-    Pass,
-    /// Worth a look, but the worker can run (does not fail `doctor`).
-    Warn,
-    /// The worker will not work as configured.
-    Fail,
-    /// Not run, because a check it depends on failed.
-    Skip,
-}
-
-impl Status {
-    fn label(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Warn => "WARN",
-            Status::Fail => "FAIL",
-            Status::Skip => "SKIP",
-        }
-    }
-}
-
-/// One check's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// What was checked, usually the configuration key (e.g. `topics.results`).
-    pub check: String,
-    /// How it went.
-    pub status: Status,
-    /// What was found (never a secret).
-    pub detail: String,
-    /// What to do about it (absent when it passed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-impl Check {
-    fn pass(check: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check {
-            check: check.into(),
-            status: Status::Pass,
-            detail: detail.into(),
-            fix: None,
-        }
-    }
-
-    fn fail(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check {
-            check: check.into(),
-            status: Status::Fail,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
-    }
-
-    fn warn(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check {
-            status: Status::Warn,
-            ..Check::fail(check, detail, fix)
-        }
-    }
-
-    fn skip(check: impl Into<String>, because: &str) -> Check {
-        Check {
-            check: check.into(),
-            status: Status::Skip,
-            detail: format!("not checked: {because}"),
-            fix: None,
-        }
-    }
-}
 
 /// Every check of one run, in order.
 #[derive(Debug, Clone, Serialize)]

@@ -2,8 +2,8 @@
 //! warm-up reads that far back) and the dead-letter topic keeps them long enough to replay, read
 //! with DescribeConfigs.
 
-use super::kafka::{Capture, ADMIN_TIMEOUT};
-use super::Check;
+use super::capture::{Capture, ADMIN_TIMEOUT};
+use super::check::Check;
 use crate::config::Config;
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigResource, ResourceSpecifier};
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! The error-class table of docs/contract.md as one function: (stage, HTTP status, body, transport
 //! error) to class, retry decision and the upstream error code.
 
-use crate::contract::{ErrorClass, Stage};
+use crate::contract::{ErrorClass, ErrorInfo, Stage};
 use serde::Deserialize;
 
 /// A request that got no HTTP response.
@@ -38,6 +38,15 @@ pub struct Classification {
     pub http_status: Option<u16>,
     /// Why, for the result's description, the log and the dead letter. Never holds a secret.
     pub reason: String,
+}
+
+impl Classification {
+    /// The result's `error` object for a stage that ended on this failure.
+    pub fn error_info(self, stage: Stage) -> ErrorInfo {
+        ErrorInfo::new(self.class, stage, self.reason)
+            .with_code(self.code)
+            .with_status(self.http_status)
+    }
 }
 
 /// The OAuth / tyntec error body `{"error": "...", "error_description": "..."}`, or the CAMARA

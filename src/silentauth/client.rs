@@ -2,7 +2,8 @@
 //! their success bodies.
 
 use super::classify::Transport;
-use super::signals::{SignalCall, DEFAULT_SIGNALS_BASE_URL};
+use super::network_signals::SignalCall;
+use crate::config::DEFAULT_SIGNALS_BASE_URL;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::future::Future;

@@ -21,10 +21,10 @@
 //!   than `retry.max_retry_after` or `retry.max_elapsed`, and pausing a profile for it is safe.
 
 use super::client::{Api, Credentials, HttpOutcome, HttpResponse};
+use super::network_signals::SignalCall;
 use super::retry::RetryPolicy;
-use super::signals::SignalCall;
 use super::{client::parse_retry_after, Limiter};
-use crate::contract::signals::{ForwardingOutcome, RiskFlag, SwapOutcome};
+use crate::contract::network_signals::{ForwardingOutcome, RiskFlag, SwapOutcome};
 use crate::contract::{ErrorClass, Job, JobResult, Stage, Status};
 use crate::secret::Secret;
 use crate::verify::{JobContext, Profile, Verifier};

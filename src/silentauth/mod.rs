@@ -6,13 +6,13 @@ pub mod client;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limiter;
+pub mod network_signals;
 pub mod retry;
-pub mod signals;
 pub mod spent;
 
 pub use classify::{classify, Classification, Transport};
 pub use client::{Api, HttpOutcome, HttpResponse, SilentAuthClient, TokenGrant, UserInfo};
 pub use limiter::{Limiter, Priority};
+pub use network_signals::SignalCall;
 pub use retry::RetryPolicy;
-pub use signals::SignalCall;
 pub use spent::{Spent, SpentCode};

@@ -6,7 +6,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
-use silentauth_worker::config::{ClientConfig, Config};
+use silentauth_worker::config::{Config, ProfileConfig};
 use silentauth_worker::secret::Secret;
 use silentauth_worker::simulator::{Scenario, SimHandle};
 use std::collections::{BTreeMap, BTreeSet};
@@ -138,8 +138,8 @@ impl World {
 }
 
 /// A client profile with the simulator's api key.
-pub fn client(id: &str, secret: &str) -> ClientConfig {
-    ClientConfig {
+pub fn client(id: &str, secret: &str) -> ProfileConfig {
+    ProfileConfig {
         client_id: id.into(),
         client_secret: Secret::new(secret),
         api_key: Secret::new("sim-api-key"),

@@ -5,9 +5,6 @@ use crate::contract::Stage;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// `api.signals_base_url` when the configuration names none.
-pub const DEFAULT_SIGNALS_BASE_URL: &str = "https://api.tyntec.com/network-signal/v1";
-
 /// One Network Signals request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignalCall {

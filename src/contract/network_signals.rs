@@ -1,7 +1,7 @@
 //! Network signals (docs/contract.md §4a): what a job may ask for (`signals`) and what its result
 //! reports (`signals`, `risk_flags`). Both are additive to Job v1 and Result v1.
 
-use crate::contract::result::ErrorInfo;
+use crate::contract::error::ErrorInfo;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -5,14 +5,14 @@
 //! is *inconclusive*, not a failure. A swap check that says `swapped` is followed by its
 //! retrieve-date call for `latest_change`; a failing date call leaves the outcome and a null date.
 
-use crate::contract::signals::{
+use crate::contract::network_signals::{
     e164, ForwardingOutcome, ForwardingSignal, SignalsReport, SignalsRequest, SwapCheck,
     SwapOutcome, SwapSignal,
 };
 use crate::contract::{ErrorClass, ErrorInfo};
 use crate::secret::Secret;
+use crate::silentauth::network_signals::{parse_check, parse_date};
 use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
-use crate::silentauth::signals::{parse_check, parse_date};
 use crate::silentauth::{Api, Classification, Limiter, RetryPolicy, SignalCall};
 
 /// What the checks of one job run with: the job's client profile and the worker's policy.
@@ -167,7 +167,7 @@ impl<A: Api> SignalEnv<'_, A> {
         match end {
             StageEnd::Success(r) => Answer::Body(r.status, r.body),
             StageEnd::Failed(c) if no_data(&c) => Answer::NoData,
-            StageEnd::Failed(c) => Answer::Failed(crate::verify::error_of(stage, c)),
+            StageEnd::Failed(c) => Answer::Failed(c.error_info(stage)),
             StageEnd::Expired => Answer::Failed(ErrorInfo::new(
                 ErrorClass::UpstreamUnavailable,
                 stage,

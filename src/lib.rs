@@ -17,7 +17,6 @@
 //! cache, warmed on every assignment with the results the assigned partitions can redeliver,
 //! keeps a redelivered job from spending its single-use code twice.
 
-pub mod admin;
 pub mod bench;
 pub mod clock;
 pub mod config;
@@ -31,7 +30,6 @@ pub mod secret;
 pub mod signals;
 pub mod silentauth;
 pub mod simulator;
-pub mod stats;
 pub mod telemetry;
 #[cfg(feature = "test-faults")]
 pub mod test_faults;

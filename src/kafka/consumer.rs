@@ -9,7 +9,7 @@ use super::warmup::ResultsReader;
 use crate::config::Config;
 use crate::idempotency::IdempotencyCache;
 use crate::silentauth::Limiter;
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -76,7 +76,7 @@ pub struct Shared {
     /// Limiters to scale with the partition share, when `rate_limit.scope = "partition_share"`.
     pub shared_limiters: Vec<Arc<Limiter>>,
     /// Counters.
-    pub stats: Arc<Stats>,
+    pub stats: Arc<WorkerCounters>,
     /// Woken whenever a job finishes.
     pub finished: tokio::sync::Notify,
 }

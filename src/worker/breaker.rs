@@ -15,7 +15,7 @@
 
 use crate::config::BreakerConfig;
 use crate::contract::ErrorClass;
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -319,16 +319,16 @@ impl Breaker {
 
 /// The worker's breaker: the state machine behind a mutex, shared by the run loop (which asks
 /// the gate) and the job tasks (which report outcomes). Transitions go to the log (one ERROR
-/// per trip, INFO on recovery), to [`Stats`] (`/readyz`, `/status.json`, the metrics).
+/// per trip, INFO on recovery), to [`WorkerCounters`] (`/readyz`, `/status.json`, the metrics).
 #[derive(Debug)]
 pub struct Gatekeeper {
     breaker: Mutex<Breaker>,
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
 }
 
 impl Gatekeeper {
     /// A closed breaker reporting to `stats`.
-    pub fn new(config: &BreakerConfig, stats: Arc<Stats>) -> Gatekeeper {
+    pub fn new(config: &BreakerConfig, stats: Arc<WorkerCounters>) -> Gatekeeper {
         Gatekeeper {
             breaker: Mutex::new(Breaker::new(config)),
             stats,
@@ -744,12 +744,12 @@ mod tests {
     #[test]
     fn trigger_labels_are_the_ones_the_stats_export() {
         let labels: Vec<&str> = Trigger::ALL.iter().map(|t| t.label()).collect();
-        assert_eq!(labels, crate::stats::BREAKER_TRIGGERS);
+        assert_eq!(labels, crate::telemetry::counters::BREAKER_TRIGGERS);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_gatekeeper_reports_trips_and_recovery_to_the_stats() {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(WorkerCounters::default());
         for s in [true, true, true] {
             stats.assigned.store(s, Ordering::Relaxed);
             stats.producer_ok.store(s, Ordering::Relaxed);

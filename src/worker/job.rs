@@ -10,7 +10,7 @@ use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
 use crate::kafka::transactions::TxnItem;
 use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
 use crate::verify::{invalid_job_result, JobContext, Verifier};
 use chrono::{TimeZone, Utc};
 use rdkafka::consumer::StreamConsumer;
@@ -28,7 +28,7 @@ pub(super) struct JobEnv {
     pub(super) shared: Arc<Shared>,
     pub(super) consumer: Arc<StreamConsumer<WorkerContext>>,
     pub(super) group_id: String,
-    pub(super) stats: Arc<Stats>,
+    pub(super) stats: Arc<WorkerCounters>,
     /// Set with `exactly_once`: finished jobs go to the transaction committer.
     pub(super) committer: Option<mpsc::Sender<TxnItem>>,
     /// The circuit breaker, told every job's outcome.

@@ -15,8 +15,8 @@ use crate::kafka::producer::Publisher;
 use crate::kafka::transactions;
 use crate::kafka::warmup::ResultsReader;
 use crate::silentauth::SilentAuthClient;
-use crate::stats::Stats;
-use crate::telemetry::{HttpMetrics, Telemetry};
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::prometheus::{HttpMetrics, Telemetry};
 use crate::verify::Verifier;
 use breaker::{Gate, Gatekeeper};
 use job::{copy, job_task, register, JobEnv, Taken};
@@ -84,7 +84,7 @@ type Consumer_ = StreamConsumer<WorkerContext>;
 #[derive(Debug)]
 pub struct Worker {
     config: Config,
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
 }
 
 /// Runs a worker until `cancel` fires, then shuts down gracefully.
@@ -97,12 +97,12 @@ impl Worker {
     pub fn new(config: Config) -> Worker {
         Worker {
             config,
-            stats: Arc::new(Stats::default()),
+            stats: Arc::new(WorkerCounters::default()),
         }
     }
 
     /// The live counters.
-    pub fn stats(&self) -> Arc<Stats> {
+    pub fn stats(&self) -> Arc<WorkerCounters> {
         self.stats.clone()
     }
 
@@ -123,7 +123,8 @@ impl Worker {
             .map(|(name, l)| (name.to_owned(), l.clone()))
             .collect();
         let telemetry = Telemetry::new(stats.clone(), &http_metrics, limiters);
-        crate::admin::start(&config.admin.listen, stats.clone(), telemetry, admin_stop).await;
+        crate::telemetry::admin::start(&config.admin.listen, stats.clone(), telemetry, admin_stop)
+            .await;
         let exactly_once = config.worker.delivery == Delivery::ExactlyOnce;
         let publisher = Arc::new(if exactly_once {
             Publisher::transactional(&config)?
@@ -440,7 +441,7 @@ fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
 }
 
 /// Pauses every assigned partition; `None` when the assignment cannot be read or paused.
-fn pause(consumer: &Consumer_, stats: &Stats) -> Option<TopicPartitionList> {
+fn pause(consumer: &Consumer_, stats: &WorkerCounters) -> Option<TopicPartitionList> {
     let a = consumer.assignment().ok()?;
     consumer.pause(&a).ok()?;
     stats
@@ -451,7 +452,7 @@ fn pause(consumer: &Consumer_, stats: &Stats) -> Option<TopicPartitionList> {
 }
 
 /// Resumes what [`pause`] paused, as far as it is still assigned.
-fn resume(consumer: &Consumer_, stats: &Stats, paused: TopicPartitionList) {
+fn resume(consumer: &Consumer_, stats: &WorkerCounters, paused: TopicPartitionList) {
     let now = consumer.assignment().unwrap_or(paused);
     let _ = consumer.resume(&now);
     stats.paused.store(false, Ordering::Relaxed);

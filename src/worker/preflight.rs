@@ -6,7 +6,7 @@ use super::WorkerError;
 use crate::config::Config;
 use crate::kafka::producer::Publisher;
 use crate::kafka::topics::{self, Presence, TopicState};
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
 use rdkafka::producer::Producer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub(super) async fn preflight(
     publisher: &Arc<Publisher>,
     config: &Config,
-    stats: &Stats,
+    stats: &WorkerCounters,
     cancel: &CancellationToken,
 ) -> Result<bool, WorkerError> {
     let timeout = config.kafka.connect_timeout;
@@ -103,7 +103,7 @@ pub(super) async fn preflight(
 pub(super) async fn probe(
     publisher: Arc<Publisher>,
     config: Config,
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
     stop: CancellationToken,
 ) {
     let topics: Vec<(&'static str, String)> = topics::configured(&config)

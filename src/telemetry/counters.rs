@@ -1,4 +1,5 @@
-//! Counters the worker keeps while it runs: what `demo` summarises and `/metrics` will export.
+//! Counters the worker keeps while it runs: what `demo` summarises, `/metrics` exports and
+//! `/readyz` reads.
 
 use crate::contract::{ErrorClass, Status};
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +13,7 @@ pub const BREAKER_TRIGGERS: [&str; 2] = ["consecutive", "dead_letter_ratio"];
 
 /// Live counters, shared by every task of a run.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct WorkerCounters {
     /// Jobs taken from the jobs topic.
     pub consumed: AtomicU64,
     /// Results published.
@@ -63,12 +64,12 @@ pub struct Stats {
     admin_addr: OnceLock<SocketAddr>,
     by_outcome: Mutex<BTreeMap<(Status, Option<ErrorClass>), u64>>,
     dead_letters_by_class: Mutex<BTreeMap<ErrorClass, u64>>,
-    /// Per-job HTTP time (job_id -> time), kept only after [`Stats::keep_http_times`] (the
+    /// Per-job HTTP time (job_id -> time), kept only after [`WorkerCounters::keep_http_times`] (the
     /// benchmark's S6 subtracts it from the job latency; Result v1 does not carry it).
     http_times: Mutex<Option<HashMap<String, std::time::Duration>>>,
 }
 
-impl Stats {
+impl WorkerCounters {
     /// Counts one published result.
     pub fn result(&self, status: Status, class: Option<ErrorClass>) {
         self.results.fetch_add(1, Ordering::Relaxed);
@@ -139,7 +140,7 @@ impl Stats {
             .is_some()
     }
 
-    /// Every reason recorded by [`Stats::set_unready`] and not cleared, in key order.
+    /// Every reason recorded by [`WorkerCounters::set_unready`] and not cleared, in key order.
     pub fn unready_reasons(&self) -> Vec<String> {
         let map = self.unready.lock().unwrap_or_else(|e| e.into_inner());
         let mut entries: Vec<_> = map.iter().collect();
@@ -236,7 +237,7 @@ impl Stats {
         }
     }
 
-    /// The HTTP times kept so far, by job_id (empty unless [`Stats::keep_http_times`] was called).
+    /// The HTTP times kept so far, by job_id (empty unless [`WorkerCounters::keep_http_times`] was called).
     pub fn http_times(&self) -> HashMap<String, std::time::Duration> {
         self.http_times
             .lock()

@@ -11,6 +11,7 @@ use crate::demo::plan::Record;
 use crate::demo::{stop_worker, wait_ready, DemoOptions};
 use crate::simulator::{Latency, Scenario};
 use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::ChildWorkerSampled;
 use crate::worker::Worker;
 use anyhow::Context;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -541,12 +542,11 @@ impl<'a> Sampler<'a> {
             if let Some(c) = self.child {
                 if !self.idle && (self.sample_rss || n % 10 == 0) {
                     if let Some(counters) = c.counters().await {
-                        self.stats
-                            .in_flight
-                            .store(counters.in_flight, Ordering::Relaxed);
-                        self.stats
-                            .http_requests
-                            .store(counters.http_requests, Ordering::Relaxed);
+                        ChildWorkerSampled {
+                            in_flight: counters.in_flight,
+                            http_requests: counters.http_requests,
+                        }
+                        .emit(&self.stats);
                     }
                 }
             }

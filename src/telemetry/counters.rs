@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// The circuit breaker's triggers, as the `reason` label of `silentauth_breaker_trips_total`
 /// names them (the names of their `worker.breaker` keys).
 pub const BREAKER_TRIGGERS: [&str; 2] = ["consecutive", "dead_letter_ratio"];
 
-/// Live counters, shared by every task of a run.
+/// Live counters, shared by every task of a run. Read them anywhere; move them only through
+/// the typed events of [`super::events`].
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
     /// Jobs taken from the jobs topic.
@@ -66,12 +68,12 @@ pub struct WorkerCounters {
     dead_letters_by_class: Mutex<BTreeMap<ErrorClass, u64>>,
     /// Per-job HTTP time (job_id -> time), kept only after [`WorkerCounters::keep_http_times`] (the
     /// benchmark's S6 subtracts it from the job latency; Result v1 does not carry it).
-    http_times: Mutex<Option<HashMap<String, std::time::Duration>>>,
+    http_times: Mutex<Option<HashMap<String, Duration>>>,
 }
 
 impl WorkerCounters {
     /// Counts one published result.
-    pub fn result(&self, status: Status, class: Option<ErrorClass>) {
+    pub(super) fn result(&self, status: Status, class: Option<ErrorClass>) {
         self.results.fetch_add(1, Ordering::Relaxed);
         *self
             .by_outcome
@@ -82,7 +84,7 @@ impl WorkerCounters {
     }
 
     /// Counts one published dead letter.
-    pub fn dead_letter(&self, class: ErrorClass) {
+    pub(super) fn dead_letter(&self, class: ErrorClass) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
         *self
             .dead_letters_by_class
@@ -149,7 +151,7 @@ impl WorkerCounters {
     }
 
     /// Records that the circuit breaker opened, by `trigger`, for `reason`.
-    pub fn breaker_tripped(&self, trigger: &'static str, reason: &str) {
+    pub(super) fn breaker_tripped(&self, trigger: &'static str, reason: &str) {
         *self
             .breaker_reason
             .lock()
@@ -164,7 +166,7 @@ impl WorkerCounters {
     }
 
     /// Records that the circuit breaker closed.
-    pub fn breaker_closed(&self) {
+    pub(super) fn breaker_closed(&self) {
         self.breaker_open.store(false, Ordering::Relaxed);
         *self
             .breaker_reason
@@ -230,15 +232,16 @@ impl WorkerCounters {
     }
 
     /// Records the time `job_id` spent waiting for HTTP answers, if asked to keep them.
-    pub fn http_time(&self, job_id: &str, took: std::time::Duration) {
+    pub(super) fn http_time(&self, job_id: &str, took: Duration) {
         let mut t = self.http_times.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(map) = t.as_mut() {
             map.insert(job_id.to_owned(), took);
         }
     }
 
-    /// The HTTP times kept so far, by job_id (empty unless [`WorkerCounters::keep_http_times`] was called).
-    pub fn http_times(&self) -> HashMap<String, std::time::Duration> {
+    /// The HTTP times kept so far, by job_id (empty unless [`WorkerCounters::keep_http_times`]
+    /// was called).
+    pub fn http_times(&self) -> HashMap<String, Duration> {
         self.http_times
             .lock()
             .unwrap_or_else(|e| e.into_inner())

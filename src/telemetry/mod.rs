@@ -14,4 +14,5 @@
 
 pub mod admin;
 pub mod counters;
+pub mod events;
 pub mod prometheus;

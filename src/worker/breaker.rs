@@ -16,6 +16,7 @@
 use crate::config::BreakerConfig;
 use crate::contract::ErrorClass;
 use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{BreakerClosed, BreakerTripped};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -365,12 +366,12 @@ impl Gatekeeper {
         match b.record(outcome, probe, now) {
             None => {}
             Some(Transition::Tripped(reason)) => {
-                self.stats
-                    .breaker_tripped(reason.trigger.label(), &reason.detail);
-                tracing::error!(
-                    reason = reason.trigger.label(),
-                    "circuit breaker open: {reason}; probing one job every {interval}"
-                );
+                BreakerTripped {
+                    trigger: reason.trigger.label(),
+                    detail: &reason.detail,
+                    probe_interval: &interval,
+                }
+                .emit(&self.stats);
             }
             Some(Transition::ProbeFailed { reason, class }) => {
                 tracing::warn!(
@@ -379,11 +380,10 @@ impl Gatekeeper {
                 );
             }
             Some(Transition::Recovered(reason)) => {
-                self.stats.breaker_closed();
-                tracing::info!(
-                    reason = reason.trigger.label(),
-                    "circuit breaker closed: the probe job succeeded; consuming again"
-                );
+                BreakerClosed {
+                    trigger: reason.trigger.label(),
+                }
+                .emit(&self.stats);
             }
         }
         debug_assert_eq!(
@@ -750,11 +750,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_gatekeeper_reports_trips_and_recovery_to_the_stats() {
         let stats = Arc::new(WorkerCounters::default());
-        for s in [true, true, true] {
-            stats.assigned.store(s, Ordering::Relaxed);
-            stats.producer_ok.store(s, Ordering::Relaxed);
-            stats.brokers_ok.store(s, Ordering::Relaxed);
-        }
+        use crate::telemetry::events::{PartitionsAssigned, PreflightPassed};
+        PreflightPassed.emit(&stats);
+        PartitionsAssigned.emit(&stats);
         let g = Gatekeeper::new(&config(2, 1.0, 10), stats.clone());
         g.finished(Some(failed(ErrorClass::CredentialsRejected)), false);
         assert!(stats.ready());

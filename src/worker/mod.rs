@@ -16,6 +16,10 @@ use crate::kafka::transactions;
 use crate::kafka::warmup::ResultsReader;
 use crate::silentauth::SilentAuthClient;
 use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{
+    JobStarted, OffsetsCommitted, PartitionsPaused, PartitionsResumed, PreflightPassed,
+    ShutdownGraceExpired,
+};
 use crate::telemetry::prometheus::{HttpMetrics, Telemetry};
 use crate::verify::Verifier;
 use breaker::{Gate, Gatekeeper};
@@ -143,8 +147,7 @@ impl Worker {
                 .await
                 .expect("init task panicked")?;
         }
-        stats.producer_ok.store(true, Ordering::Relaxed);
-        stats.brokers_ok.store(true, Ordering::Relaxed);
+        PreflightPassed.emit(&stats);
         // Readiness follows the brokers and the topics: a metadata probe every PROBE_INTERVAL.
         let probe_stop = CancellationToken::new();
         let _probe_guard = probe_stop.clone().drop_guard();
@@ -337,11 +340,7 @@ impl Worker {
         }
         let left = stats.in_flight.load(Ordering::Acquire);
         if left > 0 {
-            tracing::warn!(
-                abandoned = left,
-                "shutdown grace ran out; these jobs will be redelivered"
-            );
-            stats.abandoned.fetch_add(left, Ordering::Relaxed);
+            ShutdownGraceExpired { abandoned: left }.emit(&stats);
             shared.abandon_all.cancel();
         }
         if !exactly_once {
@@ -354,9 +353,7 @@ impl Worker {
                 shared.store(&*consumer, p, pos);
             }
             match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {
-                    stats.commits.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => OffsetsCommitted.emit(&stats),
                 Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
                 Err(e) => tracing::warn!(error = %e, "final commit failed"),
             }
@@ -420,8 +417,7 @@ fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
         let started = breaker.start_probe();
         debug_assert!(started, "the probe gate closed under the run loop");
     }
-    env.stats.consumed.fetch_add(1, Ordering::Relaxed);
-    env.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+    JobStarted.emit(&env.stats);
     let token = env
         .shared
         .partition_tokens
@@ -444,10 +440,10 @@ fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
 fn pause(consumer: &Consumer_, stats: &WorkerCounters) -> Option<TopicPartitionList> {
     let a = consumer.assignment().ok()?;
     consumer.pause(&a).ok()?;
-    stats
-        .paused_partitions
-        .store(a.count() as u64, Ordering::Relaxed);
-    stats.paused.store(true, Ordering::Relaxed);
+    PartitionsPaused {
+        count: a.count() as u64,
+    }
+    .emit(stats);
     Some(a)
 }
 
@@ -455,8 +451,7 @@ fn pause(consumer: &Consumer_, stats: &WorkerCounters) -> Option<TopicPartitionL
 fn resume(consumer: &Consumer_, stats: &WorkerCounters, paused: TopicPartitionList) {
     let now = consumer.assignment().unwrap_or(paused);
     let _ = consumer.resume(&now);
-    stats.paused.store(false, Ordering::Relaxed);
-    stats.paused_partitions.store(0, Ordering::Relaxed);
+    PartitionsResumed.emit(stats);
 }
 
 /// How long a full window may go without polling before the partitions are paused: well inside

@@ -7,8 +7,8 @@ use crate::config::Config;
 use crate::kafka::producer::Publisher;
 use crate::kafka::topics::{self, Presence, TopicState};
 use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{BrokersAnswered, BrokersProbed, BrokersUnreachable};
 use rdkafka::producer::Producer;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -46,14 +46,13 @@ pub(super) async fn preflight(
                 })
             }
             Err(e) => {
-                stats.brokers_ok.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "the Kafka brokers do not answer while waiting for topics");
+                BrokersUnreachable { error: &e }.emit(stats);
                 Vec::new()
             }
         };
         first = false;
         if !states.is_empty() {
-            stats.brokers_ok.store(true, Ordering::Relaxed);
+            BrokersAnswered.emit(stats);
             let problems: Vec<&TopicState> =
                 states.iter().filter(|s| s.problem().is_some()).collect();
             if problems.is_empty() {
@@ -131,13 +130,7 @@ pub(super) async fn probe(
         .await
         .unwrap_or_default();
         let ok = !answers.is_empty() && answers.iter().all(|(_, _, a)| a.is_ok());
-        if stats.brokers_ok.swap(ok, Ordering::Relaxed) != ok {
-            if ok {
-                tracing::info!("the Kafka brokers answer again");
-            } else {
-                tracing::error!("the Kafka brokers do not answer; not ready");
-            }
-        }
+        BrokersProbed { answered: ok }.emit(&stats);
         for (key, topic, answer) in answers {
             let Ok(presence) = answer else { continue };
             let state = TopicState {

@@ -66,9 +66,10 @@ pub struct WorkerCounters {
     admin_addr: OnceLock<SocketAddr>,
     by_outcome: Mutex<BTreeMap<(Status, Option<ErrorClass>), u64>>,
     dead_letters_by_class: Mutex<BTreeMap<ErrorClass, u64>>,
-    /// Per-job HTTP time (job_id -> time), kept only after [`WorkerCounters::keep_http_times`] (the
-    /// benchmark's S6 subtracts it from the job latency; Result v1 does not carry it).
-    http_times: Mutex<Option<HashMap<String, Duration>>>,
+    /// Per-job HTTP time (job_id -> time), present only after [`WorkerCounters::keep_http_times`]
+    /// (the benchmark's S6 subtracts it from the job latency; Result v1 does not carry it). Unset,
+    /// a job pays one atomic load for it.
+    http_times: OnceLock<Mutex<HashMap<String, Duration>>>,
 }
 
 impl WorkerCounters {
@@ -227,15 +228,17 @@ impl WorkerCounters {
 
     /// Starts keeping each job's HTTP time (for `bench`; off by default, so it costs nothing).
     pub fn keep_http_times(&self) {
-        let mut t = self.http_times.lock().unwrap_or_else(|e| e.into_inner());
-        t.get_or_insert_with(HashMap::new);
+        self.http_times.get_or_init(Mutex::default);
     }
 
-    /// Records the time `job_id` spent waiting for HTTP answers, if asked to keep them.
+    /// Records the time `job_id` spent waiting for HTTP answers, if asked to keep them: without
+    /// [`WorkerCounters::keep_http_times`] this is one atomic load (no lock, no allocation).
     pub(super) fn http_time(&self, job_id: &str, took: Duration) {
-        let mut t = self.http_times.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(map) = t.as_mut() {
-            map.insert(job_id.to_owned(), took);
+        if let Some(times) = self.http_times.get() {
+            times
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job_id.to_owned(), took);
         }
     }
 
@@ -243,9 +246,8 @@ impl WorkerCounters {
     /// was called).
     pub fn http_times(&self) -> HashMap<String, Duration> {
         self.http_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .get()
+            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default()
     }
 }

@@ -10,6 +10,9 @@
 //! - [`contract`]: the wire formats of jobs, results and dead-letter headers. No I/O.
 //! - [`silentauth`]: the HTTP client, the error-class table, retries and rate limits.
 //! - [`verify`]: one job in, one result out; knows nothing of Kafka.
+//! - [`telemetry`]: the counters every task shares and the typed events that move them, the
+//!   Prometheus metrics, and the admin listener (`/metrics`, `/healthz`, `/readyz`, the status
+//!   page).
 //! - `kafka`, `worker`: consume, verify concurrently, publish, store offsets.
 //!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)

@@ -66,8 +66,8 @@ struct AdminState {
 }
 
 /// Binds `listen` and serves the admin endpoints until `stop` fires; records the bound address
-/// in [`WorkerCounters::admin_addr`]. A listener that cannot bind is logged and skipped: the worker's
-/// job matters more than its dashboard.
+/// in [`WorkerCounters::admin_addr`]. A listener that cannot bind is logged and skipped: the
+/// worker's job matters more than its dashboard.
 pub async fn start(
     listen: &str,
     stats: Arc<WorkerCounters>,

@@ -1,6 +1,6 @@
 //! The worker's Prometheus metrics: HTTP requests recorded as they happen (through the domain's
-//! [`HttpObserver`] hook), everything else read from the live [`WorkerCounters`] at scrape time, so the
-//! job path pays nothing beyond the atomics it already updates.
+//! [`HttpObserver`] hook), everything else read from the live [`WorkerCounters`] at scrape time,
+//! so the job path pays nothing beyond the atomics it already updates.
 
 use crate::contract::{ErrorClass, Stage};
 use crate::silentauth::retry::HttpObserver;

@@ -21,7 +21,7 @@ use crate::config::{Config, ProfileConfig, TopicsConfig};
 use crate::kafka::embedded::EmbeddedCluster;
 use crate::secret::Secret;
 use crate::simulator::SimHandle;
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
 use crate::worker::{Worker, WorkerError};
 use anyhow::{bail, Context};
 use collect::Collector;
@@ -178,8 +178,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     );
     report.seed = opts.seed;
     report.http = HttpCounts {
-        worker_requests: Stats::get(&stats.http_requests),
-        worker_retries: Stats::get(&stats.retries),
+        worker_requests: WorkerCounters::get(&stats.http_requests),
+        worker_retries: WorkerCounters::get(&stats.retries),
         token: sim_stats.total("token"),
         userinfo: sim_stats.total("userinfo"),
         signals: sim_stats.signals_total(),
@@ -250,7 +250,7 @@ pub(crate) async fn stop_worker(
 
 /// Waits until the worker has partitions and a working producer, or reports why it stopped.
 pub(crate) async fn wait_ready(
-    stats: &Arc<Stats>,
+    stats: &Arc<WorkerCounters>,
     handle: &mut JoinHandle<Result<(), WorkerError>>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();

@@ -10,6 +10,9 @@
 //! - [`contract`]: the wire formats of jobs, results and dead-letter headers. No I/O.
 //! - [`silentauth`]: the HTTP client, the error-class table, retries and rate limits.
 //! - [`verify`]: one job in, one result out; knows nothing of Kafka.
+//! - [`telemetry`]: the counters every task shares and the typed events that move them, the
+//!   Prometheus metrics, and the admin listener (`/metrics`, `/healthz`, `/readyz`, the status
+//!   page).
 //! - `kafka`, `worker`: consume, verify concurrently, publish, store offsets.
 //!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)
@@ -17,7 +20,6 @@
 //! cache, warmed on every assignment with the results the assigned partitions can redeliver,
 //! keeps a redelivered job from spending its single-use code twice.
 
-pub mod admin;
 pub mod bench;
 pub mod clock;
 pub mod config;
@@ -31,7 +33,6 @@ pub mod replay;
 pub mod secret;
 pub mod silentauth;
 pub mod simulator;
-pub mod stats;
 pub mod telemetry;
 #[cfg(feature = "test-faults")]
 pub mod test_faults;

@@ -6,7 +6,7 @@ mod support;
 use serde_json::{json, Value};
 use silentauth_worker::config::Config;
 use silentauth_worker::simulator::Scenario;
-use silentauth_worker::stats::Stats;
+use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, r.text().await.ok()?))
 }
 
-async fn admin_addr(stats: &Stats) -> SocketAddr {
+async fn admin_addr(stats: &WorkerCounters) -> SocketAddr {
     for _ in 0..200 {
         if let Some(a) = stats.admin_addr() {
             return a;
@@ -252,7 +252,7 @@ async fn not_ready_while_kafka_is_unreachable_and_gone_when_run_fails() {
     config.kafka.connect_timeout = Duration::from_secs(3);
     config.admin.listen = "127.0.0.1:0".into();
     let worker = Worker::new(config);
-    let stats: Arc<Stats> = worker.stats();
+    let stats: Arc<WorkerCounters> = worker.stats();
     let handle = tokio::spawn(worker.run(CancellationToken::new()));
     let addr = admin_addr(&stats).await;
     assert_eq!(get(addr, "/healthz").await.unwrap().0, 200);

@@ -7,7 +7,7 @@ mod support;
 
 use silentauth_worker::config::{BreakerConfig, Config};
 use silentauth_worker::simulator::{FaultRule, Scenario, SimEndpoint};
-use silentauth_worker::stats::Stats;
+use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -102,7 +102,7 @@ async fn metric(addr: SocketAddr, sample: &str) -> f64 {
 }
 
 struct Running {
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
     addr: SocketAddr,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
@@ -150,7 +150,7 @@ impl Running {
             Duration::from_secs(60),
             &format!("{n} jobs started"),
             || {
-                let ok = Stats::get(&s.consumed) >= n;
+                let ok = WorkerCounters::get(&s.consumed) >= n;
                 async move { ok.then_some(()) }
             },
         )
@@ -240,7 +240,7 @@ async fn consecutive_credential_rejections_open_it_and_a_good_probe_resumes() {
     // intervals, and each is one more job (a rejected probe), never a burst of them.
     let t0 = Instant::now();
     let base = token_requests(&w);
-    let consumed = Stats::get(&worker.stats.consumed);
+    let consumed = WorkerCounters::get(&worker.stats.consumed);
     let sim = &w;
     until(Duration::from_secs(30), "three probes", || async move {
         (token_requests(sim) >= base + 3).then_some(())
@@ -250,7 +250,7 @@ async fn consecutive_credential_rejections_open_it_and_a_good_probe_resumes() {
     assert!(elapsed >= PROBE * 2, "3 probes in {elapsed:?}");
     let probes = token_requests(&w) - base;
     assert!(
-        Stats::get(&worker.stats.consumed) - consumed <= probes,
+        WorkerCounters::get(&worker.stats.consumed) - consumed <= probes,
         "jobs started beyond the probes"
     );
     assert_eq!(get(worker.addr, "/readyz").await.0, 503);
@@ -351,7 +351,7 @@ async fn a_dead_letter_ratio_over_the_window_opens_it_until_the_upstream_heals()
         1.0
     );
     // At most the two jobs in flight at the trip ran on; then one probe per interval.
-    let consumed = Stats::get(&worker.stats.consumed);
+    let consumed = WorkerCounters::get(&worker.stats.consumed);
     assert!(consumed <= 12, "{consumed} jobs started");
     let t0 = Instant::now();
     worker.wait_consumed(consumed + 3).await;
@@ -360,7 +360,7 @@ async fn a_dead_letter_ratio_over_the_window_opens_it_until_the_upstream_heals()
     let requests = token_requests(&w);
     assert_eq!(get(worker.addr, "/readyz").await.0, 503);
     assert!(
-        requests <= (Stats::get(&worker.stats.consumed) + 1) * 2,
+        requests <= (WorkerCounters::get(&worker.stats.consumed) + 1) * 2,
         "{requests} token requests"
     );
     let opened = logged(

@@ -157,7 +157,7 @@ async fn all_brokers_down_for_ten_seconds_loses_nothing() {
 /// A worker at work on the 3-node cluster: `n` jobs sent, the first 200 answered.
 struct Run {
     w: World,
-    stats: std::sync::Arc<silentauth_worker::stats::Stats>,
+    stats: std::sync::Arc<silentauth_worker::telemetry::counters::WorkerCounters>,
     cancel: tokio_util::sync::CancellationToken,
     handle: tokio::task::JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
     ids: std::collections::BTreeSet<String>,

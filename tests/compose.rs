@@ -5,8 +5,8 @@
 use serde_json::Value;
 use silentauth_worker::config::Config;
 use silentauth_worker::silentauth::Limiter;
-use silentauth_worker::stats::Stats;
-use silentauth_worker::telemetry::{HttpMetrics, Telemetry, METRIC_NAMES};
+use silentauth_worker::telemetry::counters::WorkerCounters;
+use silentauth_worker::telemetry::prometheus::{HttpMetrics, Telemetry, METRIC_NAMES};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,7 +154,7 @@ fn compose_config_loads_and_points_at_the_stack() {
 fn exported_families() -> BTreeSet<String> {
     let http = HttpMetrics::default();
     let t = Telemetry::new(
-        Arc::new(Stats::default()),
+        Arc::new(WorkerCounters::default()),
         &http,
         vec![("default".into(), Arc::new(Limiter::unlimited()))],
     );

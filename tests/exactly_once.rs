@@ -75,7 +75,7 @@ async fn offsets_committed_in_transactions_are_the_groups_committed_offsets() {
     cancel.cancel();
     handle.await.unwrap().unwrap();
     assert!(
-        silentauth_worker::stats::Stats::get(&stats.commits) >= 1,
+        silentauth_worker::telemetry::counters::WorkerCounters::get(&stats.commits) >= 1,
         "no transaction committed"
     );
     let (committed, ends) = committed_and_ends(&w, 2).await;

@@ -9,7 +9,7 @@ mod support;
 
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use silentauth_worker::simulator::Scenario;
-use silentauth_worker::stats::Stats;
+use silentauth_worker::telemetry::counters::WorkerCounters;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use support::load::assert_never_written;
@@ -105,7 +105,7 @@ async fn produce_errors_are_retried_and_nothing_is_lost() {
     }
     cancel.cancel();
     handle.await.unwrap().unwrap();
-    let produce_errors = Stats::get(&stats.produce_errors);
+    let produce_errors = WorkerCounters::get(&stats.produce_errors);
     eprintln!(
         "produce errors: 100 jobs, 0 lost, {produce_errors} publishes failed and retried by the \
          worker, {duplicates} duplicate results"

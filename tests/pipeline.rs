@@ -4,7 +4,7 @@
 mod support;
 
 use silentauth_worker::simulator::Scenario;
-use silentauth_worker::stats::Stats;
+use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -39,8 +39,12 @@ async fn a_slow_rate_limit_never_trips_max_poll_interval() {
     assert!(by_id
         .values()
         .all(|rs| rs.len() == 1 && rs[0]["status"] == "verified"));
-    assert_eq!(Stats::get(&stats.abandoned), 0, "no revoke happened");
-    assert_eq!(Stats::get(&stats.duplicates), 0);
+    assert_eq!(
+        WorkerCounters::get(&stats.abandoned),
+        0,
+        "no revoke happened"
+    );
+    assert_eq!(WorkerCounters::get(&stats.duplicates), 0);
     assert_eq!(w.sim.stats().total("token"), 60, "no code exchanged twice");
     cancel.cancel();
     handle.await.unwrap().unwrap();
@@ -108,15 +112,16 @@ async fn instances_joining_and_leaving_lose_nothing() {
         }
     }
     let reused = w.sim.stats().codes_reused as usize;
-    let consumed = Stats::get(&first_stats.consumed) + Stats::get(&second_stats.consumed);
+    let consumed =
+        WorkerCounters::get(&first_stats.consumed) + WorkerCounters::get(&second_stats.consumed);
     eprintln!(
         "rebalance on {:?}: 450 jobs, 0 lost, {duplicates} duplicate results, {reused} codes \
          exchanged twice, {consumed} consumed, {} abandoned",
         w.broker.kind(),
-        Stats::get(&first_stats.abandoned) + Stats::get(&second_stats.abandoned)
+        WorkerCounters::get(&first_stats.abandoned) + WorkerCounters::get(&second_stats.abandoned)
     );
     assert!(
-        Stats::get(&second_stats.consumed) > 0,
+        WorkerCounters::get(&second_stats.consumed) > 0,
         "the second instance took work"
     );
     if w.broker.kind() == BrokerKind::Tansu {

@@ -7,7 +7,7 @@ mod support;
 
 use silentauth_worker::config::RateLimitScope;
 use silentauth_worker::simulator::Scenario;
-use silentauth_worker::stats::Stats;
+use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,7 +45,7 @@ async fn partition_share_keeps_the_combined_rate_within_the_limit() {
     }
 
     let cancel = CancellationToken::new();
-    let mut stats: Vec<Arc<Stats>> = Vec::new();
+    let mut stats: Vec<Arc<WorkerCounters>> = Vec::new();
     let mut handles = Vec::new();
     for _ in 0..INSTANCES {
         let worker = Worker::new(config.clone());
@@ -89,7 +89,10 @@ async fn partition_share_keeps_the_combined_rate_within_the_limit() {
         })
         .collect();
     let mean = window.iter().sum::<u64>() as f64 / window.len() as f64;
-    let consumed: Vec<u64> = stats.iter().map(|s| Stats::get(&s.consumed)).collect();
+    let consumed: Vec<u64> = stats
+        .iter()
+        .map(|s| WorkerCounters::get(&s.consumed))
+        .collect();
     eprintln!(
         "rate_share: {INSTANCES} instances, {PARTITIONS} partitions, rate {RATE}/s burst {BURST}: \
          per second {window:?}, mean {mean:.1}/s; jobs consumed per instance {consumed:?}"

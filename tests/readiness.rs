@@ -14,7 +14,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use silentauth_worker::config::Config;
 use silentauth_worker::simulator::Scenario;
-use silentauth_worker::stats::Stats;
+use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -36,7 +36,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn admin_addr(stats: &Stats) -> SocketAddr {
+async fn admin_addr(stats: &WorkerCounters) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(a) = stats.admin_addr() {
@@ -193,7 +193,7 @@ async fn waits_for(key: &str) {
     );
     // Waiting consumes nothing: a few probe rounds later, still no job taken.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(Stats::get(&stats.consumed), 0);
+    assert_eq!(WorkerCounters::get(&stats.consumed), 0);
     assert_eq!(get(addr, "/readyz").await.0, 503);
 
     w.broker.create_topic(&later, 1).await;
@@ -207,7 +207,7 @@ async fn waits_for(key: &str) {
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["ready"], true);
     assert!(status["not_ready_reason"].is_null(), "{status}");
-    assert_eq!(Stats::get(&stats.consumed), 1);
+    assert_eq!(WorkerCounters::get(&stats.consumed), 1);
     cancel.cancel();
     handle.await.unwrap();
 }
@@ -359,6 +359,6 @@ async fn stopping_while_waiting_for_a_topic_consumes_nothing_and_returns_cleanly
         .expect("the worker stops promptly while waiting")
         .unwrap();
     assert!(stopped.is_ok(), "{stopped:?}");
-    assert_eq!(Stats::get(&stats.consumed), 0);
+    assert_eq!(WorkerCounters::get(&stats.consumed), 0);
     assert_eq!(committed(&w, &group).await, Offset::Invalid);
 }

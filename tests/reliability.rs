@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use silentauth_worker::config::Config;
 use silentauth_worker::replay::{replay, ReplayOptions};
 use silentauth_worker::simulator::{FaultKind, FaultRule, RetryAfter, Scenario, SimEndpoint};
-use silentauth_worker::stats::Stats;
+use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -501,9 +501,9 @@ async fn outage_then_replay(outage: Duration, per_tick: usize) {
          {} worker duplicates, {:.0} s",
         ids.len(),
         outage_len.as_secs_f64(),
-        Stats::get(&stats.duplicates),
+        WorkerCounters::get(&stats.duplicates),
         dead.len(),
-        Stats::get(&stats.duplicates),
+        WorkerCounters::get(&stats.duplicates),
         started.elapsed().as_secs_f64()
     );
     assert_eq!(lost, 0);
@@ -685,12 +685,12 @@ async fn fault_kinds(per_group: usize, storm: usize, rate: f64) {
          {} requests ({} token resets, {} userinfo resets, {} 429s), busiest second {busiest} \
          of a {rate}/s limit, {} retries, {:.0} s",
         ids.len(),
-        Stats::get(&stats.duplicates),
+        WorkerCounters::get(&stats.duplicates),
         sim.total("token") + sim.total("userinfo"),
         sim.count("token", 0),
         sim.count("userinfo", 0),
         sim.count("token", 429),
-        Stats::get(&stats.retries),
+        WorkerCounters::get(&stats.retries),
         started.elapsed().as_secs_f64()
     );
 }
@@ -713,7 +713,7 @@ async fn resets_slow_answers_and_429_storms_full() {
 struct Instance {
     name: &'static str,
     tap: HttpTap,
-    stats: std::sync::Arc<Stats>,
+    stats: std::sync::Arc<WorkerCounters>,
     cancel: CancellationToken,
     handle: tokio::task::JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
 }
@@ -741,7 +741,7 @@ async fn instance(w: &World, config: &Config, name: &'static str) -> Instance {
 /// Waits until `i` has taken work.
 async fn taking_work(i: &Instance) {
     let start = Instant::now();
-    while Stats::get(&i.stats.consumed) == 0 {
+    while WorkerCounters::get(&i.stats.consumed) == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "{} took no work",
@@ -814,8 +814,8 @@ async fn rebalance(n: usize) {
     let mut taps = Vec::new();
     for i in instances {
         i.handle.await.unwrap().unwrap();
-        abandoned += Stats::get(&i.stats.abandoned);
-        consumed.push((i.name, Stats::get(&i.stats.consumed)));
+        abandoned += WorkerCounters::get(&i.stats.abandoned);
+        consumed.push((i.name, WorkerCounters::get(&i.stats.consumed)));
         taps.push((i.name, i.tap));
     }
     let records = if count(&w.broker, &w.results).await > records.len() as i64 {

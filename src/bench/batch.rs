@@ -10,7 +10,8 @@ use crate::demo::collect::{Collector, JobPublisher, Published, Received};
 use crate::demo::plan::Record;
 use crate::demo::{stop_worker, wait_ready, DemoOptions};
 use crate::simulator::{Latency, Scenario};
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::ChildWorkerSampled;
 use crate::worker::Worker;
 use anyhow::Context;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -290,7 +291,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         None
     };
     let rss_before_kib = usage::current_rss_kib().unwrap_or(0);
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(WorkerCounters::default());
     let mut worker = if spec.in_process {
         let worker = Worker::new(config.clone());
         let stats = worker.stats();
@@ -433,7 +434,7 @@ async fn collect(
     backlog: Option<Published>,
     spec: &BatchSpec,
     deadline: Instant,
-    stats: &Stats,
+    stats: &WorkerCounters,
 ) -> anyhow::Result<(Option<Published>, Received)> {
     let want = spec.jobs as u64;
     if let Some(p) = backlog {
@@ -484,7 +485,7 @@ enum Running {
     InProcess {
         cancel: CancellationToken,
         handle: JoinHandle<Result<(), crate::worker::WorkerError>>,
-        stats: Arc<Stats>,
+        stats: Arc<WorkerCounters>,
     },
 }
 
@@ -500,7 +501,7 @@ struct Peaks {
 /// nothing); its counters from its `/status.json`, every 100 ms only when `sample_rss` asks
 /// for the in-flight peak, else every second for the progress line, and never on an idle run.
 struct Sampler<'a> {
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
     child: Option<&'a WorkerProcess>,
     sample_rss: bool,
     idle: bool,
@@ -509,7 +510,11 @@ struct Sampler<'a> {
 }
 
 impl<'a> Sampler<'a> {
-    fn start(spec: &BatchSpec, stats: Arc<Stats>, child: Option<&'a WorkerProcess>) -> Self {
+    fn start(
+        spec: &BatchSpec,
+        stats: Arc<WorkerCounters>,
+        child: Option<&'a WorkerProcess>,
+    ) -> Self {
         Sampler {
             stats,
             child,
@@ -537,17 +542,18 @@ impl<'a> Sampler<'a> {
             if let Some(c) = self.child {
                 if !self.idle && (self.sample_rss || n % 10 == 0) {
                     if let Some(counters) = c.counters().await {
-                        self.stats
-                            .in_flight
-                            .store(counters.in_flight, Ordering::Relaxed);
-                        self.stats
-                            .http_requests
-                            .store(counters.http_requests, Ordering::Relaxed);
+                        ChildWorkerSampled {
+                            in_flight: counters.in_flight,
+                            http_requests: counters.http_requests,
+                        }
+                        .emit(&self.stats);
                     }
                 }
             }
-            self.in_flight
-                .fetch_max(Stats::get(&self.stats.in_flight), Ordering::Relaxed);
+            self.in_flight.fetch_max(
+                WorkerCounters::get(&self.stats.in_flight),
+                Ordering::Relaxed,
+            );
         }
         unreachable!("the sampler's loop does not end")
     }

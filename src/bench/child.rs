@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 /// How long the child may take to log its admin address and then to turn ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The log line the admin listener writes once bound (`crate::admin::start`).
+/// The log line the admin listener writes once bound (`crate::telemetry::admin::start`).
 const ADMIN_STARTED: &str = "admin listener started";
 
 /// A running `silentauth-worker run` child process (killed when dropped).
@@ -57,7 +57,7 @@ impl WorkerProcess {
         cmd.args(["--log-format", "json", "run", "--config"])
             .arg(&config_path)
             // Errors only, plus the one line that carries the admin address.
-            .env("RUST_LOG", "error,silentauth_worker::admin=info")
+            .env("RUST_LOG", "error,silentauth_worker::telemetry::admin=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

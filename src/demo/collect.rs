@@ -3,7 +3,7 @@
 
 use super::plan::Record;
 use crate::contract::JobResult;
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
 use anyhow::{bail, Context};
 use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -212,7 +212,7 @@ impl Collector {
         want_results: u64,
         want_dead_letters: u64,
         deadline: Instant,
-        stats: &Stats,
+        stats: &WorkerCounters,
     ) -> Received {
         let mut got = Received::default();
         let progress = Progress::new(want_results, stats);
@@ -287,7 +287,7 @@ fn header<M: Message>(m: &M, name: &str) -> Option<String> {
 
 /// A progress bar on a terminal, a line every two seconds otherwise (stderr).
 struct Progress<'a> {
-    stats: &'a Stats,
+    stats: &'a WorkerCounters,
     bar: Option<ProgressBar>,
     total: u64,
     started: Instant,
@@ -295,7 +295,7 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(total: u64, stats: &'a Stats) -> Progress<'a> {
+    fn new(total: u64, stats: &'a WorkerCounters) -> Progress<'a> {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(
@@ -332,8 +332,8 @@ impl<'a> Progress<'a> {
     fn message(&self, dead_letters: u64) -> String {
         format!(
             "{dead_letters} dead letters, {} in flight, {} HTTP requests",
-            Stats::get(&self.stats.in_flight),
-            Stats::get(&self.stats.http_requests)
+            WorkerCounters::get(&self.stats.in_flight),
+            WorkerCounters::get(&self.stats.http_requests)
         )
     }
 

@@ -36,7 +36,7 @@ impl Percentiles {
 /// HTTP traffic seen by the worker and by the simulator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpCounts {
-    /// Requests the worker sent (its `Stats`).
+    /// Requests the worker sent (its `WorkerCounters`).
     pub worker_requests: u64,
     /// Retries among them.
     pub worker_retries: u64,

@@ -9,7 +9,10 @@ use super::warmup::ResultsReader;
 use crate::config::Config;
 use crate::idempotency::IdempotencyCache;
 use crate::silentauth::Limiter;
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{
+    AllPartitionsRevoked, OffsetsCommitted, PartitionsAssigned, RevokeGraceExpired,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -17,7 +20,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -76,7 +78,7 @@ pub struct Shared {
     /// Limiters to scale with the partition share, when `rate_limit.scope = "partition_share"`.
     pub shared_limiters: Vec<Arc<Limiter>>,
     /// Counters.
-    pub stats: Arc<Stats>,
+    pub stats: Arc<WorkerCounters>,
     /// Woken whenever a job finishes.
     pub finished: tokio::sync::Notify,
 }
@@ -142,18 +144,15 @@ impl Shared {
         }
         self.stats.forget_lag(partitions);
         if abandoned > 0 {
-            self.stats.abandoned.fetch_add(abandoned, Ordering::Relaxed);
-            tracing::warn!(
+            RevokeGraceExpired {
                 abandoned,
-                ?partitions,
-                "revoke grace ran out; the next owner redoes these jobs"
-            );
+                partitions,
+            }
+            .emit(&self.stats);
         }
         if commit.count() > 0 && !self.transactional {
             match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => {
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => OffsetsCommitted.emit(&self.stats),
                 Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
             }
         }
@@ -189,7 +188,7 @@ impl Shared {
                 }
             }
         }
-        self.stats.assigned.store(true, Ordering::Relaxed);
+        PartitionsAssigned.emit(&self.stats);
         self.rescale(consumer);
         tracing::info!(?partitions, "partitions assigned");
     }
@@ -295,7 +294,7 @@ impl ConsumerContext for WorkerContext {
             }
             let remaining = consumer.assignment().map(|a| a.count()).unwrap_or(0);
             if remaining <= parts.len() {
-                self.shared.stats.assigned.store(false, Ordering::Relaxed);
+                AllPartitionsRevoked.emit(&self.shared.stats);
             }
         }
     }
@@ -315,9 +314,7 @@ impl ConsumerContext for WorkerContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => {
-                self.shared.stats.commits.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => OffsetsCommitted.emit(&self.shared.stats),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => tracing::warn!(error = %e, "offset commit failed"),
         }

@@ -6,6 +6,7 @@
 use super::consumer::{Shared, WorkerContext};
 use super::producer::{DeadLetterRecord, Publisher};
 use crate::contract::JobResult;
+use crate::telemetry::events::{TransactionCommitted, TransactionFailed, TransactionFenced};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -95,19 +96,15 @@ pub async fn run_committer(
             match commit_batch(&publisher, &shared, &consumer, &batch, &partitions).await {
                 Ok(()) => break,
                 Err(e) if is_fatal(&e) => {
-                    tracing::error!(error = %e, "transactional producer fenced or failed");
-                    shared
-                        .stats
-                        .producer_ok
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    TransactionFenced { error: &e }.emit(&shared.stats);
                     return Err(TxnError::Fatal(e));
                 }
                 Err(e) => {
-                    shared
-                        .stats
-                        .producer_ok
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(error = %e, retry_in = ?backoff, "transaction failed; aborting and retrying the batch");
+                    TransactionFailed {
+                        error: &e,
+                        retry_in: backoff,
+                    }
+                    .emit(&shared.stats);
                     let p = publisher.clone();
                     let aborted = tokio::task::spawn_blocking(move || {
                         p.producer().abort_transaction(TXN_TIMEOUT)
@@ -124,14 +121,7 @@ pub async fn run_committer(
                 }
             }
         }
-        shared
-            .stats
-            .producer_ok
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        shared
-            .stats
-            .commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TransactionCommitted.emit(&shared.stats);
         for i in batch.drain(..) {
             let _ = i.done.send(());
         }

@@ -15,7 +15,8 @@
 
 use crate::config::BreakerConfig;
 use crate::contract::ErrorClass;
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{BreakerClosed, BreakerTripped};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -319,16 +320,16 @@ impl Breaker {
 
 /// The worker's breaker: the state machine behind a mutex, shared by the run loop (which asks
 /// the gate) and the job tasks (which report outcomes). Transitions go to the log (one ERROR
-/// per trip, INFO on recovery), to [`Stats`] (`/readyz`, `/status.json`, the metrics).
+/// per trip, INFO on recovery), to [`WorkerCounters`] (`/readyz`, `/status.json`, the metrics).
 #[derive(Debug)]
 pub struct Gatekeeper {
     breaker: Mutex<Breaker>,
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
 }
 
 impl Gatekeeper {
     /// A closed breaker reporting to `stats`.
-    pub fn new(config: &BreakerConfig, stats: Arc<Stats>) -> Gatekeeper {
+    pub fn new(config: &BreakerConfig, stats: Arc<WorkerCounters>) -> Gatekeeper {
         Gatekeeper {
             breaker: Mutex::new(Breaker::new(config)),
             stats,
@@ -365,12 +366,12 @@ impl Gatekeeper {
         match b.record(outcome, probe, now) {
             None => {}
             Some(Transition::Tripped(reason)) => {
-                self.stats
-                    .breaker_tripped(reason.trigger.label(), &reason.detail);
-                tracing::error!(
-                    reason = reason.trigger.label(),
-                    "circuit breaker open: {reason}; probing one job every {interval}"
-                );
+                BreakerTripped {
+                    trigger: reason.trigger.label(),
+                    detail: &reason.detail,
+                    probe_interval: &interval,
+                }
+                .emit(&self.stats);
             }
             Some(Transition::ProbeFailed { reason, class }) => {
                 tracing::warn!(
@@ -379,11 +380,10 @@ impl Gatekeeper {
                 );
             }
             Some(Transition::Recovered(reason)) => {
-                self.stats.breaker_closed();
-                tracing::info!(
-                    reason = reason.trigger.label(),
-                    "circuit breaker closed: the probe job succeeded; consuming again"
-                );
+                BreakerClosed {
+                    trigger: reason.trigger.label(),
+                }
+                .emit(&self.stats);
             }
         }
         debug_assert_eq!(
@@ -744,17 +744,15 @@ mod tests {
     #[test]
     fn trigger_labels_are_the_ones_the_stats_export() {
         let labels: Vec<&str> = Trigger::ALL.iter().map(|t| t.label()).collect();
-        assert_eq!(labels, crate::stats::BREAKER_TRIGGERS);
+        assert_eq!(labels, crate::telemetry::counters::BREAKER_TRIGGERS);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_gatekeeper_reports_trips_and_recovery_to_the_stats() {
-        let stats = Arc::new(Stats::default());
-        for s in [true, true, true] {
-            stats.assigned.store(s, Ordering::Relaxed);
-            stats.producer_ok.store(s, Ordering::Relaxed);
-            stats.brokers_ok.store(s, Ordering::Relaxed);
-        }
+        let stats = Arc::new(WorkerCounters::default());
+        use crate::telemetry::events::{PartitionsAssigned, PreflightPassed};
+        PreflightPassed.emit(&stats);
+        PartitionsAssigned.emit(&stats);
         let g = Gatekeeper::new(&config(2, 1.0, 10), stats.clone());
         g.finished(Some(failed(ErrorClass::CredentialsRejected)), false);
         assert!(stats.ready());

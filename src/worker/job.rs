@@ -10,12 +10,15 @@ use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
 use crate::kafka::transactions::TxnItem;
 use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{
+    DeadLetterPublished, IdempotencyHit, JobEnded, JobVerified, ProduceFailed, ProduceSucceeded,
+    ResultPublished,
+};
 use crate::verify::{invalid_job_result, JobContext, Verifier};
 use chrono::{TimeZone, Utc};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Headers, Message};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +31,7 @@ pub(super) struct JobEnv {
     pub(super) shared: Arc<Shared>,
     pub(super) consumer: Arc<StreamConsumer<WorkerContext>>,
     pub(super) group_id: String,
-    pub(super) stats: Arc<Stats>,
+    pub(super) stats: Arc<WorkerCounters>,
     /// Set with `exactly_once`: finished jobs go to the transaction committer.
     pub(super) committer: Option<mpsc::Sender<TxnItem>>,
     /// The circuit breaker, told every job's outcome.
@@ -129,7 +132,7 @@ struct InFlight<'a>(&'a JobEnv);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+        JobEnded.emit(&self.0.stats);
         self.0.shared.finished.notify_one();
     }
 }
@@ -171,11 +174,14 @@ async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
         }
     }
     if let Some(r) = &out.result {
-        env.stats
-            .result(r.status, r.error.as_ref().map(|e| e.class));
+        ResultPublished {
+            status: r.status,
+            class: r.error.as_ref().map(|e| e.class),
+        }
+        .emit(&env.stats);
     }
     if let Some(e) = &out.error {
-        env.stats.dead_letter(e.class);
+        DeadLetterPublished { class: e.class }.emit(&env.stats);
     }
     drop(spent);
     Some(Outcome {
@@ -210,17 +216,18 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
         {
             Ok(()) => break,
             Err(e) => {
-                env.stats.produce_errors.fetch_add(1, Ordering::Relaxed);
-                env.stats.producer_ok.store(false, Ordering::Relaxed);
-                env.stats
-                    .set_unready("publish", e.output.key(), e.to_string());
-                tracing::error!(error = %e, retry_in = ?backoff, "cannot publish the result; retrying");
+                ProduceFailed {
+                    key: e.output.key(),
+                    error: &e,
+                    retry_in: backoff,
+                }
+                .emit(&env.stats);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
-    env.stats.producer_ok.store(true, Ordering::Relaxed);
+    ProduceSucceeded.emit(&env.stats);
     let published = [
         (Output::Results, out.result.is_some()),
         (Output::DeadLetter, out.dead_letter.is_some()),
@@ -264,20 +271,20 @@ async fn process(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> Outputs {
                 .cache
                 .run(&job.job_id, ctx.replay_count, || async {
                     let out = env.verifier.verify(&job, &ctx).await;
-                    env.stats
-                        .http_requests
-                        .fetch_add(out.result.attempts as u64, Ordering::Relaxed);
-                    env.stats
-                        .retries
-                        .fetch_add(out.retries as u64, Ordering::Relaxed);
-                    env.stats.http_time(&job.job_id, out.http_time);
+                    JobVerified {
+                        job_id: &job.job_id,
+                        requests: out.result.attempts,
+                        retries: out.retries,
+                        http_time: out.http_time,
+                    }
+                    .emit(&env.stats);
                     out.result
                 })
                 .await;
             let mut result = result;
             if duplicate {
                 result.duplicate = true;
-                env.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                IdempotencyHit.emit(&env.stats);
             }
             tracing::debug!(
                 login_hint = %mask_msisdn(&job.login_hint),

@@ -15,8 +15,12 @@ use crate::kafka::producer::Publisher;
 use crate::kafka::transactions;
 use crate::kafka::warmup::ResultsReader;
 use crate::silentauth::SilentAuthClient;
-use crate::stats::Stats;
-use crate::telemetry::{HttpMetrics, Telemetry};
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{
+    JobStarted, OffsetsCommitted, PartitionsPaused, PartitionsResumed, PreflightPassed,
+    ShutdownGraceExpired,
+};
+use crate::telemetry::prometheus::{HttpMetrics, Telemetry};
 use crate::verify::Verifier;
 use breaker::{Gate, Gatekeeper};
 use job::{copy, job_task, register, JobEnv, Taken};
@@ -84,7 +88,7 @@ type Consumer_ = StreamConsumer<WorkerContext>;
 #[derive(Debug)]
 pub struct Worker {
     config: Config,
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
 }
 
 /// Runs a worker until `cancel` fires, then shuts down gracefully.
@@ -97,12 +101,12 @@ impl Worker {
     pub fn new(config: Config) -> Worker {
         Worker {
             config,
-            stats: Arc::new(Stats::default()),
+            stats: Arc::new(WorkerCounters::default()),
         }
     }
 
     /// The live counters.
-    pub fn stats(&self) -> Arc<Stats> {
+    pub fn stats(&self) -> Arc<WorkerCounters> {
         self.stats.clone()
     }
 
@@ -123,7 +127,8 @@ impl Worker {
             .map(|(name, l)| (name.to_owned(), l.clone()))
             .collect();
         let telemetry = Telemetry::new(stats.clone(), &http_metrics, limiters);
-        crate::admin::start(&config.admin.listen, stats.clone(), telemetry, admin_stop).await;
+        crate::telemetry::admin::start(&config.admin.listen, stats.clone(), telemetry, admin_stop)
+            .await;
         let exactly_once = config.worker.delivery == Delivery::ExactlyOnce;
         let publisher = Arc::new(if exactly_once {
             Publisher::transactional(&config)?
@@ -142,8 +147,7 @@ impl Worker {
                 .await
                 .expect("init task panicked")?;
         }
-        stats.producer_ok.store(true, Ordering::Relaxed);
-        stats.brokers_ok.store(true, Ordering::Relaxed);
+        PreflightPassed.emit(&stats);
         // Readiness follows the brokers and the topics: a metadata probe every PROBE_INTERVAL.
         let probe_stop = CancellationToken::new();
         let _probe_guard = probe_stop.clone().drop_guard();
@@ -336,11 +340,7 @@ impl Worker {
         }
         let left = stats.in_flight.load(Ordering::Acquire);
         if left > 0 {
-            tracing::warn!(
-                abandoned = left,
-                "shutdown grace ran out; these jobs will be redelivered"
-            );
-            stats.abandoned.fetch_add(left, Ordering::Relaxed);
+            ShutdownGraceExpired { abandoned: left }.emit(&stats);
             shared.abandon_all.cancel();
         }
         if !exactly_once {
@@ -353,9 +353,7 @@ impl Worker {
                 shared.store(&*consumer, p, pos);
             }
             match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {
-                    stats.commits.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => OffsetsCommitted.emit(&stats),
                 Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
                 Err(e) => tracing::warn!(error = %e, "final commit failed"),
             }
@@ -419,8 +417,7 @@ fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
         let started = breaker.start_probe();
         debug_assert!(started, "the probe gate closed under the run loop");
     }
-    env.stats.consumed.fetch_add(1, Ordering::Relaxed);
-    env.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+    JobStarted.emit(&env.stats);
     let token = env
         .shared
         .partition_tokens
@@ -440,22 +437,21 @@ fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
 }
 
 /// Pauses every assigned partition; `None` when the assignment cannot be read or paused.
-fn pause(consumer: &Consumer_, stats: &Stats) -> Option<TopicPartitionList> {
+fn pause(consumer: &Consumer_, stats: &WorkerCounters) -> Option<TopicPartitionList> {
     let a = consumer.assignment().ok()?;
     consumer.pause(&a).ok()?;
-    stats
-        .paused_partitions
-        .store(a.count() as u64, Ordering::Relaxed);
-    stats.paused.store(true, Ordering::Relaxed);
+    PartitionsPaused {
+        count: a.count() as u64,
+    }
+    .emit(stats);
     Some(a)
 }
 
 /// Resumes what [`pause`] paused, as far as it is still assigned.
-fn resume(consumer: &Consumer_, stats: &Stats, paused: TopicPartitionList) {
+fn resume(consumer: &Consumer_, stats: &WorkerCounters, paused: TopicPartitionList) {
     let now = consumer.assignment().unwrap_or(paused);
     let _ = consumer.resume(&now);
-    stats.paused.store(false, Ordering::Relaxed);
-    stats.paused_partitions.store(0, Ordering::Relaxed);
+    PartitionsResumed.emit(stats);
 }
 
 /// How long a full window may go without polling before the partitions are paused: well inside

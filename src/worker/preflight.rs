@@ -6,9 +6,9 @@ use super::WorkerError;
 use crate::config::Config;
 use crate::kafka::producer::Publisher;
 use crate::kafka::topics::{self, Presence, TopicState};
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::{BrokersAnswered, BrokersProbed, BrokersUnreachable};
 use rdkafka::producer::Producer;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub(super) async fn preflight(
     publisher: &Arc<Publisher>,
     config: &Config,
-    stats: &Stats,
+    stats: &WorkerCounters,
     cancel: &CancellationToken,
 ) -> Result<bool, WorkerError> {
     let timeout = config.kafka.connect_timeout;
@@ -46,14 +46,13 @@ pub(super) async fn preflight(
                 })
             }
             Err(e) => {
-                stats.brokers_ok.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "the Kafka brokers do not answer while waiting for topics");
+                BrokersUnreachable { error: &e }.emit(stats);
                 Vec::new()
             }
         };
         first = false;
         if !states.is_empty() {
-            stats.brokers_ok.store(true, Ordering::Relaxed);
+            BrokersAnswered.emit(stats);
             let problems: Vec<&TopicState> =
                 states.iter().filter(|s| s.problem().is_some()).collect();
             if problems.is_empty() {
@@ -103,7 +102,7 @@ pub(super) async fn preflight(
 pub(super) async fn probe(
     publisher: Arc<Publisher>,
     config: Config,
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
     stop: CancellationToken,
 ) {
     let topics: Vec<(&'static str, String)> = topics::configured(&config)
@@ -131,13 +130,7 @@ pub(super) async fn probe(
         .await
         .unwrap_or_default();
         let ok = !answers.is_empty() && answers.iter().all(|(_, _, a)| a.is_ok());
-        if stats.brokers_ok.swap(ok, Ordering::Relaxed) != ok {
-            if ok {
-                tracing::info!("the Kafka brokers answer again");
-            } else {
-                tracing::error!("the Kafka brokers do not answer; not ready");
-            }
-        }
+        BrokersProbed { answered: ok }.emit(&stats);
         for (key, topic, answer) in answers {
             let Ok(presence) = answer else { continue };
             let state = TopicState {

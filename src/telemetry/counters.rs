@@ -1,18 +1,21 @@
-//! Counters the worker keeps while it runs: what `demo` summarises and `/metrics` will export.
+//! Counters the worker keeps while it runs: what `demo` summarises, `/metrics` exports and
+//! `/readyz` reads.
 
 use crate::contract::{ErrorClass, Status};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// The circuit breaker's triggers, as the `reason` label of `silentauth_breaker_trips_total`
 /// names them (the names of their `worker.breaker` keys).
 pub const BREAKER_TRIGGERS: [&str; 2] = ["consecutive", "dead_letter_ratio"];
 
-/// Live counters, shared by every task of a run.
+/// Live counters, shared by every task of a run. Read them anywhere; move them only through
+/// the typed events of [`super::events`].
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct WorkerCounters {
     /// Jobs taken from the jobs topic.
     pub consumed: AtomicU64,
     /// Results published.
@@ -63,14 +66,15 @@ pub struct Stats {
     admin_addr: OnceLock<SocketAddr>,
     by_outcome: Mutex<BTreeMap<(Status, Option<ErrorClass>), u64>>,
     dead_letters_by_class: Mutex<BTreeMap<ErrorClass, u64>>,
-    /// Per-job HTTP time (job_id -> time), kept only after [`Stats::keep_http_times`] (the
-    /// benchmark's S6 subtracts it from the job latency; Result v1 does not carry it).
-    http_times: Mutex<Option<HashMap<String, std::time::Duration>>>,
+    /// Per-job HTTP time (job_id -> time), present only after [`WorkerCounters::keep_http_times`]
+    /// (the benchmark's S6 subtracts it from the job latency; Result v1 does not carry it). Unset,
+    /// a job pays one atomic load for it.
+    http_times: OnceLock<Mutex<HashMap<String, Duration>>>,
 }
 
-impl Stats {
+impl WorkerCounters {
     /// Counts one published result.
-    pub fn result(&self, status: Status, class: Option<ErrorClass>) {
+    pub(super) fn result(&self, status: Status, class: Option<ErrorClass>) {
         self.results.fetch_add(1, Ordering::Relaxed);
         *self
             .by_outcome
@@ -81,7 +85,7 @@ impl Stats {
     }
 
     /// Counts one published dead letter.
-    pub fn dead_letter(&self, class: ErrorClass) {
+    pub(super) fn dead_letter(&self, class: ErrorClass) {
         self.dead_letters.fetch_add(1, Ordering::Relaxed);
         *self
             .dead_letters_by_class
@@ -139,7 +143,7 @@ impl Stats {
             .is_some()
     }
 
-    /// Every reason recorded by [`Stats::set_unready`] and not cleared, in key order.
+    /// Every reason recorded by [`WorkerCounters::set_unready`] and not cleared, in key order.
     pub fn unready_reasons(&self) -> Vec<String> {
         let map = self.unready.lock().unwrap_or_else(|e| e.into_inner());
         let mut entries: Vec<_> = map.iter().collect();
@@ -148,7 +152,7 @@ impl Stats {
     }
 
     /// Records that the circuit breaker opened, by `trigger`, for `reason`.
-    pub fn breaker_tripped(&self, trigger: &'static str, reason: &str) {
+    pub(super) fn breaker_tripped(&self, trigger: &'static str, reason: &str) {
         *self
             .breaker_reason
             .lock()
@@ -163,7 +167,7 @@ impl Stats {
     }
 
     /// Records that the circuit breaker closed.
-    pub fn breaker_closed(&self) {
+    pub(super) fn breaker_closed(&self) {
         self.breaker_open.store(false, Ordering::Relaxed);
         *self
             .breaker_reason
@@ -224,24 +228,26 @@ impl Stats {
 
     /// Starts keeping each job's HTTP time (for `bench`; off by default, so it costs nothing).
     pub fn keep_http_times(&self) {
-        let mut t = self.http_times.lock().unwrap_or_else(|e| e.into_inner());
-        t.get_or_insert_with(HashMap::new);
+        self.http_times.get_or_init(Mutex::default);
     }
 
-    /// Records the time `job_id` spent waiting for HTTP answers, if asked to keep them.
-    pub fn http_time(&self, job_id: &str, took: std::time::Duration) {
-        let mut t = self.http_times.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(map) = t.as_mut() {
-            map.insert(job_id.to_owned(), took);
+    /// Records the time `job_id` spent waiting for HTTP answers, if asked to keep them: without
+    /// [`WorkerCounters::keep_http_times`] this is one atomic load (no lock, no allocation).
+    pub(super) fn http_time(&self, job_id: &str, took: Duration) {
+        if let Some(times) = self.http_times.get() {
+            times
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job_id.to_owned(), took);
         }
     }
 
-    /// The HTTP times kept so far, by job_id (empty unless [`Stats::keep_http_times`] was called).
-    pub fn http_times(&self) -> HashMap<String, std::time::Duration> {
+    /// The HTTP times kept so far, by job_id (empty unless [`WorkerCounters::keep_http_times`]
+    /// was called).
+    pub fn http_times(&self) -> HashMap<String, Duration> {
         self.http_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .get()
+            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default()
     }
 }

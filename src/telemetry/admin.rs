@@ -4,8 +4,8 @@
 //! live status page, `GET /` polling `GET /status.json`, fed by a ring of per-second samples.
 
 use crate::contract::Status;
-use crate::stats::Stats;
-use crate::telemetry::Telemetry;
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::prometheus::Telemetry;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Json, Response};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 /// Seconds of history the status page can draw (10 minutes).
 pub const HISTORY_SECONDS: usize = 600;
 
-const PAGE: &str = include_str!("admin/status.html");
+const PAGE: &str = include_str!("status.html");
 
 /// Cumulative counters at one second.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -37,13 +37,13 @@ struct Sample {
 }
 
 impl Sample {
-    fn take(stats: &Stats) -> Sample {
+    fn take(stats: &WorkerCounters) -> Sample {
         let mut s = Sample {
             t: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            consumed: Stats::get(&stats.consumed),
-            dead_letters: Stats::get(&stats.dead_letters),
+            consumed: WorkerCounters::get(&stats.consumed),
+            dead_letters: WorkerCounters::get(&stats.dead_letters),
             ..Sample::default()
         };
         for ((status, _), n) in stats.outcomes() {
@@ -60,17 +60,17 @@ impl Sample {
 
 #[derive(Debug)]
 struct AdminState {
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
     telemetry: Telemetry,
     samples: Mutex<VecDeque<Sample>>,
 }
 
 /// Binds `listen` and serves the admin endpoints until `stop` fires; records the bound address
-/// in [`Stats::admin_addr`]. A listener that cannot bind is logged and skipped: the worker's
-/// job matters more than its dashboard.
+/// in [`WorkerCounters::admin_addr`]. A listener that cannot bind is logged and skipped: the
+/// worker's job matters more than its dashboard.
 pub async fn start(
     listen: &str,
-    stats: Arc<Stats>,
+    stats: Arc<WorkerCounters>,
     telemetry: Telemetry,
     stop: CancellationToken,
 ) -> Option<SocketAddr> {
@@ -157,7 +157,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 
 /// Why `/readyz` answers 503, or `None` when ready. Topics that cannot be used come before the
 /// assignment, because a worker waiting for a topic has none.
-fn not_ready_reason(s: &Stats) -> Option<String> {
+fn not_ready_reason(s: &WorkerCounters) -> Option<String> {
     use std::sync::atomic::Ordering::Relaxed;
     if !s.brokers_ok.load(Relaxed) {
         return Some("the Kafka brokers do not answer".to_owned());
@@ -190,7 +190,7 @@ struct StatusBody {
     /// What `/readyz` says when not ready (`null` while ready).
     not_ready_reason: Option<String>,
     counters: BTreeMap<&'static str, u64>,
-    outcomes: Vec<Outcome>,
+    outcomes: Vec<OutcomeCount>,
     dead_letters_by_class: BTreeMap<&'static str, u64>,
     lag: BTreeMap<i32, i64>,
     breaker: BreakerStatus,
@@ -208,8 +208,9 @@ struct BreakerStatus {
     trips: BTreeMap<&'static str, u64>,
 }
 
+/// Results of one (status, class) in `/status.json`.
 #[derive(Debug, Serialize)]
-struct Outcome {
+struct OutcomeCount {
     status: &'static str,
     class: Option<&'static str>,
     count: u64,
@@ -217,7 +218,7 @@ struct Outcome {
 
 async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
     let s = &*state.stats;
-    let get = Stats::get;
+    let get = WorkerCounters::get;
     let counters = BTreeMap::from([
         ("consumed", get(&s.consumed)),
         ("results", get(&s.results)),
@@ -234,7 +235,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
     let outcomes = s
         .outcomes()
         .into_iter()
-        .map(|((status, class), count)| Outcome {
+        .map(|((status, class), count)| OutcomeCount {
             status: status.as_str(),
             class: class.map(|c| c.as_str()),
             count,
@@ -282,8 +283,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering::Relaxed;
 
-    fn up() -> Stats {
-        let s = Stats::default();
+    fn up() -> WorkerCounters {
+        let s = WorkerCounters::default();
         for flag in [&s.brokers_ok, &s.assigned, &s.producer_ok] {
             flag.store(true, Relaxed);
         }

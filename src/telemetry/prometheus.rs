@@ -1,11 +1,11 @@
 //! The worker's Prometheus metrics: HTTP requests recorded as they happen (through the domain's
-//! [`HttpObserver`] hook), everything else read from the live [`Stats`] at scrape time, so the
-//! job path pays nothing beyond the atomics it already updates.
+//! [`HttpObserver`] hook), everything else read from the live [`WorkerCounters`] at scrape time,
+//! so the job path pays nothing beyond the atomics it already updates.
 
 use crate::contract::{ErrorClass, Stage};
 use crate::silentauth::retry::HttpObserver;
 use crate::silentauth::Limiter;
-use crate::stats::Stats;
+use crate::telemetry::counters::WorkerCounters;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
@@ -181,7 +181,7 @@ pub struct Telemetry {
 impl Telemetry {
     /// Metrics over `stats`, `http` and the rate limiters of each client profile.
     pub fn new(
-        stats: Arc<Stats>,
+        stats: Arc<WorkerCounters>,
         http: &HttpMetrics,
         limiters: Vec<(String, Arc<Limiter>)>,
     ) -> Telemetry {
@@ -197,7 +197,7 @@ impl Telemetry {
             Unit::Seconds,
             http.latency.clone(),
         );
-        registry.register_collector(Box::new(StatsCollector { stats, limiters }));
+        registry.register_collector(Box::new(CountersCollector { stats, limiters }));
         Telemetry { registry }
     }
 
@@ -210,10 +210,10 @@ impl Telemetry {
     }
 }
 
-/// Reads [`Stats`] and the limiters on each scrape.
+/// Reads [`WorkerCounters`] and the limiters on each scrape.
 #[derive(Debug)]
-struct StatsCollector {
-    stats: Arc<Stats>,
+struct CountersCollector {
+    stats: Arc<WorkerCounters>,
     limiters: Vec<(String, Arc<Limiter>)>,
 }
 
@@ -225,10 +225,10 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt:
     ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
-impl Collector for StatsCollector {
+impl Collector for CountersCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &*self.stats;
-        let get = Stats::get;
+        let get = WorkerCounters::get;
         counter(
             &mut e,
             "silentauth_jobs_consumed",
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn exports_every_listed_family_and_counts() {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(WorkerCounters::default());
         let http = HttpMetrics::default();
         let t = Telemetry::new(
             stats.clone(),

@@ -30,7 +30,6 @@ pub mod replay;
 pub mod secret;
 pub mod signals;
 pub mod silentauth;
-pub mod simulator;
 pub mod stats;
 pub mod telemetry;
 #[cfg(feature = "test-faults")]

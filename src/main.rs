@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Simulate { listen, scenario } => {
-            match runtime.block_on(silentauth_worker::simulator::run_cli(listen, scenario)) {
+            match runtime.block_on(silentauth_simulator::run_cli(listen, scenario)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

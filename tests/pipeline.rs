@@ -3,7 +3,7 @@
 
 mod support;
 
-use silentauth_worker::simulator::Scenario;
+use silentauth_simulator::Scenario;
 use silentauth_worker::stats::Stats;
 use silentauth_worker::worker::Worker;
 use std::collections::BTreeSet;

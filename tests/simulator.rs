@@ -2,7 +2,7 @@
 //! expiry, devices, every fault kind, the rate limit, stats and runtime scenario changes.
 
 use serde_json::Value;
-use silentauth_worker::simulator::{self, Scenario, SimHandle, Stats};
+use silentauth_simulator::{self as simulator, Scenario, SimHandle, Stats};
 use std::time::{Duration, Instant};
 
 const CB: &str = "https://client.example.com/callback";

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use silentauth_worker::simulator::{Scenario, SimHandle, Stats};
+use silentauth_simulator::{Scenario, SimHandle, Stats};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "sim-api-key";

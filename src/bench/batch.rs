@@ -9,10 +9,10 @@ use super::usage;
 use crate::demo::collect::{Collector, JobPublisher, Published, Received};
 use crate::demo::plan::Record;
 use crate::demo::{stop_worker, wait_ready, DemoOptions};
-use crate::simulator::{Latency, Scenario};
 use crate::stats::Stats;
 use crate::worker::Worker;
 use anyhow::Context;
+use silentauth_simulator::{Latency, Scenario};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,7 +148,7 @@ pub struct Batch {
     /// `ru_maxrss` at the end (the whole process's peak so far).
     pub max_rss_kib: u64,
     /// The simulator's counters for the window.
-    pub sim: crate::simulator::Stats,
+    pub sim: silentauth_simulator::Stats,
     /// The measured window.
     pub window: Duration,
     /// VmRSS of this process before the worker started.

@@ -1,8 +1,8 @@
 //! The simulator in its own process for `bench`: the same binary run as `simulate`, its address
 //! read from its stdout, and its scenario, counters and CPU time reached over HTTP and `/proc`.
 
-use crate::simulator::{Scenario, Stats};
 use anyhow::{bail, Context};
+use silentauth_simulator::{Scenario, Stats};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -2,7 +2,7 @@
 //! it, and the outcome docs/contract.md prescribes for it (status, class, HTTP attempts, dead letter).
 
 use crate::contract::{ErrorClass, Status};
-use crate::simulator::{FaultKind, FaultRule, SignalRule, SimEndpoint};
+use silentauth_simulator::{FaultKind, FaultRule, SignalRule, SimEndpoint};
 use std::time::Duration;
 
 /// What a job is made to exercise.

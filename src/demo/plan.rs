@@ -6,12 +6,12 @@
 //! digits), so a fault rule that names a kind's numbers touches no other kind.
 
 pub use super::kind::{Expected, ExpectedResult, Kind};
-use crate::simulator::{Scenario, SignalsConfig, SimHandle};
 use chrono::{SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use silentauth_simulator::{Scenario, SignalsConfig, SimHandle};
 use std::time::Duration;
 
 /// The callback URL every demo job was issued for.

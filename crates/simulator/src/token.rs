@@ -136,7 +136,7 @@ fn exchange(sim: &SimState, active: &Active, headers: &HeaderMap, form: &TokenFo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::scenario::Scenario;
+    use crate::scenario::Scenario;
     use std::time::Duration;
 
     const CB: &str = "https://cb.example/cb";

@@ -1,7 +1,7 @@
 //! The scenario's `[signals]` section: which numbers had a SIM or device swap and when, which
 //! forward their calls, which the operator does not know; compiled for lookups by number.
 
-use crate::simulator::scenario::ScenarioError;
+use crate::scenario::ScenarioError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -237,7 +237,7 @@ impl SignalBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::scenario::Scenario;
+    use crate::scenario::Scenario;
 
     fn book(toml: &str) -> SignalBook {
         SignalBook::new(&Scenario::from_toml_str(toml).unwrap().signals)

@@ -17,6 +17,17 @@ use std::time::{Duration, Instant, SystemTime};
 /// How long a used or expired code is remembered, so a late second use still counts as reused.
 const CODE_GRACE: Duration = Duration::from_secs(60);
 const SHARDS: usize = 32;
+/// About 30 years: the furthest ahead [`SimClock::now`] goes, whatever the offset, and still an
+/// instant every platform's monotonic clock can represent.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `d` from now on the standard clock, saturating at [`FAR_FUTURE`] instead of overflowing.
+fn from_now_saturating(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d.min(FAR_FUTURE))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
 
 /// Real monotonic time plus an offset tests can advance, so expiry needs no sleeping.
 pub(crate) struct SimClock {
@@ -32,7 +43,7 @@ impl SimClock {
 
     /// The simulator's now.
     pub(crate) fn now(&self) -> Instant {
-        crate::clock::from_now_std(Duration::from_nanos(self.offset_ns.load(Relaxed)))
+        from_now_saturating(Duration::from_nanos(self.offset_ns.load(Relaxed)))
     }
 
     /// The simulator's wall-clock now (real time plus the same offset), for dates in answers.
@@ -323,6 +334,15 @@ mod tests {
         s.clock.advance(Duration::from_secs(600) + CODE_GRACE);
         s.sweep();
         assert_eq!(s.remembered(), (0, 0));
+    }
+
+    #[test]
+    fn a_huge_clock_offset_saturates_instead_of_panicking() {
+        let clock = SimClock::new();
+        clock.advance(Duration::MAX);
+        let far = clock.now();
+        assert!(far > Instant::now() + Duration::from_secs(86_400 * 365));
+        assert!(far <= Instant::now() + FAR_FUTURE);
     }
 
     #[test]

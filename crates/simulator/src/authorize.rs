@@ -165,7 +165,7 @@ fn validate<'a>(active: &Active, p: &'a Params) -> Result<&'a str, AuthorizeErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::scenario::Scenario;
+    use crate::scenario::Scenario;
 
     fn check(query: &str) -> Result<String, AuthorizeError> {
         let sim = SimState::new(Scenario::default());

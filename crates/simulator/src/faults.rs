@@ -176,7 +176,7 @@ fn action(r: &FaultRule) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::scenario::Scenario;
+    use crate::scenario::Scenario;
 
     fn engine(toml: &str) -> FaultEngine {
         let s = Scenario::from_toml_str(toml).unwrap();

@@ -103,7 +103,7 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::scenario::Scenario;
+    use crate::scenario::Scenario;
     use axum::http::HeaderValue;
     use std::time::Duration;
 

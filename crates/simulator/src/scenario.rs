@@ -318,9 +318,9 @@ mod tests {
         let text = s.to_toml_string();
         assert_eq!(Scenario::from_toml_str(&text).unwrap(), s);
 
-        // Every section at once, as parsed from a file.
+        // Every section at once, as parsed from the repository's documented scenario file.
         let full = Scenario::from_file(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/simulator.toml"),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/simulator.toml"),
         )
         .unwrap();
         assert!(!full.devices.is_empty() && full.latency.token.is_some());

@@ -148,7 +148,7 @@ pub struct Batch {
     /// `ru_maxrss` at the end (the whole process's peak so far).
     pub max_rss_kib: u64,
     /// The simulator's counters for the window.
-    pub sim: silentauth_simulator::Stats,
+    pub sim: silentauth_simulator::SimStats,
     /// The measured window.
     pub window: Duration,
     /// VmRSS of this process before the worker started.

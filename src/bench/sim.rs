@@ -2,7 +2,7 @@
 //! read from its stdout, and its scenario, counters and CPU time reached over HTTP and `/proc`.
 
 use anyhow::{bail, Context};
-use silentauth_simulator::{Scenario, Stats};
+use silentauth_simulator::{Scenario, SimStats};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -92,7 +92,7 @@ impl SimProcess {
     }
 
     /// The counters (`GET /_sim/stats`).
-    pub async fn stats(&self) -> anyhow::Result<Stats> {
+    pub async fn stats(&self) -> anyhow::Result<SimStats> {
         Ok(self
             .http
             .get(format!("{}/stats", self.control))

@@ -1,12 +1,12 @@
 //! `GET /oauth2/authorize`: validates the request as seed A.1/B.1 describe and redirects to
 //! `redirect_uri` with a fresh code or with an error.
 
-use super::faults::{Action, Subject};
-use super::pipeline::{admit, after, deliver, Reply};
-use super::responses::{error_json, AuthorizeError};
-use super::scenario::SimEndpoint;
-use super::server::ConnInfo;
-use super::state::{Active, SimState};
+use crate::conn::ConnInfo;
+use crate::endpoint::SimEndpoint;
+use crate::faults::{Action, Subject};
+use crate::pipeline::{admit, after, deliver, Reply};
+use crate::responses::{error_json, AuthorizeError};
+use crate::state::{Active, SimState};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

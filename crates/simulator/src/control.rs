@@ -1,16 +1,16 @@
 //! The simulator's control endpoints under `/_sim`: stats, scenario replacement, stats reset.
 
-use super::scenario::Scenario;
-use super::state::SimState;
-use super::stats::Stats;
+use crate::scenario::Scenario;
+use crate::state::SimState;
+use crate::stats::SimStats;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
 
-/// `GET /_sim/stats`: the counters as JSON ([`Stats`]).
-pub(crate) async fn stats(State(sim): State<Arc<SimState>>) -> Json<Stats> {
+/// `GET /_sim/stats`: the counters as JSON ([`SimStats`]).
+pub(crate) async fn stats(State(sim): State<Arc<SimState>>) -> Json<SimStats> {
     Json(sim.stats.snapshot())
 }
 

@@ -1,6 +1,7 @@
 //! One `[[faults]]` rule of a scenario: what it does to a request and which requests it selects.
 
-use super::scenario::{ScenarioError, SimEndpoint};
+use crate::endpoint::SimEndpoint;
+use crate::error::ScenarioError;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -127,7 +128,7 @@ impl FaultRule {
             }
             FaultKind::RedirectError => {
                 let code = self.error.as_deref().unwrap_or("server_error");
-                if super::responses::AuthorizeError::parse(code).is_none() {
+                if crate::responses::AuthorizeError::parse(code).is_none() {
                     return bad("error must be one of the seed's B.1 codes");
                 }
             }

@@ -1,8 +1,9 @@
 //! Fault selection: which `[[faults]]` rule, if any, applies to a request, with `first` healing,
 //! `per_code` counting, `login_hints` filtering and a seeded `rate`.
 
-use super::responses::AuthorizeError;
-use super::scenario::{FaultKind, FaultRule, SimEndpoint};
+use crate::endpoint::SimEndpoint;
+use crate::fault_rule::{FaultKind, FaultRule};
+use crate::responses::AuthorizeError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};

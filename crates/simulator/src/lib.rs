@@ -19,32 +19,41 @@
 //! slow and malformed answers; `rate`, `first`, `per_code`, `login_hints` selection) and a rate
 //! limit, for the signal endpoints too. `config/simulator.toml` documents every key. Codes,
 //! tokens and numbers are never logged.
+//!
+//! Modules import from the file that defines a name, never through a re-export, and depend in
+//! one direction only: leaves (`endpoint`, `error`, `conn`, `responses`, `limiter`, `device`),
+//! then the scenario model (`fault_rule`, `network_signals::profile`, `scenario`), then the
+//! serving state (`stats`, `faults`, `state`), the request `pipeline`, the handlers (`authorize`,
+//! `token`, `userinfo`, `network_signals`, `control`) and last `server`.
 
 mod authorize;
+mod conn;
 mod control;
 mod device;
 mod endpoint;
+mod error;
 mod fault_rule;
 mod faults;
 mod limiter;
+mod network_signals;
 mod pipeline;
 pub mod responses;
 mod scenario;
 mod server;
-mod signals;
 mod state;
 mod stats;
 mod token;
 mod userinfo;
 
 pub use device::{authorize, AuthorizeRedirect};
-pub use scenario::{
-    FaultKind, FaultRule, Latency, LatencyConfig, RateLimitConfig, RetryAfter, Scenario,
-    ScenarioError, SignalRule, SignalsConfig, SimClient, SimEndpoint,
-};
+pub use endpoint::SimEndpoint;
+pub use error::ScenarioError;
+pub use fault_rule::{FaultKind, FaultRule, RetryAfter};
+pub use network_signals::profile::{SignalRule, SignalsConfig};
+pub use network_signals::wire::SIGNALS_PATH_PREFIX;
+pub use scenario::{Latency, LatencyConfig, Scenario, SimClient, SimRateLimit};
 pub use server::{SimHandle, PATH_PREFIX};
-pub use signals::SIGNALS_PATH_PREFIX;
-pub use stats::{EndpointStats, PerSecond, Stats, DROPPED};
+pub use stats::{EndpointStats, PerSecond, SimStats, DROPPED};
 
 use anyhow::Context;
 use std::io::Write;

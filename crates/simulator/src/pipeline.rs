@@ -1,13 +1,13 @@
 //! The steps every API request goes through around its endpoint logic: the simulator's own rate
 //! limit, fault selection, latency, post-processing faults, and counting the outcome.
 
-use super::faults::{Action, Subject};
-use super::responses;
-use super::scenario::SimEndpoint;
-use super::server::ConnInfo;
-use super::signals;
-use super::state::{Active, SimState};
-use super::stats::DROPPED;
+use crate::conn::ConnInfo;
+use crate::endpoint::SimEndpoint;
+use crate::faults::{Action, Subject};
+use crate::network_signals::wire;
+use crate::responses;
+use crate::state::{Active, SimState};
+use crate::stats::DROPPED;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::atomic::Ordering::Relaxed;
@@ -35,7 +35,7 @@ pub(crate) async fn admit(
         if endpoints.contains(&subject.endpoint) && !bucket.try_acquire(sim.clock.now()) {
             sim.stats.rate_limited.fetch_add(1, Relaxed);
             let r = if subject.endpoint.is_signal() {
-                signals::rate_limited()
+                wire::rate_limited()
             } else {
                 responses::rate_limited()
             };
@@ -54,7 +54,7 @@ pub(crate) async fn admit(
         }) => {
             let (retry_after, body) = (retry_after.as_deref(), body.as_deref());
             let r = if subject.endpoint.is_signal() {
-                signals::status_fault(status, retry_after, body)
+                wire::status_fault(status, retry_after, body)
             } else {
                 responses::status_fault(status, retry_after, body)
             };

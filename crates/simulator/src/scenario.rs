@@ -1,14 +1,14 @@
 //! The simulator's scenario: credentials, devices, network signals, latency, fault rules and its
 //! own rate limit (TOML).
 
+use crate::endpoint::SimEndpoint;
+use crate::error::ScenarioError;
+use crate::fault_rule::FaultRule;
+use crate::network_signals::profile::SignalsConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-pub use super::endpoint::SimEndpoint;
-pub use super::fault_rule::{FaultKind, FaultRule, RetryAfter};
-pub use super::signals::{SignalRule, SignalsConfig};
 
 /// Everything that shapes how the simulator answers; `Scenario::default()` is "no file":
 /// the seed's example credentials, every device verified, no latency, no faults, no rate limit.
@@ -43,7 +43,7 @@ pub struct Scenario {
     pub faults: Vec<FaultRule>,
     /// The simulator's own rate limit; over it the answer is 429 with `Retry-After: 1`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RateLimitConfig>,
+    pub rate_limit: Option<SimRateLimit>,
     /// Seed of the random generator behind fault `rate` and latency `jitter` (reproducible runs).
     pub seed: u64,
 }
@@ -154,7 +154,7 @@ impl LatencyConfig {
 /// The simulator's own token-bucket limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
+pub struct SimRateLimit {
     /// Sustained requests per second (may be fractional).
     pub requests_per_second: f64,
     /// Requests allowed at once after an idle period (default 1).
@@ -172,25 +172,6 @@ const fn default_burst() -> u32 {
 
 fn default_limited() -> Vec<SimEndpoint> {
     vec![SimEndpoint::Token, SimEndpoint::Userinfo]
-}
-
-/// Why a scenario could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    /// The file could not be read.
-    #[error("cannot read scenario {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The text is not valid TOML for a scenario (unknown keys are refused).
-    #[error("invalid scenario TOML: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// A value is out of range or inconsistent; the message names the key.
-    #[error("invalid scenario: {0}")]
-    Invalid(String),
 }
 
 impl Scenario {
@@ -243,6 +224,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault_rule::FaultKind;
 
     #[test]
     fn empty_text_is_the_default() {

@@ -1,11 +1,12 @@
 //! Serving the simulator: the router, a listener whose connections a drop fault can close, and
 //! [`SimHandle`], the handle tests, `demo` and benchmarks hold.
 
-use super::scenario::Scenario;
-use super::signals::{self, SIGNALS_PATH_PREFIX};
-use super::state::SimState;
-use super::stats::Stats;
-use super::{authorize, control, token, userinfo};
+use crate::conn::{second_handle, ConnInfo};
+use crate::network_signals::wire::SIGNALS_PATH_PREFIX;
+use crate::scenario::Scenario;
+use crate::state::SimState;
+use crate::stats::SimStats;
+use crate::{authorize, control, network_signals, token, userinfo};
 use axum::extract::connect_info::Connected;
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
@@ -22,46 +23,6 @@ pub const PATH_PREFIX: &str = "/silent-auth/v1";
 
 /// How long `shutdown` waits for in-flight requests before aborting the server.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Per-connection information handed to handlers: the peer, and a second handle on the socket so
-/// a drop fault can close the connection without a response.
-#[derive(Clone, Debug)]
-pub(crate) struct ConnInfo {
-    socket: Option<Arc<std::net::TcpStream>>,
-}
-
-impl ConnInfo {
-    /// Shuts the connection down both ways; the client sees it closed with no response.
-    pub(crate) fn kill(&self) {
-        if let Some(s) = &self.socket {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-fn second_handle(s: &TcpStream) -> Option<Arc<std::net::TcpStream>> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsFd;
-        s.as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(|fd| Arc::new(std::net::TcpStream::from(fd)))
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::io::AsSocket;
-        s.as_socket()
-            .try_clone_to_owned()
-            .ok()
-            .map(|fd| Arc::new(std::net::TcpStream::from(fd)))
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = s;
-        None
-    }
-}
 
 /// A TCP listener that sets `TCP_NODELAY` and keeps a closable handle per connection.
 struct SimListener(TcpListener);
@@ -110,7 +71,7 @@ fn router(state: Arc<SimState>) -> Router {
             &format!("{PATH_PREFIX}/oauth2/userinfo"),
             get(userinfo::handle),
         )
-        .merge(signals::routes())
+        .merge(network_signals::routes())
         .route("/_sim/stats", get(control::stats))
         .route(
             "/_sim/scenario",
@@ -198,7 +159,7 @@ impl SimHandle {
     }
 
     /// A snapshot of the counters (the same data as `GET /_sim/stats`).
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> SimStats {
         self.state.stats.snapshot()
     }
 

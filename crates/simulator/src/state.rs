@@ -1,11 +1,12 @@
 //! The simulator's shared state: the active scenario, issued codes and tokens (sharded maps,
 //! locked briefly and never across an await), its clock and its counters.
 
-use super::faults::FaultEngine;
-use super::limiter::TokenBucket;
-use super::scenario::{Scenario, SimClient, SimEndpoint};
-use super::signals::SignalBook;
-use super::stats::StatsRecorder;
+use crate::endpoint::SimEndpoint;
+use crate::faults::FaultEngine;
+use crate::limiter::TokenBucket;
+use crate::network_signals::profile::SignalBook;
+use crate::scenario::{Scenario, SimClient};
+use crate::stats::StatsRecorder;
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -125,7 +126,7 @@ pub(crate) enum Presented {
 
 /// What an access token stands for.
 #[derive(Debug, Clone)]
-pub(crate) struct TokenGrant {
+pub(crate) struct IssuedToken {
     pub login_hint: Arc<str>,
     pub code_id: u64,
     pub expires_at: Instant,
@@ -182,7 +183,7 @@ impl Active {
 pub(crate) struct SimState {
     active: RwLock<Arc<Active>>,
     codes: Sharded<CodeEntry>,
-    tokens: Sharded<TokenGrant>,
+    tokens: Sharded<IssuedToken>,
     next_code_id: AtomicU64,
     pub stats: StatsRecorder,
     pub clock: SimClock,
@@ -268,7 +269,7 @@ impl SimState {
     /// Issues an access token for a code's number, valid for `ttl`.
     pub(crate) fn issue_token(&self, grant: &CodeGrant, ttl: Duration) -> String {
         let token = random_string(64);
-        let t = TokenGrant {
+        let t = IssuedToken {
             login_hint: grant.login_hint.clone(),
             code_id: grant.id,
             expires_at: self.clock.now() + ttl,
@@ -279,7 +280,7 @@ impl SimState {
     }
 
     /// The grant behind a live access token.
-    pub(crate) fn lookup_token(&self, token: &str) -> Option<TokenGrant> {
+    pub(crate) fn lookup_token(&self, token: &str) -> Option<IssuedToken> {
         let now = self.clock.now();
         self.tokens
             .with(token, |m| m.get(token).cloned())

@@ -1,7 +1,7 @@
 //! Request counters of the simulator (`GET /_sim/stats`): by endpoint and status, reused codes,
 //! and a per-second series of API requests for benchmarks.
 
-use super::scenario::SimEndpoint;
+use crate::endpoint::SimEndpoint;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -16,7 +16,7 @@ const MAX_SECONDS: usize = 86_400;
 
 /// A snapshot of the simulator's counters; the JSON of `GET /_sim/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
+pub struct SimStats {
     /// Requests to the API endpoints (Silent Auth and Network Signals).
     pub total: u64,
     /// Per endpoint name (`authorize`, `token`, `userinfo`, `sim_swap_check`,
@@ -55,7 +55,7 @@ pub struct PerSecond {
     pub counts: Vec<u64>,
 }
 
-impl Stats {
+impl SimStats {
     /// Requests to `endpoint` answered with `status` (0 = dropped).
     pub fn count(&self, endpoint: &str, status: u16) -> u64 {
         self.endpoints
@@ -209,8 +209,8 @@ impl StatsRecorder {
         *self.series.lock().unwrap_or_else(|p| p.into_inner()) = Series::default();
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
-        let mut stats = Stats::default();
+    pub(crate) fn snapshot(&self) -> SimStats {
+        let mut stats = SimStats::default();
         for e in SimEndpoint::ALL {
             let mut es = EndpointStats::default();
             for (status, c) in self.by_status[index(e)].iter().enumerate() {
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(s.total("authorize"), 0);
         assert_eq!(s.total, 6);
         let json = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), s);
+        assert_eq!(serde_json::from_str::<SimStats>(&json).unwrap(), s);
         r.reset();
         assert_eq!(r.snapshot().total, 0);
     }
@@ -277,12 +277,12 @@ mod tests {
         }
         assert_eq!(s.start, 100);
         assert_eq!(Vec::from(s.counts.clone()), vec![1, 3, 0, 1, 1]);
-        let stats = Stats {
+        let stats = SimStats {
             api_per_second: PerSecond {
                 start_unix: Some(s.start),
                 counts: s.counts.into(),
             },
-            ..Stats::default()
+            ..SimStats::default()
         };
         assert_eq!(stats.peak_per_second(), 3);
         assert_eq!(stats.min_per_second(), 0);

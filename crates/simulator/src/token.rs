@@ -1,11 +1,11 @@
 //! `POST /oauth2/token`: exchanges a single-use authorization code for tokens (seed A.2, B.2).
 
-use super::faults::Subject;
-use super::pipeline::{admit, after, deliver, Reply};
-use super::responses::{invalid_client, invalid_request, permission_denied};
-use super::scenario::SimEndpoint;
-use super::server::ConnInfo;
-use super::state::{random_string, Active, Presented, SimState};
+use crate::conn::ConnInfo;
+use crate::endpoint::SimEndpoint;
+use crate::faults::Subject;
+use crate::pipeline::{admit, after, deliver, Reply};
+use crate::responses::{invalid_client, invalid_request, permission_denied};
+use crate::state::{random_string, Active, Presented, SimState};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue};

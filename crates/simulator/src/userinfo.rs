@@ -1,12 +1,12 @@
 //! `GET /oauth2/userinfo`: whether the network saw the device's number as the authorize
 //! login_hint (seed A.3, B.3).
 
-use super::faults::Subject;
-use super::pipeline::{admit, after, deliver, Reply};
-use super::responses::invalid_client;
-use super::scenario::SimEndpoint;
-use super::server::ConnInfo;
-use super::state::SimState;
+use crate::conn::ConnInfo;
+use crate::endpoint::SimEndpoint;
+use crate::faults::Subject;
+use crate::pipeline::{admit, after, deliver, Reply};
+use crate::responses::invalid_client;
+use crate::state::SimState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};

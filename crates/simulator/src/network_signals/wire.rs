@@ -2,8 +2,8 @@
 //! the CAMARA error shape `{"status", "code", "message"}`.
 
 use super::profile::Swap;
+use crate::endpoint::SimEndpoint;
 use crate::responses::status_fault_with;
-use crate::scenario::SimEndpoint;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;

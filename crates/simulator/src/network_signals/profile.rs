@@ -1,7 +1,7 @@
 //! The scenario's `[signals]` section: which numbers had a SIM or device swap and when, which
 //! forward their calls, which the operator does not know; compiled for lookups by number.
 
-use crate::scenario::ScenarioError;
+use crate::error::ScenarioError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -129,7 +129,7 @@ pub(crate) enum Swap {
 
 /// What the operator knows about one number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Profile {
+pub(crate) struct SubscriberProfile {
     sim_swap_age: Option<Duration>,
     device_swap_age: Option<Duration>,
     call_forwarding: bool,
@@ -137,16 +137,16 @@ pub(crate) struct Profile {
 }
 
 /// A number's profile when no rule matches: known, no swap, no forwarding.
-const NOTHING: Profile = Profile {
+const NOTHING: SubscriberProfile = SubscriberProfile {
     sim_swap_age: None,
     device_swap_age: None,
     call_forwarding: false,
     unknown: false,
 };
 
-impl Profile {
-    fn of(r: &SignalRule) -> Profile {
-        Profile {
+impl SubscriberProfile {
+    fn of(r: &SignalRule) -> SubscriberProfile {
+        SubscriberProfile {
             sim_swap_age: r.sim_swap_age,
             device_swap_age: r.device_swap_age,
             call_forwarding: r.call_forwarding,
@@ -194,7 +194,7 @@ impl Profile {
 /// The `[signals]` rules compiled for lookups: exact numbers in a map, suffixes in rule order.
 #[derive(Debug, Default)]
 pub(crate) struct SignalBook {
-    profiles: Vec<Profile>,
+    profiles: Vec<SubscriberProfile>,
     /// Digits -> index of the first rule listing them.
     exact: HashMap<String, usize>,
     /// (rule index, suffix digits), in rule order.
@@ -206,7 +206,7 @@ impl SignalBook {
     pub(crate) fn new(config: &SignalsConfig) -> SignalBook {
         let mut book = SignalBook::default();
         for (i, r) in config.rules.iter().enumerate() {
-            book.profiles.push(Profile::of(r));
+            book.profiles.push(SubscriberProfile::of(r));
             for n in r.numbers.iter().flatten() {
                 book.exact.entry(digits(n).to_owned()).or_insert(i);
             }
@@ -218,7 +218,7 @@ impl SignalBook {
     }
 
     /// The profile of the first rule that matches `number` (with or without `+`).
-    pub(crate) fn lookup(&self, number: &str) -> &Profile {
+    pub(crate) fn lookup(&self, number: &str) -> &SubscriberProfile {
         let d = digits(number);
         let exact = self.exact.get(d).copied();
         let by_suffix = self

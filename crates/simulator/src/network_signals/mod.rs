@@ -6,27 +6,23 @@
 //! whether the operator knows the number (404), and the answer comes from the number's profile
 //! and the simulator's clock. Errors use the CAMARA shape. Numbers are never logged.
 
-mod profile;
-mod wire;
+pub(crate) mod profile;
+pub(crate) mod wire;
 
-pub(crate) use profile::{digits, SignalBook};
-pub use profile::{SignalRule, SignalsConfig};
-pub use wire::SIGNALS_PATH_PREFIX;
-pub(crate) use wire::{rate_limited, status_fault};
-
-use super::faults::Subject;
-use super::pipeline::{admit, after, deliver, Reply};
-use super::scenario::SimEndpoint;
-use super::server::ConnInfo;
-use super::state::{Active, SimState};
+use crate::conn::ConnInfo;
+use crate::endpoint::SimEndpoint;
+use crate::faults::Subject;
+use crate::pipeline::{admit, after, deliver, Reply};
+use crate::state::{Active, SimState};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use profile::digits;
 use std::sync::Arc;
-use wire::{Question, SignalRequest};
+use wire::{Question, SignalRequest, SIGNALS_PATH_PREFIX};
 
 /// The five `POST` routes, ready to merge into the simulator's router.
 pub(crate) fn routes() -> Router<Arc<SimState>> {

@@ -18,11 +18,9 @@
 //! keeps a redelivered job from spending its single-use code twice.
 
 pub mod admin;
-pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod contract;
-pub mod demo;
 pub mod doctor;
 pub mod idempotency;
 pub mod kafka;

@@ -2,8 +2,6 @@
 //! and a reader of the results and dead-letter topics that shows progress while it waits.
 
 use super::plan::Record;
-use crate::contract::JobResult;
-use crate::stats::Stats;
 use anyhow::{bail, Context};
 use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,6 +11,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use silentauth_worker::contract::JobResult;
+use silentauth_worker::stats::Stats;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};

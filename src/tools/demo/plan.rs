@@ -5,7 +5,7 @@
 //! Every kind of job gets its own range of phone numbers (`381` + a two-digit kind + seven
 //! digits), so a fault rule that names a kind's numbers touches no other kind.
 
-pub use super::kind::{Expected, ExpectedResult, Kind};
+pub use super::kind::Kind;
 use chrono::{SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};

@@ -1,8 +1,8 @@
 //! `silentauth-worker demo` end to end: embedded Kafka, the simulator and the real worker. A
 //! small run must end with every job as the contract prescribes, and its numbers must add up.
 
-use silentauth_worker::demo::plan::Kind;
-use silentauth_worker::demo::{self, DemoOptions};
+use super::kind::Kind;
+use super::{run, DemoOptions};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,7 +13,7 @@ async fn a_small_demo_succeeds_and_its_numbers_add_up() {
         timeout: Duration::from_secs(90),
         ..DemoOptions::default()
     };
-    let report = tokio::time::timeout(Duration::from_secs(180), demo::run(opts))
+    let report = tokio::time::timeout(Duration::from_secs(180), run(opts))
         .await
         .expect("the demo finishes")
         .expect("the demo runs");

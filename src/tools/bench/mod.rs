@@ -269,7 +269,7 @@ async fn measure_limits(ctx: &batch::Ctx<'_>, opts: &BenchOptions) -> anyhow::Re
         .create_topics(&[(&from, partitions), (&to, partitions)])
         .await?;
     eprintln!("bench: limits: publishing {n} records for the passthrough ...");
-    let publisher = crate::demo::collect::JobPublisher::new(&ctx.broker.bootstrap())?;
+    let publisher = crate::tools::demo::collect::JobPublisher::new(&ctx.broker.bootstrap())?;
     publisher.publish(&from, &limits::filler(n)).await?;
     let passthrough = limits::passthrough(&ctx.broker.bootstrap(), &from, &to, n).await?;
     eprintln!("bench: limits: passthrough {passthrough:.0} records/s; minting codes for the capacity run ...");

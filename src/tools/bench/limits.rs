@@ -3,7 +3,7 @@
 //! own capacity for token + userinfo pairs at high concurrency (no Kafka).
 
 use super::load::REDIRECT_URI;
-use crate::demo::plan::Record;
+use crate::tools::demo::plan::Record;
 use anyhow::{bail, Context};
 use futures::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
 use rdkafka::config::ClientConfig;

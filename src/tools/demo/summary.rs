@@ -2,7 +2,7 @@
 //! HTTP counts, and the mismatches, if any.
 
 use super::report::{outcome_name, DemoReport};
-use crate::contract::ErrorClass;
+use silentauth_worker::contract::ErrorClass;
 use std::fmt::Write as _;
 
 /// Mismatches listed in the summary; the rest are counted.

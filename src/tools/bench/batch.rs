@@ -6,13 +6,13 @@ use super::child::WorkerProcess;
 use super::load::{self, Broker};
 use super::sim::SimProcess;
 use super::usage;
-use crate::demo::collect::{Collector, JobPublisher, Published, Received};
-use crate::demo::plan::Record;
-use crate::demo::{stop_worker, wait_ready, DemoOptions};
-use crate::stats::Stats;
-use crate::worker::Worker;
+use crate::tools::demo::collect::{Collector, JobPublisher, Published, Received};
+use crate::tools::demo::plan::Record;
+use crate::tools::demo::{stop_worker, wait_ready, DemoOptions};
 use anyhow::Context;
 use silentauth_simulator::{Latency, Scenario};
+use silentauth_worker::stats::Stats;
+use silentauth_worker::worker::Worker;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,8 +126,6 @@ pub struct Batch {
     pub dead_letters: u64,
     /// True when not every result arrived (and the batch was not meant to stop early).
     pub timed_out: bool,
-    /// First job handed to the producer.
-    pub first_publish: Option<Instant>,
     /// First and last result read.
     pub result_span: Option<(Instant, Instant)>,
     /// The results' `duration_ms`.
@@ -255,7 +253,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         max_in_flight: spec.max_in_flight,
         ..DemoOptions::default()
     };
-    let mut config = crate::demo::config(&bootstrap, &base_url, &demo);
+    let mut config = crate::tools::demo::config(&bootstrap, &base_url, &demo);
     config.kafka.group_id = format!("{prefix}-worker");
     config.topics.jobs = jobs_topic.clone();
     config.topics.results = results_topic;
@@ -329,7 +327,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     let w0 = child.and_then(WorkerProcess::cpu_seconds);
     let t0 = Instant::now();
     let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
-    let deadline = crate::clock::from_now_std(limit);
+    let deadline = silentauth_worker::clock::from_now_std(limit);
     let (published, received) = if let Some(collector) = &collector {
         let collected = collect(
             collector,
@@ -401,7 +399,6 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         results: received.result_count,
         dead_letters: received.dead_letter_count,
         timed_out: received.timed_out && spec.stop_after.is_none(),
-        first_publish: published.as_ref().map(|p| p.first),
         result_span: span,
         duration_ms: Dist::new(duration),
         end_to_end: Dist::new(e2e),
@@ -483,7 +480,7 @@ enum Running {
     /// The worker as a task of this process (S6, which needs each job's HTTP time).
     InProcess {
         cancel: CancellationToken,
-        handle: JoinHandle<Result<(), crate::worker::WorkerError>>,
+        handle: JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
         stats: Arc<Stats>,
     },
 }

@@ -2,8 +2,7 @@
 //! (over HTTP, concurrently, before any timing starts), the job records, and topics on the
 //! embedded cluster or, with `--brokers`, through the admin API.
 
-use crate::demo::plan::Record;
-use crate::kafka::embedded::EmbeddedCluster;
+use crate::tools::demo::plan::Record;
 use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -11,6 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use serde_json::json;
+use silentauth_worker::kafka::embedded::EmbeddedCluster;
 use std::time::Duration;
 
 /// The callback URL every bench job was issued for.

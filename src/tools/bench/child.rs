@@ -5,8 +5,8 @@
 //! ephemeral port that the child logs and the bench reads, then `/readyz` tells when it has
 //! partitions.
 
-use crate::config::Config;
 use anyhow::{bail, Context};
+use silentauth_worker::config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 /// How long the child may take to log its admin address and then to turn ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The log line the admin listener writes once bound (`crate::admin::start`).
+/// The log line the admin listener writes once bound (`silentauth_worker::admin::start`).
 const ADMIN_STARTED: &str = "admin listener started";
 
 /// A running `silentauth-worker run` child process (killed when dropped).
@@ -145,11 +145,6 @@ impl WorkerProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 
     /// User + system CPU seconds the worker used so far.

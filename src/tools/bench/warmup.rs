@@ -7,15 +7,15 @@
 use super::batch::{sim_scenario, Ctx};
 use super::child::WorkerProcess;
 use super::load::{self, Broker};
-use crate::contract::{result::SCHEMA_VERSION, JobResult, Status};
-use crate::demo::collect::JobPublisher;
-use crate::demo::DemoOptions;
+use crate::tools::demo::collect::JobPublisher;
+use crate::tools::demo::DemoOptions;
 use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use silentauth_worker::contract::{result::SCHEMA_VERSION, JobResult, Status};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,7 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
     let base_url = ctx.sim.base_url().to_owned();
     ctx.sim.set_scenario(&sim_scenario(Duration::ZERO)).await?;
     let bootstrap = ctx.broker.bootstrap();
-    let mut config = crate::demo::config(&bootstrap, &base_url, &DemoOptions::default());
+    let mut config = crate::tools::demo::config(&bootstrap, &base_url, &DemoOptions::default());
     config.kafka.group_id = format!("{prefix}-worker");
     config.topics.jobs = jobs_topic.clone();
     config.topics.results = results_topic.clone();
@@ -159,7 +159,7 @@ fn wait_committed(
     for p in 0..JOBS_PARTITIONS {
         tpl.add_partition(topic, p);
     }
-    let deadline = crate::clock::from_now_std(wait);
+    let deadline = silentauth_worker::clock::from_now_std(wait);
     loop {
         let c = consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))?;
         let sum: i64 = c

@@ -14,18 +14,20 @@ pub mod kind;
 pub mod plan;
 pub mod report;
 mod summary;
+#[cfg(test)]
+mod tests;
 
-pub use report::{DemoReport, HttpCounts, KindTally, Percentiles};
+pub use report::{DemoReport, HttpCounts};
 
-use crate::config::{ClientConfig, Config, TopicsConfig};
-use crate::kafka::embedded::EmbeddedCluster;
-use crate::secret::Secret;
-use crate::stats::Stats;
-use crate::worker::{Worker, WorkerError};
 use anyhow::{bail, Context};
 use collect::Collector;
 use plan::{Plan, STALE_PROFILE};
 use silentauth_simulator::SimHandle;
+use silentauth_worker::config::{ClientConfig, Config, TopicsConfig};
+use silentauth_worker::kafka::embedded::EmbeddedCluster;
+use silentauth_worker::secret::Secret;
+use silentauth_worker::stats::Stats;
+use silentauth_worker::worker::{Worker, WorkerError};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

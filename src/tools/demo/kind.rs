@@ -1,8 +1,8 @@
 //! The kinds of job the demo generates: what each exercises, the simulator fault rule behind
 //! it, and the outcome docs/contract.md prescribes for it (status, class, HTTP attempts, dead letter).
 
-use crate::contract::{ErrorClass, Status};
 use silentauth_simulator::{FaultKind, FaultRule, SignalRule, SimEndpoint};
+use silentauth_worker::contract::{ErrorClass, Status};
 use std::time::Duration;
 
 /// What a job is made to exercise.

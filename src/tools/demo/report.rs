@@ -3,7 +3,7 @@
 
 use super::collect::{Published, Received};
 use super::plan::{Kind, Plan, Record};
-use crate::contract::{ErrorClass, JobResult, Status};
+use silentauth_worker::contract::{ErrorClass, JobResult, Status};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -309,10 +309,12 @@ impl DemoReport {
 fn signal_parts(res: &JobResult) -> (Vec<String>, Vec<&'static str>) {
     let mut checks = Vec::new();
     if let Some(s) = &res.signals {
-        let outcome = |name: &str, outcome: &str, e: Option<&crate::contract::ErrorInfo>| match e {
-            Some(e) => format!("{name}={outcome}/{}", e.class),
-            None => format!("{name}={outcome}"),
-        };
+        let outcome =
+            |name: &str, outcome: &str, e: Option<&silentauth_worker::contract::ErrorInfo>| match e
+            {
+                Some(e) => format!("{name}={outcome}/{}", e.class),
+                None => format!("{name}={outcome}"),
+            };
         if let Some(x) = &s.sim_swap {
             checks.push(outcome("sim_swap", x.outcome.as_str(), x.error.as_ref()));
         }

@@ -2,6 +2,7 @@
 //! headers. No I/O lives here.
 
 pub mod dead_letter;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod job;

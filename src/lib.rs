@@ -12,6 +12,13 @@
 //! - [`verify`]: one job in, one result out; knows nothing of Kafka.
 //! - `kafka`, `worker`: consume, verify concurrently, publish, store offsets.
 //!
+//! Beside them: `replay` (`replay-dlq`), `doctor`, `admin` and `telemetry` (the admin listener
+//! and metrics), `config`. The library is what the binary's `run` needs and what its other
+//! commands share; it carries no tools. The simulator is the crate `silentauth-simulator`
+//! (`crates/simulator/`), and `demo` and `bench` belong to the binary (`src/tools/`). The fuzzing
+//! oracles `contract::fuzzing` and `silentauth::fuzzing` compile only with feature `fuzzing`
+//! (the fuzz targets and the crate's own tests enable it).
+//!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)
 //! is acknowledged by the broker, per partition up to the lowest unfinished offset. An idempotency
 //! cache, warmed on every assignment with the results the assigned partitions can redeliver,

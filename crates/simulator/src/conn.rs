@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 /// fault can close the connection without a response.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnInfo {
+    /// The second handle; `None` where the platform cannot duplicate a socket.
     pub(crate) socket: Option<Arc<std::net::TcpStream>>,
 }
 

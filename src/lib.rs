@@ -15,16 +15,20 @@
 //!   page).
 //! - `kafka`, `worker`: consume, verify concurrently, publish, store offsets.
 //!
+//! Beside them: `replay` (`replay-dlq`), `doctor`, `config`. The library is what the binary's `run` needs and what its other
+//! commands share; it carries no tools. The simulator is the crate `silentauth-simulator`
+//! (`crates/simulator/`), and `demo` and `bench` belong to the binary (`src/tools/`). The fuzzing
+//! oracles `contract::fuzzing` and `silentauth::fuzzing` compile only with feature `fuzzing`
+//! (the fuzz targets and the crate's own tests enable it).
+//!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)
 //! is acknowledged by the broker, per partition up to the lowest unfinished offset. An idempotency
 //! cache, warmed on every assignment with the results the assigned partitions can redeliver,
 //! keeps a redelivered job from spending its single-use code twice.
 
-pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod contract;
-pub mod demo;
 pub mod doctor;
 pub mod idempotency;
 pub mod kafka;
@@ -32,7 +36,6 @@ pub mod network_signals;
 pub mod replay;
 pub mod secret;
 pub mod silentauth;
-pub mod simulator;
 pub mod telemetry;
 #[cfg(feature = "test-faults")]
 pub mod test_faults;

@@ -1,6 +1,7 @@
 //! Entry point: parse the command line, start tracing, dispatch, map errors to exit codes.
 
 mod cli;
+mod tools;
 
 use clap::Parser;
 use silentauth_worker::config::{check_config, Config};
@@ -57,14 +58,14 @@ fn main() -> ExitCode {
             latency,
             max_in_flight,
         } => {
-            let opts = silentauth_worker::demo::DemoOptions {
+            let opts = tools::demo::DemoOptions {
                 jobs,
                 seed,
                 timeout,
                 latency: std::time::Duration::from_millis(latency),
                 max_in_flight,
             };
-            match runtime.block_on(silentauth_worker::demo::run(opts)) {
+            match runtime.block_on(tools::demo::run(opts)) {
                 Ok(report) if report.success() => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::FAILURE,
                 Err(e) => {
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Simulate { listen, scenario } => {
-            match runtime.block_on(silentauth_worker::simulator::run_cli(listen, scenario)) {
+            match runtime.block_on(silentauth_simulator::run_cli(listen, scenario)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -124,14 +125,14 @@ fn main() -> ExitCode {
             skip_limits,
             in_process,
         } => {
-            let scenarios = match silentauth_worker::bench::ScenarioId::parse_list(&scenario) {
+            let scenarios = match tools::bench::ScenarioId::parse_list(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     return ExitCode::from(2);
                 }
             };
-            let opts = silentauth_worker::bench::BenchOptions {
+            let opts = tools::bench::BenchOptions {
                 scenarios,
                 jobs,
                 partitions,
@@ -139,7 +140,7 @@ fn main() -> ExitCode {
                 skip_limits,
                 in_process,
             };
-            match runtime.block_on(silentauth_worker::bench::run_scenarios(opts)) {
+            match runtime.block_on(tools::bench::run_scenarios(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -4,8 +4,8 @@
 mod support;
 
 use serde_json::{json, Value};
+use silentauth_simulator::Scenario;
 use silentauth_worker::config::Config;
-use silentauth_worker::simulator::Scenario;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::collections::BTreeMap;

@@ -5,8 +5,8 @@
 
 mod support;
 
+use silentauth_simulator::{FaultRule, Scenario, SimEndpoint};
 use silentauth_worker::config::{BreakerConfig, Config};
-use silentauth_worker::simulator::{FaultRule, Scenario, SimEndpoint};
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::collections::{BTreeMap, BTreeSet};

@@ -10,7 +10,7 @@
 mod support;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use silentauth_worker::simulator::Scenario;
+use silentauth_simulator::Scenario;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::world::World;

@@ -11,7 +11,7 @@
 mod support;
 
 use serde_json::Value;
-use silentauth_worker::simulator::Scenario;
+use silentauth_simulator::Scenario;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;

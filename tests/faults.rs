@@ -8,7 +8,7 @@
 mod support;
 
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use silentauth_worker::simulator::Scenario;
+use silentauth_simulator::Scenario;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -6,7 +6,7 @@ mod support;
 
 use rdkafka::message::Message;
 use serde_json::Value;
-use silentauth_worker::simulator::Scenario;
+use silentauth_simulator::Scenario;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::world::{header, World};

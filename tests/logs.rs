@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use silentauth_worker::simulator::{Scenario, SimClient};
+use silentauth_simulator::{Scenario, SimClient};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 
 mod support;
 
-use silentauth_worker::simulator::Scenario;
+use silentauth_simulator::Scenario;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::collections::BTreeSet;

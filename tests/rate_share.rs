@@ -5,8 +5,8 @@
 
 mod support;
 
+use silentauth_simulator::Scenario;
 use silentauth_worker::config::RateLimitScope;
-use silentauth_worker::simulator::Scenario;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::sync::Arc;

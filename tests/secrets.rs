@@ -14,10 +14,8 @@ mod support;
 
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde_json::{json, Value};
+use silentauth_simulator::{FaultKind, FaultRule, RetryAfter, Scenario, SimClient, SimEndpoint};
 use silentauth_worker::config::Config;
-use silentauth_worker::simulator::{
-    FaultKind, FaultRule, RetryAfter, Scenario, SimClient, SimEndpoint,
-};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -5,12 +5,12 @@
 mod support;
 
 use serde_json::{json, Value};
+use silentauth_simulator::{Scenario, SimHandle};
 use silentauth_worker::config::{Config, ProfileConfig};
 use silentauth_worker::contract::network_signals::{ForwardingOutcome, RiskFlag, SwapOutcome};
 use silentauth_worker::contract::{ErrorClass, Job, JobResult, Stage, Status};
 use silentauth_worker::secret::Secret;
 use silentauth_worker::silentauth::SilentAuthClient;
-use silentauth_worker::simulator::{Scenario, SimHandle};
 use silentauth_worker::verify::{JobContext, Verifier};
 use std::time::{Duration, Instant};
 use support::world::{read_topic, World};

@@ -2,7 +2,7 @@
 //! expiry, devices, every fault kind, the rate limit, stats and runtime scenario changes.
 
 use serde_json::Value;
-use silentauth_worker::simulator::{self, Scenario, SimHandle, Stats};
+use silentauth_simulator::{self as simulator, Scenario, SimHandle, SimStats};
 use std::time::{Duration, Instant};
 
 const CB: &str = "https://client.example.com/callback";
@@ -630,7 +630,7 @@ async fn stats_count_requests_and_match_the_http_view() {
     assert_eq!(stats.tokens_issued, 1);
     assert_eq!(stats.api_per_second.counts.iter().sum::<u64>(), 4);
     assert!(stats.peak_per_second() >= 1);
-    let over_http: Stats = http()
+    let over_http: SimStats = http()
         .get(format!("http://{}/_sim/stats", sim.addr()))
         .send()
         .await
@@ -647,9 +647,9 @@ async fn stats_count_requests_and_match_the_http_view() {
     assert_eq!(r.status(), 204);
     assert_eq!(
         sim.stats(),
-        Stats {
+        SimStats {
             endpoints: sim.stats().endpoints,
-            ..Stats::default()
+            ..SimStats::default()
         }
     );
     assert_eq!(sim.stats().total, 0);

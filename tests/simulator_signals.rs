@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use silentauth_worker::simulator::{Scenario, SimHandle, Stats};
+use silentauth_simulator::{Scenario, SimHandle, SimStats};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "sim-api-key";
@@ -474,7 +474,7 @@ async fn stats_count_each_signal_endpoint() {
         stats.api_per_second.counts.is_empty(),
         "token + userinfo only"
     );
-    let over_http: Stats = http()
+    let over_http: SimStats = http()
         .get(format!("http://{}/_sim/stats", sim.addr()))
         .send()
         .await

@@ -3,11 +3,11 @@
 
 use chrono::Utc;
 use serde_json::json;
+use silentauth_simulator::{Scenario, SimHandle};
 use silentauth_worker::config::{Config, ProfileConfig};
 use silentauth_worker::contract::{ErrorClass, Job, JobResult, Stage, Status};
 use silentauth_worker::secret::Secret;
 use silentauth_worker::silentauth::SilentAuthClient;
-use silentauth_worker::simulator::{Scenario, SimHandle};
 use silentauth_worker::verify::{JobContext, Verifier};
 use std::time::Duration;
 

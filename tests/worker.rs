@@ -5,7 +5,7 @@ mod support;
 
 use rdkafka::message::Message;
 use serde_json::{json, Value};
-use silentauth_worker::simulator::Scenario;
+use silentauth_simulator::Scenario;
 use std::collections::HashMap;
 use std::time::Duration;
 use support::load::{assert_never_written, count};

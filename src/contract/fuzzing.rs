@@ -38,11 +38,11 @@ pub fn check_decode(bytes: &[u8]) {
     }
 }
 
-type Outcome = Result<Job, DecodeFailure>;
+type Decoded = Result<Job, DecodeFailure>;
 
 /// The checks of [`check_decode`] against any decoder, so that the tests below can show that a
 /// faulty decoder is caught.
-fn check_with(bytes: &[u8], decode: impl Fn(&[u8]) -> Outcome) -> Result<(), String> {
+fn check_with(bytes: &[u8], decode: impl Fn(&[u8]) -> Decoded) -> Result<(), String> {
     let outcome = decode(bytes);
     if decode(bytes) != outcome {
         return Err("decoding the same bytes twice gave different outcomes".into());
@@ -322,7 +322,7 @@ fn path_present(obj: &Map<String, Value>, path: &str) -> bool {
 /// nothing but the decoded code; and that other value must appear in no output.
 fn check_code_independence(
     obj: &Map<String, Value>,
-    decode: &impl Fn(&[u8]) -> Outcome,
+    decode: &impl Fn(&[u8]) -> Decoded,
 ) -> Result<(), String> {
     let Some(code) = present(obj, "code") else {
         return Ok(());
@@ -395,7 +395,7 @@ fn canary_for(obj: &Map<String, Value>) -> String {
         .expect("some counter value is absent from a finite text")
 }
 
-fn describe_outcome(outcome: &Outcome) -> String {
+fn describe_outcome(outcome: &Decoded) -> String {
     match outcome {
         Ok(_) => "accepted".into(),
         Err(failure) => format!("rejected ({failure})"),

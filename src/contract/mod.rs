@@ -3,6 +3,7 @@
 
 pub mod dead_letter;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod job;

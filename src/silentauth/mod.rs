@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod client;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limiter;

@@ -60,11 +60,7 @@ impl HttpTap {
 
     /// The API base URL through this tap.
     pub fn base_url(&self) -> String {
-        format!(
-            "http://{}{}",
-            self.addr,
-            silentauth_worker::simulator::PATH_PREFIX
-        )
+        format!("http://{}{}", self.addr, silentauth_simulator::PATH_PREFIX)
     }
 
     fn texts(&self, sent: bool) -> Vec<String> {

@@ -1,0 +1,587 @@
+//! One timed batch: fresh topics, codes minted beforehand, a fresh worker (its own process, or
+//! a task of this one for S6), the jobs published (all at once, paced, or as a backlog before the worker starts) while the
+//! results are read back, and the measurements of that window.
+
+use super::child::WorkerProcess;
+use super::load::{self, Broker};
+use super::sim::SimProcess;
+use super::usage;
+use crate::tools::demo::collect::{Collector, JobPublisher, Published, Received};
+use crate::tools::demo::plan::Record;
+use crate::tools::demo::{stop_worker, wait_ready, DemoOptions};
+use anyhow::Context;
+use silentauth_simulator::{Latency, Scenario};
+use silentauth_worker::telemetry::counters::WorkerCounters;
+use silentauth_worker::telemetry::events::ChildWorkerSampled;
+use silentauth_worker::worker::Worker;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Partitions of the dead-letter topic.
+const DEAD_LETTER_PARTITIONS: i32 = 2;
+
+/// What the batches share: the broker, the simulator process and an HTTP client for minting.
+pub struct Ctx<'a> {
+    /// The broker.
+    pub broker: &'a Broker,
+    /// The simulator process.
+    pub sim: &'a SimProcess,
+    /// A client that does not follow redirects.
+    pub http: &'a reqwest::Client,
+}
+
+/// What one batch does.
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    /// The scenario's name (`S1`).
+    pub name: &'static str,
+    /// Jobs to publish (0: none, only idle for `stop_after`).
+    pub jobs: usize,
+    /// Partitions of the jobs and results topics.
+    pub partitions: i32,
+    /// Simulator latency on token and userinfo (authorize, used for minting, has none).
+    pub latency: Duration,
+    /// `clients.default.requests_per_second` and `burst`.
+    pub rate_limit: Option<(f64, u32)>,
+    /// `worker.max_in_flight`.
+    pub max_in_flight: usize,
+    /// Stop reading results after this long (a rate-limited or idle run); else up to 10 min.
+    pub stop_after: Option<Duration>,
+    /// Publish at this many jobs per second instead of as fast as possible.
+    pub publish_rate: Option<f64>,
+    /// Publish every job before the worker starts.
+    pub backlog_first: bool,
+    /// Sample the process's RSS and the jobs in flight every 100 ms.
+    pub sample_rss: bool,
+    /// Have the worker keep each job's HTTP time (S6).
+    pub keep_http_times: bool,
+    /// Run the worker as a task of this process instead of a child process: only for what
+    /// needs its in-memory counters (each job's HTTP time, S6), as CPU and memory then
+    /// include the broker, the bench's producer and its reader.
+    pub in_process: bool,
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        BatchSpec {
+            name: "",
+            jobs: 0,
+            partitions: 8,
+            latency: Duration::ZERO,
+            rate_limit: None,
+            max_in_flight: 1024,
+            stop_after: None,
+            publish_rate: None,
+            backlog_first: false,
+            sample_rss: false,
+            keep_http_times: false,
+            in_process: false,
+        }
+    }
+}
+
+/// Sorted samples in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Dist(Vec<f64>);
+
+impl Dist {
+    fn new(mut v: Vec<f64>) -> Dist {
+        v.sort_by(f64::total_cmp);
+        Dist(v)
+    }
+
+    /// The `q` quantile (nearest rank), 0 when empty.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let i = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len()) - 1;
+        self.0[i]
+    }
+
+    /// `p50 / p99 / max ms`.
+    pub fn render_ms(&self) -> String {
+        if self.0.is_empty() {
+            return "n/a".into();
+        }
+        format!(
+            "{:.1} / {:.1} / {:.1} ms",
+            self.quantile(0.5),
+            self.quantile(0.99),
+            self.quantile(1.0)
+        )
+    }
+}
+
+/// The measurements of one batch.
+#[derive(Debug)]
+pub struct Batch {
+    /// What ran.
+    pub spec: BatchSpec,
+    /// Results read.
+    pub results: u64,
+    /// Dead letters read.
+    pub dead_letters: u64,
+    /// True when not every result arrived (and the batch was not meant to stop early).
+    pub timed_out: bool,
+    /// First and last result read.
+    pub result_span: Option<(Instant, Instant)>,
+    /// The results' `duration_ms`.
+    pub duration_ms: Dist,
+    /// From handing the job to the producer to reading its result.
+    pub end_to_end: Dist,
+    /// `end_to_end` minus the job's HTTP time (S6).
+    pub overhead: Dist,
+    /// `duration_ms` minus the job's HTTP time (S6).
+    pub worker_overhead: Dist,
+    /// CPU of this process over the measured window (with an in-process worker, the worker's
+    /// too).
+    pub cpu: Duration,
+    /// CPU of the worker process over the measured window (`None` with an in-process worker).
+    pub worker_cpu: Option<Duration>,
+    /// CPU seconds of the simulator process over the window.
+    pub sim_cpu: Option<f64>,
+    /// `ru_maxrss` at the end (the whole process's peak so far).
+    pub max_rss_kib: u64,
+    /// The simulator's counters for the window.
+    pub sim: silentauth_simulator::SimStats,
+    /// The measured window.
+    pub window: Duration,
+    /// VmRSS of this process before the worker started.
+    pub rss_before_kib: u64,
+    /// The highest VmRSS sampled of the process holding the worker: the worker process, or
+    /// this one (in process, with `sample_rss`).
+    pub rss_peak_kib: u64,
+    /// VmRSS of the worker process once it was ready (0 in process).
+    pub worker_rss_ready_kib: u64,
+    /// VmHWM (peak resident set) of the worker process at the end of the window (0 in process).
+    pub worker_hwm_kib: u64,
+    /// The most jobs in flight at a sample (with `sample_rss`).
+    pub in_flight_peak: u64,
+}
+
+impl Batch {
+    /// Results per second from the first to the last result.
+    pub fn throughput(&self) -> f64 {
+        match self.result_span {
+            Some((a, b)) if b > a => {
+                (self.results.saturating_sub(1)) as f64 / (b - a).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// CPU seconds of this process per 1,000 results.
+    pub fn cpu_per_1000(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1000.0 / self.results.max(1) as f64
+    }
+
+    /// CPU seconds of the worker process per 1,000 results (`None` in process).
+    pub fn worker_cpu_per_1000(&self) -> Option<f64> {
+        self.worker_cpu
+            .map(|c| c.as_secs_f64() * 1000.0 / self.results.max(1) as f64)
+    }
+
+    /// The simulator's per-second series without its first and last (partial) seconds.
+    pub fn sim_full_seconds(&self) -> Vec<u64> {
+        let c = &self.sim.api_per_second.counts;
+        if c.len() > 2 {
+            c[1..c.len() - 1].to_vec()
+        } else {
+            c.clone()
+        }
+    }
+}
+
+/// The simulator scenario of a batch: `latency` on token and userinfo, none on authorize.
+pub fn sim_scenario(latency: Duration) -> Scenario {
+    let mut s = Scenario::default();
+    s.latency.fixed = latency;
+    s.latency.authorize = Some(Latency::default());
+    s
+}
+
+/// Runs one batch and measures it.
+pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("bench-{}-{}", spec.name.to_lowercase(), &id[..8]);
+    let (jobs_topic, results_topic, dlq_topic, warm_up) = (
+        format!("{prefix}.jobs"),
+        format!("{prefix}.results"),
+        format!("{prefix}.dlq"),
+        format!("{prefix}.warm-up"),
+    );
+    ctx.broker
+        .create_topics(&[
+            (&jobs_topic, spec.partitions),
+            (&results_topic, spec.partitions),
+            (&dlq_topic, DEAD_LETTER_PARTITIONS),
+            (&warm_up, 1),
+        ])
+        .await?;
+    let base_url = ctx.sim.base_url().to_owned();
+    ctx.sim.set_scenario(&sim_scenario(spec.latency)).await?;
+    eprintln!(
+        "bench: {}: minting {} codes over HTTP ...",
+        spec.name, spec.jobs
+    );
+    let minting = Instant::now();
+    let records = load::jobs(ctx.http, &base_url, &prefix, spec.jobs).await?;
+    eprintln!(
+        "bench: {}: minted in {:.1} s",
+        spec.name,
+        minting.elapsed().as_secs_f64()
+    );
+
+    let bootstrap = ctx.broker.bootstrap();
+    let publisher = JobPublisher::new(&bootstrap)?;
+    publisher.warm_up(&warm_up).await?;
+    // No reader on an idle run: its background fetches would count as the worker's idle CPU.
+    let collector = (spec.jobs > 0)
+        .then(|| {
+            Collector::new(
+                &bootstrap,
+                (&results_topic, spec.partitions),
+                (&dlq_topic, DEAD_LETTER_PARTITIONS),
+            )
+        })
+        .transpose()?;
+    let demo = DemoOptions {
+        latency: spec.latency,
+        max_in_flight: spec.max_in_flight,
+        ..DemoOptions::default()
+    };
+    let mut config = crate::tools::demo::config(&bootstrap, &base_url, &demo);
+    config.kafka.group_id = format!("{prefix}-worker");
+    config.topics.jobs = jobs_topic.clone();
+    config.topics.results = results_topic;
+    config.topics.dead_letter = dlq_topic;
+    if matches!(ctx.broker, Broker::Embedded(_)) && spec.jobs > 0 {
+        // The MockCluster holds every fetch for the full fetch.wait.max.ms (500 ms by default)
+        // even when records arrive meanwhile; a real broker answers as soon as data is there.
+        // Not on the idle run, which measures the worker's default polling.
+        config
+            .kafka
+            .properties
+            .insert("fetch.wait.max.ms".into(), "10".into());
+    }
+    if let Some((rps, burst)) = spec.rate_limit {
+        let profile = config
+            .clients
+            .get_mut("default")
+            .context("the demo config has no default profile")?;
+        profile.requests_per_second = Some(rps);
+        profile.burst = burst;
+    }
+    config.validate().context("bench configuration")?;
+
+    let backlog = if spec.backlog_first && !records.is_empty() {
+        eprintln!(
+            "bench: {}: publishing a backlog of {} jobs ...",
+            spec.name,
+            records.len()
+        );
+        Some(publisher.publish(&jobs_topic, &records).await?)
+    } else {
+        None
+    };
+    let rss_before_kib = usage::current_rss_kib().unwrap_or(0);
+    let stats = Arc::new(WorkerCounters::default());
+    let mut worker = if spec.in_process {
+        let worker = Worker::new(config.clone());
+        let stats = worker.stats();
+        if spec.keep_http_times {
+            stats.keep_http_times();
+        }
+        let cancel = CancellationToken::new();
+        let mut handle = tokio::spawn(worker.run(cancel.clone()));
+        if let Err(e) = wait_ready(&stats, &mut handle).await {
+            cancel.cancel();
+            return Err(e);
+        }
+        Running::InProcess {
+            cancel,
+            handle,
+            stats,
+        }
+    } else {
+        Running::Child(Box::new(WorkerProcess::spawn(&config).await?))
+    };
+    let stats = match &worker {
+        Running::InProcess { stats, .. } => stats.clone(),
+        Running::Child(_) => stats,
+    };
+    ctx.sim.reset_stats().await?;
+    let child = match &worker {
+        Running::Child(c) => Some(&**c),
+        Running::InProcess { .. } => None,
+    };
+    let worker_rss_ready_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(rss, _)| rss);
+    let sampler = Sampler::start(spec, stats.clone(), child);
+
+    eprintln!("bench: {}: running ...", spec.name);
+    let u0 = usage::self_usage();
+    let sim0 = ctx.sim.cpu_seconds();
+    let w0 = child.and_then(WorkerProcess::cpu_seconds);
+    let t0 = Instant::now();
+    let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
+    let deadline = silentauth_worker::clock::from_now_std(limit);
+    let (published, received) = if let Some(collector) = &collector {
+        let collected = collect(
+            collector,
+            &publisher,
+            &jobs_topic,
+            &records,
+            backlog,
+            spec,
+            deadline,
+            &stats,
+        );
+        tokio::select! {
+            biased;
+            r = collected => r?,
+            never = sampler.run() => match never {},
+        }
+    } else {
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep(limit) => {}
+            never = sampler.run() => match never {},
+        }
+        (None, Default::default())
+    };
+    let window = t0.elapsed();
+    let u1 = usage::self_usage();
+    let sim1 = ctx.sim.cpu_seconds();
+    let w1 = child.and_then(WorkerProcess::cpu_seconds);
+    let worker_hwm_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(_, hwm)| hwm);
+    let peaks = sampler.peaks();
+    let sim_stats = ctx.sim.stats().await?;
+    match &mut worker {
+        Running::InProcess { cancel, handle, .. } => {
+            stop_worker(cancel, handle, Duration::from_secs(30), "bench").await;
+        }
+        Running::Child(_) => {}
+    }
+    if let Running::Child(c) = worker {
+        c.stop(Duration::from_secs(30)).await;
+    }
+
+    let http_times = stats.http_times();
+    let sent_at = published.as_ref().map(|p| &p.sent_at);
+    let (mut duration, mut e2e, mut overhead, mut worker_overhead) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut span: Option<(Instant, Instant)> = None;
+    for (job_id, seen) in &received.results {
+        let Some(first) = seen.first() else { continue };
+        span = Some(match span {
+            None => (first.at, first.at),
+            Some((a, b)) => (a.min(first.at), b.max(first.at)),
+        });
+        let d_ms = first.result.duration_ms as f64;
+        duration.push(d_ms);
+        let http_ms = http_times.get(job_id).map(|d| d.as_secs_f64() * 1e3);
+        if let Some(http_ms) = http_ms {
+            worker_overhead.push(d_ms - http_ms);
+        }
+        if let Some(sent) = sent_at.and_then(|s| s.get(job_id)) {
+            let ms = first.at.saturating_duration_since(*sent).as_secs_f64() * 1e3;
+            e2e.push(ms);
+            if let Some(http_ms) = http_ms {
+                overhead.push(ms - http_ms);
+            }
+        }
+    }
+    Ok(Batch {
+        spec: spec.clone(),
+        results: received.result_count,
+        dead_letters: received.dead_letter_count,
+        timed_out: received.timed_out && spec.stop_after.is_none(),
+        result_span: span,
+        duration_ms: Dist::new(duration),
+        end_to_end: Dist::new(e2e),
+        overhead: Dist::new(overhead),
+        worker_overhead: Dist::new(worker_overhead),
+        cpu: u1.cpu.saturating_sub(u0.cpu),
+        worker_cpu: w0
+            .zip(w1)
+            .map(|(a, b)| Duration::from_secs_f64((b - a).max(0.0))),
+        sim_cpu: sim0.zip(sim1).map(|(a, b)| b - a),
+        max_rss_kib: u1.max_rss_kib,
+        sim: sim_stats,
+        window,
+        rss_before_kib,
+        rss_peak_kib: peaks.rss_kib,
+        worker_rss_ready_kib,
+        worker_hwm_kib,
+        in_flight_peak: peaks.in_flight,
+    })
+}
+
+/// Publishes the jobs (unless the backlog is already there) while reading the results.
+#[allow(clippy::too_many_arguments)]
+async fn collect(
+    collector: &Collector,
+    publisher: &JobPublisher,
+    topic: &str,
+    records: &[Record],
+    backlog: Option<Published>,
+    spec: &BatchSpec,
+    deadline: Instant,
+    stats: &WorkerCounters,
+) -> anyhow::Result<(Option<Published>, Received)> {
+    let want = spec.jobs as u64;
+    if let Some(p) = backlog {
+        return Ok((Some(p), collector.collect(want, 0, deadline, stats).await));
+    }
+    let publish = publish_paced(publisher, topic, records, spec.publish_rate);
+    let collect = collector.collect(want, 0, deadline, stats);
+    let (p, r) = tokio::join!(publish, collect);
+    Ok((Some(p?), r))
+}
+
+/// Publishes every record, as fast as the producer takes them, or at `rate` per second in
+/// slices every 50 ms.
+async fn publish_paced(
+    publisher: &JobPublisher,
+    topic: &str,
+    records: &[Record],
+    rate: Option<f64>,
+) -> anyhow::Result<Published> {
+    let Some(rate) = rate else {
+        return publisher.publish(topic, records).await;
+    };
+    let tick = Duration::from_millis(50);
+    let per_tick = ((rate * tick.as_secs_f64()).round() as usize).max(1);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut all: Option<Published> = None;
+    for chunk in records.chunks(per_tick) {
+        interval.tick().await;
+        let p = publisher.publish(topic, chunk).await?;
+        match &mut all {
+            None => all = Some(p),
+            Some(a) => {
+                a.last_ack = p.last_ack;
+                a.records += p.records;
+                a.sent_at.extend(p.sent_at);
+            }
+        }
+    }
+    all.context("nothing to publish")
+}
+
+/// The worker of a batch: a child process (the default) or a task in this process.
+enum Running {
+    /// `silentauth-worker run` in its own process: its CPU and memory are its own.
+    Child(Box<WorkerProcess>),
+    /// The worker as a task of this process (S6, which needs each job's HTTP time).
+    InProcess {
+        cancel: CancellationToken,
+        handle: JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
+        stats: Arc<WorkerCounters>,
+    },
+}
+
+/// The highest values a [`Sampler`] saw.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peaks {
+    rss_kib: u64,
+    in_flight: u64,
+}
+
+/// Samples every 100 ms, while the batch runs, the resident memory of the process that holds
+/// the worker and the jobs in flight. A child's memory comes from `/proc` (which costs it
+/// nothing); its counters from its `/status.json`, every 100 ms only when `sample_rss` asks
+/// for the in-flight peak, else every second for the progress line, and never on an idle run.
+struct Sampler<'a> {
+    stats: Arc<WorkerCounters>,
+    child: Option<&'a WorkerProcess>,
+    sample_rss: bool,
+    idle: bool,
+    rss_kib: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl<'a> Sampler<'a> {
+    fn start(
+        spec: &BatchSpec,
+        stats: Arc<WorkerCounters>,
+        child: Option<&'a WorkerProcess>,
+    ) -> Self {
+        Sampler {
+            stats,
+            child,
+            sample_rss: spec.sample_rss,
+            idle: spec.jobs == 0,
+            rss_kib: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// Samples until dropped (never returns).
+    async fn run(&self) -> std::convert::Infallible {
+        if self.child.is_none() && !self.sample_rss {
+            return std::future::pending().await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        for n in 0u64.. {
+            tick.tick().await;
+            let rss = match self.child {
+                Some(c) => c.rss_kib().map(|(rss, _)| rss),
+                None => usage::current_rss_kib(),
+            };
+            self.rss_kib.fetch_max(rss.unwrap_or(0), Ordering::Relaxed);
+            if let Some(c) = self.child {
+                if !self.idle && (self.sample_rss || n % 10 == 0) {
+                    if let Some(counters) = c.counters().await {
+                        ChildWorkerSampled {
+                            in_flight: counters.in_flight,
+                            http_requests: counters.http_requests,
+                        }
+                        .emit(&self.stats);
+                    }
+                }
+            }
+            self.in_flight.fetch_max(
+                WorkerCounters::get(&self.stats.in_flight),
+                Ordering::Relaxed,
+            );
+        }
+        unreachable!("the sampler's loop does not end")
+    }
+
+    fn peaks(&self) -> Peaks {
+        Peaks {
+            rss_kib: self.rss_kib.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let d = Dist::new((1..=100).rev().map(f64::from).collect());
+        assert_eq!(d.quantile(0.5), 50.0);
+        assert_eq!(d.quantile(0.99), 99.0);
+        assert_eq!(d.quantile(1.0), 100.0);
+        assert_eq!(Dist::default().quantile(0.5), 0.0);
+        assert_eq!(Dist::default().render_ms(), "n/a");
+    }
+
+    #[test]
+    fn the_scenario_leaves_authorize_without_latency() {
+        let s = sim_scenario(Duration::from_millis(100));
+        assert_eq!(s.latency.fixed, Duration::from_millis(100));
+        assert_eq!(s.latency.authorize.map(|l| l.fixed), Some(Duration::ZERO));
+        s.validate().unwrap();
+    }
+}

@@ -1,0 +1,561 @@
+//! `silentauth-worker bench`: measured throughput, latency, CPU and memory of the real worker
+//! against the simulator, scenario by scenario, with the ceilings of the same machine measured
+//! in the same run.
+//!
+//! The broker is the embedded MockCluster (or `--brokers`) in this process, with the bench's
+//! own producer and reader; the simulator runs in its own process (this binary as `simulate`)
+//! and so does the worker (this binary as `run`), so the worker's CPU time and memory are its
+//! own. S6 alone runs the worker in this process: it needs each job's HTTP time, which only
+//! the worker's memory holds, and it measures latency, not resources.
+//!
+//! - [`run_scenarios`]: S1..S6 (see [`ScenarioId`]) and the limits;
+//! - [`batch`]: one timed batch of jobs through a fresh worker on fresh topics;
+//! - [`load`]: minted codes, job records, topics; [`limits`]: passthrough and capacity;
+//! - [`sim`]: the simulator process; [`child`]: the worker process; [`usage`]: getrusage and
+//!   `/proc`;
+//! - [`warmup`]: time to ready after a restart against a results topic holding millions of
+//!   recent results (`--scenario warmup`, not part of `all`).
+
+pub mod batch;
+pub mod child;
+pub mod limits;
+pub mod load;
+pub mod sim;
+pub mod usage;
+pub mod warmup;
+
+use anyhow::{bail, Context};
+use batch::{Batch, BatchSpec};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// One benchmark scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ScenarioId {
+    /// Zero latency, no rate limit, 100,000 jobs: the worker's own throughput.
+    S1,
+    /// 100 ms per request, `max_in_flight` 1,024: concurrency hides latency.
+    S2,
+    /// 500 requests/s, burst 50, a 20,000-job backlog: the achieved rate over 30 s.
+    S3,
+    /// 30 s idle on an empty topic: CPU of one core.
+    S4,
+    /// 1,024 in flight over a 100,000-job backlog: peak memory.
+    S5,
+    /// At half of S1's rate: p99 of (job latency − HTTP time), the worker's own overhead.
+    S6,
+    /// Time to ready after a restart, the results topic pre-filled with 1,000,000 and
+    /// 3,000,000 recent results (`--jobs N`: N only; `--partitions`: of the results topic).
+    Warmup,
+}
+
+impl ScenarioId {
+    /// Every scenario, in order.
+    pub const ALL: [ScenarioId; 6] = [Self::S1, Self::S2, Self::S3, Self::S4, Self::S5, Self::S6];
+
+    /// Scenarios run only when named.
+    pub const EXTRA: [ScenarioId; 1] = [Self::Warmup];
+
+    /// Parses `S1`..`S6` and `warmup` (any case), a comma-separated list, or `all` (S1..S6).
+    pub fn parse_list(s: &str) -> anyhow::Result<Vec<ScenarioId>> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("all") {
+                out.extend(Self::ALL);
+                continue;
+            }
+            let id = Self::ALL
+                .into_iter()
+                .chain(Self::EXTRA)
+                .find(|id| format!("{id:?}").eq_ignore_ascii_case(part))
+                .with_context(|| {
+                    format!("unknown scenario {part:?}: expected S1..S6, warmup or all")
+                })?;
+            out.push(id);
+        }
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            bail!("no scenario given: expected S1..S6, warmup or all");
+        }
+        Ok(out)
+    }
+}
+
+/// What `bench` is asked to do (the command-line flags).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Scenarios to run (`--scenario`).
+    pub scenarios: Vec<ScenarioId>,
+    /// Overrides each scenario's job count (`--jobs`).
+    pub jobs: Option<usize>,
+    /// Overrides the jobs topic's partitions (`--partitions`).
+    pub partitions: Option<i32>,
+    /// An external broker (`--brokers`) instead of the embedded MockCluster.
+    pub brokers: Option<String>,
+    /// Skips the passthrough and capacity runs (`--skip-limits`).
+    pub skip_limits: bool,
+    /// Runs the worker in the bench process for every scenario (`--in-process`), e.g. to
+    /// compare its throughput with the child process's.
+    pub in_process: bool,
+}
+
+/// The ceilings measured in this run.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    passthrough: f64,
+    capacity_pairs: f64,
+}
+
+impl Limits {
+    fn jobs_per_second(&self) -> f64 {
+        self.passthrough.min(self.capacity_pairs)
+    }
+}
+
+/// Runs the scenarios and prints a table per scenario on stdout (progress on stderr).
+pub async fn run_scenarios(opts: BenchOptions) -> anyhow::Result<()> {
+    let broker = load::Broker::start(opts.brokers.as_deref())?;
+    let sim = sim::SimProcess::spawn().await?;
+    let http = load::http_client()?;
+    let ctx = batch::Ctx {
+        broker: &broker,
+        sim: &sim,
+        http: &http,
+    };
+    println!(
+        "silentauth-worker bench: {}, simulator at {} (its own process), \
+         {} CPUs; numbers are noisy when anything else runs on the machine",
+        broker.describe(),
+        sim.base_url(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    if opts.in_process {
+        println!(
+            "The worker runs in this process (--in-process): CPU is getrusage(RUSAGE_SELF) of \
+             the worker plus {}the bench's producer and reader.\n",
+            match broker {
+                load::Broker::Embedded(_) => "the embedded broker plus ",
+                load::Broker::External(_) => "",
+            }
+        );
+    } else {
+        println!(
+            "The worker runs as a child process (S6: in this process); its CPU is user+sys from \
+             /proc/<pid>/stat, its memory VmRSS/VmHWM from /proc/<pid>/status. The bench \
+             process ({}the bench's producer and reader) is reported apart.\n",
+            match broker {
+                load::Broker::Embedded(_) => "the embedded broker, ",
+                load::Broker::External(_) => "",
+            }
+        );
+    }
+    let mut s1_rate = None;
+    let mut limits = None;
+    let wants_limits = !opts.skip_limits
+        && opts
+            .scenarios
+            .iter()
+            .any(|s| matches!(s, ScenarioId::S1 | ScenarioId::S6));
+    if wants_limits {
+        limits = Some(measure_limits(&ctx, &opts).await?);
+    }
+    for id in &opts.scenarios {
+        let out = match id {
+            ScenarioId::S1 => {
+                let b = batch::run(&ctx, &s1_spec(&opts)).await?;
+                s1_rate = Some(b.throughput());
+                render_s1(&b, limits)
+            }
+            ScenarioId::S2 => render_s2(&batch::run(&ctx, &s2_spec(&opts)).await?),
+            ScenarioId::S3 => render_s3(&batch::run(&ctx, &s3_spec(&opts)).await?),
+            ScenarioId::S4 => render_s4(&batch::run(&ctx, &s4_spec(&opts)).await?),
+            ScenarioId::S5 => render_s5(&batch::run(&ctx, &s5_spec(&opts)).await?),
+            ScenarioId::S6 => {
+                let rate = match s1_rate {
+                    Some(r) => r,
+                    None => {
+                        eprintln!("bench: S6 needs S1's rate; running S1 first");
+                        batch::run(&ctx, &s1_spec(&opts)).await?.throughput()
+                    }
+                };
+                render_s6(&batch::run(&ctx, &s6_spec(&opts, rate / 2.0)).await?, rate)
+            }
+            ScenarioId::Warmup => {
+                let sizes = opts.jobs.map_or(warmup::SIZES.to_vec(), |n| vec![n]);
+                let partitions = opts.partitions.unwrap_or(warmup::RESULTS_PARTITIONS);
+                warmup::run(&ctx, &sizes, partitions).await?
+            }
+        };
+        println!("{out}");
+    }
+    sim.stop().await;
+    drop(broker);
+    Ok(())
+}
+
+fn jobs_topic_partitions(opts: &BenchOptions, jobs: usize) -> i32 {
+    // The MockCluster keeps about 5 MB per partition: at least 8, one per 2,500 jobs.
+    opts.partitions
+        .unwrap_or((jobs / 2_500).clamp(8, 64) as i32)
+}
+
+fn spec(opts: &BenchOptions, name: &'static str, default_jobs: usize) -> BatchSpec {
+    let jobs = opts.jobs.unwrap_or(default_jobs);
+    BatchSpec {
+        name,
+        jobs,
+        partitions: jobs_topic_partitions(opts, jobs),
+        in_process: opts.in_process,
+        ..BatchSpec::default()
+    }
+}
+
+fn s1_spec(opts: &BenchOptions) -> BatchSpec {
+    spec(opts, "S1", 100_000)
+}
+
+fn s2_spec(opts: &BenchOptions) -> BatchSpec {
+    BatchSpec {
+        latency: Duration::from_millis(100),
+        ..spec(opts, "S2", 20_000)
+    }
+}
+
+fn s3_spec(opts: &BenchOptions) -> BatchSpec {
+    BatchSpec {
+        rate_limit: Some((500.0, 50)),
+        stop_after: Some(Duration::from_secs(30)),
+        ..spec(opts, "S3", 20_000)
+    }
+}
+
+fn s4_spec(opts: &BenchOptions) -> BatchSpec {
+    BatchSpec {
+        jobs: 0,
+        partitions: opts.partitions.unwrap_or(8),
+        stop_after: Some(Duration::from_secs(30)),
+        ..spec(opts, "S4", 0)
+    }
+}
+
+fn s5_spec(opts: &BenchOptions) -> BatchSpec {
+    BatchSpec {
+        latency: Duration::from_millis(100),
+        backlog_first: true,
+        sample_rss: true,
+        ..spec(opts, "S5", 100_000)
+    }
+}
+
+fn s6_spec(opts: &BenchOptions, rate: f64) -> BatchSpec {
+    BatchSpec {
+        publish_rate: Some(rate.max(1.0)),
+        keep_http_times: true,
+        in_process: true,
+        ..spec(opts, "S6", 30_000)
+    }
+}
+
+async fn measure_limits(ctx: &batch::Ctx<'_>, opts: &BenchOptions) -> anyhow::Result<Limits> {
+    let n = opts.jobs.unwrap_or(100_000);
+    let partitions = jobs_topic_partitions(opts, n);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (from, to) = (
+        format!("bench-pass-{}-in", &id[..8]),
+        format!("bench-pass-{}-out", &id[..8]),
+    );
+    ctx.broker
+        .create_topics(&[(&from, partitions), (&to, partitions)])
+        .await?;
+    eprintln!("bench: limits: publishing {n} records for the passthrough ...");
+    let publisher = crate::tools::demo::collect::JobPublisher::new(&ctx.broker.bootstrap())?;
+    publisher.publish(&from, &limits::filler(n)).await?;
+    let passthrough = limits::passthrough(&ctx.broker.bootstrap(), &from, &to, n).await?;
+    eprintln!("bench: limits: passthrough {passthrough:.0} records/s; minting codes for the capacity run ...");
+    ctx.sim
+        .set_scenario(&batch::sim_scenario(Duration::ZERO))
+        .await?;
+    let pairs = 30_000;
+    let hints: Vec<String> = (0..pairs).map(load::login_hint).collect();
+    let codes = load::mint_codes(ctx.http, ctx.sim.base_url(), &hints).await?;
+    let capacity_pairs = limits::capacity(ctx.http, ctx.sim.base_url(), codes).await?;
+    let l = Limits {
+        passthrough,
+        capacity_pairs,
+    };
+    println!(
+        "limits\n  passthrough (consume -> produce, no HTTP)  {:>10.0} records/s ({n} records, {partitions} partitions)\n  \
+         simulator capacity ({} concurrent pairs)  {:>10.0} token+userinfo pairs/s ({:.0} requests/s)\n  \
+         limit for the worker: min of the two       {:>10.0} jobs/s\n",
+        l.passthrough,
+        limits::CAPACITY_CONCURRENCY,
+        l.capacity_pairs,
+        l.capacity_pairs * 2.0,
+        l.jobs_per_second()
+    );
+    Ok(l)
+}
+
+fn header(b: &Batch, what: &str) -> String {
+    format!(
+        "{} — {what}\n  jobs {} (results {}, dead letters {}), {} partitions, max_in_flight {}{}\n",
+        b.spec.name,
+        b.spec.jobs,
+        b.results,
+        b.dead_letters,
+        b.spec.partitions,
+        b.spec.max_in_flight,
+        if b.timed_out { ", TIMED OUT" } else { "" }
+    )
+}
+
+fn row(out: &mut String, name: &str, value: String) {
+    let _ = writeln!(out, "  {name:<42} {value}");
+}
+
+fn common_rows(out: &mut String, b: &Batch) {
+    row(
+        out,
+        "throughput (first to last result)",
+        format!("{:.0} jobs/s", b.throughput()),
+    );
+    row(
+        out,
+        "job latency duration_ms p50 / p99 / max",
+        b.duration_ms.render_ms(),
+    );
+    row(
+        out,
+        "publish -> result p50 / p99 / max",
+        b.end_to_end.render_ms(),
+    );
+    if let (Some(per_1000), Some(cpu)) = (b.worker_cpu_per_1000(), b.worker_cpu) {
+        row(
+            out,
+            "CPU s per 1,000 jobs (worker process)",
+            format!(
+                "{per_1000:.3} s ({:.1} s over the run, {:.0}% of one core)",
+                cpu.as_secs_f64(),
+                100.0 * cpu.as_secs_f64() / b.window.as_secs_f64().max(1e-9)
+            ),
+        );
+    }
+    row(
+        out,
+        if b.worker_cpu.is_some() {
+            "CPU s per 1,000 jobs (bench process)"
+        } else {
+            "CPU s per 1,000 jobs (bench process + worker)"
+        },
+        format!(
+            "{:.3} s ({:.1} s over the run)",
+            b.cpu_per_1000(),
+            b.cpu.as_secs_f64()
+        ),
+    );
+    row(
+        out,
+        "simulator CPU s per 1,000 jobs",
+        b.sim_cpu.map_or("n/a".into(), |c| {
+            format!("{:.3} s", c * 1000.0 / b.results.max(1) as f64)
+        }),
+    );
+    if b.worker_hwm_kib > 0 {
+        row(
+            out,
+            "worker peak RSS (VmHWM)",
+            format!("{:.0} MiB", b.worker_hwm_kib as f64 / 1024.0),
+        );
+    }
+    row(
+        out,
+        "bench process peak RSS (ru_maxrss, so far)",
+        format!("{:.0} MiB", b.max_rss_kib as f64 / 1024.0),
+    );
+    row(
+        out,
+        "simulator requests/s mean / peak / min",
+        format!(
+            "{:.0} / {} / {} (token+userinfo, full seconds)",
+            b.sim.mean_per_second(),
+            b.sim.peak_per_second(),
+            b.sim.min_per_second()
+        ),
+    );
+}
+
+fn render_s1(b: &Batch, limits: Option<Limits>) -> String {
+    let mut out = header(b, "zero latency, no rate limit");
+    common_rows(&mut out, b);
+    if let Some(l) = limits {
+        row(
+            &mut out,
+            "ratio to min(passthrough, capacity / 2)",
+            format!(
+                "{:.2} ({:.0} of {:.0} jobs/s)",
+                b.throughput() / l.jobs_per_second(),
+                b.throughput(),
+                l.jobs_per_second()
+            ),
+        );
+    }
+    out
+}
+
+fn render_s2(b: &Batch) -> String {
+    let mut out = header(b, "100 ms per request");
+    common_rows(&mut out, b);
+    let bound = b.spec.max_in_flight as f64 / (2.0 * 0.1);
+    row(
+        &mut out,
+        "bound: max_in_flight / (2 x 100 ms)",
+        format!(
+            "{bound:.0} jobs/s (measured {:.0}%)",
+            100.0 * b.throughput() / bound
+        ),
+    );
+    out
+}
+
+fn render_s3(b: &Batch) -> String {
+    let mut out = header(b, "requests_per_second 500, burst 50, backlog, 30 s");
+    common_rows(&mut out, b);
+    let full = b.sim_full_seconds();
+    let mean = full.iter().sum::<u64>() as f64 / full.len().max(1) as f64;
+    row(
+        &mut out,
+        "achieved rate over the run (full seconds)",
+        format!(
+            "{mean:.1} requests/s over {} s ({:.0}% of 500)",
+            full.len(),
+            mean / 5.0
+        ),
+    );
+    row(
+        &mut out,
+        "worst 1-second windows: highest / lowest",
+        format!(
+            "{} / {} requests (limit + burst = 550)",
+            full.iter().max().copied().unwrap_or(0),
+            full.iter().min().copied().unwrap_or(0)
+        ),
+    );
+    out
+}
+
+fn render_s4(b: &Batch) -> String {
+    let mut out = format!("S4 — idle on an empty topic for {} s\n", b.window.as_secs());
+    let pct = |cpu: Duration| 100.0 * cpu.as_secs_f64() / b.window.as_secs_f64().max(1e-9);
+    if let Some(cpu) = b.worker_cpu {
+        row(
+            &mut out,
+            "CPU of one core (worker process)",
+            format!("{:.2}% ({:.3} s of CPU)", pct(cpu), cpu.as_secs_f64()),
+        );
+        row(
+            &mut out,
+            "worker RSS when ready / peak (VmHWM)",
+            format!(
+                "{:.0} MiB / {:.0} MiB",
+                b.worker_rss_ready_kib as f64 / 1024.0,
+                b.worker_hwm_kib as f64 / 1024.0
+            ),
+        );
+    }
+    row(
+        &mut out,
+        "CPU of one core (bench process)",
+        format!(
+            "{:.2}% ({:.2} s of CPU; the idle embedded broker{})",
+            pct(b.cpu),
+            b.cpu.as_secs_f64(),
+            if b.worker_cpu.is_some() {
+                ""
+            } else {
+                " and the worker"
+            }
+        ),
+    );
+    row(
+        &mut out,
+        "simulator requests during the idle window",
+        format!("{}", b.sim.total),
+    );
+    out
+}
+
+fn render_s5(b: &Batch) -> String {
+    let mut out = header(b, "1,024 in flight (100 ms per request) over a backlog");
+    common_rows(&mut out, b);
+    if b.worker_cpu.is_some() {
+        row(
+            &mut out,
+            "worker RSS ready / sampled peak / VmHWM",
+            format!(
+                "{:.0} MiB / {:.0} MiB / {:.0} MiB (VmRSS sampled every 100 ms)",
+                b.worker_rss_ready_kib as f64 / 1024.0,
+                b.rss_peak_kib as f64 / 1024.0,
+                b.worker_hwm_kib as f64 / 1024.0
+            ),
+        );
+    } else {
+        row(
+            &mut out,
+            "RSS before the worker / peak while running",
+            format!(
+                "{:.0} MiB / {:.0} MiB (+{:.0} MiB; sampled VmRSS every 100 ms)",
+                b.rss_before_kib as f64 / 1024.0,
+                b.rss_peak_kib as f64 / 1024.0,
+                b.rss_peak_kib.saturating_sub(b.rss_before_kib) as f64 / 1024.0
+            ),
+        );
+    }
+    row(
+        &mut out,
+        "most jobs in flight at a sample",
+        format!("{}", b.in_flight_peak),
+    );
+    out
+}
+
+fn render_s6(b: &Batch, s1_rate: f64) -> String {
+    let mut out = header(
+        b,
+        &format!(
+            "paced at {:.0} jobs/s (half of S1's {s1_rate:.0})",
+            b.spec.publish_rate.unwrap_or(0.0)
+        ),
+    );
+    common_rows(&mut out, b);
+    row(
+        &mut out,
+        "publish -> result minus HTTP time p50/p99/max",
+        b.overhead.render_ms(),
+    );
+    row(
+        &mut out,
+        "duration_ms minus HTTP time p50/p99/max",
+        b.worker_overhead.render_ms(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_scenario_lists() {
+        assert_eq!(
+            ScenarioId::parse_list("all").unwrap(),
+            ScenarioId::ALL.to_vec()
+        );
+        assert_eq!(
+            ScenarioId::parse_list("s3, S1,S3").unwrap(),
+            vec![ScenarioId::S1, ScenarioId::S3]
+        );
+        assert!(ScenarioId::parse_list("S7").is_err());
+        assert!(ScenarioId::parse_list("").is_err());
+    }
+}

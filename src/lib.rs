@@ -18,7 +18,7 @@
 //! Beside them: `replay` (`replay-dlq`), `doctor`, `config`. The library is what the binary's `run` needs and what its other
 //! commands share; it carries no tools. The simulator is the crate `silentauth-simulator`
 //! (`crates/simulator/`), and `demo` and `bench` belong to the binary (`src/tools/`). The fuzzing
-//! oracles `contract::fuzzing` and `silentauth::fuzzing` compile only with feature `fuzzing`
+//! oracles (`fuzzing`) compile only with feature `fuzzing`
 //! (the fuzz targets and the crate's own tests enable it).
 //!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)
@@ -30,6 +30,9 @@ pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod doctor;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod idempotency;
 pub mod kafka;
 pub mod network_signals;

@@ -5,8 +5,8 @@
 //! passes by replaying nothing.
 
 use serde_json::Value;
-use silentauth_worker::contract::fuzzing::check_decode;
-use silentauth_worker::silentauth::fuzzing::check_answer;
+use silentauth_worker::fuzzing::decode_job::check_decode;
+use silentauth_worker::fuzzing::upstream_answer::check_answer;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -127,7 +127,7 @@ fn an_empty_directory_fails_instead_of_replaying_nothing() {
 #[test]
 #[ignore = "writes fuzz/corpus/upstream_answer; run on purpose"]
 fn write_upstream_answer_seed_corpus() {
-    use silentauth_worker::silentauth::fuzzing::{API_KEY, CALLS, CLIENT_SECRET, CODE};
+    use silentauth_worker::fuzzing::upstream_answer::{API_KEY, CALLS, CLIENT_SECRET, CODE};
     let statuses = [
         200, 201, 204, 301, 400, 401, 403, 404, 409, 422, 429, 500, 501, 502, 503, 504, 599,
     ];

@@ -1,9 +1,9 @@
 //! Fuzzes `Job::decode` with arbitrary bytes and checks the invariants of
-//! `silentauth_worker::contract::fuzzing` on every outcome (not only that it does not panic).
+//! `silentauth_worker::fuzzing::decode_job` on every outcome (not only that it does not panic).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    silentauth_worker::contract::fuzzing::check_decode(bytes);
+    silentauth_worker::fuzzing::decode_job::check_decode(bytes);
 });

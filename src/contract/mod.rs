@@ -3,9 +3,6 @@
 
 pub mod dead_letter;
 pub mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod job;
 pub mod network_signals;
 pub mod result;

@@ -3,9 +3,6 @@
 
 pub mod classify;
 pub mod client;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod limiter;
 pub mod network_signals;
 pub mod retry;

@@ -20,13 +20,13 @@
 //! * `Retry-After`, whatever its text, parses without panicking, and once clamped is never longer
 //!   than `retry.max_retry_after` or `retry.max_elapsed`, and pausing a profile for it is safe.
 
-use super::client::{Api, Credentials, HttpOutcome, HttpResponse};
-use super::network_signals::SignalCall;
-use super::retry::RetryPolicy;
-use super::{client::parse_retry_after, Limiter};
 use crate::contract::network_signals::{ForwardingOutcome, RiskFlag, SwapOutcome};
 use crate::contract::{ErrorClass, Job, JobResult, Stage, Status};
 use crate::secret::Secret;
+use crate::silentauth::client::{parse_retry_after, Api, Credentials, HttpOutcome, HttpResponse};
+use crate::silentauth::limiter::Limiter;
+use crate::silentauth::network_signals::SignalCall;
+use crate::silentauth::retry::RetryPolicy;
 use crate::verify::{JobContext, Profile, Verifier};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! dead letter, publish them (or hand them to the transaction committer), finish the offset, and
 //! tell the circuit breaker how it went.
 
-use super::breaker::{Gatekeeper, Outcome};
+use super::breaker::{CallOutcome, Gatekeeper};
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
 use crate::contract::{ErrorInfo, Job, JobResult};
 use crate::kafka::consumer::{Shared, WorkerContext};
@@ -135,7 +135,7 @@ impl Drop for InFlight<'_> {
 }
 
 /// Runs the job; its outcome, or `None` when it stopped unpublished (fenced).
-async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
+async fn run_job(env: &JobEnv, taken: Taken) -> Option<CallOutcome> {
     // Held until the job's outputs are acknowledged (or it is abandoned): from the moment its code
     // is spent until then, the job counts in `silentauth_codes_at_risk`.
     let spent = SpentCode::counted(env.stats.codes_at_risk.clone());
@@ -178,7 +178,7 @@ async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
         env.stats.dead_letter(e.class);
     }
     drop(spent);
-    Some(Outcome {
+    Some(CallOutcome {
         class: out
             .result
             .as_ref()

@@ -3,17 +3,18 @@
 //! tell the circuit breaker how it went.
 
 use super::breaker::{CallOutcome, Gatekeeper};
+use super::committer::TxnItem;
+use super::rebalance::JobConsumer;
+use super::state::WorkerState;
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
 use crate::contract::{ErrorInfo, Job, JobResult};
-use crate::kafka::consumer::{Shared, WorkerContext};
+use crate::kafka::consumer::store_offset;
 use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
-use crate::kafka::transactions::TxnItem;
 use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
 use crate::stats::Stats;
 use crate::verify::{invalid_job_result, JobContext, Verifier};
 use chrono::{TimeZone, Utc};
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Headers, Message};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 pub(super) struct JobEnv {
     pub(super) verifier: Verifier<SilentAuthClient>,
     pub(super) publisher: Arc<Publisher>,
-    pub(super) shared: Arc<Shared>,
-    pub(super) consumer: Arc<StreamConsumer<WorkerContext>>,
+    pub(super) shared: Arc<WorkerState>,
+    pub(super) consumer: Arc<JobConsumer>,
     pub(super) group_id: String,
     pub(super) stats: Arc<Stats>,
     /// Set with `exactly_once`: finished jobs go to the transaction committer.
@@ -52,14 +53,13 @@ pub(super) struct Taken {
 /// Copies a record out, unless its partition is no longer ours. Its offset is not registered
 /// yet: [`register`] does that when the job starts, so a record held back while the circuit
 /// breaker is open keeps the stored offset at or below its own.
-pub(super) fn copy(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -> Option<Taken> {
+pub(super) fn copy(
+    shared: &WorkerState,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> Option<Taken> {
     let partition = m.partition();
     let offset = m.offset();
-    let epoch = shared
-        .tracker
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .epoch(partition)?;
+    let epoch = shared.epoch(partition)?;
     let mut traceparent = None;
     let mut replay_count = 0;
     let mut previous = Vec::new();
@@ -95,14 +95,11 @@ pub(super) fn copy(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
     })
 }
 
-/// Registers a copied record's offset as in flight; false when the assignment it was read
-/// under is gone (revoked: the next owner consumes it again).
-pub(super) fn register(shared: &Shared, taken: &Taken) -> bool {
-    shared
-        .tracker
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .start(taken.partition, taken.epoch, taken.offset)
+/// Registers a copied record's offset as in flight; returns the token that abandons its job, or
+/// `None` when the assignment it was read under is gone (revoked: the next owner consumes it
+/// again).
+pub(super) fn register(shared: &WorkerState, taken: &Taken) -> Option<CancellationToken> {
+    shared.start(taken.partition, taken.epoch, taken.offset)
 }
 
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
@@ -145,12 +142,9 @@ async fn run_job(env: &JobEnv, taken: Taken) -> Option<CallOutcome> {
             publish(env, &out, taken.traceparent.as_deref()).await;
             let position = env
                 .shared
-                .tracker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .finish(taken.partition, taken.epoch, taken.offset);
             if let Some(pos) = position {
-                env.shared.store(&*env.consumer, taken.partition, pos);
+                store_offset(&*env.consumer, &env.shared.jobs_topic, taken.partition, pos);
             }
         }
         Some(committer) => {

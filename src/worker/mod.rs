@@ -4,16 +4,17 @@
 //! is open no job starts: records wait in order, and the partitions are paused so polling goes on.
 
 pub mod breaker;
+mod committer;
 mod error;
 mod job;
 mod preflight;
+mod rebalance;
+mod state;
 
 pub use error::WorkerError;
 
 use crate::config::{Config, Delivery, RateLimitScope};
-use crate::idempotency::IdempotencyCache;
-use crate::kafka::consumer::{consumer_config, Shared, WorkerContext};
-use crate::kafka::offsets::OffsetTracker;
+use crate::kafka::consumer::{group_consumer_config, store_offset};
 use crate::kafka::producer::Publisher;
 use crate::kafka::transactions;
 use crate::kafka::warmup::ResultsReader;
@@ -23,17 +24,17 @@ use crate::telemetry::{HttpMetrics, Telemetry};
 use crate::verify::Verifier;
 use breaker::{Gate, Gatekeeper};
 use job::{copy, job_task, register, JobEnv, Taken};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
+use rebalance::{JobConsumer, WorkerContext};
+use state::WorkerState;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-type Consumer_ = StreamConsumer<WorkerContext>;
 
 /// One configured worker; [`Worker::stats`] is live while [`Worker::run`] runs.
 #[derive(Debug)]
@@ -110,61 +111,26 @@ impl Worker {
         ));
 
         // The idempotency cache is warmed on every assignment, the first included, before any
-        // job of the assigned partitions is taken (kafka::consumer, kafka::warmup).
-        let cache = IdempotencyCache::new(config.worker.idempotency_cache_size);
+        // job of the assigned partitions is taken (worker::rebalance, kafka::warmup).
         let reader = ResultsReader::new(&config)?;
-
         let shared_limiters = match config.rate_limit.scope {
             RateLimitScope::PartitionShare => verifier.limiters().cloned().collect(),
             RateLimitScope::Instance => Vec::new(),
         };
-        let shared = Arc::new(Shared {
-            jobs_topic: config.topics.jobs.clone(),
-            tracker: std::sync::Mutex::new(OffsetTracker::default()),
-            partition_tokens: Default::default(),
-            abandon_all: CancellationToken::new(),
-            cache,
-            warmup: std::sync::Mutex::new(reader),
-            revoke_grace: config.worker.revoke_grace,
-            transactional: exactly_once,
-            shared_limiters,
-            stats: stats.clone(),
-            finished: tokio::sync::Notify::new(),
-        });
-        let mut consumer_settings = consumer_config(&config);
-        if exactly_once {
-            // Offsets travel inside the transactions; jobs written transactionally upstream
-            // are read once committed.
-            consumer_settings
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed");
-            for (k, v) in &config.kafka.properties {
-                consumer_settings.set(k, v);
-            }
-        }
-        let consumer: Consumer_ = consumer_settings.create_with_context(WorkerContext {
-            shared: shared.clone(),
-        })?;
+        let shared = Arc::new(WorkerState::new(&config, stats.clone()));
+        let context = WorkerContext::new(&config, shared.clone(), reader, shared_limiters);
+        let consumer: JobConsumer =
+            group_consumer_config(&config, exactly_once).create_with_context(context)?;
         consumer.subscribe(&[&config.topics.jobs])?;
         let consumer = Arc::new(consumer);
         let fenced = CancellationToken::new();
         let (committer, committer_task) = if exactly_once {
-            let (tx, rx) = tokio::sync::mpsc::channel(transactions::MAX_BATCH * 4);
-            let task = tokio::spawn({
-                let (p, sh, c, f) = (
-                    publisher.clone(),
-                    shared.clone(),
-                    consumer.clone(),
-                    fenced.clone(),
-                );
-                async move {
-                    let r = transactions::run_committer(p, sh, c, rx).await;
-                    if r.is_err() {
-                        f.cancel();
-                    }
-                    r
-                }
-            });
+            let (tx, task) = committer::spawn(
+                publisher.clone(),
+                shared.clone(),
+                consumer.clone(),
+                fenced.clone(),
+            );
             (Some(tx), Some(task))
         } else {
             (None, None)
@@ -296,16 +262,11 @@ impl Worker {
                 "shutdown grace ran out; these jobs will be redelivered"
             );
             stats.abandoned.fetch_add(left, Ordering::Relaxed);
-            shared.abandon_all.cancel();
+            shared.abandon_all();
         }
         if !exactly_once {
-            let positions = shared
-                .tracker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .positions();
-            for (p, pos) in positions {
-                shared.store(&*consumer, p, pos);
+            for (p, pos) in shared.positions() {
+                store_offset(&*consumer, &shared.jobs_topic, p, pos);
             }
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => {
@@ -347,7 +308,7 @@ const CONSUMER_CLOSE_LIMIT: Duration = Duration::from_secs(10);
 /// call in that rebalance can block for good (seen with a second instance joining as this one
 /// stopped); a stopping worker must not hang on it. Its offsets are committed by then; if the
 /// close does not finish, the group moves its partitions once the session times out.
-async fn close_consumer(consumer: Arc<Consumer_>, limit: Duration) {
+async fn close_consumer(consumer: Arc<JobConsumer>, limit: Duration) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         drop(consumer);
@@ -365,9 +326,9 @@ async fn close_consumer(consumer: Arc<Consumer_>, limit: Duration) {
 /// since it was read is dropped (the next owner consumes it again). `probe` marks the one job
 /// the open breaker lets through.
 fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
-    if !register(&env.shared, &taken) {
+    let Some(token) = register(&env.shared, &taken) else {
         return;
-    }
+    };
     if probe {
         // Only this loop moves the breaker from open to probing, so the gate it just read
         // still holds.
@@ -376,14 +337,6 @@ fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
     }
     env.stats.consumed.fetch_add(1, Ordering::Relaxed);
     env.stats.in_flight.fetch_add(1, Ordering::AcqRel);
-    let token = env
-        .shared
-        .partition_tokens
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&taken.partition)
-        .cloned()
-        .unwrap_or_default();
     let span = tracing::info_span!(
         "job",
         partition = taken.partition,
@@ -395,7 +348,7 @@ fn start(env: &Arc<JobEnv>, breaker: &Gatekeeper, taken: Taken, probe: bool) {
 }
 
 /// Pauses every assigned partition; `None` when the assignment cannot be read or paused.
-fn pause(consumer: &Consumer_, stats: &Stats) -> Option<TopicPartitionList> {
+fn pause(consumer: &JobConsumer, stats: &Stats) -> Option<TopicPartitionList> {
     let a = consumer.assignment().ok()?;
     consumer.pause(&a).ok()?;
     stats
@@ -406,7 +359,7 @@ fn pause(consumer: &Consumer_, stats: &Stats) -> Option<TopicPartitionList> {
 }
 
 /// Resumes what [`pause`] paused, as far as it is still assigned.
-fn resume(consumer: &Consumer_, stats: &Stats, paused: TopicPartitionList) {
+fn resume(consumer: &JobConsumer, stats: &Stats, paused: TopicPartitionList) {
     let now = consumer.assignment().unwrap_or(paused);
     let _ = consumer.resume(&now);
     stats.paused.store(false, Ordering::Relaxed);

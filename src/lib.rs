@@ -10,7 +10,9 @@
 //! - [`contract`]: the wire formats of jobs, results and dead-letter headers. No I/O.
 //! - [`silentauth`]: the HTTP client, the error-class table, retries and rate limits.
 //! - [`verify`]: one job in, one result out; knows nothing of Kafka.
-//! - `kafka`, `worker`: consume, verify concurrently, publish, store offsets.
+//! - [`kafka`]: Kafka plumbing (client settings, producer, offset tracker, cache warm-up reader).
+//! - [`worker`]: consume, verify concurrently, publish, store offsets; its shared state,
+//!   rebalance handling and exactly-once committer; builds on `kafka`.
 //!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)
 //! is acknowledged by the broker, per partition up to the lowest unfinished offset. An idempotency

@@ -26,11 +26,17 @@ use tracing::Instrument;
 
 /// Everything a job task needs.
 pub(super) struct JobEnv {
+    /// Verifies a decoded job against the API.
     pub(super) verifier: Verifier<SilentAuthClient>,
+    /// Publishes results and dead letters.
     pub(super) publisher: Arc<Publisher>,
+    /// The shared state: offsets, the idempotency cache.
     pub(super) state: Arc<WorkerState>,
+    /// Stores finished offsets.
     pub(super) consumer: Arc<JobConsumer>,
+    /// The consumer group, named in dead-letter headers.
     pub(super) group_id: String,
+    /// Counters.
     pub(super) stats: Arc<Stats>,
     /// Set with `exactly_once`: finished jobs go to the transaction committer.
     pub(super) committer: Option<mpsc::Sender<TxnItem>>,
@@ -40,8 +46,8 @@ pub(super) struct JobEnv {
 
 /// A consumed record, copied out of librdkafka's buffer.
 pub(super) struct Taken {
-    pub(super) partition: i32,
-    pub(super) offset: i64,
+    partition: i32,
+    offset: i64,
     epoch: u64,
     timestamp_ms: Option<i64>,
     key: Option<Vec<u8>>,

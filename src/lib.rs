@@ -6,20 +6,26 @@
 //! **result** keyed by `job_id`; failures a later replay could fix also go to a **dead-letter**
 //! topic, which `replay-dlq` re-publishes.
 //!
-//! Layers (dependencies point down only):
-//! - [`contract`]: the wire formats of jobs, results and dead-letter headers. No I/O.
-//! - [`silentauth`]: the HTTP client, the error-class table, retries and rate limits.
-//! - [`verify`]: one job in, one result out; knows nothing of Kafka.
-//! - [`telemetry`]: the counters every task shares and the typed events that move them, the
-//!   Prometheus metrics, and the admin listener (`/metrics`, `/healthz`, `/readyz`, the status
-//!   page).
-//! - `kafka`, `worker`: consume, verify concurrently, publish, store offsets.
+//! Layers, lowest first; a module imports only from its own layer or below, and no file imports
+//! a file that imports it back (`tests/layers.rs` checks both):
+//! - [`clock`], [`secret`]: saturating time arithmetic; secrets and masking.
+//! - [`contract`], [`config`]: the wire formats of jobs, results and dead-letter headers (no
+//!   I/O); the typed configuration.
+//! - [`silentauth`]: the HTTP client, the error-class table, retries, the two-priority limiter,
+//!   the spent-code state of a job.
+//! - [`verify`], [`network_signals`]: one job in, one result out, with its network-signal checks;
+//!   knows nothing of Kafka.
+//! - [`kafka`], [`telemetry`], [`idempotency`]: Kafka plumbing (client settings, producer,
+//!   offset tracker, the warm-up reader); the counters, the typed events that move them, the
+//!   Prometheus metrics and the admin listener; the `job_id` → result cache.
+//! - [`worker`]: consume, verify concurrently, publish, store offsets; its shared state,
+//!   rebalance handling and exactly-once committer.
+//! - [`replay`], [`doctor`]: `replay-dlq`; the configuration checked against Kafka and the APIs.
 //!
-//! Beside them: `replay` (`replay-dlq`), `doctor`, `config`. The library is what the binary's `run` needs and what its other
-//! commands share; it carries no tools. The simulator is the crate `silentauth-simulator`
-//! (`crates/simulator/`), and `demo` and `bench` belong to the binary (`src/tools/`). The fuzzing
-//! oracles (`fuzzing`) compile only with feature `fuzzing`
-//! (the fuzz targets and the crate's own tests enable it).
+//! The library is what the binary's `run` needs and what its other commands share; it carries
+//! no tools. The simulator is the crate `silentauth-simulator` (`crates/simulator/`); `demo` and
+//! `bench` belong to the binary (`src/tools/`). The fuzzing oracles (`fuzzing`) compile only with
+//! feature `fuzzing` (the fuzz targets and the crate's own tests enable it).
 //!
 //! Delivery is at-least-once: an offset is stored only after the job's result (and dead letter)
 //! is acknowledged by the broker, per partition up to the lowest unfinished offset. An idempotency

@@ -1,28 +1,14 @@
-//! The consumer side: the group consumer's settings and its rebalance handling. On a revoke it
-//! stops taking jobs from the revoked partitions, waits up to `worker.revoke_grace` for their
-//! in-flight jobs, commits what finished inside the callback and abandons the rest; on an
-//! assignment it warms the idempotency cache with what the new partitions can redeliver
-//! (see [`super::warmup`]) and then starts a fresh offset tracker.
+//! The group consumer's plumbing: its librdkafka settings (plain and for `exactly_once`),
+//! storing an offset, the partitions of one topic in a partition list, and the per-partition
+//! lag read from librdkafka's statistics. The worker's rebalance handling uses these.
 
-use super::offsets::OffsetTracker;
-use super::warmup::ResultsReader;
 use crate::config::Config;
-use crate::idempotency::IdempotencyCache;
-use crate::silentauth::Limiter;
-use crate::telemetry::counters::WorkerCounters;
-use crate::telemetry::events::{
-    AllPartitionsRevoked, OffsetsCommitted, PartitionsAssigned, RevokeGraceExpired,
-};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use std::collections::{BTreeMap, HashMap};
 
 /// How many kilobytes of prefetched jobs librdkafka may hold (`queued.max.messages.kbytes`; its
 /// default, 65,536, lets one worker buffer 64 MB of backlog). 8 MB is thousands of jobs ahead
@@ -48,7 +34,7 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("client.id", "silentauth-worker")
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
-        // Feeds `silentauth_consumer_lag` (WorkerContext::stats_raw).
+        // Feeds `silentauth_consumer_lag` (see [`consumer_lags`]).
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
     for (k, v) in &config.kafka.properties {
         c.set(k, v);
@@ -56,283 +42,129 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
     c
 }
 
-/// State shared by the consumer loop, the job tasks and the rebalance callbacks.
-#[derive(Debug)]
-pub struct Shared {
-    /// The jobs topic.
-    pub jobs_topic: String,
-    /// Offsets per assigned partition.
-    pub tracker: Mutex<OffsetTracker>,
-    /// Cancels the in-flight jobs of one partition's assignment.
-    pub partition_tokens: Mutex<HashMap<i32, CancellationToken>>,
-    /// Parent of every partition token: cancelled to abandon everything at shutdown.
-    pub abandon_all: CancellationToken,
-    /// The idempotency cache.
-    pub cache: IdempotencyCache,
-    /// Warms the cache from the results topic on every assignment.
-    pub warmup: Mutex<ResultsReader>,
-    /// How long a revoke waits for in-flight jobs.
-    pub revoke_grace: Duration,
-    /// With `exactly_once`, offsets travel in transactions: a revoke commits nothing itself.
-    pub transactional: bool,
-    /// Limiters to scale with the partition share, when `rate_limit.scope = "partition_share"`.
-    pub shared_limiters: Vec<Arc<Limiter>>,
-    /// Counters.
-    pub stats: Arc<WorkerCounters>,
-    /// Woken whenever a job finishes.
-    pub finished: tokio::sync::Notify,
+/// [`consumer_config`] for `transactional` (`exactly_once`) delivery: offsets travel inside
+/// the transactions, so nothing is auto-committed, and jobs written transactionally upstream
+/// are read once committed. `kafka.properties` still come last and win.
+pub fn group_consumer_config(config: &Config, transactional: bool) -> ClientConfig {
+    let mut c = consumer_config(config);
+    if transactional {
+        c.set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        for (k, v) in &config.kafka.properties {
+            c.set(k, v);
+        }
+    }
+    c
 }
 
-impl Shared {
-    /// Stores `position` (the next offset to consume) for `partition`. A partition that is no
-    /// longer assigned answers `ERR__STATE`, which is benign during a rebalance.
-    pub fn store<C: ConsumerContext>(
-        &self,
-        consumer: &impl Consumer<C>,
-        partition: i32,
-        position: i64,
-    ) {
-        let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(&self.jobs_topic, partition, Offset::Offset(position))
-            .is_err()
-        {
-            return;
-        }
-        match consumer.store_offsets(&tpl) {
-            Ok(()) => {}
-            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
-                tracing::debug!(partition, "offset store after revoke ignored (ERR__STATE)");
-            }
-            Err(e) => tracing::warn!(partition, error = %e, "storing an offset failed"),
-        }
+/// Stores `position` (the next offset to consume) for `partition` of `topic`. A partition that
+/// is no longer assigned answers `ERR__STATE`, which is benign during a rebalance.
+pub fn store_offset<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
+    position: i64,
+) {
+    let mut tpl = TopicPartitionList::new();
+    if tpl
+        .add_partition_offset(topic, partition, Offset::Offset(position))
+        .is_err()
+    {
+        return;
     }
-
-    fn revoke(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
-        let deadline = crate::clock::from_now_std(self.revoke_grace);
-        let wait = || loop {
-            let busy: usize = {
-                let t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-                partitions.iter().map(|&p| t.in_flight(p)).sum()
-            };
-            if busy == 0 || Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        blocking(wait);
-        let mut commit = TopicPartitionList::new();
-        let mut abandoned = 0u64;
-        {
-            let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-            let mut tokens = self
-                .partition_tokens
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for &p in partitions {
-                if let Some(offsets) = t.revoke(p) {
-                    abandoned += offsets.in_flight() as u64;
-                    if let Some(pos) = offsets.committable() {
-                        let _ =
-                            commit.add_partition_offset(&self.jobs_topic, p, Offset::Offset(pos));
-                    }
-                }
-                if let Some(tok) = tokens.remove(&p) {
-                    tok.cancel();
-                }
-            }
+    match consumer.store_offsets(&tpl) {
+        Ok(()) => {}
+        Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+            tracing::debug!(partition, "offset store after revoke ignored (ERR__STATE)");
         }
-        self.stats.forget_lag(partitions);
-        if abandoned > 0 {
-            RevokeGraceExpired {
-                abandoned,
-                partitions,
-            }
-            .emit(&self.stats);
-        }
-        if commit.count() > 0 && !self.transactional {
-            match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => OffsetsCommitted.emit(&self.stats),
-                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
-            }
-        }
-        tracing::info!(?partitions, "partitions revoked");
-    }
-
-    fn assign(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
-        let warm = || {
-            let mut reader = self.warmup.lock().unwrap_or_else(|e| e.into_inner());
-            reader.warm(partitions, &self.cache)
-        };
-        let started = Instant::now();
-        match blocking(warm) {
-            Ok(w) => tracing::info!(
-                results = w.results,
-                redelivery = ?w.redelivery,
-                since = %chrono::DateTime::from_timestamp_millis(w.since_ms).unwrap_or_default(),
-                ms = started.elapsed().as_millis() as u64,
-                "idempotency cache warmed for the assigned partitions"
-            ),
-            Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),
-        }
-        {
-            let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-            let mut tokens = self
-                .partition_tokens
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for &p in partitions {
-                t.assign(p);
-                if let Some(old) = tokens.insert(p, self.abandon_all.child_token()) {
-                    old.cancel();
-                }
-            }
-        }
-        PartitionsAssigned.emit(&self.stats);
-        self.rescale(consumer);
-        tracing::info!(?partitions, "partitions assigned");
-    }
-
-    /// Scales the shared limiters to this instance's share of the jobs topic's partitions.
-    fn rescale(&self, consumer: &BaseConsumer<WorkerContext>) {
-        if self.shared_limiters.is_empty() {
-            return;
-        }
-        let owned = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .partitions()
-            .len();
-        let total = consumer
-            .fetch_metadata(Some(&self.jobs_topic), Duration::from_secs(5))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == self.jobs_topic)
-                    .map(|t| t.partitions().len())
-            })
-            .unwrap_or(0);
-        if total == 0 {
-            return;
-        }
-        let share = owned as f64 / total as f64;
-        for l in &self.shared_limiters {
-            l.set_share(share);
-        }
-        tracing::info!(
-            owned,
-            total,
-            share,
-            "rate limit rescaled to the partition share"
-        );
+        Err(e) => tracing::warn!(partition, error = %e, "storing an offset failed"),
     }
 }
 
-/// The consumer's context: routes rebalance events to [`Shared`].
-#[derive(Debug, Clone)]
-pub struct WorkerContext {
-    /// The worker's shared state.
-    pub shared: Arc<Shared>,
-}
-
-impl ClientContext for WorkerContext {
-    /// Keeps each jobs partition's `consumer_lag` from librdkafka's statistics (-1, unknown,
-    /// is left out). Only the few fields needed are decoded, and nothing is logged.
-    fn stats_raw(&self, statistics: &[u8]) {
-        #[derive(serde::Deserialize)]
-        struct Report {
-            #[serde(default)]
-            topics: HashMap<String, TopicReport>,
-        }
-        #[derive(serde::Deserialize)]
-        struct TopicReport {
-            #[serde(default)]
-            partitions: HashMap<String, PartitionReport>,
-        }
-        #[derive(serde::Deserialize)]
-        struct PartitionReport {
-            #[serde(default = "unknown")]
-            consumer_lag: i64,
-        }
-        fn unknown() -> i64 {
-            -1
-        }
-        let Ok(report) = serde_json::from_slice::<Report>(statistics) else {
-            return;
-        };
-        let owned = self
-            .shared
-            .tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .partitions();
-        let lag = report
-            .topics
-            .get(&self.shared.jobs_topic)
-            .map(|t| {
-                t.partitions
-                    .iter()
-                    .filter_map(|(p, r)| Some((p.parse::<i32>().ok()?, r.consumer_lag)))
-                    .filter(|&(p, lag)| p >= 0 && lag >= 0)
-                    // Only partitions owned now: a report can lag behind a revoke.
-                    .filter(|&(p, _)| owned.contains(&p))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.shared.stats.set_lag(lag);
-    }
-}
-
-impl ConsumerContext for WorkerContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let parts = partitions_of(tpl, &self.shared.jobs_topic);
-            if !parts.is_empty() {
-                self.shared.revoke(consumer, &parts);
-            }
-            let remaining = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-            if remaining <= parts.len() {
-                AllPartitionsRevoked.emit(&self.shared.stats);
-            }
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let parts = partitions_of(tpl, &self.shared.jobs_topic);
-                if !parts.is_empty() {
-                    self.shared.assign(consumer, &parts);
-                }
-            }
-            Rebalance::Revoke(_) => self.shared.rescale(consumer),
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => OffsetsCommitted.emit(&self.shared.stats),
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
-        }
-    }
-}
-
-/// Runs blocking work inside a rebalance callback. On a multi-threaded runtime the callback's
-/// worker thread hands its other tasks over first, so in-flight jobs keep running meanwhile.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
-fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+/// The partitions of `topic` in `tpl`.
+pub fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
     tpl.elements_for_topic(topic)
         .iter()
         .map(|e| e.partition())
         .collect()
+}
+
+/// Each partition's `consumer_lag` in one of librdkafka's statistics reports, for `topic` and
+/// the partitions `keep` accepts (-1, unknown, is left out); `None` when the report cannot be
+/// read. Only the few fields needed are decoded.
+pub fn consumer_lags(
+    statistics: &[u8],
+    topic: &str,
+    keep: impl Fn(i32) -> bool,
+) -> Option<BTreeMap<i32, i64>> {
+    #[derive(serde::Deserialize)]
+    struct Report {
+        #[serde(default)]
+        topics: HashMap<String, TopicReport>,
+    }
+    #[derive(serde::Deserialize)]
+    struct TopicReport {
+        #[serde(default)]
+        partitions: HashMap<String, PartitionReport>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PartitionReport {
+        #[serde(default = "unknown")]
+        consumer_lag: i64,
+    }
+    fn unknown() -> i64 {
+        -1
+    }
+    let report = serde_json::from_slice::<Report>(statistics).ok()?;
+    let lags = report
+        .topics
+        .get(topic)
+        .map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|(p, r)| Some((p.parse::<i32>().ok()?, r.consumer_lag)))
+                .filter(|&(p, lag)| p >= 0 && lag >= 0)
+                .filter(|&(p, _)| keep(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(lags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lags_keep_known_values_of_the_kept_partitions_of_the_topic() {
+        let report = br#"{"topics": {
+            "jobs": {"partitions": {"0": {"consumer_lag": 5}, "1": {"consumer_lag": -1},
+                                    "2": {}, "3": {"consumer_lag": 7}, "-1": {"consumer_lag": 9}}},
+            "other": {"partitions": {"0": {"consumer_lag": 11}}}}}"#;
+        let lags = consumer_lags(report, "jobs", |p| p != 3).unwrap();
+        assert_eq!(lags, BTreeMap::from([(0, 5)]));
+        assert_eq!(
+            consumer_lags(report, "absent", |_| true),
+            Some(BTreeMap::new())
+        );
+        assert_eq!(consumer_lags(b"not json", "jobs", |_| true), None);
+    }
+
+    #[test]
+    fn exactly_once_reads_committed_and_commits_nothing_itself() {
+        let mut config = Config::default();
+        config
+            .kafka
+            .properties
+            .insert("isolation.level".into(), "read_uncommitted".into());
+        let plain = group_consumer_config(&config, false);
+        assert_eq!(plain.get("enable.auto.commit"), Some("true"));
+        let txn = group_consumer_config(&config, true);
+        assert_eq!(txn.get("enable.auto.commit"), Some("false"));
+        assert_eq!(
+            txn.get("isolation.level"),
+            Some("read_uncommitted"),
+            "properties win"
+        );
+    }
 }

@@ -1,5 +1,7 @@
-//! Kafka plumbing: the consumer and its rebalance handling, the producer, the per-partition
-//! offset tracker, the idempotency-cache warm-up and an embedded cluster for `demo` and tests.
+//! Kafka plumbing: the group consumer's settings, the producer, the transactional producer's
+//! calls, the per-partition offset tracker, topic checks, the idempotency-cache warm-up (a
+//! results-topic reader) and an embedded cluster for `demo` and tests. Nothing here knows the
+//! worker; the worker (`crate::worker`) builds on it.
 
 pub mod consumer;
 pub mod embedded;

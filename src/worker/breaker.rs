@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 /// What the breaker needs to know about one finished job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
+pub struct CallOutcome {
     /// The result's error class (also a `login_hint_mismatch` kept for audit), or the dead
     /// letter's when there is no result; `None` for a clean verdict.
     pub class: Option<ErrorClass>,
@@ -36,7 +36,7 @@ pub struct Outcome {
     pub duplicate: bool,
 }
 
-impl Outcome {
+impl CallOutcome {
     /// True when the job never reached the API, so it tells nothing about the upstream.
     pub fn reached_api(&self) -> bool {
         !self.duplicate
@@ -78,7 +78,7 @@ impl Trigger {
 
     /// True when a probe's outcome is a failure of the kind this trigger counts: a rejection
     /// for `consecutive`, a dead letter for `dead_letter_ratio`.
-    fn fails(self, o: &Outcome) -> bool {
+    fn fails(self, o: &CallOutcome) -> bool {
         match self {
             Trigger::Consecutive => o.rejected(),
             Trigger::DeadLetterRatio => o.dead_lettered,
@@ -216,7 +216,12 @@ impl Breaker {
     /// failure of the kind that opened the breaker re-opens it for another `probe_interval`,
     /// anything else closes it with fresh counts. A probe that never reached the API made no
     /// HTTP call and proves nothing, so the next job becomes the probe at once.
-    pub fn record(&mut self, outcome: Outcome, probe: bool, now: Instant) -> Option<Transition> {
+    pub fn record(
+        &mut self,
+        outcome: CallOutcome,
+        probe: bool,
+        now: Instant,
+    ) -> Option<Transition> {
         match &self.state {
             State::Closed => self.count(outcome, now),
             State::Probing { reason } if probe => {
@@ -257,7 +262,7 @@ impl Breaker {
         }
     }
 
-    fn count(&mut self, o: Outcome, now: Instant) -> Option<Transition> {
+    fn count(&mut self, o: CallOutcome, now: Instant) -> Option<Transition> {
         if !o.reached_api() {
             return None;
         }
@@ -355,7 +360,7 @@ impl Gatekeeper {
     }
 
     /// Reports a finished job (`None`: it ended without an outcome).
-    pub fn finished(&self, outcome: Option<Outcome>, probe: bool) {
+    pub fn finished(&self, outcome: Option<CallOutcome>, probe: bool) {
         let now = Instant::now();
         let mut b = self.lock();
         let Some(outcome) = outcome else {
@@ -408,24 +413,24 @@ mod tests {
         }
     }
 
-    fn ok() -> Outcome {
-        Outcome {
+    fn ok() -> CallOutcome {
+        CallOutcome {
             class: None,
             dead_lettered: false,
             duplicate: false,
         }
     }
 
-    fn failed(class: ErrorClass) -> Outcome {
-        Outcome {
+    fn failed(class: ErrorClass) -> CallOutcome {
+        CallOutcome {
             class: Some(class),
             dead_lettered: class.dead_lettered(),
             duplicate: false,
         }
     }
 
-    fn duplicate(class: ErrorClass) -> Outcome {
-        Outcome {
+    fn duplicate(class: ErrorClass) -> CallOutcome {
+        CallOutcome {
             duplicate: true,
             dead_lettered: false,
             ..failed(class)
@@ -433,7 +438,7 @@ mod tests {
     }
 
     /// Feeds `n` copies of `o` as ordinary (non-probe) jobs; returns the transitions.
-    fn feed(b: &mut Breaker, o: Outcome, n: usize, now: Instant) -> Vec<Transition> {
+    fn feed(b: &mut Breaker, o: CallOutcome, n: usize, now: Instant) -> Vec<Transition> {
         (0..n).filter_map(|_| b.record(o, false, now)).collect()
     }
 
@@ -523,7 +528,7 @@ mod tests {
             failed(ErrorClass::AuthorizeRejected),
             failed(ErrorClass::Expired),
             duplicate(ErrorClass::CredentialsRejected),
-            Outcome {
+            CallOutcome {
                 duplicate: true,
                 ..ok()
             },
@@ -710,7 +715,7 @@ mod tests {
         let t1 = t0 + INTERVAL;
         for neutral in [
             duplicate(ErrorClass::CredentialsRejected),
-            Outcome {
+            CallOutcome {
                 duplicate: true,
                 ..ok()
             },

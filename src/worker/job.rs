@@ -1,36 +1,45 @@
-//! One consumed record: decode, verify (through the idempotency cache), build the result and
-//! dead letter, publish them (or hand them to the transaction committer), finish the offset, and
-//! tell the circuit breaker how it went.
+//! One job's course, start to end: take the record (copy it out), register its offset, spawn its
+//! task; the task decodes and verifies it (through the idempotency cache), builds the result and
+//! dead letter, publishes them (or hands them to the transaction committer), finishes and stores
+//! the offset, and tells the circuit breaker how it went.
 
-use super::breaker::{Gatekeeper, Outcome};
+use super::breaker::{CallOutcome, Gatekeeper};
+use super::committer::TxnItem;
+use super::rebalance::JobConsumer;
+use super::state::WorkerState;
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
 use crate::contract::{ErrorInfo, Job, JobResult};
-use crate::kafka::consumer::{Shared, WorkerContext};
+use crate::kafka::consumer::store_offset;
 use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
-use crate::kafka::transactions::TxnItem;
 use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
 use crate::telemetry::counters::WorkerCounters;
 use crate::telemetry::events::{
-    DeadLetterPublished, IdempotencyHit, JobEnded, JobVerified, ProduceFailed, ProduceSucceeded,
-    ResultPublished,
+    DeadLetterPublished, IdempotencyHit, JobEnded, JobStarted, JobVerified, ProduceFailed,
+    ProduceSucceeded, ResultPublished,
 };
 use crate::verify::{invalid_job_result, JobContext, Verifier};
 use chrono::{TimeZone, Utc};
-use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Everything a job task needs.
 pub(super) struct JobEnv {
+    /// Verifies a decoded job against the API.
     pub(super) verifier: Verifier<SilentAuthClient>,
+    /// Publishes results and dead letters.
     pub(super) publisher: Arc<Publisher>,
-    pub(super) shared: Arc<Shared>,
-    pub(super) consumer: Arc<StreamConsumer<WorkerContext>>,
+    /// The shared state: offsets, the idempotency cache.
+    pub(super) state: Arc<WorkerState>,
+    /// Stores finished offsets.
+    pub(super) consumer: Arc<JobConsumer>,
+    /// The consumer group, named in dead-letter headers.
     pub(super) group_id: String,
+    /// Counters.
     pub(super) stats: Arc<WorkerCounters>,
     /// Set with `exactly_once`: finished jobs go to the transaction committer.
     pub(super) committer: Option<mpsc::Sender<TxnItem>>,
@@ -40,8 +49,8 @@ pub(super) struct JobEnv {
 
 /// A consumed record, copied out of librdkafka's buffer.
 pub(super) struct Taken {
-    pub(super) partition: i32,
-    pub(super) offset: i64,
+    partition: i32,
+    offset: i64,
     epoch: u64,
     timestamp_ms: Option<i64>,
     key: Option<Vec<u8>>,
@@ -52,17 +61,13 @@ pub(super) struct Taken {
     previous: Vec<(String, Vec<u8>)>,
 }
 
-/// Copies a record out, unless its partition is no longer ours. Its offset is not registered
-/// yet: [`register`] does that when the job starts, so a record held back while the circuit
-/// breaker is open keeps the stored offset at or below its own.
-pub(super) fn copy(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -> Option<Taken> {
+/// Takes a record: copies it out, unless its partition is no longer ours. Its offset is not
+/// registered yet: [`start`] does that, so a record held back while the circuit breaker is open
+/// keeps the stored offset at or below its own.
+pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken> {
     let partition = m.partition();
     let offset = m.offset();
-    let epoch = shared
-        .tracker
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .epoch(partition)?;
+    let epoch = state.epoch(partition)?;
     let mut traceparent = None;
     let mut replay_count = 0;
     let mut previous = Vec::new();
@@ -98,25 +103,34 @@ pub(super) fn copy(shared: &Shared, m: &rdkafka::message::BorrowedMessage<'_>) -
     })
 }
 
-/// Registers a copied record's offset as in flight; false when the assignment it was read
-/// under is gone (revoked: the next owner consumes it again).
-pub(super) fn register(shared: &Shared, taken: &Taken) -> bool {
-    shared
-        .tracker
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .start(taken.partition, taken.epoch, taken.offset)
+/// Starts a job: registers its offset as in flight and spawns its task. A record whose partition
+/// was revoked since it was taken is dropped (the next owner consumes it again). `probe` marks
+/// the one job the open breaker lets through.
+pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
+    let Some(token) = env.state.start(taken.partition, taken.epoch, taken.offset) else {
+        return;
+    };
+    if probe {
+        // Only the run loop moves the breaker from open to probing, so the gate it just read
+        // still holds.
+        let started = env.breaker.start_probe();
+        debug_assert!(started, "the probe gate closed under the run loop");
+    }
+    JobStarted.emit(&env.stats);
+    let span = tracing::info_span!(
+        "job",
+        partition = taken.partition,
+        offset = taken.offset,
+        probe,
+        job_id = tracing::field::Empty
+    );
+    tokio::spawn(job_task(env.clone(), taken, token, probe).instrument(span));
 }
 
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
 /// Cancelling `token` abandons it: nothing is published and the offset stays unfinished.
 /// `probe` marks the one job the open circuit breaker let through.
-pub(super) async fn job_task(
-    env: Arc<JobEnv>,
-    taken: Taken,
-    token: CancellationToken,
-    probe: bool,
-) {
+async fn job_task(env: Arc<JobEnv>, taken: Taken, token: CancellationToken, probe: bool) {
     let _in_flight = InFlight(&env);
     let outcome = tokio::select! {
         _ = token.cancelled() => None,
@@ -133,12 +147,12 @@ struct InFlight<'a>(&'a JobEnv);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         JobEnded.emit(&self.0.stats);
-        self.0.shared.finished.notify_one();
+        self.0.state.finished.notify_one();
     }
 }
 
 /// Runs the job; its outcome, or `None` when it stopped unpublished (fenced).
-async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
+async fn run_job(env: &JobEnv, taken: Taken) -> Option<CallOutcome> {
     // Held until the job's outputs are acknowledged (or it is abandoned): from the moment its code
     // is spent until then, the job counts in `silentauth_codes_at_risk`.
     let spent = SpentCode::counted(env.stats.codes_at_risk.clone());
@@ -146,14 +160,9 @@ async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
     match &env.committer {
         None => {
             publish(env, &out, taken.traceparent.as_deref()).await;
-            let position = env
-                .shared
-                .tracker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .finish(taken.partition, taken.epoch, taken.offset);
+            let position = env.state.finish(taken.partition, taken.epoch, taken.offset);
             if let Some(pos) = position {
-                env.shared.store(&*env.consumer, taken.partition, pos);
+                store_offset(&*env.consumer, &env.state.jobs_topic, taken.partition, pos);
             }
         }
         Some(committer) => {
@@ -184,7 +193,7 @@ async fn run_job(env: &JobEnv, taken: Taken) -> Option<Outcome> {
         DeadLetterPublished { class: e.class }.emit(&env.stats);
     }
     drop(spent);
-    Some(Outcome {
+    Some(CallOutcome {
         class: out
             .result
             .as_ref()
@@ -267,7 +276,7 @@ async fn process(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> Outputs {
         Ok(job) => {
             tracing::Span::current().record("job_id", job.job_id.as_str());
             let (result, duplicate) = env
-                .shared
+                .state
                 .cache
                 .run(&job.job_id, ctx.replay_count, || async {
                     let out = env.verifier.verify(&job, &ctx).await;
@@ -297,34 +306,37 @@ async fn process(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> Outputs {
             (Some(result), error)
         }
     };
-    let dead_letter = error.as_ref().map(|e| {
-        let source = SourceRecord {
-            topic: env.shared.jobs_topic.clone(),
-            partition: taken.partition,
-            offset: taken.offset,
-            timestamp_ms: taken.timestamp_ms,
-            traceparent: taken.traceparent.clone(),
-        };
-        let attempts = result.as_ref().map_or(0, |r| r.attempts);
-        DeadLetterRecord {
-            key: taken.key.clone(),
-            value: taken.payload.clone(),
-            headers: DeadLetterHeaders::for_failure(
-                &source,
-                e,
-                attempts,
-                &env.group_id,
-                taken.replay_count,
-                Utc::now(),
-            )
-            .to_headers(),
-            audit_headers: taken.previous.clone(),
-        }
-    });
-
+    let attempts = result.as_ref().map_or(0, |r| r.attempts);
+    let dead_letter = error.as_ref().map(|e| dead_letter(env, taken, e, attempts));
     Outputs {
         result,
         error,
         dead_letter,
+    }
+}
+
+/// The dead letter of a job that failed with `error` after `attempts` HTTP attempts: the record
+/// as consumed, with headers saying where it came from and why it failed.
+fn dead_letter(env: &JobEnv, taken: &Taken, error: &ErrorInfo, attempts: u32) -> DeadLetterRecord {
+    let source = SourceRecord {
+        topic: env.state.jobs_topic.clone(),
+        partition: taken.partition,
+        offset: taken.offset,
+        timestamp_ms: taken.timestamp_ms,
+        traceparent: taken.traceparent.clone(),
+    };
+    DeadLetterRecord {
+        key: taken.key.clone(),
+        value: taken.payload.clone(),
+        headers: DeadLetterHeaders::for_failure(
+            &source,
+            error,
+            attempts,
+            &env.group_id,
+            taken.replay_count,
+            Utc::now(),
+        )
+        .to_headers(),
+        audit_headers: taken.previous.clone(),
     }
 }

@@ -2,7 +2,7 @@
 //! missing one stops start-up, or is waited for with `worker.wait_for_topics`). While running:
 //! a probe every [`PROBE_INTERVAL`] keeps `/readyz` honest about the brokers and the topics.
 
-use super::WorkerError;
+use super::error::WorkerError;
 use crate::config::Config;
 use crate::kafka::producer::Publisher;
 use crate::kafka::topics::{self, Presence, TopicState};

@@ -1,0 +1,189 @@
+//! `worker.delivery = "exactly_once"`: a transactional producer commits each batch of results,
+//! dead letters and the consumer's offsets atomically (one transaction per batch, bounded by
+//! count and time). A fenced producer (a newer instance with the same `transactional.id`) stops
+//! the worker instead of writing as a zombie.
+
+use super::rebalance::JobConsumer;
+use super::state::WorkerState;
+use crate::contract::JobResult;
+use crate::kafka::producer::{DeadLetterRecord, Publisher};
+use crate::kafka::transactions::{self, is_fatal, TxnError};
+use crate::telemetry::events::{TransactionCommitted, TransactionFailed, TransactionFenced};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Records per transaction at most.
+pub const MAX_BATCH: usize = 500;
+
+/// How long a transaction waits for more records before committing.
+pub const LINGER: Duration = Duration::from_millis(50);
+
+/// One finished job waiting for its transaction.
+#[derive(Debug)]
+pub struct TxnItem {
+    /// Its result, if it has one.
+    pub result: Option<JobResult>,
+    /// Its dead letter, if it has one.
+    pub dead_letter: Option<DeadLetterRecord>,
+    /// Copied to the result.
+    pub traceparent: Option<String>,
+    /// Where the job came from.
+    pub partition: i32,
+    /// The assignment epoch it was taken under.
+    pub epoch: u64,
+    /// Its offset.
+    pub offset: i64,
+    /// Told once the transaction holding the job committed.
+    pub done: oneshot::Sender<()>,
+}
+
+/// Starts the committer; returns the sender job tasks hand finished jobs to (dropping every
+/// copy lets it finish its last batch and stop) and its task. A fatal failure cancels `fenced`.
+pub fn spawn(
+    publisher: Arc<Publisher>,
+    state: Arc<WorkerState>,
+    consumer: Arc<JobConsumer>,
+    fenced: CancellationToken,
+) -> (mpsc::Sender<TxnItem>, JoinHandle<Result<(), TxnError>>) {
+    let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+    let task = tokio::spawn(async move {
+        let r = run_committer(publisher, state, consumer, rx).await;
+        if r.is_err() {
+            fenced.cancel();
+        }
+        r
+    });
+    (tx, task)
+}
+
+/// Commits batches from `rx` until it closes; returns an error when the producer is fenced or
+/// fails fatally (the caller must stop: nothing more may be written by this instance).
+pub async fn run_committer(
+    publisher: Arc<Publisher>,
+    state: Arc<WorkerState>,
+    consumer: Arc<JobConsumer>,
+    mut rx: mpsc::Receiver<TxnItem>,
+) -> Result<(), TxnError> {
+    let mut batch: Vec<TxnItem> = Vec::with_capacity(MAX_BATCH);
+    while next_batch(&mut rx, &mut batch).await {
+        // The offsets of these jobs are finished now: the positions sent with the transaction
+        // cover them and nothing still in flight.
+        let partitions = state.finish_all(batch.iter().map(|i| (i.partition, i.epoch, i.offset)));
+        commit_until_done(&publisher, &state, &consumer, &batch, &partitions).await?;
+        TransactionCommitted.emit(&state.stats);
+        for i in batch.drain(..) {
+            let _ = i.done.send(());
+        }
+    }
+    Ok(())
+}
+
+/// Fills `batch` with the next item and whatever follows within [`LINGER`], up to
+/// [`MAX_BATCH`]; false when `rx` closed with nothing left.
+async fn next_batch(rx: &mut mpsc::Receiver<TxnItem>, batch: &mut Vec<TxnItem>) -> bool {
+    let Some(first) = rx.recv().await else {
+        return false;
+    };
+    batch.push(first);
+    let linger = tokio::time::sleep(LINGER);
+    tokio::pin!(linger);
+    while batch.len() < MAX_BATCH {
+        tokio::select! {
+            _ = &mut linger => break,
+            item = rx.recv() => match item {
+                Some(i) => batch.push(i),
+                None => break,
+            },
+        }
+    }
+    true
+}
+
+/// Commits `batch` in one transaction, aborting and retrying with a growing backoff until it
+/// commits or the producer fails fatally.
+async fn commit_until_done(
+    publisher: &Arc<Publisher>,
+    state: &WorkerState,
+    consumer: &JobConsumer,
+    batch: &[TxnItem],
+    partitions: &BTreeSet<i32>,
+) -> Result<(), TxnError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let e = match commit_batch(publisher, state, consumer, batch, partitions).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if is_fatal(&e) {
+            TransactionFenced { error: &e }.emit(&state.stats);
+            return Err(TxnError::Fatal(e));
+        }
+        TransactionFailed {
+            error: &e,
+            retry_in: backoff,
+        }
+        .emit(&state.stats);
+        let p = publisher.clone();
+        let aborted = tokio::task::spawn_blocking(move || transactions::abort(&p))
+            .await
+            .expect("abort task panicked");
+        if let Err(e) = aborted {
+            if is_fatal(&e) {
+                return Err(TxnError::Fatal(e));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One transaction: the batch's outputs, and the offsets of its partitions, committed together;
+/// done once the broker acknowledged every output.
+async fn commit_batch(
+    publisher: &Arc<Publisher>,
+    state: &WorkerState,
+    consumer: &JobConsumer,
+    batch: &[TxnItem],
+    partitions: &BTreeSet<i32>,
+) -> Result<(), KafkaError> {
+    publisher.producer().begin_transaction()?;
+    let mut deliveries = Vec::with_capacity(batch.len() * 2);
+    for i in batch {
+        deliveries.extend(
+            publisher
+                .enqueue(
+                    i.result.as_ref(),
+                    i.dead_letter.as_ref(),
+                    i.traceparent.as_deref(),
+                )
+                .await?,
+        );
+    }
+    let mut offsets = TopicPartitionList::new();
+    for (p, pos) in state.positions_of(partitions) {
+        offsets.add_partition_offset(&state.jobs_topic, p, Offset::Offset(pos))?;
+    }
+    let metadata = consumer
+        .group_metadata()
+        .ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::State))?;
+    let p = publisher.clone();
+    tokio::task::spawn_blocking(move || transactions::commit(&p, &offsets, &metadata))
+        .await
+        .expect("commit task panicked")?;
+    for d in deliveries {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The group consumer's context: rebalances, commits and statistics. On a revoke it stops taking
+//! jobs from the revoked partitions, waits up to `worker.revoke_grace` for their in-flight jobs,
+//! commits what finished inside the callback and abandons the rest; on an assignment it warms
+//! the idempotency cache with what the new partitions can redeliver (see
+//! [`crate::kafka::warmup`]) and then starts a fresh assignment in the [`WorkerState`]. With
+//! `rate_limit.scope = "partition_share"` both rescale the shared limiters.
+
+use super::state::WorkerState;
+use crate::config::{Config, Delivery};
+use crate::kafka::consumer::{consumer_lags, partitions_of};
+use crate::kafka::warmup::ResultsReader;
+use crate::silentauth::Limiter;
+use crate::telemetry::events::{
+    AllPartitionsRevoked, OffsetsCommitted, PartitionsAssigned, RevokeGraceExpired,
+};
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The worker's group consumer.
+pub type JobConsumer = StreamConsumer<WorkerContext>;
+
+/// The consumer's context: routes rebalance events, commit results and statistics to the
+/// [`WorkerState`].
+#[derive(Debug)]
+pub struct WorkerContext {
+    /// The worker's shared state.
+    pub state: Arc<WorkerState>,
+    /// Warms the cache from the results topic on every assignment.
+    warmup: Mutex<ResultsReader>,
+    /// How long a revoke waits for in-flight jobs.
+    revoke_grace: Duration,
+    /// With `exactly_once`, offsets travel in transactions: a revoke commits nothing itself.
+    transactional: bool,
+    /// Limiters to scale with the partition share, when `rate_limit.scope = "partition_share"`.
+    shared_limiters: Vec<Arc<Limiter>>,
+}
+
+impl WorkerContext {
+    /// The context for `config`, warming `state`'s cache with `warmup` and scaling
+    /// `shared_limiters` (empty unless the rate limit is shared by partition).
+    pub fn new(
+        config: &Config,
+        state: Arc<WorkerState>,
+        warmup: ResultsReader,
+        shared_limiters: Vec<Arc<Limiter>>,
+    ) -> WorkerContext {
+        WorkerContext {
+            state,
+            warmup: Mutex::new(warmup),
+            revoke_grace: config.worker.revoke_grace,
+            transactional: config.worker.delivery == Delivery::ExactlyOnce,
+            shared_limiters,
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
+        let deadline = crate::clock::from_now_std(self.revoke_grace);
+        blocking(|| self.wait_idle(partitions, deadline));
+        let revoked = self.state.assignments().revoke(partitions);
+        let stats = &self.state.stats;
+        stats.forget_lag(partitions);
+        if revoked.abandoned > 0 {
+            RevokeGraceExpired {
+                abandoned: revoked.abandoned,
+                partitions,
+            }
+            .emit(stats);
+        }
+        let mut commit = TopicPartitionList::new();
+        for (p, pos) in revoked.positions {
+            let _ = commit.add_partition_offset(&self.state.jobs_topic, p, Offset::Offset(pos));
+        }
+        if commit.count() > 0 && !self.transactional {
+            match consumer.commit(&commit, CommitMode::Sync) {
+                Ok(()) => OffsetsCommitted.emit(stats),
+                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
+            }
+        }
+        tracing::info!(?partitions, "partitions revoked");
+    }
+
+    /// Blocks until `partitions` have no job in flight, or until `deadline`.
+    fn wait_idle(&self, partitions: &[i32], deadline: Instant) {
+        while self.state.assignments().in_flight(partitions) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
+        let warm = || {
+            let mut reader = self.warmup.lock().unwrap_or_else(|e| e.into_inner());
+            reader.warm(partitions, &self.state.cache)
+        };
+        let started = Instant::now();
+        match blocking(warm) {
+            Ok(w) => tracing::info!(
+                results = w.results,
+                redelivery = ?w.redelivery,
+                since = %chrono::DateTime::from_timestamp_millis(w.since_ms).unwrap_or_default(),
+                ms = started.elapsed().as_millis() as u64,
+                "idempotency cache warmed for the assigned partitions"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),
+        }
+        self.state.assignments().assign(partitions);
+        PartitionsAssigned.emit(&self.state.stats);
+        self.rescale(consumer);
+        tracing::info!(?partitions, "partitions assigned");
+    }
+
+    /// Scales the shared limiters to this instance's share of the jobs topic's partitions.
+    fn rescale(&self, consumer: &BaseConsumer<WorkerContext>) {
+        if self.shared_limiters.is_empty() {
+            return;
+        }
+        let owned = self.state.owned().len();
+        let topic = &self.state.jobs_topic;
+        let total = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| t.partitions().len())
+            })
+            .unwrap_or(0);
+        if total == 0 {
+            return;
+        }
+        let share = owned as f64 / total as f64;
+        for l in &self.shared_limiters {
+            l.set_share(share);
+        }
+        tracing::info!(
+            owned,
+            total,
+            share,
+            "rate limit rescaled to the partition share"
+        );
+    }
+}
+
+impl ClientContext for WorkerContext {
+    /// Keeps each jobs partition's `consumer_lag` from librdkafka's statistics (-1, unknown,
+    /// is left out). Only the few fields needed are decoded, and nothing is logged.
+    fn stats_raw(&self, statistics: &[u8]) {
+        let owned = self.state.owned();
+        // Only partitions owned now: a report can lag behind a revoke.
+        let keep = |p: i32| owned.contains(&p);
+        if let Some(lag) = consumer_lags(statistics, &self.state.jobs_topic, keep) {
+            self.state.stats.set_lag(lag);
+        }
+    }
+}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = partitions_of(tpl, &self.state.jobs_topic);
+            if !parts.is_empty() {
+                self.revoke(consumer, &parts);
+            }
+            let remaining = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+            if remaining <= parts.len() {
+                AllPartitionsRevoked.emit(&self.state.stats);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts = partitions_of(tpl, &self.state.jobs_topic);
+                if !parts.is_empty() {
+                    self.assign(consumer, &parts);
+                }
+            }
+            Rebalance::Revoke(_) => self.rescale(consumer),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => OffsetsCommitted.emit(&self.state.stats),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+        }
+    }
+}
+
+/// Runs blocking work inside a rebalance callback. On a multi-threaded runtime the callback's
+/// worker thread hands its other tasks over first, so in-flight jobs keep running meanwhile.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

@@ -1,0 +1,162 @@
+//! Start-up: the HTTP client and verifier, the admin listener, the producer, the preflight (the
+//! brokers answer and every topic exists), transactions with `exactly_once`, the readiness
+//! probe, the worker state and the group consumer (whose every assignment, the first included,
+//! warms the idempotency cache before a job of it is taken), and the transaction committer.
+
+use super::breaker::Gatekeeper;
+use super::committer;
+use super::error::WorkerError;
+use super::job::JobEnv;
+use super::preflight;
+use super::rebalance::{JobConsumer, WorkerContext};
+use super::state::WorkerState;
+use crate::config::{Config, Delivery, RateLimitScope};
+use crate::kafka::consumer::group_consumer_config;
+use crate::kafka::producer::Publisher;
+use crate::kafka::transactions::{self, TxnError};
+use crate::kafka::warmup::ResultsReader;
+use crate::silentauth::SilentAuthClient;
+use crate::telemetry::counters::WorkerCounters;
+use crate::telemetry::events::PreflightPassed;
+use crate::telemetry::prometheus::{HttpMetrics, Telemetry};
+use crate::verify::Verifier;
+use rdkafka::consumer::Consumer;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// A started worker: what the run loop and the drain work with.
+pub struct Started {
+    /// Everything a job task needs. With `exactly_once` it holds the committer's channel,
+    /// which closes once every copy is dropped.
+    pub env: Arc<JobEnv>,
+    /// The shared state.
+    pub state: Arc<WorkerState>,
+    /// The group consumer, subscribed to the jobs topic.
+    pub consumer: Arc<JobConsumer>,
+    /// The producer of results and dead letters.
+    pub publisher: Arc<Publisher>,
+    /// Cancelled when the transactional producer was fenced: the worker must stop.
+    pub fenced: CancellationToken,
+    /// The transaction committer, with `exactly_once`.
+    pub committer: Option<JoinHandle<Result<(), TxnError>>>,
+    /// Stop the readiness probe and the admin listener when dropped.
+    pub guards: (DropGuard, DropGuard),
+}
+
+/// Starts everything; `Ok(None)` when `cancel` fired while waiting for topics (nothing was
+/// consumed).
+pub async fn start(
+    config: &Config,
+    stats: &Arc<WorkerCounters>,
+    cancel: &CancellationToken,
+) -> Result<Option<Started>, WorkerError> {
+    let api = SilentAuthClient::new(&config.api.base_url, config.api.timeout)?
+        .with_signals_base_url(&config.api.signals_base_url)?;
+    let http_metrics = Arc::new(HttpMetrics::default());
+    let verifier = Verifier::from_config(api, config).with_observer(http_metrics.clone());
+    // The admin listener lives as long as the worker, whichever way it stops.
+    let admin_guard = serve_admin(config, stats, &verifier, &http_metrics).await;
+    let exactly_once = config.worker.delivery == Delivery::ExactlyOnce;
+    let publisher = Arc::new(if exactly_once {
+        Publisher::transactional(config)?
+    } else {
+        Publisher::new(config)?
+    });
+    if !preflight::preflight(&publisher, config, stats, cancel).await? {
+        tracing::info!("stopped while waiting for topics; nothing was consumed");
+        return Ok(None);
+    }
+    if exactly_once {
+        let p = publisher.clone();
+        tokio::task::spawn_blocking(move || transactions::init(&p))
+            .await
+            .expect("init task panicked")?;
+    }
+    PreflightPassed.emit(stats);
+    let probe_guard = start_probe(&publisher, config, stats);
+
+    let state = Arc::new(WorkerState::new(config, stats.clone()));
+    let consumer = subscribe(config, &state, &verifier)?;
+    let fenced = CancellationToken::new();
+    let (committer_tx, committer) = if exactly_once {
+        let (p, s, c) = (publisher.clone(), state.clone(), consumer.clone());
+        let (tx, task) = committer::spawn(p, s, c, fenced.clone());
+        (Some(tx), Some(task))
+    } else {
+        (None, None)
+    };
+    let env = Arc::new(JobEnv {
+        verifier,
+        publisher: publisher.clone(),
+        state: state.clone(),
+        consumer: consumer.clone(),
+        group_id: config.kafka.group_id.clone(),
+        stats: stats.clone(),
+        committer: committer_tx,
+        breaker: Arc::new(Gatekeeper::new(&config.worker.breaker, stats.clone())),
+    });
+    tracing::info!(topic = %config.topics.jobs, group = %config.kafka.group_id, "worker started");
+    Ok(Some(Started {
+        env,
+        state,
+        consumer,
+        publisher,
+        fenced,
+        committer,
+        guards: (probe_guard, admin_guard),
+    }))
+}
+
+/// Starts the admin listener (metrics, health, status); it stops when the guard is dropped.
+async fn serve_admin(
+    config: &Config,
+    stats: &Arc<WorkerCounters>,
+    verifier: &Verifier<SilentAuthClient>,
+    http_metrics: &HttpMetrics,
+) -> DropGuard {
+    let stop = CancellationToken::new();
+    let guard = stop.clone().drop_guard();
+    let limiters = verifier
+        .profile_limiters()
+        .map(|(name, l)| (name.to_owned(), l.clone()))
+        .collect();
+    let telemetry = Telemetry::new(stats.clone(), http_metrics, limiters);
+    crate::telemetry::admin::start(&config.admin.listen, stats.clone(), telemetry, stop).await;
+    guard
+}
+
+/// Readiness follows the brokers and the topics: a metadata probe every
+/// [`preflight::PROBE_INTERVAL`], until the guard is dropped.
+fn start_probe(
+    publisher: &Arc<Publisher>,
+    config: &Config,
+    stats: &Arc<WorkerCounters>,
+) -> DropGuard {
+    let stop = CancellationToken::new();
+    let guard = stop.clone().drop_guard();
+    let (p, c, s) = (publisher.clone(), config.clone(), stats.clone());
+    tokio::spawn(preflight::probe(p, c, s, stop));
+    guard
+}
+
+/// The group consumer, subscribed to the jobs topic. Its context warms the idempotency cache
+/// from the results topic on every assignment ([`crate::kafka::warmup`]) and, with
+/// `rate_limit.scope = "partition_share"`, scales the verifier's limiters to the partition share.
+fn subscribe(
+    config: &Config,
+    state: &Arc<WorkerState>,
+    verifier: &Verifier<SilentAuthClient>,
+) -> Result<Arc<JobConsumer>, WorkerError> {
+    let reader = ResultsReader::new(config)?;
+    let shared_limiters = match config.rate_limit.scope {
+        RateLimitScope::PartitionShare => verifier.limiters().cloned().collect(),
+        RateLimitScope::Instance => Vec::new(),
+    };
+    let context = WorkerContext::new(config, state.clone(), reader, shared_limiters);
+    let exactly_once = config.worker.delivery == Delivery::ExactlyOnce;
+    let consumer: JobConsumer =
+        group_consumer_config(config, exactly_once).create_with_context(context)?;
+    consumer.subscribe(&[&config.topics.jobs])?;
+    Ok(Arc::new(consumer))
+}

@@ -13,6 +13,23 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::{Duration, Instant};
 
+/// The ceilings measured in this run: the broker passthrough and the pairs of calls the
+/// simulator can answer, in jobs per second.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Jobs per second the broker carries through with no work.
+    pub passthrough: f64,
+    /// Token and userinfo pairs per second the simulator answers.
+    pub capacity_pairs: f64,
+}
+
+impl Limits {
+    /// The lower of the two: what the worker could reach at best.
+    pub fn jobs_per_second(&self) -> f64 {
+        self.passthrough.min(self.capacity_pairs)
+    }
+}
+
 /// Concurrent token + userinfo pairs in the capacity run.
 pub const CAPACITY_CONCURRENCY: usize = 256;
 

@@ -1,0 +1,123 @@
+//! What a batch measures while it runs: the distribution of latencies, and the peaks of the
+//! worker's memory and in-flight jobs sampled every few milliseconds.
+
+use super::child::WorkerProcess;
+use super::usage;
+use silentauth_worker::telemetry::counters::WorkerCounters;
+use silentauth_worker::telemetry::events::ChildWorkerSampled;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sorted samples in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Dist(Vec<f64>);
+
+impl Dist {
+    pub(super) fn new(mut v: Vec<f64>) -> Dist {
+        v.sort_by(f64::total_cmp);
+        Dist(v)
+    }
+
+    /// The `q` quantile (nearest rank), 0 when empty.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let i = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len()) - 1;
+        self.0[i]
+    }
+
+    /// `p50 / p99 / max ms`.
+    pub fn render_ms(&self) -> String {
+        if self.0.is_empty() {
+            return "n/a".into();
+        }
+        format!(
+            "{:.1} / {:.1} / {:.1} ms",
+            self.quantile(0.5),
+            self.quantile(0.99),
+            self.quantile(1.0)
+        )
+    }
+}
+
+/// The highest values a [`Sampler`] saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Peaks {
+    pub(super) rss_kib: u64,
+    pub(super) in_flight: u64,
+}
+
+/// Samples every 100 ms, while the batch runs, the resident memory of the process that holds
+/// the worker and the jobs in flight. A child's memory comes from `/proc` (which costs it
+/// nothing); its counters from its `/status.json`, every 100 ms only when `sample_rss` asks
+/// for the in-flight peak, else every second for the progress line, and never on an idle run.
+pub(super) struct Sampler<'a> {
+    stats: Arc<WorkerCounters>,
+    child: Option<&'a WorkerProcess>,
+    sample_rss: bool,
+    idle: bool,
+    rss_kib: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl<'a> Sampler<'a> {
+    /// A sampler of `stats` (and of `child`'s memory when `sample_rss`); `idle` for a batch of
+    /// no jobs.
+    pub(super) fn start(
+        sample_rss: bool,
+        idle: bool,
+        stats: Arc<WorkerCounters>,
+        child: Option<&'a WorkerProcess>,
+    ) -> Self {
+        Sampler {
+            stats,
+            child,
+            sample_rss,
+            idle,
+            rss_kib: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// Samples until dropped (never returns).
+    pub(super) async fn run(&self) -> std::convert::Infallible {
+        if self.child.is_none() && !self.sample_rss {
+            return std::future::pending().await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        for n in 0u64.. {
+            tick.tick().await;
+            let rss = match self.child {
+                Some(c) => c.rss_kib().map(|(rss, _)| rss),
+                None => usage::current_rss_kib(),
+            };
+            self.rss_kib.fetch_max(rss.unwrap_or(0), Ordering::Relaxed);
+            if let Some(c) = self.child {
+                if !self.idle && (self.sample_rss || n % 10 == 0) {
+                    if let Some(counters) = c.counters().await {
+                        ChildWorkerSampled {
+                            in_flight: counters.in_flight,
+                            http_requests: counters.http_requests,
+                        }
+                        .emit(&self.stats);
+                    }
+                }
+            }
+            self.in_flight.fetch_max(
+                WorkerCounters::get(&self.stats.in_flight),
+                Ordering::Relaxed,
+            );
+        }
+        unreachable!("the sampler's loop does not end")
+    }
+
+    pub(super) fn peaks(&self) -> Peaks {
+        Peaks {
+            rss_kib: self.rss_kib.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::BaseProducer;
 use silentauth_worker::config::Config;
-use silentauth_worker::kafka::{consumer::consumer_config, producer::producer_config};
+use silentauth_worker::kafka::{consumer::group_consumer_config, producer::producer_config};
 
 fn sasl_ssl(mechanism: &str) -> Config {
     let mut c = Config::default();
@@ -28,7 +28,7 @@ fn sasl_ssl_clients_can_be_created() {
         let c = sasl_ssl(mechanism);
         let producer: Result<BaseProducer, _> = producer_config(&c).create();
         assert!(producer.is_ok(), "{mechanism}: {:?}", producer.err());
-        let consumer: Result<BaseConsumer, _> = consumer_config(&c).create();
+        let consumer: Result<BaseConsumer, _> = group_consumer_config(&c, false).create();
         assert!(consumer.is_ok(), "{mechanism}: {:?}", consumer.err());
     }
 }

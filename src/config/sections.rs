@@ -206,6 +206,30 @@ impl WorkerConfig {
     }
 }
 
+/// A trigger of the circuit breaker; its [`BreakerTrigger::label`], the name of its key under
+/// `worker.breaker`, is the `reason` label of `silentauth_breaker_trips_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BreakerTrigger {
+    /// `worker.breaker.consecutive` rejections in a row.
+    Consecutive,
+    /// `worker.breaker.dead_letter_ratio` exceeded over the window.
+    DeadLetterRatio,
+}
+
+impl BreakerTrigger {
+    /// Every trigger.
+    pub const ALL: [BreakerTrigger; 2] =
+        [BreakerTrigger::Consecutive, BreakerTrigger::DeadLetterRatio];
+
+    /// The metric label: the name of the trigger's config key.
+    pub fn label(self) -> &'static str {
+        match self {
+            BreakerTrigger::Consecutive => "consecutive",
+            BreakerTrigger::DeadLetterRatio => "dead_letter_ratio",
+        }
+    }
+}
+
 /// The circuit breaker (`worker.breaker`): pauses consumption when jobs keep failing for one
 /// reason, and lets one probe job through every `probe_interval` until one succeeds.
 #[derive(Debug, Clone, Serialize, Deserialize)]

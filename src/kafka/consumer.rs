@@ -19,8 +19,9 @@ pub const PREFETCH_KBYTES: u32 = 8_192;
 /// (milliseconds). Each report is a JSON document the consumer builds and the worker parses.
 pub const STATISTICS_INTERVAL_MS: u32 = 15_000;
 
-/// The librdkafka settings of the group consumer; `kafka.properties` come last and win.
-pub fn consumer_config(config: &Config) -> ClientConfig {
+/// The librdkafka settings of the group consumer for at-least-once delivery, before
+/// `kafka.properties`.
+fn consumer_defaults(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", &config.kafka.group_id)
@@ -36,23 +37,21 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
         // Feeds `silentauth_consumer_lag` (see [`consumer_lags`]).
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
-    for (k, v) in &config.kafka.properties {
-        c.set(k, v);
-    }
     c
 }
 
-/// [`consumer_config`] for `transactional` (`exactly_once`) delivery: offsets travel inside
-/// the transactions, so nothing is auto-committed, and jobs written transactionally upstream
-/// are read once committed. `kafka.properties` still come last and win.
+/// The librdkafka settings of the group consumer; for `transactional` (`exactly_once`)
+/// delivery offsets travel inside the transactions, so nothing is auto-committed, and jobs
+/// written transactionally upstream are read once committed. `kafka.properties` are applied
+/// once, last, and win.
 pub fn group_consumer_config(config: &Config, transactional: bool) -> ClientConfig {
-    let mut c = consumer_config(config);
+    let mut c = consumer_defaults(config);
     if transactional {
         c.set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed");
-        for (k, v) in &config.kafka.properties {
-            c.set(k, v);
-        }
+    }
+    for (k, v) in &config.kafka.properties {
+        c.set(k, v);
     }
     c
 }
@@ -159,6 +158,7 @@ mod tests {
             .insert("isolation.level".into(), "read_uncommitted".into());
         let plain = group_consumer_config(&config, false);
         assert_eq!(plain.get("enable.auto.commit"), Some("true"));
+        assert_eq!(plain.get("isolation.level"), Some("read_uncommitted"));
         let txn = group_consumer_config(&config, true);
         assert_eq!(txn.get("enable.auto.commit"), Some("false"));
         assert_eq!(

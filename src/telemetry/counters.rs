@@ -1,6 +1,7 @@
 //! Counters the worker keeps while it runs: what `demo` summarises, `/metrics` exports and
 //! `/readyz` reads.
 
+use crate::config::BreakerTrigger;
 use crate::contract::{ErrorClass, Status};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -9,9 +10,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The circuit breaker's triggers, as the `reason` label of `silentauth_breaker_trips_total`
-/// names them (the names of their `worker.breaker` keys).
-pub const BREAKER_TRIGGERS: [&str; 2] = ["consecutive", "dead_letter_ratio"];
-
 /// Live counters, shared by every task of a run. Read them anywhere; move them only through
 /// the typed events of [`super::events`].
 #[derive(Debug, Default)]
@@ -54,7 +52,7 @@ pub struct WorkerCounters {
     pub breaker_open: AtomicBool,
     /// Why the circuit breaker is open, while it is.
     breaker_reason: Mutex<Option<String>>,
-    /// Circuit breaker trips by trigger (a label of [`BREAKER_TRIGGERS`]).
+    /// Circuit breaker trips by trigger (a label of [`BreakerTrigger`]).
     breaker_trips: Mutex<BTreeMap<&'static str, u64>>,
     /// Why the worker cannot do its job although the brokers answer, by (source, key): e.g.
     /// (`"probe"`, `"topics.results"`) while metadata says that topic does not exist, or
@@ -183,10 +181,10 @@ impl WorkerCounters {
             .clone()
     }
 
-    /// Circuit breaker trips by trigger; every trigger of [`BREAKER_TRIGGERS`] is present.
+    /// Circuit breaker trips by trigger; every trigger of [`BreakerTrigger`] is present.
     pub fn breaker_trips(&self) -> BTreeMap<&'static str, u64> {
         let mut trips: BTreeMap<&'static str, u64> =
-            BREAKER_TRIGGERS.iter().map(|&t| (t, 0)).collect();
+            BreakerTrigger::ALL.iter().map(|t| (t.label(), 0)).collect();
         for (t, n) in self
             .breaker_trips
             .lock()

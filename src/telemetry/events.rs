@@ -342,7 +342,7 @@ impl BrokersProbed {
 /// The circuit breaker opened.
 #[derive(Clone, Copy)]
 pub struct BreakerTripped<'a> {
-    /// The trigger's label (one of [`super::counters::BREAKER_TRIGGERS`]).
+    /// The trigger's label (one of [`crate::config::BreakerTrigger::label`]).
     pub trigger: &'static str,
     /// Why, e.g. `20 consecutive credentials_rejected results`.
     pub detail: &'a str,

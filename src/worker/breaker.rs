@@ -13,7 +13,7 @@
 //! [`Gatekeeper`] puts it behind a mutex for the worker and reports its transitions to the log,
 //! the counters and `/readyz`.
 
-use crate::config::BreakerConfig;
+use crate::config::{BreakerConfig, BreakerTrigger};
 use crate::contract::ErrorClass;
 use crate::telemetry::counters::WorkerCounters;
 use crate::telemetry::events::{BreakerClosed, BreakerTripped};
@@ -54,35 +54,12 @@ impl CallOutcome {
     }
 }
 
-/// Which trigger opened the breaker; its [`Trigger::label`] is the `reason` label of
-/// `silentauth_breaker_trips_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Trigger {
-    /// `worker.breaker.consecutive` rejections in a row.
-    Consecutive,
-    /// `worker.breaker.dead_letter_ratio` exceeded over the window.
-    DeadLetterRatio,
-}
-
-impl Trigger {
-    /// Every trigger.
-    pub const ALL: [Trigger; 2] = [Trigger::Consecutive, Trigger::DeadLetterRatio];
-
-    /// The metric label: the name of the trigger's config key.
-    pub fn label(self) -> &'static str {
-        match self {
-            Trigger::Consecutive => "consecutive",
-            Trigger::DeadLetterRatio => "dead_letter_ratio",
-        }
-    }
-
-    /// True when a probe's outcome is a failure of the kind this trigger counts: a rejection
-    /// for `consecutive`, a dead letter for `dead_letter_ratio`.
-    fn fails(self, o: &CallOutcome) -> bool {
-        match self {
-            Trigger::Consecutive => o.rejected(),
-            Trigger::DeadLetterRatio => o.dead_lettered,
-        }
+/// True when a probe's outcome is a failure of the kind `trigger` counts: a rejection for
+/// `consecutive`, a dead letter for `dead_letter_ratio`.
+fn fails(trigger: BreakerTrigger, o: &CallOutcome) -> bool {
+    match trigger {
+        BreakerTrigger::Consecutive => o.rejected(),
+        BreakerTrigger::DeadLetterRatio => o.dead_lettered,
     }
 }
 
@@ -90,7 +67,7 @@ impl Trigger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason {
     /// The trigger.
-    pub trigger: Trigger,
+    pub trigger: BreakerTrigger,
     /// E.g. `20 consecutive credentials_rejected results`.
     pub detail: String,
 }
@@ -232,7 +209,7 @@ impl Breaker {
                         probe_at: now,
                     };
                     None
-                } else if reason.trigger.fails(&outcome) {
+                } else if fails(reason.trigger, &outcome) {
                     self.state = State::Open {
                         reason: reason.clone(),
                         probe_at: crate::clock::later(now, self.probe_interval),
@@ -290,14 +267,14 @@ impl Breaker {
                 _ => "credentials_rejected",
             };
             Reason {
-                trigger: Trigger::Consecutive,
+                trigger: BreakerTrigger::Consecutive,
                 detail: format!("{} consecutive {classes} results", self.rejections),
             }
         } else if self.recent.len() == self.window
             && self.recent_dead as f64 > self.dead_letter_ratio * self.window as f64
         {
             Reason {
-                trigger: Trigger::DeadLetterRatio,
+                trigger: BreakerTrigger::DeadLetterRatio,
                 detail: format!(
                     "{} of the last {} jobs were dead-lettered (more than dead_letter_ratio {})",
                     self.recent_dead, self.window, self.dead_letter_ratio
@@ -442,7 +419,7 @@ mod tests {
         (0..n).filter_map(|_| b.record(o, false, now)).collect()
     }
 
-    fn tripped(t: &[Transition]) -> Vec<Trigger> {
+    fn tripped(t: &[Transition]) -> Vec<BreakerTrigger> {
         t.iter()
             .filter_map(|t| match t {
                 Transition::Tripped(r) => Some(r.trigger),
@@ -460,7 +437,7 @@ mod tests {
         let t = feed(&mut b, failed(ErrorClass::CredentialsRejected), 1, t0);
         match &t[..] {
             [Transition::Tripped(r)] => {
-                assert_eq!(r.trigger, Trigger::Consecutive);
+                assert_eq!(r.trigger, BreakerTrigger::Consecutive);
                 assert_eq!(r.detail, "5 consecutive credentials_rejected results");
             }
             other => panic!("{other:?}"),
@@ -515,7 +492,7 @@ mod tests {
                     1,
                     t0
                 )),
-                [Trigger::Consecutive]
+                [BreakerTrigger::Consecutive]
             );
         }
     }
@@ -549,7 +526,7 @@ mod tests {
                 1,
                 t0
             )),
-            [Trigger::Consecutive]
+            [BreakerTrigger::Consecutive]
         );
     }
 
@@ -570,7 +547,7 @@ mod tests {
         assert!(feed(&mut b, dead, 9, t0).is_empty());
         assert_eq!(
             tripped(&feed(&mut b, dead, 1, t0)),
-            [Trigger::DeadLetterRatio]
+            [BreakerTrigger::DeadLetterRatio]
         );
 
         // Exactly half is not more than half.
@@ -586,7 +563,7 @@ mod tests {
         let t = feed(&mut b, dead, 1, t0);
         match &t[..] {
             [Transition::Tripped(r)] => {
-                assert_eq!(r.trigger, Trigger::DeadLetterRatio);
+                assert_eq!(r.trigger, BreakerTrigger::DeadLetterRatio);
                 assert_eq!(
                     r.detail,
                     "6 of the last 10 jobs were dead-lettered (more than dead_letter_ratio 0.5)"
@@ -606,7 +583,7 @@ mod tests {
         assert!(feed(&mut b, failed(ErrorClass::ProtocolError), 2, t0).is_empty());
         assert_eq!(
             tripped(&feed(&mut b, failed(ErrorClass::ProtocolError), 1, t0)),
-            [Trigger::DeadLetterRatio]
+            [BreakerTrigger::DeadLetterRatio]
         );
     }
 
@@ -657,7 +634,7 @@ mod tests {
         let t2 = t1 + Duration::from_secs(1);
         match b.record(failed(ErrorClass::PermissionDenied), true, t2) {
             Some(Transition::ProbeFailed { reason, class }) => {
-                assert_eq!(reason.trigger, Trigger::Consecutive);
+                assert_eq!(reason.trigger, BreakerTrigger::Consecutive);
                 assert_eq!(class, Some(ErrorClass::PermissionDenied));
             }
             other => panic!("{other:?}"),
@@ -667,7 +644,7 @@ mod tests {
         assert!(b.start_probe(t3));
         // After a consecutive trip, an upstream failure is not "the same kind": closed.
         match b.record(failed(ErrorClass::UpstreamUnavailable), true, t3) {
-            Some(Transition::Recovered(r)) => assert_eq!(r.trigger, Trigger::Consecutive),
+            Some(Transition::Recovered(r)) => assert_eq!(r.trigger, BreakerTrigger::Consecutive),
             other => panic!("{other:?}"),
         }
         assert_eq!(b.gate(t3), Gate::Closed);
@@ -681,7 +658,7 @@ mod tests {
                 1,
                 t3
             )),
-            [Trigger::Consecutive]
+            [BreakerTrigger::Consecutive]
         );
     }
 
@@ -747,9 +724,17 @@ mod tests {
     }
 
     #[test]
-    fn trigger_labels_are_the_ones_the_stats_export() {
-        let labels: Vec<&str> = Trigger::ALL.iter().map(|t| t.label()).collect();
-        assert_eq!(labels, crate::telemetry::counters::BREAKER_TRIGGERS);
+    fn trigger_labels_are_the_breaker_config_keys() {
+        let keys = toml::Value::try_from(BreakerConfig::default()).unwrap();
+        for t in BreakerTrigger::ALL {
+            assert!(
+                keys.get(t.label()).is_some(),
+                "{} is no worker.breaker key",
+                t.label()
+            );
+        }
+        let exported = WorkerCounters::default().breaker_trips();
+        assert_eq!(exported.len(), BreakerTrigger::ALL.len());
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,20 +6,38 @@ use crate::contract::JobResult;
 use lru::LruCache;
 use std::collections::HashMap;
 use std::future::Future;
-use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
-/// Results by `job_id`, bounded by `worker.idempotency_cache_size`.
+/// Bytes counted for one cached result on top of its key and its JSON: the LRU list node (key
+/// and value headers, two links: 64 bytes), the allocator's header and rounding of its three
+/// allocations (node, key, JSON: about 48 bytes) and its slot in the hash table (16 bytes at a
+/// load factor between 7/16 and 7/8: up to 37 bytes), rounded up.
+pub const ENTRY_OVERHEAD_BYTES: usize = 160;
+
+/// Results by `job_id`, bounded by `worker.idempotency_cache_size` entries and by
+/// `worker.idempotency_cache_bytes`: whichever bound is reached first evicts the least recently
+/// used results. An entry counts its key, its JSON and [`ENTRY_OVERHEAD_BYTES`].
 ///
 /// A result is kept as its JSON encoding (about 400 bytes) rather than as a [`JobResult`], whose
-/// strings and attribute map take several small allocations (over 1 KB per result): with the
-/// default 100,000 results that is the difference between about 50 and over 120 MB. Hits are
+/// strings and attribute map take several small allocations (over 1 KB per result). Hits are
 /// rare (redeliveries), so decoding on a hit costs nothing that matters.
 #[derive(Debug)]
 pub struct IdempotencyCache {
-    done: Mutex<LruCache<String, Cached>>,
+    done: Mutex<Lru>,
     in_flight: Mutex<HashMap<String, Arc<OnceCell<JobResult>>>>,
+    /// The bytes counted for the results held, shared with whoever reports them.
+    bytes: Arc<AtomicU64>,
+}
+
+/// The results and their bounds.
+#[derive(Debug)]
+struct Lru {
+    entries: LruCache<String, Cached>,
+    max_entries: usize,
+    max_bytes: usize,
+    bytes: usize,
 }
 
 /// One remembered result: the `replay_count` it answers and its JSON encoding.
@@ -29,14 +47,50 @@ struct Cached {
     json: Box<[u8]>,
 }
 
+/// The bytes counted for a result under `key`.
+fn entry_bytes(key: &str, cached: &Cached) -> usize {
+    key.len() + cached.json.len() + ENTRY_OVERHEAD_BYTES
+}
+
+impl Lru {
+    /// Inserts or replaces `key`, then evicts the least recently used until both bounds hold
+    /// (the new entry stays, even alone past `max_bytes`).
+    fn put(&mut self, key: String, cached: Cached) {
+        self.bytes += entry_bytes(&key, &cached);
+        if let Some((old_key, old)) = self.entries.push(key, cached) {
+            self.bytes -= entry_bytes(&old_key, &old);
+        }
+        while self.entries.len() > 1
+            && (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
+        {
+            match self.entries.pop_lru() {
+                Some((k, v)) => self.bytes -= entry_bytes(&k, &v),
+                None => break,
+            }
+        }
+    }
+}
+
 impl IdempotencyCache {
-    /// A cache holding up to `capacity` results.
-    pub fn new(capacity: usize) -> Self {
+    /// A cache holding up to `max_entries` results and up to `max_bytes` bytes of them (each
+    /// bound at least 1; at least one result is always kept).
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Self::with_gauge(max_entries, max_bytes, Arc::default())
+    }
+
+    /// As [`IdempotencyCache::new`], keeping `bytes` equal to the bytes counted for the results
+    /// held (the `silentauth_idempotency_cache_bytes` gauge).
+    pub fn with_gauge(max_entries: usize, max_bytes: usize, bytes: Arc<AtomicU64>) -> Self {
+        bytes.store(0, Ordering::Relaxed);
         IdempotencyCache {
-            done: Mutex::new(LruCache::new(
-                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
-            )),
+            done: Mutex::new(Lru {
+                entries: LruCache::unbounded(),
+                max_entries: max_entries.max(1),
+                max_bytes: max_bytes.max(1),
+                bytes: 0,
+            }),
             in_flight: Mutex::new(HashMap::new()),
+            bytes,
         }
     }
 
@@ -59,10 +113,11 @@ impl IdempotencyCache {
             json,
         };
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        match done.peek(&result.job_id) {
+        match done.entries.peek(&result.job_id) {
             Some(old) if old.replay_count > result.replay_count => {}
             _ => {
                 done.put(result.job_id.clone(), cached);
+                self.bytes.store(done.bytes as u64, Ordering::Relaxed);
             }
         }
     }
@@ -72,7 +127,8 @@ impl IdempotencyCache {
     pub fn lookup(&self, job_id: &str, replay_count: u32) -> Option<JobResult> {
         let json = {
             let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-            done.get(job_id)
+            done.entries
+                .get(job_id)
                 .filter(|r| r.replay_count >= replay_count)?
                 .json
                 .clone()
@@ -125,7 +181,16 @@ impl IdempotencyCache {
 
     /// Results held.
     pub fn len(&self) -> usize {
-        self.done.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .len()
+    }
+
+    /// The bytes counted for the results held (see [`ENTRY_OVERHEAD_BYTES`]).
+    pub fn bytes(&self) -> usize {
+        self.done.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }
 
     /// True when empty.
@@ -138,7 +203,7 @@ impl IdempotencyCache {
 mod tests {
     use super::*;
     use crate::contract::{result::SCHEMA_VERSION, Status};
-    use chrono::Utc;
+    use chrono::{TimeZone, Utc};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn result(id: &str, replay_count: u32) -> JobResult {
@@ -156,8 +221,9 @@ mod tests {
             attempts: 2,
             duplicate: false,
             replay_count,
-            received_at: Utc::now(),
-            completed_at: Utc::now(),
+            // Fixed, so that every result of the same id length encodes to the same length.
+            received_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            completed_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 1).unwrap(),
             duration_ms: 1,
             signals: None,
             risk_flags: None,
@@ -166,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn second_delivery_is_a_duplicate_and_runs_nothing() {
-        let c = IdempotencyCache::new(10);
+        let c = IdempotencyCache::new(10, 1 << 20);
         let runs = AtomicUsize::new(0);
         let (r, dup) = c
             .run("a", 0, || async {
@@ -187,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replay_is_not_a_duplicate() {
-        let c = IdempotencyCache::new(10);
+        let c = IdempotencyCache::new(10, 1 << 20);
         c.remember(result("a", 0));
         let (r, dup) = c.run("a", 1, || async { result("a", 1) }).await;
         assert!(!dup);
@@ -200,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_copies_share_one_verification() {
-        let c = Arc::new(IdempotencyCache::new(10));
+        let c = Arc::new(IdempotencyCache::new(10, 1 << 20));
         let runs = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let first = {
@@ -234,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_cached_result_comes_back_unchanged() {
-        let c = IdempotencyCache::new(10);
+        let c = IdempotencyCache::new(10, 1 << 20);
         let mut r = result("a", 0);
         r.status = Status::Failed;
         r.phone_number_verified = None;
@@ -248,13 +314,53 @@ mod tests {
         assert_eq!(c.lookup("a", 0), Some(r));
     }
 
+    /// The bytes one result of `result(id, 0)` counts.
+    fn one(id: &str) -> usize {
+        id.len() + serde_json::to_vec(&result(id, 0)).unwrap().len() + ENTRY_OVERHEAD_BYTES
+    }
+
     #[test]
-    fn bounded_by_capacity() {
-        let c = IdempotencyCache::new(2);
+    fn bounded_by_entries() {
+        let c = IdempotencyCache::new(2, 1 << 20);
         for id in ["a", "b", "c"] {
             c.remember(result(id, 0));
         }
         assert_eq!(c.len(), 2);
         assert!(c.lookup("a", 0).is_none());
+        assert!(c.lookup("b", 0).is_some() && c.lookup("c", 0).is_some());
+    }
+
+    #[test]
+    fn bounded_by_bytes_evicting_the_least_recently_used() {
+        let gauge = Arc::new(AtomicU64::new(7));
+        // Room for three results but not four (same-length ids count the same).
+        let c = IdempotencyCache::with_gauge(100, 4 * one("a") - 1, gauge.clone());
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+        for id in ["a", "b", "c"] {
+            c.remember(result(id, 0));
+        }
+        assert_eq!((c.len(), c.bytes()), (3, 3 * one("a")));
+        assert_eq!(gauge.load(Ordering::Relaxed), 3 * one("a") as u64);
+        // "a" used last, so "b" is the least recently used when "d" comes.
+        assert!(c.lookup("a", 0).is_some());
+        c.remember(result("d", 0));
+        assert_eq!(c.len(), 3);
+        assert!(c.lookup("b", 0).is_none());
+        assert!(["a", "c", "d"].iter().all(|id| c.lookup(id, 0).is_some()));
+        assert_eq!(gauge.load(Ordering::Relaxed), 3 * one("a") as u64);
+    }
+
+    #[test]
+    fn a_replaced_result_is_counted_once_and_one_result_always_stays() {
+        let c = IdempotencyCache::new(10, 1 << 20);
+        c.remember(result("a", 0));
+        c.remember(result("a", 1));
+        assert_eq!((c.len(), c.bytes()), (1, one("a")));
+        // A bound below one result keeps the newest result alone.
+        let tiny = IdempotencyCache::new(10, 1);
+        tiny.remember(result("a", 0));
+        tiny.remember(result("b", 0));
+        assert_eq!(tiny.len(), 1);
+        assert!(tiny.lookup("b", 0).is_some());
     }
 }

@@ -181,6 +181,13 @@ async fn metrics_add_up_after_a_mixed_run_and_the_page_serves() {
     // Every verified job spent its code; every result is acknowledged: none is at risk.
     assert!(m.contains_key("silentauth_codes_at_risk"), "{m:?}");
     assert_eq!(total(&m, "silentauth_codes_at_risk"), 0.0);
+    // At least the 11 verified results are remembered, each counting more than 100 bytes of
+    // JSON beside the fixed overhead.
+    let per_result = silentauth_worker::idempotency::ENTRY_OVERHEAD_BYTES + 100;
+    assert!(
+        total(&m, "silentauth_idempotency_cache_bytes") >= (11 * per_result) as f64,
+        "{m:?}"
+    );
     assert_eq!(total(&m, "silentauth_ready"), 1.0);
     assert_eq!(get(addr, "/readyz").await.unwrap().0, 200);
 

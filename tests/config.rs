@@ -73,6 +73,7 @@ fn every_contract_key_is_documented_in_the_default_file() {
         "revoke_grace",
         "shutdown_grace",
         "idempotency_cache_size",
+        "idempotency_cache_bytes",
         "warmup_margin",
         "[worker.breaker]",
         "consecutive",

@@ -326,7 +326,7 @@ async fn reads_only_what_the_committed_offsets_can_redeliver() {
         async move {
             tokio::task::spawn_blocking(move || {
                 let mut reader = ResultsReader::new(&config).unwrap();
-                let cache = IdempotencyCache::new(1_000);
+                let cache = IdempotencyCache::new(1_000, 1 << 20);
                 let warmed = reader.warm_from(&committed, &cache).unwrap();
                 (reader, cache, warmed)
             })

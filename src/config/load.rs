@@ -11,6 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 use toml::{Table, Value};
 
+/// The smallest `worker.idempotency_cache_bytes`: room for about a hundred results.
+const MIN_IDEMPOTENCY_CACHE_BYTES: usize = 64 * 1024;
+
 impl Config {
     /// Reads the configuration: `path` when given (a missing file is an error naming it), else
     /// [`DEFAULT_CONFIG_PATH`] when it exists, else [`EMBEDDED_DEFAULT_TOML`]; then overlays the
@@ -163,6 +166,11 @@ impl Config {
             w.idempotency_cache_size >= 1,
             "worker.idempotency_cache_size",
             "must be >= 1",
+        );
+        v.check(
+            w.idempotency_cache_bytes >= MIN_IDEMPOTENCY_CACHE_BYTES,
+            "worker.idempotency_cache_bytes",
+            "must be >= 65536",
         );
         v.check(
             w.warmup_margin <= w.code_ttl,

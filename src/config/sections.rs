@@ -171,6 +171,11 @@ pub struct WorkerConfig {
     /// Entries in the idempotency cache.
     #[serde(default = "default_idempotency_cache_size")]
     pub idempotency_cache_size: usize,
+    /// Bytes the idempotency cache may hold (an integer), counted per result as its `job_id`, its
+    /// JSON and a fixed overhead (`idempotency::ENTRY_OVERHEAD_BYTES`); whichever of this and
+    /// `idempotency_cache_size` is reached first evicts the least recently used result.
+    #[serde(default = "default_idempotency_cache_bytes")]
+    pub idempotency_cache_bytes: usize,
     /// How much earlier than the append time of the jobs record at a committed offset the
     /// cache warm-up starts reading results: the clock skew allowed between job producers
     /// (or brokers) and workers. At most `code_ttl`.
@@ -375,6 +380,9 @@ const fn default_shutdown_grace() -> Duration {
 }
 const fn default_idempotency_cache_size() -> usize {
     100_000
+}
+const fn default_idempotency_cache_bytes() -> usize {
+    32 * 1024 * 1024
 }
 const fn default_warmup_margin() -> Duration {
     Duration::from_secs(10)

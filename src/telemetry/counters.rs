@@ -37,6 +37,8 @@ pub struct WorkerCounters {
     /// Jobs whose single-use code is spent and whose result is not acknowledged yet: what a
     /// crash now would cost (shared with each job's `SpentCode`).
     pub codes_at_risk: Arc<AtomicU64>,
+    /// The bytes the idempotency cache counts for the results it holds (shared with the cache).
+    pub idempotency_cache_bytes: Arc<AtomicU64>,
     /// True while the partitions are paused (the in-flight window stayed full, or the circuit
     /// breaker is open).
     pub paused: AtomicBool,

@@ -35,6 +35,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "silentauth_partitions_paused",
     "silentauth_consumer_lag",
     "silentauth_idempotency_hits_total",
+    "silentauth_idempotency_cache_bytes",
     "silentauth_offset_commits_total",
     "silentauth_jobs_abandoned_total",
     "silentauth_produce_errors_total",
@@ -292,6 +293,12 @@ impl Collector for CountersCollector {
             "silentauth_codes_at_risk",
             "Jobs whose single-use code is spent and whose result is not acknowledged yet (what a crash now would cost)",
             get(&s.codes_at_risk) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "silentauth_idempotency_cache_bytes",
+            "Bytes counted for the results the idempotency cache holds (job_id, JSON and a fixed overhead each)",
+            get(&s.idempotency_cache_bytes) as i64,
         )?;
         gauge(
             &mut e,

@@ -123,7 +123,11 @@ impl WorkerState {
         WorkerState {
             jobs_topic: config.topics.jobs.clone(),
             assignments: Mutex::new(Assignments::default()),
-            cache: IdempotencyCache::new(config.worker.idempotency_cache_size),
+            cache: IdempotencyCache::with_gauge(
+                config.worker.idempotency_cache_size,
+                config.worker.idempotency_cache_bytes,
+                stats.idempotency_cache_bytes.clone(),
+            ),
             stats,
             finished: Notify::new(),
         }

@@ -2,6 +2,7 @@
 //! letters with the original key and value and the §6 headers. `publish` returns only once the
 //! broker acknowledged every record of a job.
 
+use super::context::PublisherContext;
 use crate::config::Config;
 use crate::contract::JobResult;
 use rdkafka::config::ClientConfig;
@@ -58,7 +59,8 @@ pub struct PublishError {
 
 /// Publishes results and dead letters.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<PublisherContext>,
+    context: PublisherContext,
     results_topic: String,
     dead_letter_topic: String,
 }
@@ -93,8 +95,14 @@ pub fn producer_config(config: &Config) -> ClientConfig {
 impl Publisher {
     /// A producer for the configured brokers and topics.
     pub fn new(config: &Config) -> Result<Publisher, KafkaError> {
+        Self::from_client_config(producer_config(config), config)
+    }
+
+    fn from_client_config(c: ClientConfig, config: &Config) -> Result<Publisher, KafkaError> {
+        let context = PublisherContext::default();
         Ok(Publisher {
-            producer: producer_config(config).create()?,
+            producer: c.create_with_context(context.clone())?,
+            context,
             results_topic: config.topics.results.clone(),
             dead_letter_topic: config.topics.dead_letter.clone(),
         })
@@ -114,16 +122,18 @@ impl Publisher {
                 ),
             );
         }
-        Ok(Publisher {
-            producer: c.create()?,
-            results_topic: config.topics.results.clone(),
-            dead_letter_topic: config.topics.dead_letter.clone(),
-        })
+        Self::from_client_config(c, config)
     }
 
     /// The underlying producer (metadata checks, flush).
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &FutureProducer<PublisherContext> {
         &self.producer
+    }
+
+    /// How many times librdkafka reported the brokers lost (see
+    /// [`PublisherContext::broker_losses`]).
+    pub fn broker_losses(&self) -> u64 {
+        self.context.broker_losses()
     }
 
     /// Queues a job's result and dead letter (either may be absent) and returns their delivery

@@ -1,6 +1,8 @@
 //! Before consuming: the brokers answer and the jobs, results and dead-letter topics exist (a
 //! missing one stops start-up, or is waited for with `worker.wait_for_topics`). While running:
-//! a probe every [`PROBE_INTERVAL`] keeps `/readyz` honest about the brokers and the topics.
+//! a probe keeps `/readyz` honest about the brokers and the topics, asking the brokers every
+//! [`PROBE_INTERVAL`] while something is wrong and every [`READY_RECHECK`] while all is well, and
+//! at once (at the next [`PROBE_INTERVAL`]) when librdkafka reports the brokers lost.
 
 use super::error::WorkerError;
 use crate::config::Config;
@@ -11,10 +13,16 @@ use crate::telemetry::events::{BrokersAnswered, BrokersProbed, BrokersUnreachabl
 use rdkafka::producer::Producer;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How often readiness checks the brokers and the topics, and a waiting preflight looks again.
 pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often the probe asks the brokers about the topics while the last answer was good and
+/// librdkafka reported no broker lost since (a lost topic is seen within this plus one
+/// [`PROBE_INTERVAL`]).
+pub(super) const READY_RECHECK: Duration = Duration::from_secs(10);
 
 /// Checks the brokers and the topics before anything is consumed. `Ok(true)`: go on;
 /// `Ok(false)`: `cancel` fired while waiting for a topic (nothing was consumed).
@@ -95,10 +103,11 @@ pub(super) async fn preflight(
     }
 }
 
-/// Every [`PROBE_INTERVAL`]: sets `stats.brokers_ok` from a metadata request, and records
-/// (as source `"probe"`) each configured topic the brokers no longer know, so `/readyz` turns
-/// 503 with the reason while the cluster is unreachable or a topic is gone, even with no job
-/// flowing.
+/// Sets `stats.brokers_ok` from a metadata request per topic, and records (as source `"probe"`)
+/// each configured topic the brokers no longer know, so `/readyz` turns 503 with the reason
+/// while the cluster is unreachable or a topic is gone, even with no job flowing. It asks every
+/// [`PROBE_INTERVAL`] while the last answer was bad (or a topic missing), after librdkafka
+/// reported a broker lost, and otherwise every [`READY_RECHECK`].
 pub(super) async fn probe(
     publisher: Arc<Publisher>,
     config: Config,
@@ -109,11 +118,20 @@ pub(super) async fn probe(
         .into_iter()
         .map(|(k, t)| (k, t.to_owned()))
         .collect();
+    let mut seen_losses = publisher.broker_losses();
+    let mut asked = Instant::now();
+    // Start-up's preflight has just found everything in order.
+    let mut healthy = true;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(PROBE_INTERVAL) => {}
         }
+        let losses = publisher.broker_losses();
+        if healthy && losses == seen_losses && asked.elapsed() < READY_RECHECK {
+            continue;
+        }
+        (seen_losses, asked) = (losses, Instant::now());
         let (p, t) = (publisher.clone(), topics.clone());
         // One request per topic: a request for every topic would be large on a big cluster.
         let answers = tokio::task::spawn_blocking(move || {
@@ -131,6 +149,7 @@ pub(super) async fn probe(
         .unwrap_or_default();
         let ok = !answers.is_empty() && answers.iter().all(|(_, _, a)| a.is_ok());
         BrokersProbed { answered: ok }.emit(&stats);
+        healthy = ok;
         for (key, topic, answer) in answers {
             let Ok(presence) = answer else { continue };
             let state = TopicState {
@@ -140,6 +159,7 @@ pub(super) async fn probe(
             };
             match state.problem() {
                 Some(p) => {
+                    healthy = false;
                     if !stats.unready_reasons().contains(&p) {
                         tracing::error!(key, topic = %state.topic, "{p}; not ready");
                     }

@@ -126,8 +126,8 @@ async fn serve_admin(
     guard
 }
 
-/// Readiness follows the brokers and the topics: a metadata probe every
-/// [`preflight::PROBE_INTERVAL`], until the guard is dropped.
+/// Readiness follows the brokers and the topics: a metadata probe (see [`preflight::probe`]),
+/// until the guard is dropped.
 fn start_probe(
     publisher: &Arc<Publisher>,
     config: &Config,

@@ -179,11 +179,7 @@ async fn commit_batch(
         .await
         .expect("commit task panicked")?;
     for d in deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e),
-            Err(_) => return Err(KafkaError::Canceled),
-        }
+        d.await?;
     }
     Ok(())
 }

@@ -1,49 +1,15 @@
-//! The producer's context: its delivery reports resolve [`Delivery`] futures, and it counts the
-//! times librdkafka reports the brokers lost (all brokers down, or a broker connection failing),
-//! so that readiness asks the brokers at once instead of on a short timer.
+//! The producer's client context: it counts the times librdkafka reports the brokers lost (all
+//! brokers down, or a broker connection failing), so that readiness asks the brokers at once
+//! instead of on a short timer.
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::ProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::sync::oneshot;
 
-/// What a delivery report says: acknowledged, or why not.
-pub type DeliveryResult = Result<(), KafkaError>;
-
-/// The sending half of a [`Delivery`], carried through librdkafka as the record's opaque.
-pub type DeliverySender = Box<oneshot::Sender<DeliveryResult>>;
-
-/// Resolves when the broker acknowledged the record, or with the error that stopped it
-/// (`KafkaError::Canceled` if the producer went away first).
-#[derive(Debug)]
-pub struct Delivery(oneshot::Receiver<DeliveryResult>);
-
-impl Delivery {
-    /// A delivery and the sender its record carries.
-    pub fn channel() -> (DeliverySender, Delivery) {
-        let (tx, rx) = oneshot::channel();
-        (Box::new(tx), Delivery(rx))
-    }
-}
-
-impl Future for Delivery {
-    type Output = DeliveryResult;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DeliveryResult> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(KafkaError::Canceled)))
-    }
-}
-
-/// The producer's [`ClientContext`] and [`ProducerContext`]: logs librdkafka's errors as the
-/// default context does, counts broker losses and resolves deliveries.
+/// The producer's [`ClientContext`]: logs librdkafka's errors as the default context does and
+/// counts broker losses.
 #[derive(Debug, Clone, Default)]
 pub struct PublisherContext {
     broker_losses: Arc<AtomicU64>,
@@ -74,19 +40,6 @@ impl ClientContext for PublisherContext {
     }
 }
 
-impl ProducerContext for PublisherContext {
-    type DeliveryOpaque = DeliverySender;
-
-    fn delivery(&self, report: &rdkafka::message::DeliveryResult<'_>, tx: DeliverySender) {
-        let result = match report {
-            Ok(_) => Ok(()),
-            Err((e, _)) => Err(e.clone()),
-        };
-        // The receiver is gone only when nobody waits for this record any more.
-        let _ = tx.send(result);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,22 +63,5 @@ mod tests {
         let shared = c.clone();
         c.error(global(RDKafkaErrorCode::AllBrokersDown), "again");
         assert_eq!(shared.broker_losses(), 3);
-    }
-
-    #[tokio::test]
-    async fn a_delivery_resolves_with_its_report_or_as_canceled() {
-        let (tx, delivery) = Delivery::channel();
-        tx.send(Err(KafkaError::Global(RDKafkaErrorCode::MessageTimedOut)))
-            .unwrap();
-        assert_eq!(
-            delivery.await,
-            Err(KafkaError::Global(RDKafkaErrorCode::MessageTimedOut))
-        );
-        let (tx, delivery) = Delivery::channel();
-        tx.send(Ok(())).unwrap();
-        assert_eq!(delivery.await, Ok(()));
-        let (tx, delivery) = Delivery::channel();
-        drop(tx);
-        assert_eq!(delivery.await, Err(KafkaError::Canceled));
     }
 }

@@ -7,7 +7,6 @@ pub mod consumer;
 pub mod context;
 pub mod embedded;
 pub mod offsets;
-pub mod polled;
 pub mod producer;
 pub mod topics;
 pub mod transactions;

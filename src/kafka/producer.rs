@@ -2,14 +2,13 @@
 //! letters with the original key and value and the §6 headers. `publish` returns only once the
 //! broker acknowledged every record of a job.
 
-use super::context::{Delivery, DeliverySender, PublisherContext};
-use super::polled::PolledProducer;
+use super::context::PublisherContext;
 use crate::config::Config;
 use crate::contract::JobResult;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
@@ -60,7 +59,7 @@ pub struct PublishError {
 
 /// Publishes results and dead letters.
 pub struct Publisher {
-    producer: PolledProducer,
+    producer: FutureProducer<PublisherContext>,
     context: PublisherContext,
     results_topic: String,
     dead_letter_topic: String,
@@ -102,7 +101,7 @@ impl Publisher {
     fn from_client_config(c: ClientConfig, config: &Config) -> Result<Publisher, KafkaError> {
         let context = PublisherContext::default();
         Ok(Publisher {
-            producer: PolledProducer::new(&c, context.clone())?,
+            producer: c.create_with_context(context.clone())?,
             context,
             results_topic: config.topics.results.clone(),
             dead_letter_topic: config.topics.dead_letter.clone(),
@@ -127,8 +126,8 @@ impl Publisher {
     }
 
     /// The underlying producer (metadata checks, flush).
-    pub fn producer(&self) -> &BaseProducer<PublisherContext> {
-        self.producer.producer()
+    pub fn producer(&self) -> &FutureProducer<PublisherContext> {
+        &self.producer
     }
 
     /// How many times librdkafka reported the brokers lost (see
@@ -144,7 +143,7 @@ impl Publisher {
         result: Option<&JobResult>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
-    ) -> Result<Vec<Delivery>, KafkaError> {
+    ) -> Result<Vec<DeliveryFuture>, KafkaError> {
         let mut futures = Vec::with_capacity(2);
         if let Some(r) = result {
             let value = serde_json::to_vec(r).expect("a JobResult always serializes");
@@ -155,13 +154,11 @@ impl Publisher {
                     value: Some(tp),
                 });
             }
-            let (tx, delivery) = Delivery::channel();
-            let record = BaseRecord::with_opaque_to(&self.results_topic, tx)
+            let record = FutureRecord::to(&self.results_topic)
                 .key(r.job_id.as_bytes())
                 .payload(&value)
                 .headers(headers);
-            self.send_when_room(record).await?;
-            futures.push(delivery);
+            futures.push(self.send_when_room(record).await?);
         }
         if let Some(d) = dead_letter {
             let mut headers =
@@ -178,33 +175,30 @@ impl Publisher {
                     value: Some(v.as_slice()),
                 });
             }
-            let (tx, delivery) = Delivery::channel();
-            let mut record: BaseRecord<'_, [u8], [u8], DeliverySender> =
-                BaseRecord::with_opaque_to(&self.dead_letter_topic, tx).headers(headers);
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.dead_letter_topic).headers(headers);
             if let Some(k) = &d.key {
                 record = record.key(k.as_slice());
             }
             if let Some(v) = &d.value {
                 record = record.payload(v.as_slice());
             }
-            self.send_when_room(record).await?;
-            futures.push(delivery);
+            futures.push(self.send_when_room(record).await?);
         }
         Ok(futures)
     }
 
-    /// Queues `record`, waiting while librdkafka's queue is full.
     async fn send_when_room<K, P>(
         &self,
-        mut record: BaseRecord<'_, K, P, DeliverySender>,
-    ) -> Result<(), KafkaError>
+        mut record: FutureRecord<'_, K, P>,
+    ) -> Result<DeliveryFuture, KafkaError>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
         loop {
-            match self.producer().send(record) {
-                Ok(()) => return Ok(()),
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -264,14 +258,18 @@ impl Publisher {
 
     /// Waits up to `timeout` for every queued record to be acknowledged.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        rdkafka::producer::Producer::flush(self.producer(), timeout)
+        self.producer.flush(timeout)
     }
 }
 
 /// Waits until the broker acknowledged every delivery.
-async fn acknowledged(deliveries: Vec<Delivery>) -> Result<(), KafkaError> {
+async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), KafkaError> {
     for delivery in deliveries {
-        delivery.await?;
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
     }
     Ok(())
 }

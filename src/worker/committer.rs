@@ -179,7 +179,11 @@ async fn commit_batch(
         .await
         .expect("commit task panicked")?;
     for d in deliveries {
-        d.await?;
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
     }
     Ok(())
 }

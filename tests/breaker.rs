@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use support::world::{header, read_topic, World};
+use support::world::{admin_get, header, read_topic, World};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -82,20 +82,9 @@ where
     }
 }
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("admin listener answers");
-    let status = r.status().as_u16();
-    (status, r.text().await.unwrap())
-}
-
 /// The value of one sample of `/metrics`, e.g. `silentauth_breaker_trips_total{reason="x"}`.
 async fn metric(addr: SocketAddr, sample: &str) -> f64 {
-    let text = get(addr, "/metrics").await.1;
+    let text = admin_get(addr, "/metrics").await.1;
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
@@ -136,7 +125,7 @@ impl Running {
             Duration::from_secs(60),
             "the breaker opens",
             || async move {
-                let (code, body) = get(addr, "/readyz").await;
+                let (code, body) = admin_get(addr, "/readyz").await;
                 (code == 503 && body.contains("circuit breaker open")).then_some(body)
             },
         )
@@ -229,7 +218,7 @@ async fn consecutive_credential_rejections_open_it_and_a_good_probe_resumes() {
         1.0
     );
     let status: serde_json::Value =
-        serde_json::from_str(&get(worker.addr, "/status.json").await.1).unwrap();
+        serde_json::from_str(&admin_get(worker.addr, "/status.json").await.1).unwrap();
     assert_eq!(status["breaker"]["open"], true, "{status}");
     assert_eq!(
         status["breaker"]["reason"],
@@ -253,7 +242,7 @@ async fn consecutive_credential_rejections_open_it_and_a_good_probe_resumes() {
         WorkerCounters::get(&worker.stats.consumed) - consumed <= probes,
         "jobs started beyond the probes"
     );
-    assert_eq!(get(worker.addr, "/readyz").await.0, 503);
+    assert_eq!(admin_get(worker.addr, "/readyz").await.0, 503);
     let opened = logged(
         "ERROR",
         &["circuit breaker open: 5 consecutive credentials_rejected results; probing one job every 500ms"],
@@ -267,7 +256,7 @@ async fn consecutive_credential_rejections_open_it_and_a_good_probe_resumes() {
     let by_id = w.wait_until_all(&wanted, Duration::from_secs(60)).await;
     let addr = worker.addr;
     until(Duration::from_secs(10), "ready again", || async move {
-        (get(addr, "/readyz").await.0 == 200).then_some(())
+        (admin_get(addr, "/readyz").await.0 == 200).then_some(())
     })
     .await;
     assert_eq!(metric(worker.addr, "silentauth_breaker_open").await, 0.0);
@@ -358,7 +347,7 @@ async fn a_dead_letter_ratio_over_the_window_opens_it_until_the_upstream_heals()
     let elapsed = t0.elapsed();
     assert!(elapsed >= PROBE * 2, "3 probes in {elapsed:?}");
     let requests = token_requests(&w);
-    assert_eq!(get(worker.addr, "/readyz").await.0, 503);
+    assert_eq!(admin_get(worker.addr, "/readyz").await.0, 503);
     assert!(
         requests <= (WorkerCounters::get(&worker.stats.consumed) + 1) * 2,
         "{requests} token requests"
@@ -374,7 +363,7 @@ async fn a_dead_letter_ratio_over_the_window_opens_it_until_the_upstream_heals()
     let by_id = w.wait_until_all(&ids, Duration::from_secs(60)).await;
     let addr = worker.addr;
     until(Duration::from_secs(10), "ready again", || async move {
-        (get(addr, "/readyz").await.0 == 200).then_some(())
+        (admin_get(addr, "/readyz").await.0 == 200).then_some(())
     })
     .await;
     assert_eq!(metric(worker.addr, "silentauth_breaker_open").await, 0.0);
@@ -437,7 +426,7 @@ async fn rebalance_and_shutdown_work_while_open_and_skip_nothing() {
     let b = start(b_config).await;
     b.wait_consumed(1).await;
     // Still assigned a partition (readiness checks that first), and still open.
-    let (code, body) = get(a.addr, "/readyz").await;
+    let (code, body) = admin_get(a.addr, "/readyz").await;
     assert_eq!(
         (code, body.as_str()),
         (

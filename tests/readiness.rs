@@ -19,22 +19,11 @@ use silentauth_worker::worker::Worker;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::world::{read_topic, World};
+use support::world::{admin_get, read_topic, World};
 use support::{BrokerKind, TestBroker};
 use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_silentauth-worker");
-
-/// GETs `path` from the admin listener: (status, body).
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("admin listener answers");
-    (r.status().as_u16(), r.text().await.unwrap())
-}
 
 async fn admin_addr(stats: &WorkerCounters) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -56,7 +45,7 @@ async fn readyz_until(
 ) -> (u16, String) {
     let deadline = Instant::now() + within;
     loop {
-        let (code, body) = get(addr, "/readyz").await;
+        let (code, body) = admin_get(addr, "/readyz").await;
         if want(code, &body) {
             return (code, body);
         }
@@ -181,7 +170,7 @@ async fn waits_for(key: &str) {
             && body.contains("worker.wait_for_topics"),
         "{body}"
     );
-    let (_, status) = get(addr, "/status.json").await;
+    let (_, status) = admin_get(addr, "/status.json").await;
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["ready"], false);
     assert_eq!(
@@ -194,7 +183,7 @@ async fn waits_for(key: &str) {
     // Waiting consumes nothing: a few probe rounds later, still no job taken.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(WorkerCounters::get(&stats.consumed), 0);
-    assert_eq!(get(addr, "/readyz").await.0, 503);
+    assert_eq!(admin_get(addr, "/readyz").await.0, 503);
 
     w.broker.create_topic(&later, 1).await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -203,7 +192,7 @@ async fn waits_for(key: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     readyz_until(addr, Duration::from_secs(30), "turned 200", |c, _| c == 200).await;
-    let (_, status) = get(addr, "/status.json").await;
+    let (_, status) = admin_get(addr, "/status.json").await;
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["ready"], true);
     assert!(status["not_ready_reason"].is_null(), "{status}");
@@ -294,7 +283,7 @@ async fn topic_lost_while_running(key: &str) {
         stats.brokers_ok.load(std::sync::atomic::Ordering::Relaxed),
         "the broker probe itself is fine"
     );
-    let (_, status) = get(addr, "/status.json").await;
+    let (_, status) = admin_get(addr, "/status.json").await;
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["ready"], false);
     assert!(

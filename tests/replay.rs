@@ -608,16 +608,11 @@ async fn bad_arguments_are_refused_before_reading() {
 
 // ---- end to end: outage, dead letters, heal, replay, verified ----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outage_dead_letters_then_replay_verifies_every_job() {
-    let w = World::new().await;
-    let results = w.topic("results").await;
-    let outage = Scenario::from_toml_str("[[faults]]\nendpoint = \"token\"\nstatus = 500").unwrap();
-    let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), outage)
-        .await
-        .expect("simulator");
+/// A worker's config against `sim` (an upstream in an outage) writing to `results`: short
+/// retries, so jobs dead-letter quickly, and quick commits.
+fn outage_config(w: &World, sim: &SimHandle, results: &str) -> Config {
     let mut config = w.config();
-    config.topics.results = results.clone();
+    config.topics.results = results.to_owned();
     config.kafka.commit_interval = Duration::from_millis(200);
     config.api.base_url = sim.base_url();
     config.api.timeout = Duration::from_secs(2);
@@ -628,6 +623,18 @@ async fn outage_dead_letters_then_replay_verifies_every_job() {
     config
         .clients
         .insert("default".into(), client("client", "12345"));
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_dead_letters_then_replay_verifies_every_job() {
+    let w = World::new().await;
+    let results = w.topic("results").await;
+    let outage = Scenario::from_toml_str("[[faults]]\nendpoint = \"token\"\nstatus = 500").unwrap();
+    let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), outage)
+        .await
+        .expect("simulator");
+    let config = outage_config(&w, &sim, &results);
     let cancel = CancellationToken::new();
     let worker = tokio::spawn({
         let (config, cancel) = (config.clone(), cancel.clone());
@@ -725,20 +732,10 @@ async fn a_spent_code_is_final_and_replay_never_presents_it_again() {
     let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), outage)
         .await
         .expect("simulator");
-    let mut config = w.config();
-    config.topics.results = results.clone();
-    config.kafka.commit_interval = Duration::from_millis(200);
-    config.api.base_url = sim.base_url();
-    config.api.timeout = Duration::from_secs(2);
-    config.retry.max_attempts = 2;
-    config.retry.initial_backoff = Duration::from_millis(5);
+    let mut config = outage_config(&w, &sim, &results);
     config.retry.max_backoff = Duration::from_millis(20);
     config.retry.max_elapsed = Duration::from_millis(100);
     config.retry.userinfo_max_elapsed = Duration::from_millis(300);
-    config.worker.shutdown_grace = Duration::from_secs(5);
-    config
-        .clients
-        .insert("default".into(), client("client", "12345"));
     let cancel = CancellationToken::new();
     let worker = tokio::spawn({
         let (config, cancel) = (config.clone(), cancel.clone());

@@ -292,3 +292,14 @@ impl World {
         }
     }
 }
+
+/// GETs `path` from a worker's admin listener at `addr`: (status, body).
+pub async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("admin listener answers");
+    (r.status().as_u16(), r.text().await.unwrap())
+}

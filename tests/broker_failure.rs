@@ -107,6 +107,7 @@ async fn leader_of_a_jobs_and_a_results_partition_killed_and_restarted_loses_not
     assert_eq!(lost, 0);
     cancel.cancel();
     handle.await.unwrap().unwrap();
+    w.broker.wait_in_sync(3, Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +153,7 @@ async fn all_brokers_down_for_ten_seconds_loses_nothing() {
     );
     cancel.cancel();
     handle.await.unwrap().unwrap();
+    w.broker.wait_in_sync(3, Duration::from_secs(120)).await;
 }
 
 /// A worker at work on the 3-node cluster: `n` jobs sent, the first 200 answered.
@@ -172,8 +174,21 @@ async fn start_run(broker: TestBroker, prefix: &str, number: &str, n: usize) -> 
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     let ids = w.send_jobs(prefix, number, n).await;
-    w.wait_for_results(200).await;
-    assert!(stats.ready());
+    let seen = w.results_within(200, Duration::from_secs(120)).await;
+    let get = silentauth_worker::telemetry::counters::WorkerCounters::get;
+    assert!(
+        seen >= 200 && stats.ready(),
+        "{seen} results after 120 s; worker: ready {}, assigned {}, consumed {}, results {}, \
+         produce errors {}, commits {}, in flight {}, not ready because {:?}",
+        stats.ready(),
+        stats.assigned.load(std::sync::atomic::Ordering::Relaxed),
+        get(&stats.consumed),
+        get(&stats.results),
+        get(&stats.produce_errors),
+        get(&stats.commits),
+        get(&stats.in_flight),
+        stats.unready_reasons()
+    );
     Run {
         w,
         stats,

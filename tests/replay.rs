@@ -498,8 +498,10 @@ async fn an_interrupted_replay_resumes_without_skipping() {
         w.dead_letter(&format!("b{i}"), Some(&dl)).await;
     }
     let config = w.config();
+    // One record a second: a loaded machine still sees the first few land with seconds to
+    // spare before the run could finish on its own.
     let slow = ReplayOptions {
-        rate: Some(10.0),
+        rate: Some(1.0),
         ..opts()
     };
     tokio::select! {

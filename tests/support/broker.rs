@@ -260,6 +260,7 @@ impl TestBroker {
         let mut broker = Self::new(BrokerKind::Kafka, bootstrap, Backend::Kafka);
         broker.replication = 3;
         broker.check_metadata().await;
+        broker.wait_in_sync(3, Duration::from_secs(120)).await;
         Some((broker, KafkaNodes { dir }))
     }
 
@@ -282,6 +283,55 @@ impl TestBroker {
         .await
         .expect("metadata task")
         .expect("the cluster does not answer metadata requests");
+    }
+
+    /// Waits until the cluster is whole: `brokers` brokers in its metadata and every partition
+    /// (the internal topics' too) led and fully in sync. A cluster that had nodes killed and
+    /// restarted answers metadata long before its replicas have caught up; a test that starts
+    /// on it then finds offset commits or produce requests refused for too few in-sync
+    /// replicas. Panics after `timeout` with what is still missing.
+    pub async fn wait_in_sync(&self, brokers: usize, timeout: Duration) {
+        let admin = self.admin();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let missing = match admin.inner().fetch_metadata(None, Duration::from_secs(5)) {
+                    Ok(meta) => {
+                        let mut missing = Vec::new();
+                        if meta.brokers().len() < brokers {
+                            missing.push(format!("{} of {brokers} brokers", meta.brokers().len()));
+                        }
+                        for t in meta.topics() {
+                            for p in t.partitions() {
+                                if p.leader() < 0 || p.isr().len() < p.replicas().len() {
+                                    missing.push(format!(
+                                        "{}/{}: leader {}, isr {:?} of {:?}",
+                                        t.name(),
+                                        p.id(),
+                                        p.leader(),
+                                        p.isr(),
+                                        p.replicas()
+                                    ));
+                                }
+                            }
+                        }
+                        missing
+                    }
+                    Err(err) => vec![format!("metadata: {err}")],
+                };
+                if missing.is_empty() {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster is not in sync after {timeout:?}: {}",
+                    missing.join("; ")
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+        .await
+        .expect("in-sync task");
     }
 
     fn new(kind: BrokerKind, bootstrap: String, backend: Backend) -> TestBroker {

@@ -282,12 +282,18 @@ impl World {
 
     /// Waits until the results topic holds at least `n` records; panics after 60 s.
     pub async fn wait_for_results(&self, n: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while read_topic(&self.broker, &self.results).await.len() < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "fewer than {n} results after 60 s"
-            );
+        let seen = self.results_within(n, Duration::from_secs(60)).await;
+        assert!(seen >= n, "fewer than {n} results after 60 s: {seen}");
+    }
+
+    /// Waits until the results topic holds `n` records or `timeout` passes; the count seen.
+    pub async fn results_within(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let seen = read_topic(&self.broker, &self.results).await.len();
+            if seen >= n || tokio::time::Instant::now() >= deadline {
+                return seen;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -112,6 +112,12 @@ pub enum Command {
         /// CPU and memory then include the broker and the bench's producer and reader).
         #[arg(long)]
         in_process: bool,
+        /// worker.max_in_flight for every scenario (default: each scenario's own, 1,024).
+        #[arg(long)]
+        max_in_flight: Option<usize>,
+        /// worker.concurrency for every scenario: adaptive (the default) or fixed.
+        #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "fixed"])]
+        concurrency: String,
     },
     /// Print the effective configuration with secrets masked.
     CheckConfig {

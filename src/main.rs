@@ -124,6 +124,8 @@ fn main() -> ExitCode {
             brokers,
             skip_limits,
             in_process,
+            max_in_flight,
+            concurrency,
         } => {
             let scenarios = match tools::bench::ScenarioId::parse_list(&scenario) {
                 Ok(s) => s,
@@ -139,6 +141,11 @@ fn main() -> ExitCode {
                 brokers,
                 skip_limits,
                 in_process,
+                max_in_flight,
+                concurrency: match concurrency.as_str() {
+                    "fixed" => silentauth_worker::config::ConcurrencyMode::Fixed,
+                    _ => silentauth_worker::config::ConcurrencyMode::Adaptive,
+                },
             };
             match runtime.block_on(tools::bench::run_scenarios(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -5,14 +5,14 @@
 //! is spent (token 2xx, or a final failure after an ambiguous attempt) a failure is final: not
 //! retryable, `code_spent`, and userinfo runs first in the rate limit with a longer budget.
 
-use crate::config::Config;
+use crate::config::{ConcurrencyMode, Config};
 use crate::contract::job::DecodeFailure;
 use crate::contract::result::SCHEMA_VERSION;
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
 use crate::network_signals::SignalEnv;
 use crate::silentauth::client::Credentials;
 use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
-use crate::silentauth::{Api, Limiter, RetryPolicy, SpentCode, TokenGrant, UserInfo};
+use crate::silentauth::{Api, Concurrency, Limiter, RetryPolicy, SpentCode, TokenGrant, UserInfo};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::collections::HashMap;
@@ -60,13 +60,16 @@ pub struct Verification {
     pub retries: u32,
 }
 
-/// One client profile: its credentials and its rate limiter.
+/// One client profile: its credentials, its rate limiter and its concurrency limit.
 #[derive(Debug, Clone)]
 pub struct Profile {
     /// What the token request authenticates with.
     pub credentials: Credentials,
     /// Shared by every request of the profile.
     pub limiter: Arc<Limiter>,
+    /// How many of the profile's jobs call the Silent Auth API at once (a job holds its slot
+    /// from its token request to its userinfo answer).
+    pub concurrency: Arc<Concurrency>,
     /// Network Signals requests: the same limiter unless the profile sets
     /// `signals_requests_per_second`.
     pub signals_limiter: Arc<Limiter>,
@@ -79,6 +82,7 @@ impl Profile {
             credentials,
             signals_limiter: limiter.clone(),
             limiter,
+            concurrency: Arc::new(Concurrency::unlimited()),
         }
     }
 }
@@ -116,9 +120,9 @@ impl<A: Api> Verifier<A> {
         self
     }
 
-    /// Each profile's name and limiter, e.g. to export its rate-limit wait.
-    pub fn profile_limiters(&self) -> impl Iterator<Item = (&str, &Arc<Limiter>)> {
-        self.profiles.iter().map(|(n, p)| (n.as_str(), &p.limiter))
+    /// Each profile by name, e.g. to export its rate-limit wait and concurrency limit.
+    pub fn profiles(&self) -> impl Iterator<Item = (&str, &Profile)> {
+        self.profiles.iter().map(|(n, p)| (n.as_str(), p))
     }
 
     /// A verifier for the `[clients]`, `[retry]` and `worker.code_ttl` of `config`.
@@ -139,6 +143,11 @@ impl<A: Api> Verifier<A> {
                 if let Some(rps) = c.signals_requests_per_second {
                     profile.signals_limiter = Arc::new(Limiter::new(Some(rps), c.burst));
                 }
+                let max = config.worker.max_in_flight;
+                profile.concurrency = Arc::new(match config.worker.concurrency {
+                    ConcurrencyMode::Adaptive => Concurrency::adaptive(max),
+                    ConcurrencyMode::Fixed => Concurrency::fixed(max),
+                });
                 (name.clone(), profile)
             })
             .collect();
@@ -307,6 +316,12 @@ impl<A: Api> Verifier<A> {
         }
         let deadline_at = crate::clock::from_now(left);
 
+        // One slot from the token request to the userinfo answer: a job whose code is spent
+        // never waits for a slot.
+        let concurrency = &*profile.concurrency;
+        let Ok(slot) = tokio::time::timeout_at(deadline_at, concurrency.acquire()).await else {
+            return expired();
+        };
         let token = run_stage_observed(
             &self.policy,
             &profile.limiter,
@@ -314,7 +329,7 @@ impl<A: Api> Verifier<A> {
             Some(deadline_at),
             attempts,
             self.observer.as_deref(),
-            || self.api.token(&profile.credentials, code, redirect_uri),
+            || concurrency.observed(self.api.token(&profile.credentials, code, redirect_uri)),
         )
         .await;
         let grant = match token {
@@ -343,9 +358,10 @@ impl<A: Api> Verifier<A> {
             None,
             attempts,
             self.observer.as_deref(),
-            || self.api.userinfo(&grant.access_token),
+            || concurrency.observed(self.api.userinfo(&grant.access_token)),
         )
         .await;
+        drop(slot);
         let info = match userinfo {
             StageEnd::Expired => return expired(),
             StageEnd::Failed(c) => return fail(c.error_info(Stage::Userinfo)),

@@ -6,7 +6,9 @@ use serde_json::Value;
 use silentauth_worker::config::Config;
 use silentauth_worker::silentauth::Limiter;
 use silentauth_worker::telemetry::counters::WorkerCounters;
-use silentauth_worker::telemetry::prometheus::{HttpMetrics, Telemetry, METRIC_NAMES};
+use silentauth_worker::telemetry::prometheus::{
+    HttpMetrics, ProfileLimits, Telemetry, METRIC_NAMES,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -156,7 +158,10 @@ fn exported_families() -> BTreeSet<String> {
     let t = Telemetry::new(
         Arc::new(WorkerCounters::default()),
         &http,
-        vec![("default".into(), Arc::new(Limiter::unlimited()))],
+        vec![ProfileLimits::rate_only(
+            "default",
+            Arc::new(Limiter::unlimited()),
+        )],
     );
     t.render()
         .lines()

@@ -149,6 +149,17 @@ pub enum Delivery {
     ExactlyOnce,
 }
 
+/// How many jobs of a client profile call the Silent Auth API at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyMode {
+    /// A limit that tunes itself to the upstream's round-trip time, backing off on 429, 503
+    /// and timeouts, never above `max_in_flight`.
+    Adaptive,
+    /// Always `max_in_flight`.
+    Fixed,
+}
+
 /// Processing settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +167,9 @@ pub struct WorkerConfig {
     /// Jobs processed concurrently.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// How many of those call the Silent Auth API at once, per client profile.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: ConcurrencyMode,
     /// How long a code stays usable after `issued_at`.
     #[serde(default = "default_code_ttl", with = "humantime_serde")]
     pub code_ttl: Duration,
@@ -365,6 +379,9 @@ const fn default_max_retry_after() -> Duration {
 }
 const fn default_max_in_flight() -> usize {
     1024
+}
+const fn default_concurrency() -> ConcurrencyMode {
+    ConcurrencyMode::Adaptive
 }
 const fn default_code_ttl() -> Duration {
     Duration::from_secs(600)

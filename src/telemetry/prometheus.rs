@@ -4,7 +4,7 @@
 
 use crate::contract::{ErrorClass, Stage};
 use crate::silentauth::retry::HttpObserver;
-use crate::silentauth::Limiter;
+use crate::silentauth::{Concurrency, Limiter};
 use crate::telemetry::counters::WorkerCounters;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -30,6 +30,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "silentauth_http_request_duration_seconds",
     "silentauth_http_retries_total",
     "silentauth_rate_limit_wait_seconds_total",
+    "silentauth_concurrency_limit",
     "silentauth_jobs_in_flight",
     "silentauth_codes_at_risk",
     "silentauth_partitions_paused",
@@ -184,7 +185,7 @@ impl Telemetry {
     pub fn new(
         stats: Arc<WorkerCounters>,
         http: &HttpMetrics,
-        limiters: Vec<(String, Arc<Limiter>)>,
+        limiters: Vec<ProfileLimits>,
     ) -> Telemetry {
         let mut registry = Registry::default();
         registry.register(
@@ -211,11 +212,33 @@ impl Telemetry {
     }
 }
 
+/// The limits of one client profile, read on each scrape.
+#[derive(Debug, Clone)]
+pub struct ProfileLimits {
+    /// The profile's name (the `client` label).
+    pub client: String,
+    /// Its rate limiter.
+    pub limiter: Arc<Limiter>,
+    /// Its concurrency limit.
+    pub concurrency: Arc<Concurrency>,
+}
+
+impl ProfileLimits {
+    /// `client`'s limits: `limiter` and no concurrency limit (tests).
+    pub fn rate_only(client: &str, limiter: Arc<Limiter>) -> ProfileLimits {
+        ProfileLimits {
+            client: client.to_owned(),
+            limiter,
+            concurrency: Arc::new(Concurrency::unlimited()),
+        }
+    }
+}
+
 /// Reads [`WorkerCounters`] and the limiters on each scrape.
 #[derive(Debug)]
 struct CountersCollector {
     stats: Arc<WorkerCounters>,
-    limiters: Vec<(String, Arc<Limiter>)>,
+    limiters: Vec<ProfileLimits>,
 }
 
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
@@ -276,10 +299,22 @@ impl Collector for CountersCollector {
                 Some(&Unit::Seconds),
                 MetricType::Counter,
             )?;
-            for (client, limiter) in &self.limiters {
-                let labels = [("client", client.as_str())];
-                ConstCounter::new(limiter.total_wait().as_secs_f64())
+            for p in &self.limiters {
+                let labels = [("client", p.client.as_str())];
+                ConstCounter::new(p.limiter.total_wait().as_secs_f64())
                     .encode(m.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "silentauth_concurrency_limit",
+                "Jobs of a client profile that may call the Silent Auth API at once (worker.concurrency: adaptive or fixed), by client profile",
+                None,
+                MetricType::Gauge,
+            )?;
+            for p in &self.limiters {
+                let labels = [("client", p.client.as_str())];
+                ConstGauge::new(p.concurrency.limit() as i64).encode(m.encode_family(&labels)?)?;
             }
         }
         gauge(
@@ -391,7 +426,10 @@ mod tests {
         let t = Telemetry::new(
             stats.clone(),
             &http,
-            vec![("default".into(), Arc::new(Limiter::unlimited()))],
+            vec![ProfileLimits::rate_only(
+                "default",
+                Arc::new(Limiter::unlimited()),
+            )],
         );
         stats.result(Status::Failed, Some(ErrorClass::CodeRejected));
         stats.dead_letter(ErrorClass::InvalidJob);

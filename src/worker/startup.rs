@@ -18,7 +18,7 @@ use crate::kafka::warmup::ResultsReader;
 use crate::silentauth::SilentAuthClient;
 use crate::telemetry::counters::WorkerCounters;
 use crate::telemetry::events::PreflightPassed;
-use crate::telemetry::prometheus::{HttpMetrics, Telemetry};
+use crate::telemetry::prometheus::{HttpMetrics, ProfileLimits, Telemetry};
 use crate::verify::Verifier;
 use rdkafka::consumer::Consumer;
 use std::sync::Arc;
@@ -118,8 +118,12 @@ async fn serve_admin(
     let stop = CancellationToken::new();
     let guard = stop.clone().drop_guard();
     let limiters = verifier
-        .profile_limiters()
-        .map(|(name, l)| (name.to_owned(), l.clone()))
+        .profiles()
+        .map(|(name, p)| ProfileLimits {
+            client: name.to_owned(),
+            limiter: p.limiter.clone(),
+            concurrency: p.concurrency.clone(),
+        })
         .collect();
     let telemetry = Telemetry::new(stats.clone(), http_metrics, limiters);
     crate::telemetry::admin::start(&config.admin.listen, stats.clone(), telemetry, stop).await;

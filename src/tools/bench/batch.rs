@@ -5,7 +5,7 @@
 use super::child::WorkerProcess;
 use super::load::{self, Broker};
 pub use super::sample::Dist;
-use super::sample::Sampler;
+use super::sample::{Sampler, SeriesPoint};
 use super::sim::SimProcess;
 use super::usage;
 use crate::tools::demo::collect::{Collector, JobPublisher, Published, Received};
@@ -13,6 +13,7 @@ use crate::tools::demo::plan::Record;
 use crate::tools::demo::{stop_worker, wait_ready, DemoOptions};
 use anyhow::Context;
 use silentauth_simulator::{Latency, Scenario};
+use silentauth_worker::config::ConcurrencyMode;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 
@@ -63,6 +64,11 @@ pub struct BatchSpec {
     /// needs its in-memory counters (each job's HTTP time, S6), as CPU and memory then
     /// include the broker, the bench's producer and its reader.
     pub in_process: bool,
+    /// `worker.concurrency`.
+    pub concurrency: ConcurrencyMode,
+    /// Simulator scenarios to switch to, each at its time after the worker is ready; with a
+    /// per-second series of the worker's concurrency limit, results and throttled answers.
+    pub timeline: Vec<(Duration, Scenario)>,
 }
 
 impl Default for BatchSpec {
@@ -80,6 +86,8 @@ impl Default for BatchSpec {
             sample_rss: false,
             keep_http_times: false,
             in_process: false,
+            concurrency: ConcurrencyMode::Adaptive,
+            timeline: Vec::new(),
         }
     }
 }
@@ -127,6 +135,8 @@ pub struct Batch {
     pub worker_rss_ready_kib: u64,
     /// VmHWM (peak resident set) of the worker process at the end of the window (0 in process).
     pub worker_hwm_kib: u64,
+    /// Per second, with a timeline: the worker's concurrency limit, results, throttled answers.
+    pub series: Vec<SeriesPoint>,
     /// The most jobs in flight at a sample (with `sample_rss`).
     pub in_flight_peak: u64,
 }
@@ -170,6 +180,23 @@ pub fn sim_scenario(latency: Duration) -> Scenario {
     s.latency.fixed = latency;
     s.latency.authorize = Some(Latency::default());
     s
+}
+
+/// Switches the simulator to each scenario of `timeline` at its time, then waits forever.
+async fn follow_timeline(
+    sim: &SimProcess,
+    timeline: &[(Duration, Scenario)],
+) -> anyhow::Result<()> {
+    let start = tokio::time::Instant::now();
+    for (at, scenario) in timeline {
+        tokio::time::sleep_until(start + *at).await;
+        sim.set_scenario(scenario).await?;
+        eprintln!(
+            "bench: at {:.0} s: the simulator's scenario changes",
+            at.as_secs_f64()
+        );
+    }
+    std::future::pending().await
 }
 
 /// Runs one batch and measures it.
@@ -244,6 +271,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         profile.requests_per_second = Some(rps);
         profile.burst = burst;
     }
+    config.worker.concurrency = spec.concurrency;
     config.validate().context("bench configuration")?;
 
     let backlog = if spec.backlog_first && !records.is_empty() {
@@ -288,7 +316,10 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         Running::InProcess { .. } => None,
     };
     let worker_rss_ready_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(rss, _)| rss);
-    let sampler = Sampler::start(spec.sample_rss, spec.jobs == 0, stats.clone(), child);
+    let mut sampler = Sampler::start(spec.sample_rss, spec.jobs == 0, stats.clone(), child);
+    if !spec.timeline.is_empty() {
+        sampler = sampler.with_series();
+    }
 
     eprintln!("bench: {}: running ...", spec.name);
     let u0 = usage::self_usage();
@@ -312,6 +343,10 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
             biased;
             r = collected => r?,
             never = sampler.run() => match never {},
+            r = follow_timeline(ctx.sim, &spec.timeline) => {
+                r?;
+                unreachable!("follow_timeline waits forever once done")
+            }
         }
     } else {
         tokio::select! {
@@ -327,6 +362,8 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     let w1 = child.and_then(WorkerProcess::cpu_seconds);
     let worker_hwm_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(_, hwm)| hwm);
     let peaks = sampler.peaks();
+    let series = sampler.series();
+    drop(sampler);
     let sim_stats = ctx.sim.stats().await?;
     match &mut worker {
         Running::InProcess { cancel, handle, .. } => {
@@ -385,6 +422,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         rss_peak_kib: peaks.rss_kib,
         worker_rss_ready_kib,
         worker_hwm_kib,
+        series,
         in_flight_peak: peaks.in_flight,
     })
 }

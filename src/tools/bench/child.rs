@@ -38,6 +38,43 @@ pub struct Counters {
     pub http_requests: u64,
 }
 
+/// A few values of the worker's `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MetricsSample {
+    /// `silentauth_concurrency_limit`, the highest of the client profiles'.
+    pub concurrency_limit: u64,
+    /// `silentauth_results_total`.
+    pub results: u64,
+    /// `silentauth_http_requests_total` answered 429 or 503.
+    pub throttled: u64,
+}
+
+impl MetricsSample {
+    /// Reads the Prometheus text format `text`.
+    pub fn parse(text: &str) -> MetricsSample {
+        let mut m = MetricsSample::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            let v = v as u64;
+            if name.starts_with("silentauth_concurrency_limit{") {
+                m.concurrency_limit = m.concurrency_limit.max(v);
+            } else if name.starts_with("silentauth_results_total{") {
+                m.results += v;
+            } else if name.starts_with("silentauth_http_requests_total{")
+                && (name.contains("status=\"429\"") || name.contains("status=\"503\""))
+            {
+                m.throttled += v;
+            }
+        }
+        m
+    }
+}
+
 impl WorkerProcess {
     /// Writes `config` to a temporary file and starts the current executable on it; returns
     /// once its `/readyz` answers 200 (it joined the group and has partitions).
@@ -168,6 +205,14 @@ impl WorkerProcess {
         })
     }
 
+    /// What its `/metrics` says of the adaptive concurrency: the highest profile's limit, and
+    /// results and throttled answers (429 and 503) summed over their labels.
+    pub async fn metrics(&self) -> Option<MetricsSample> {
+        let url = format!("http://{}/metrics", self.admin);
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        Some(MetricsSample::parse(&text))
+    }
+
     /// Sends SIGTERM and waits up to `within` for a graceful stop; kills it after that.
     pub async fn stop(mut self, within: Duration) {
         // SAFETY: kill(2) with a pid this process spawned and has not reaped yet.
@@ -216,5 +261,25 @@ mod tests {
             None
         );
         assert_eq!(admin_addr("not json"), None);
+    }
+
+    #[test]
+    fn metrics_are_read_over_their_labels() {
+        let text = "# TYPE silentauth_concurrency_limit gauge\n\
+            silentauth_concurrency_limit{client=\"a\"} 16\n\
+            silentauth_concurrency_limit{client=\"b\"} 4\n\
+            silentauth_results_total{status=\"verified\",class=\"none\"} 10\n\
+            silentauth_results_total{status=\"failed\",class=\"expired\"} 2\n\
+            silentauth_http_requests_total{endpoint=\"token\",status=\"429\"} 3\n\
+            silentauth_http_requests_total{endpoint=\"userinfo\",status=\"503\"} 1\n\
+            silentauth_http_requests_total{endpoint=\"token\",status=\"200\"} 99\n";
+        assert_eq!(
+            MetricsSample::parse(text),
+            MetricsSample {
+                concurrency_limit: 16,
+                results: 12,
+                throttled: 4
+            }
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The ceilings a worker run is compared with, measured in the same run: a bare
-//! consume-then-produce passthrough on the same broker (no HTTP, no JSON), and the simulator's
-//! own capacity for token + userinfo pairs at high concurrency (no Kafka).
+//! consume-then-produce passthrough on the same broker (no HTTP, no JSON), and what a bare
+//! reqwest client making the same token + userinfo pairs gets from the simulator at its best
+//! concurrency (no Kafka).
 
 use super::load::REDIRECT_URI;
 use crate::tools::demo::plan::Record;
@@ -19,8 +20,11 @@ use std::time::{Duration, Instant};
 pub struct Limits {
     /// Jobs per second the broker carries through with no work.
     pub passthrough: f64,
-    /// Token and userinfo pairs per second the simulator answers.
+    /// Token and userinfo pairs per second a bare client gets from the simulator, at its best
+    /// concurrency.
     pub capacity_pairs: f64,
+    /// That best concurrency (one of [`CAPACITY_CONCURRENCIES`]).
+    pub capacity_concurrency: usize,
 }
 
 impl Limits {
@@ -30,8 +34,8 @@ impl Limits {
     }
 }
 
-/// Concurrent token + userinfo pairs in the capacity run.
-pub const CAPACITY_CONCURRENCY: usize = 256;
+/// Concurrent token + userinfo pairs tried in the capacity run; the best one is the ceiling.
+pub const CAPACITY_CONCURRENCIES: [usize; 3] = [64, 256, 1024];
 
 /// Records per second a bare consume-then-produce loop moves from `from` to `to`, once `records`
 /// are on `from` (the caller published them). Timed from the first record read to the last
@@ -131,12 +135,13 @@ pub fn filler(n: usize) -> Vec<Record> {
         .collect()
 }
 
-/// Token + userinfo pairs per second the simulator answers with `CAPACITY_CONCURRENCY` pairs
-/// in flight, spending `codes` (minted beforehand).
+/// Token + userinfo pairs per second a bare reqwest client gets from the simulator with
+/// `concurrency` pairs in flight, spending `codes` (minted beforehand).
 pub async fn capacity(
     http: &reqwest::Client,
     base_url: &str,
     codes: Vec<String>,
+    concurrency: usize,
 ) -> anyhow::Result<f64> {
     let token_url = format!("{base_url}/oauth2/token");
     let userinfo_url = format!("{base_url}/oauth2/userinfo");
@@ -174,7 +179,7 @@ pub async fn capacity(
                 anyhow::Ok(())
             }
         })
-        .buffer_unordered(CAPACITY_CONCURRENCY)
+        .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
     Ok(n as f64 / started.elapsed().as_secs_f64().max(1e-9))

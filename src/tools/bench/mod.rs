@@ -14,9 +14,12 @@
 //! - [`load`]: minted codes, job records, topics; [`limits`]: passthrough and capacity;
 //! - [`sim`]: the simulator process; [`child`]: the worker process; [`usage`]: getrusage and
 //!   `/proc`;
+//! - `adapt`: the adaptive concurrency limit followed per second through a latency step and a
+//!   429 storm (`--scenario adapt`, not part of `all`);
 //! - [`warmup`]: time to ready after a restart against a results topic holding millions of
 //!   recent results (`--scenario warmup`, not part of `all`).
 
+mod adapt;
 pub mod batch;
 pub mod child;
 pub mod limits;
@@ -31,6 +34,7 @@ pub mod warmup;
 use anyhow::{bail, Context};
 use batch::BatchSpec;
 use limits::Limits;
+use silentauth_worker::config::ConcurrencyMode;
 use std::time::Duration;
 
 /// One benchmark scenario.
@@ -51,6 +55,9 @@ pub enum ScenarioId {
     /// Time to ready after a restart, the results topic pre-filled with 1,000,000 and
     /// 3,000,000 recent results (`--jobs N`: N only; `--partitions`: of the results topic).
     Warmup,
+    /// Adaptive concurrency followed per second: jobs at a steady 3,000/s while the upstream
+    /// steps from 0 to 100 ms and back, then answers 429 above 500 requests/s for 6 s.
+    Adapt,
 }
 
 impl ScenarioId {
@@ -58,9 +65,9 @@ impl ScenarioId {
     pub const ALL: [ScenarioId; 6] = [Self::S1, Self::S2, Self::S3, Self::S4, Self::S5, Self::S6];
 
     /// Scenarios run only when named.
-    pub const EXTRA: [ScenarioId; 1] = [Self::Warmup];
+    pub const EXTRA: [ScenarioId; 2] = [Self::Warmup, Self::Adapt];
 
-    /// Parses `S1`..`S6` and `warmup` (any case), a comma-separated list, or `all` (S1..S6).
+    /// Parses `S1`..`S6`, `warmup` and `adapt` (any case), a comma-separated list, or `all` (S1..S6).
     pub fn parse_list(s: &str) -> anyhow::Result<Vec<ScenarioId>> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -73,14 +80,14 @@ impl ScenarioId {
                 .chain(Self::EXTRA)
                 .find(|id| format!("{id:?}").eq_ignore_ascii_case(part))
                 .with_context(|| {
-                    format!("unknown scenario {part:?}: expected S1..S6, warmup or all")
+                    format!("unknown scenario {part:?}: expected S1..S6, warmup, adapt or all")
                 })?;
             out.push(id);
         }
         out.sort();
         out.dedup();
         if out.is_empty() {
-            bail!("no scenario given: expected S1..S6, warmup or all");
+            bail!("no scenario given: expected S1..S6, warmup, adapt or all");
         }
         Ok(out)
     }
@@ -102,6 +109,10 @@ pub struct BenchOptions {
     /// Runs the worker in the bench process for every scenario (`--in-process`), e.g. to
     /// compare its throughput with the child process's.
     pub in_process: bool,
+    /// `worker.max_in_flight` for every scenario (`--max-in-flight`).
+    pub max_in_flight: Option<usize>,
+    /// `worker.concurrency` for every scenario (`--concurrency`, default adaptive).
+    pub concurrency: ConcurrencyMode,
 }
 
 /// Runs the scenarios and prints a table per scenario on stdout (progress on stderr).
@@ -172,6 +183,10 @@ pub async fn run_scenarios(opts: BenchOptions) -> anyhow::Result<()> {
                 };
                 render_s6(&batch::run(&ctx, &s6_spec(&opts, rate / 2.0)).await?, rate)
             }
+            ScenarioId::Adapt => {
+                let spec = adapt::spec(spec(&opts, "adapt", adapt::JOBS));
+                adapt::render(&batch::run(&ctx, &spec).await?)
+            }
             ScenarioId::Warmup => {
                 let sizes = opts.jobs.map_or(warmup::SIZES.to_vec(), |n| vec![n]);
                 let partitions = opts.partitions.unwrap_or(warmup::RESULTS_PARTITIONS);
@@ -198,6 +213,10 @@ fn spec(opts: &BenchOptions, name: &'static str, default_jobs: usize) -> BatchSp
         jobs,
         partitions: jobs_topic_partitions(opts, jobs),
         in_process: opts.in_process,
+        max_in_flight: opts
+            .max_in_flight
+            .unwrap_or(BatchSpec::default().max_in_flight),
+        concurrency: opts.concurrency,
         ..BatchSpec::default()
     }
 }
@@ -267,21 +286,31 @@ async fn measure_limits(ctx: &batch::Ctx<'_>, opts: &BenchOptions) -> anyhow::Re
     ctx.sim
         .set_scenario(&batch::sim_scenario(Duration::ZERO))
         .await?;
-    let pairs = 30_000;
-    let hints: Vec<String> = (0..pairs).map(load::login_hint).collect();
-    let codes = load::mint_codes(ctx.http, ctx.sim.base_url(), &hints).await?;
-    let capacity_pairs = limits::capacity(ctx.http, ctx.sim.base_url(), codes).await?;
+    let pairs = 20_000;
+    let mut best = (0.0, 0);
+    let mut tried = Vec::new();
+    for concurrency in limits::CAPACITY_CONCURRENCIES {
+        let hints: Vec<String> = (0..pairs).map(load::login_hint).collect();
+        let codes = load::mint_codes(ctx.http, ctx.sim.base_url(), &hints).await?;
+        let rate = limits::capacity(ctx.http, ctx.sim.base_url(), codes, concurrency).await?;
+        tried.push(format!("{rate:.0} at {concurrency}"));
+        if rate > best.0 {
+            best = (rate, concurrency);
+        }
+    }
     let l = Limits {
         passthrough,
-        capacity_pairs,
+        capacity_pairs: best.0,
+        capacity_concurrency: best.1,
     };
     println!(
         "limits\n  passthrough (consume -> produce, no HTTP)  {:>10.0} records/s ({n} records, {partitions} partitions)\n  \
-         simulator capacity ({} concurrent pairs)  {:>10.0} token+userinfo pairs/s ({:.0} requests/s)\n  \
+         bare client, best of {} pairs in flight  {:>10.0} token+userinfo pairs/s at {} ({:.0} requests/s)\n  \
          limit for the worker: min of the two       {:>10.0} jobs/s\n",
         l.passthrough,
-        limits::CAPACITY_CONCURRENCY,
+        tried.join(", "),
         l.capacity_pairs,
+        l.capacity_concurrency,
         l.capacity_pairs * 2.0,
         l.jobs_per_second()
     );

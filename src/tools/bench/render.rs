@@ -6,15 +6,19 @@ use super::limits::Limits;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-fn header(b: &Batch, what: &str) -> String {
+pub(super) fn header(b: &Batch, what: &str) -> String {
     format!(
-        "{} — {what}\n  jobs {} (results {}, dead letters {}), {} partitions, max_in_flight {}{}\n",
+        "{} — {what}\n  jobs {} (results {}, dead letters {}), {} partitions, max_in_flight {}, concurrency {}{}\n",
         b.spec.name,
         b.spec.jobs,
         b.results,
         b.dead_letters,
         b.spec.partitions,
         b.spec.max_in_flight,
+        match b.spec.concurrency {
+            silentauth_worker::config::ConcurrencyMode::Adaptive => "adaptive",
+            silentauth_worker::config::ConcurrencyMode::Fixed => "fixed",
+        },
         if b.timed_out { ", TIMED OUT" } else { "" }
     )
 }
@@ -23,7 +27,7 @@ fn row(out: &mut String, name: &str, value: String) {
     let _ = writeln!(out, "  {name:<42} {value}");
 }
 
-fn common_rows(out: &mut String, b: &Batch) {
+pub(super) fn common_rows(out: &mut String, b: &Batch) {
     row(
         out,
         "throughput (first to last result)",

@@ -1,13 +1,14 @@
 //! What a batch measures while it runs: the distribution of latencies, and the peaks of the
 //! worker's memory and in-flight jobs sampled every few milliseconds.
 
+use super::child::MetricsSample;
 use super::child::WorkerProcess;
 use super::usage;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::telemetry::events::ChildWorkerSampled;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Sorted samples in milliseconds.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +43,17 @@ impl Dist {
     }
 }
 
+/// One second of a batch's per-second series (cumulative counts; the render takes differences).
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesPoint {
+    /// Seconds since the batch started.
+    pub t: f64,
+    /// The worker's `/metrics` at that moment.
+    pub metrics: MetricsSample,
+    /// Jobs in flight.
+    pub in_flight: u64,
+}
+
 /// The highest values a [`Sampler`] saw.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Peaks {
@@ -60,6 +72,8 @@ pub(super) struct Sampler<'a> {
     idle: bool,
     rss_kib: AtomicU64,
     in_flight: AtomicU64,
+    /// The per-second series, when asked for.
+    series: Option<Mutex<Vec<SeriesPoint>>>,
 }
 
 impl<'a> Sampler<'a> {
@@ -78,7 +92,22 @@ impl<'a> Sampler<'a> {
             idle,
             rss_kib: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            series: None,
         }
+    }
+
+    /// Also records, every second, the child's concurrency limit, results and throttled
+    /// answers.
+    pub(super) fn with_series(mut self) -> Self {
+        self.series = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    /// The per-second series (empty unless asked for).
+    pub(super) fn series(&self) -> Vec<SeriesPoint> {
+        self.series.as_ref().map_or_else(Vec::new, |s| {
+            s.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })
     }
 
     /// Samples until dropped (never returns).
@@ -88,8 +117,19 @@ impl<'a> Sampler<'a> {
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let started = Instant::now();
         for n in 0u64.. {
             tick.tick().await;
+            if let (Some(series), Some(c), true) = (&self.series, self.child, n % 10 == 0) {
+                if let Some(metrics) = c.metrics().await {
+                    let point = SeriesPoint {
+                        t: started.elapsed().as_secs_f64(),
+                        metrics,
+                        in_flight: c.counters().await.map_or(0, |c| c.in_flight),
+                    };
+                    series.lock().unwrap_or_else(|e| e.into_inner()).push(point);
+                }
+            }
             let rss = match self.child {
                 Some(c) => c.rss_kib().map(|(rss, _)| rss),
                 None => usage::current_rss_kib(),

@@ -1,0 +1,501 @@
+//! How many jobs of one client profile may talk to the Silent Auth API at once: a fixed number,
+//! or a limit that tunes itself (adaptive concurrency, modelled on Vector's adaptive request
+//! concurrency): on the observed round-trip time against its moving baseline, a slow start
+//! (doubling per window) up to the first sign of congestion, then growth by an eighth per
+//! window while the round trip holds, a cut to 90% when it rises and to half when the upstream
+//! pushes back (429, 503, timeouts, failed connections).
+//!
+//! A job holds one [`Slot`] from its token request to its userinfo answer, so a job whose code
+//! is spent never waits for a slot again, and the requests in flight never outnumber the slots.
+//! The limit never exceeds `worker.max_in_flight`; the rate limit still binds first.
+
+use super::client::HttpOutcome;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+/// The limit an adaptive controller starts at (or `max`, if lower).
+pub const INITIAL_LIMIT: usize = 64;
+/// The shortest measurement window; a window also lasts at least one baseline round trip.
+pub const MIN_WINDOW: Duration = Duration::from_millis(20);
+/// Weight of the newest window in the round-trip baseline and its deviation.
+const EWMA_ALPHA: f64 = 0.4;
+/// A window whose mean round trip exceeds the baseline by this many deviations is congestion.
+const DEVIATION_SCALE: f64 = 2.5;
+/// ... and by at least this fraction of the baseline (no decrease on a perfectly steady
+/// baseline's noise).
+const MIN_RISE: f64 = 0.05;
+/// The multiplicative decrease when the round trip rises (Vector's).
+const DECREASE_RATIO: f64 = 0.9;
+/// The multiplicative decrease when the upstream pushes back: a clear signal, answered like a
+/// lost packet in TCP.
+const BACKPRESSURE_RATIO: f64 = 0.5;
+/// The increase per window once past slow start: this fraction of the limit (at least 1). A
+/// step this large shows in the round trip when the upstream (or this machine) is saturated,
+/// where Vector's +1 would drown in noise, and covers a 0 → 100 ms latency step in seconds.
+const INCREASE_FRACTION: f64 = 0.125;
+/// Slow start ends at backpressure or when a window's mean round trip exceeds the baseline by
+/// this factor (a doubled limit on a saturated upstream doubles the round trip; a slow but idle
+/// one does not move it).
+const SLOW_START_EXIT: f64 = 1.5;
+
+/// What one request's answer says about the upstream's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// An answer that says nothing about overload (2xx, 4xx other than 429, 5xx other than 503).
+    Answered,
+    /// 429, 503, a timeout or a failed connection: the upstream is overloaded; back off.
+    Backpressure,
+}
+
+impl Signal {
+    /// The signal of a request's outcome.
+    pub fn of_outcome(outcome: &HttpOutcome) -> Signal {
+        match outcome {
+            HttpOutcome::Response(r) => Signal::of_status(Some(r.status)),
+            HttpOutcome::Transport(_) => Signal::of_status(None),
+        }
+    }
+
+    /// The signal of an HTTP status (`None`: no answer, a transport failure).
+    pub fn of_status(status: Option<u16>) -> Signal {
+        match status {
+            Some(429 | 503) | None => Signal::Backpressure,
+            Some(_) => Signal::Answered,
+        }
+    }
+}
+
+/// The controller's state: AIMD over windows of at least one baseline round trip.
+#[derive(Debug)]
+struct Aimd {
+    limit: f64,
+    max: f64,
+    /// Doubling per window until the first decrease, so a slow upstream is covered quickly.
+    slow_start: bool,
+    /// The round-trip baseline (seconds, EWMA of window means) and its mean deviation.
+    past: Option<(f64, f64)>,
+    window_start: Instant,
+    sum: f64,
+    n: u32,
+    backpressure: bool,
+    /// The limit was reached during the window (a job found no free slot or took the last).
+    reached: bool,
+}
+
+impl Aimd {
+    fn new(initial: usize, max: usize, now: Instant) -> Aimd {
+        Aimd {
+            limit: initial as f64,
+            max: max as f64,
+            slow_start: true,
+            past: None,
+            window_start: now,
+            sum: 0.0,
+            n: 0,
+            backpressure: false,
+            reached: false,
+        }
+    }
+
+    fn window(&self) -> Duration {
+        let past = self.past.map_or(0.0, |(p, _)| p);
+        MIN_WINDOW.max(Duration::from_secs_f64(past))
+    }
+
+    /// Adds one answer; at the end of a window, returns the new limit.
+    fn observe(&mut self, now: Instant, rtt: Duration, signal: Signal) -> Option<usize> {
+        self.sum += rtt.as_secs_f64();
+        self.n += 1;
+        self.backpressure |= signal == Signal::Backpressure;
+        if now.saturating_duration_since(self.window_start) < self.window() {
+            return None;
+        }
+        let mean = self.sum / f64::from(self.n);
+        let congested = self.past.is_some_and(|(past, dev)| {
+            if self.slow_start {
+                mean > past * SLOW_START_EXIT
+            } else {
+                mean > past + (DEVIATION_SCALE * dev).max(MIN_RISE * past)
+            }
+        });
+        if self.backpressure || congested {
+            let ratio = if self.backpressure {
+                BACKPRESSURE_RATIO
+            } else {
+                DECREASE_RATIO
+            };
+            self.limit = (self.limit * ratio).floor().max(1.0);
+            self.slow_start = false;
+        } else if self.reached {
+            let step = if self.slow_start {
+                self.limit
+            } else {
+                (self.limit * INCREASE_FRACTION).max(1.0)
+            };
+            self.limit = (self.limit + step).min(self.max);
+        }
+        self.past = Some(match self.past {
+            None => (mean, 0.0),
+            Some((past, dev)) => (
+                past + EWMA_ALPHA * (mean - past),
+                dev + EWMA_ALPHA * ((mean - past).abs() - dev),
+            ),
+        });
+        self.window_start = now;
+        self.sum = 0.0;
+        self.n = 0;
+        self.backpressure = false;
+        self.reached = false;
+        Some(self.limit as usize)
+    }
+}
+
+/// The concurrency limit of one client profile (see the module docs).
+#[derive(Debug)]
+pub struct Concurrency {
+    /// `None` for a fixed limit.
+    aimd: Option<Mutex<Aimd>>,
+    gate: Semaphore,
+    limit: AtomicUsize,
+    in_use: AtomicUsize,
+    /// Slots to retire as they come back (a decrease below what is in use).
+    debt: AtomicUsize,
+}
+
+/// One job's right to call the API; returned when dropped.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    owner: &'a Concurrency,
+    permit: Option<SemaphorePermit<'a>>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.owner.in_use.fetch_sub(1, Ordering::AcqRel);
+        let retire = self
+            .owner
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if let Some(permit) = self.permit.take() {
+            if retire {
+                permit.forget();
+            }
+        }
+    }
+}
+
+impl Concurrency {
+    /// A fixed limit of `limit` slots.
+    pub fn fixed(limit: usize) -> Concurrency {
+        Concurrency::build(None, limit.max(1))
+    }
+
+    /// No limit to speak of (tests and tools that do not configure one).
+    pub fn unlimited() -> Concurrency {
+        Concurrency::fixed(Semaphore::MAX_PERMITS)
+    }
+
+    /// A self-tuning limit that starts at [`INITIAL_LIMIT`] and never exceeds `max`.
+    pub fn adaptive(max: usize) -> Concurrency {
+        let max = max.max(1);
+        let initial = INITIAL_LIMIT.min(max);
+        Concurrency::build(
+            Some(Mutex::new(Aimd::new(initial, max, Instant::now()))),
+            initial,
+        )
+    }
+
+    fn build(aimd: Option<Mutex<Aimd>>, limit: usize) -> Concurrency {
+        Concurrency {
+            aimd,
+            gate: Semaphore::new(limit),
+            limit: AtomicUsize::new(limit),
+            in_use: AtomicUsize::new(0),
+            debt: AtomicUsize::new(0),
+        }
+    }
+
+    /// The limit in force.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Slots held now.
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// Waits for a slot, first come first served. Cancellable.
+    pub async fn acquire(&self) -> Slot<'_> {
+        let permit = self.gate.acquire().await.ok();
+        let in_use = self.in_use.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(aimd) = &self.aimd {
+            if in_use >= self.limit() {
+                lock(aimd).reached = true;
+            }
+        }
+        Slot {
+            owner: self,
+            permit,
+        }
+    }
+
+    /// Tells the controller how one request went: its round trip and what its answer says.
+    pub fn observe(&self, rtt: Duration, signal: Signal) {
+        let Some(aimd) = &self.aimd else { return };
+        let changed = lock(aimd).observe(Instant::now(), rtt, signal);
+        if let Some(new) = changed {
+            self.set_limit(new);
+        }
+    }
+
+    /// Runs one request, telling the controller its round trip and outcome.
+    pub async fn observed<F>(&self, request: F) -> HttpOutcome
+    where
+        F: Future<Output = HttpOutcome>,
+    {
+        let started = Instant::now();
+        let outcome = request.await;
+        self.observe(started.elapsed(), Signal::of_outcome(&outcome));
+        outcome
+    }
+
+    fn set_limit(&self, new: usize) {
+        let old = self.limit.swap(new, Ordering::AcqRel);
+        if new > old {
+            let mut add = new - old;
+            while add > 0 {
+                match self
+                    .debt
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                {
+                    Ok(_) => add -= 1,
+                    Err(_) => break,
+                }
+            }
+            self.gate.add_permits(add);
+        } else if new < old {
+            let cut = old - new;
+            let forgotten = self.gate.forget_permits(cut);
+            self.debt.fetch_add(cut - forgotten, Ordering::AcqRel);
+        }
+    }
+}
+
+fn lock(m: &Mutex<Aimd>) -> std::sync::MutexGuard<'_, Aimd> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Runs `jobs` jobs, each holding a slot for one request of `rtt(t)` answered with
+    /// `signal(t)`, `t` being the time since the start; returns (second, limit, most slots in
+    /// use) per 100 ms, and checks that the slots in use never exceed the limit in force.
+    async fn drive(
+        c: Arc<Concurrency>,
+        jobs: usize,
+        secs: u64,
+        rtt: impl Fn(Duration) -> Duration + Send + Sync + 'static,
+        signal: impl Fn(Duration) -> Signal + Send + Sync + 'static,
+    ) -> Vec<(f64, usize, usize)> {
+        let start = Instant::now();
+        let end = start + Duration::from_secs(secs);
+        let (rtt, signal) = (Arc::new(rtt), Arc::new(signal));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let over = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..jobs {
+            let (c, rtt, signal, peak, over) = (
+                c.clone(),
+                rtt.clone(),
+                signal.clone(),
+                peak.clone(),
+                over.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < end {
+                    let slot = c.acquire().await;
+                    let held = c.in_use();
+                    peak.fetch_max(held, Ordering::Relaxed);
+                    // The limit may have been cut while this job held its slot; it must
+                    // never have been handed out beyond the limit plus what the cut left.
+                    if held > c.limit() + c.debt.load(Ordering::Acquire) {
+                        over.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let t = start.elapsed();
+                    let d = rtt(t);
+                    tokio::time::sleep(d).await;
+                    c.observe(d, signal(t));
+                    drop(slot);
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut series = Vec::new();
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            series.push((
+                start.elapsed().as_secs_f64(),
+                c.limit(),
+                peak.swap(0, Ordering::Relaxed),
+            ));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(over.load(Ordering::Relaxed), 0, "slots beyond the limit");
+        series
+    }
+
+    fn at(series: &[(f64, usize, usize)], second: f64) -> usize {
+        series
+            .iter()
+            .find(|(t, _, _)| *t >= second)
+            .map(|s| s.1)
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_steady_upstream_is_covered_within_a_second() {
+        let c = Arc::new(Concurrency::adaptive(256));
+        assert_eq!(c.limit(), INITIAL_LIMIT);
+        let s = drive(
+            c.clone(),
+            300,
+            3,
+            |_| Duration::from_millis(100),
+            |_| Signal::Answered,
+        )
+        .await;
+        assert_eq!(at(&s, 1.0), 256, "{s:?}");
+        assert_eq!(c.limit(), 256);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_never_passes_max_nor_grows_without_demand() {
+        let c = Arc::new(Concurrency::adaptive(300));
+        let s = drive(
+            c.clone(),
+            1000,
+            3,
+            |_| Duration::from_millis(10),
+            |_| Signal::Answered,
+        )
+        .await;
+        assert!(s
+            .iter()
+            .all(|(_, limit, held)| *limit <= 300 && *held <= 300));
+        // Only 20 jobs: the limit is never reached, so it stays where it started.
+        let c = Arc::new(Concurrency::adaptive(256));
+        drive(
+            c.clone(),
+            20,
+            3,
+            |_| Duration::from_millis(10),
+            |_| Signal::Answered,
+        )
+        .await;
+        assert_eq!(c.limit(), INITIAL_LIMIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backpressure_cuts_the_limit_and_it_recovers_within_seconds() {
+        let c = Arc::new(Concurrency::adaptive(256));
+        let storm = |t: Duration| t >= Duration::from_secs(2) && t < Duration::from_secs(4);
+        let s = drive(
+            c.clone(),
+            300,
+            10,
+            |_| Duration::from_millis(50),
+            move |t| {
+                if storm(t) {
+                    Signal::Backpressure
+                } else {
+                    Signal::Answered
+                }
+            },
+        )
+        .await;
+        assert_eq!(at(&s, 1.9), 256, "{s:?}");
+        // Two seconds of 429s: half per window.
+        assert!(at(&s, 4.0) < 100, "{s:?}");
+        // Back to the ceiling within a few seconds of the storm's end.
+        assert_eq!(at(&s, 9.0), 256, "{s:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_latency_step_is_followed_both_ways() {
+        let c = Arc::new(Concurrency::adaptive(256));
+        let s = drive(
+            c.clone(),
+            300,
+            12,
+            |t| {
+                if t >= Duration::from_secs(3) && t < Duration::from_secs(6) {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::from_millis(1)
+                }
+            },
+            |_| Signal::Answered,
+        )
+        .await;
+        // The step up reads as congestion for a few windows, then the baseline follows it
+        // and the limit climbs back to what 100 ms needs.
+        let low = s
+            .iter()
+            .filter(|(t, _, _)| (3.0..4.0).contains(t))
+            .map(|x| x.1)
+            .min()
+            .unwrap();
+        assert!(low < 256, "{s:?}");
+        assert_eq!(at(&s, 5.9), 256, "{s:?}");
+        assert_eq!(at(&s, 11.9), 256, "{s:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_limit_stays_put_and_bounds_the_slots() {
+        let c = Arc::new(Concurrency::fixed(8));
+        let s = drive(
+            c.clone(),
+            100,
+            1,
+            |_| Duration::from_millis(5),
+            |_| Signal::Backpressure,
+        )
+        .await;
+        assert!(s.iter().all(|(_, limit, held)| *limit == 8 && *held <= 8));
+        assert!(s.iter().any(|(_, _, held)| *held == 8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_below_the_slots_in_use_retires_them_as_they_return() {
+        let c = Concurrency::fixed(4);
+        let slots: Vec<_> = futures::future::join_all((0..4).map(|_| c.acquire())).await;
+        c.set_limit(1);
+        assert_eq!(c.debt.load(Ordering::Acquire), 3);
+        drop(slots);
+        assert_eq!(c.debt.load(Ordering::Acquire), 0);
+        assert_eq!(c.gate.available_permits(), 1);
+        c.set_limit(3);
+        assert_eq!(c.gate.available_permits(), 3);
+    }
+
+    #[test]
+    fn transport_failures_429_and_503_are_backpressure() {
+        assert_eq!(Signal::of_status(None), Signal::Backpressure);
+        assert_eq!(Signal::of_status(Some(429)), Signal::Backpressure);
+        assert_eq!(Signal::of_status(Some(503)), Signal::Backpressure);
+        for s in [200, 400, 401, 500, 502] {
+            assert_eq!(Signal::of_status(Some(s)), Signal::Answered);
+        }
+    }
+}

@@ -96,7 +96,26 @@ async fn produce_errors_are_retried_and_nothing_is_lost() {
     let stats = worker.stats();
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
-    let by_id = w.wait_until_all(&ids, Duration::from_secs(90)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let by_id = loop {
+        let by_id = w.results_by_id().await;
+        let missing: Vec<&String> = ids.iter().filter(|i| !by_id.contains_key(*i)).collect();
+        if missing.is_empty() {
+            break by_id;
+        }
+        let get = WorkerCounters::get;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no result for {missing:?} after 90 s; worker: consumed {}, results {}, \
+             produce errors {}, in flight {}, commits {}",
+            get(&stats.consumed),
+            get(&stats.results),
+            get(&stats.produce_errors),
+            get(&stats.in_flight),
+            get(&stats.commits)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     assert_eq!(by_id.len(), 100);
     let mut duplicates = 0;
     for rs in by_id.values() {

@@ -188,6 +188,13 @@ impl Config {
         v.check(b.window >= 1, "worker.breaker.window", "must be >= 1");
         v.positive(b.probe_interval, "worker.breaker.probe_interval");
 
+        if let Some(acks) = self.kafka.properties.get("acks") {
+            v.check(
+                matches!(acks.trim(), "all" | "-1"),
+                "kafka.properties.\"acks\"",
+                "must be \"all\" (or -1): a result counts as published only once every in-sync replica has it at an offset",
+            );
+        }
         v.check(
             self.admin.listen.parse::<SocketAddr>().is_ok(),
             "admin.listen",

@@ -190,4 +190,34 @@ mod tests {
         assert_eq!(config.api.base_url, default_base_url());
         assert_eq!(config.kafka.brokers, default_brokers());
     }
+
+    #[test]
+    fn acks_other_than_all_are_refused_naming_the_key() {
+        for (acks, ok) in [("all", true), ("-1", true), ("1", false), ("0", false)] {
+            let mut config = Config::from_sources(EMBEDDED_DEFAULT_TOML, Vec::new()).unwrap();
+            config.kafka.properties.insert("acks".into(), acks.into());
+            match config.validate() {
+                Ok(()) => assert!(ok, "acks = {acks} accepted"),
+                Err(e) => {
+                    assert!(!ok, "acks = {acks}: {e}");
+                    assert!(e.to_string().contains("kafka.properties.\"acks\""), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concurrency_is_adaptive_unless_fixed() {
+        let config = Config::from_sources(EMBEDDED_DEFAULT_TOML, Vec::new()).unwrap();
+        assert_eq!(config.worker.concurrency, ConcurrencyMode::Adaptive);
+        let text =
+            EMBEDDED_DEFAULT_TOML.replace("concurrency = \"adaptive\"", "concurrency = \"fixed\"");
+        let config = Config::from_sources(&text, Vec::new()).unwrap();
+        assert_eq!(config.worker.concurrency, ConcurrencyMode::Fixed);
+        let text = text.replace("concurrency = \"fixed\"", "concurrency = \"auto\"");
+        let e = Config::from_sources(&text, Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("worker.concurrency"), "{e}");
+    }
 }

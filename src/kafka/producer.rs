@@ -1,6 +1,6 @@
 //! The producer: idempotent (`enable.idempotence`, `acks=all`), results keyed by `job_id`, dead
 //! letters with the original key and value and the §6 headers. `publish` returns only once the
-//! broker acknowledged every record of a job.
+//! broker acknowledged every record of a job at an offset.
 
 use super::context::PublisherContext;
 use crate::config::Config;
@@ -53,8 +53,27 @@ pub struct PublishError {
     pub output: Output,
     /// Its topic.
     pub topic: String,
-    /// The client's error.
-    pub source: KafkaError,
+    /// Why.
+    pub source: ProduceFailure,
+}
+
+/// Why a record is not known to be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceFailure {
+    /// The client or the broker refused it, or it timed out.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// A delivery report of success without an offset. The idempotent producer reports a
+    /// record whose earlier attempt may have been stored (a timeout, a lost connection) as
+    /// delivered without knowing where, and sometimes it was not stored at all (seen on
+    /// librdkafka's MockCluster after a produce timeout: a result acknowledged at offset
+    /// -1001 never reached the topic). Sending it again may duplicate it; not sending it may
+    /// lose it.
+    #[error("partition {partition} acknowledged the record without an offset, so it may not be stored; it is sent again")]
+    NoOffset {
+        /// The partition of the report.
+        partition: i32,
+    },
 }
 
 /// Publishes results and dead letters.
@@ -244,7 +263,7 @@ impl Publisher {
         result: Option<&JobResult>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), ProduceFailure> {
         acknowledged(self.enqueue(result, dead_letter, traceparent).await?).await
     }
 
@@ -262,13 +281,18 @@ impl Publisher {
     }
 }
 
-/// Waits until the broker acknowledged every delivery.
-async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), KafkaError> {
+/// Waits until the broker acknowledged every delivery, each at an offset.
+async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), ProduceFailure> {
     for delivery in deliveries {
         match delivery.await {
+            Ok(Ok(d)) if d.offset < 0 => {
+                return Err(ProduceFailure::NoOffset {
+                    partition: d.partition,
+                })
+            }
             Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e),
-            Err(_) => return Err(KafkaError::Canceled),
+            Ok(Err((e, _))) => return Err(e.into()),
+            Err(_) => return Err(KafkaError::Canceled.into()),
         }
     }
     Ok(())

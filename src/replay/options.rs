@@ -112,6 +112,15 @@ pub enum ReplayError {
         /// The client's error.
         source: KafkaError,
     },
+    /// A re-published record was reported delivered without an offset on every attempt, so it
+    /// may not be stored. Nothing past it is committed; a rerun sends it again.
+    #[error("kafka: producing to {topic}: partition {partition} acknowledged the record without an offset on every attempt; it may not be stored")]
+    Unconfirmed {
+        /// The topic written to.
+        topic: String,
+        /// The partition of the last report.
+        partition: i32,
+    },
 }
 
 impl ReplayError {
@@ -119,7 +128,7 @@ impl ReplayError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ReplayError::BadArgument { .. } => 2,
-            ReplayError::Broker { .. } => 1,
+            ReplayError::Broker { .. } | ReplayError::Unconfirmed { .. } => 1,
         }
     }
 

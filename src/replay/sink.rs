@@ -125,17 +125,30 @@ impl Sink {
             let mut delivery = delivery;
             let mut attempt = 1;
             loop {
-                let error = match delivery.await {
+                // A success without an offset may not be stored (see `kafka::producer`).
+                let failed = match delivery.await {
+                    Ok(Ok(d)) if d.offset < 0 => Unacknowledged::NoOffset(d.partition),
                     Ok(Ok(_)) => break,
-                    Ok(Err((e, _))) => e,
-                    Err(_canceled) => KafkaError::Canceled,
+                    Ok(Err((e, _))) => Unacknowledged::Kafka(e),
+                    Err(_canceled) => Unacknowledged::Kafka(KafkaError::Canceled),
                 };
                 if attempt >= SEND_ATTEMPTS {
-                    return Err(ReplayError::broker(
-                        format!("producing to {}", record.topic),
-                        error,
-                    ));
+                    return Err(match failed {
+                        Unacknowledged::Kafka(e) => {
+                            ReplayError::broker(format!("producing to {}", record.topic), e)
+                        }
+                        Unacknowledged::NoOffset(partition) => ReplayError::Unconfirmed {
+                            topic: record.topic.clone(),
+                            partition,
+                        },
+                    });
                 }
+                let error = match failed {
+                    Unacknowledged::Kafka(e) => e.to_string(),
+                    Unacknowledged::NoOffset(p) => {
+                        format!("partition {p} acknowledged it without an offset")
+                    }
+                };
                 tracing::warn!(error = %error, topic = %record.topic, attempt, "a replayed record was not acknowledged; sending it again");
                 attempt += 1;
                 delivery = self.enqueue(&record).await?;
@@ -143,4 +156,12 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// Why a re-published record is not known to be stored.
+enum Unacknowledged {
+    /// The client or the broker refused it, or it timed out.
+    Kafka(KafkaError),
+    /// Reported delivered to this partition without an offset.
+    NoOffset(i32),
 }

@@ -41,7 +41,7 @@ pub struct Counters {
 /// A few values of the worker's `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MetricsSample {
-    /// `silentauth_concurrency_limit`, the highest of the client profiles'.
+    /// `silentauth_concurrency_limit` of the `default` client profile (the one the bench uses).
     pub concurrency_limit: u64,
     /// `silentauth_results_total`.
     pub results: u64,
@@ -61,8 +61,8 @@ impl MetricsSample {
                 continue;
             };
             let v = v as u64;
-            if name.starts_with("silentauth_concurrency_limit{") {
-                m.concurrency_limit = m.concurrency_limit.max(v);
+            if name == "silentauth_concurrency_limit{client=\"default\"}" {
+                m.concurrency_limit = v;
             } else if name.starts_with("silentauth_results_total{") {
                 m.results += v;
             } else if name.starts_with("silentauth_http_requests_total{")
@@ -205,7 +205,7 @@ impl WorkerProcess {
         })
     }
 
-    /// What its `/metrics` says of the adaptive concurrency: the highest profile's limit, and
+    /// What its `/metrics` says of the adaptive concurrency: the `default` profile's limit, and
     /// results and throttled answers (429 and 503) summed over their labels.
     pub async fn metrics(&self) -> Option<MetricsSample> {
         let url = format!("http://{}/metrics", self.admin);
@@ -266,8 +266,8 @@ mod tests {
     #[test]
     fn metrics_are_read_over_their_labels() {
         let text = "# TYPE silentauth_concurrency_limit gauge\n\
-            silentauth_concurrency_limit{client=\"a\"} 16\n\
-            silentauth_concurrency_limit{client=\"b\"} 4\n\
+            silentauth_concurrency_limit{client=\"default\"} 16\n\
+            silentauth_concurrency_limit{client=\"other\"} 64\n\
             silentauth_results_total{status=\"verified\",class=\"none\"} 10\n\
             silentauth_results_total{status=\"failed\",class=\"expired\"} 2\n\
             silentauth_http_requests_total{endpoint=\"token\",status=\"429\"} 3\n\

@@ -11,18 +11,10 @@ use silentauth_worker::silentauth::concurrency::INITIAL_LIMIT;
 use silentauth_worker::worker::Worker;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::world::{admin_get, World};
+use support::world::{metric, World};
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: &str = "silentauth_concurrency_limit{client=\"default\"}";
-
-/// The value of `sample` in the worker's `/metrics`.
-async fn metric(addr: SocketAddr, sample: &str) -> f64 {
-    let text = admin_get(addr, "/metrics").await.1;
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
-}
 
 /// Starts a worker on `config`; returns its admin address, its stop and its task.
 async fn start(

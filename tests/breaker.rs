@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use support::world::{admin_get, header, read_topic, World};
+use support::world::{admin_get, header, metric, read_topic, World};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -80,14 +80,6 @@ where
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The value of one sample of `/metrics`, e.g. `silentauth_breaker_trips_total{reason="x"}`.
-async fn metric(addr: SocketAddr, sample: &str) -> f64 {
-    let text = admin_get(addr, "/metrics").await.1;
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
 }
 
 struct Running {

@@ -309,3 +309,12 @@ pub async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) 
         .expect("admin listener answers");
     (r.status().as_u16(), r.text().await.unwrap())
 }
+
+/// The value of one sample of a worker's `/metrics` at `addr`, e.g.
+/// `silentauth_breaker_trips_total{reason="x"}`; panics when it is missing.
+pub async fn metric(addr: std::net::SocketAddr, sample: &str) -> f64 {
+    let text = admin_get(addr, "/metrics").await.1;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+}

@@ -2,8 +2,8 @@
 //! or a limit that tunes itself (adaptive concurrency, modelled on Vector's adaptive request
 //! concurrency): on the observed round-trip time against its moving baseline, a slow start
 //! (doubling per window) up to the first sign of congestion, then growth by an eighth per
-//! window while the round trip holds, a cut to 90% when it rises and to half when the upstream
-//! pushes back (429, 503, timeouts, failed connections).
+//! window while the round trip holds, a cut to 90% when it rises, and a cut by half the share
+//! of answers that pushed back (429, 503, timeouts, failed connections): to half when all did.
 //!
 //! A job holds one [`Slot`] from its token request to its userinfo answer, so a job whose code
 //! is spent never waits for a slot again, and the requests in flight never outnumber the slots.
@@ -30,8 +30,11 @@ const DEVIATION_SCALE: f64 = 2.5;
 const MIN_RISE: f64 = 0.05;
 /// The multiplicative decrease when the round trip rises (Vector's).
 const DECREASE_RATIO: f64 = 0.9;
-/// The multiplicative decrease when the upstream pushes back: a clear signal, answered like a
-/// lost packet in TCP.
+/// The deepest cut when the upstream pushes back: a window of nothing but 429/503/timeouts
+/// halves the limit; a window where a fraction `f` of the answers pushed back cuts it by `f / 2`
+/// after that window's growth (DCTCP's answer to the fraction of marked packets), so a few
+/// refusals among many answers (one failing path, an outage of a few jobs) trim the growth
+/// instead of collapsing the limit, and a storm halves it.
 const BACKPRESSURE_RATIO: f64 = 0.5;
 /// The increase per window once past slow start: this fraction of the limit (at least 1). A
 /// step this large shows in the round trip when the upstream (or this machine) is saturated,
@@ -81,7 +84,8 @@ struct Aimd {
     window_start: Instant,
     sum: f64,
     n: u32,
-    backpressure: bool,
+    /// Answers of the window that pushed back.
+    pushed: u32,
     /// The limit was reached during the window (a job found no free slot or took the last).
     reached: bool,
 }
@@ -96,7 +100,7 @@ impl Aimd {
             window_start: now,
             sum: 0.0,
             n: 0,
-            backpressure: false,
+            pushed: 0,
             reached: false,
         }
     }
@@ -110,7 +114,7 @@ impl Aimd {
     fn observe(&mut self, now: Instant, rtt: Duration, signal: Signal) -> Option<usize> {
         self.sum += rtt.as_secs_f64();
         self.n += 1;
-        self.backpressure |= signal == Signal::Backpressure;
+        self.pushed += u32::from(signal == Signal::Backpressure);
         if now.saturating_duration_since(self.window_start) < self.window() {
             return None;
         }
@@ -122,22 +126,23 @@ impl Aimd {
                 mean > past + (DEVIATION_SCALE * dev).max(MIN_RISE * past)
             }
         });
-        if self.backpressure || congested {
-            let ratio = if self.backpressure {
-                BACKPRESSURE_RATIO
-            } else {
-                DECREASE_RATIO
-            };
-            self.limit = (self.limit * ratio).floor().max(1.0);
+        if congested {
+            self.limit *= DECREASE_RATIO;
             self.slow_start = false;
         } else if self.reached {
             let step = if self.slow_start {
                 self.limit
             } else {
-                (self.limit * INCREASE_FRACTION).max(1.0)
+                self.limit * INCREASE_FRACTION
             };
-            self.limit = (self.limit + step).min(self.max);
+            self.limit += step.max(1.0);
         }
+        if self.pushed > 0 {
+            let share = f64::from(self.pushed) / f64::from(self.n);
+            self.limit *= 1.0 - (1.0 - BACKPRESSURE_RATIO) * share;
+            self.slow_start = false;
+        }
+        self.limit = self.limit.floor().clamp(1.0, self.max);
         self.past = Some(match self.past {
             None => (mean, 0.0),
             Some((past, dev)) => (
@@ -148,7 +153,7 @@ impl Aimd {
         self.window_start = now;
         self.sum = 0.0;
         self.n = 0;
-        self.backpressure = false;
+        self.pushed = 0;
         self.reached = false;
         Some(self.limit as usize)
     }
@@ -429,6 +434,30 @@ mod tests {
         assert!(at(&s, 4.0) < 100, "{s:?}");
         // Back to the ceiling within a few seconds of the storm's end.
         assert_eq!(at(&s, 9.0), 256, "{s:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_few_refusals_among_many_answers_trim_the_limit_without_collapsing_it() {
+        let c = Arc::new(Concurrency::adaptive(256));
+        let n = Arc::new(AtomicUsize::new(0));
+        let s = drive(
+            c.clone(),
+            300,
+            6,
+            |_| Duration::from_millis(20),
+            move |_| {
+                // One answer in fifty is a 503.
+                if n.fetch_add(1, Ordering::Relaxed) % 50 == 49 {
+                    Signal::Backpressure
+                } else {
+                    Signal::Answered
+                }
+            },
+        )
+        .await;
+        // Growth of an eighth per window outweighs a 1% cut: the limit stays near the top.
+        let late = s.iter().filter(|(t, _, _)| *t >= 3.0).map(|x| x.1);
+        assert!(late.min().unwrap() >= 200, "{s:?}");
     }
 
     #[tokio::test(start_paused = true)]

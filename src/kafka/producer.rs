@@ -69,7 +69,9 @@ pub enum ProduceFailure {
     /// librdkafka's MockCluster after a produce timeout: a result acknowledged at offset
     /// -1001 never reached the topic). Sending it again may duplicate it; not sending it may
     /// lose it.
-    #[error("partition {partition} acknowledged the record without an offset, so it may not be stored; it is sent again")]
+    #[error(
+        "partition {partition} acknowledged the record without an offset, so it may not be stored"
+    )]
     NoOffset {
         /// The partition of the report.
         partition: i32,
@@ -284,16 +286,23 @@ impl Publisher {
 /// Waits until the broker acknowledged every delivery, each at an offset.
 async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), ProduceFailure> {
     for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(d)) if d.offset < 0 => {
-                return Err(ProduceFailure::NoOffset {
-                    partition: d.partition,
-                })
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e.into()),
-            Err(_) => return Err(KafkaError::Canceled.into()),
-        }
+        stored(delivery.await)?;
     }
     Ok(())
+}
+
+/// What a delivery future resolved to: `Ok` only for a success at an offset (a success without
+/// one may not be stored, see [`ProduceFailure::NoOffset`]). The publisher's and
+/// `replay-dlq`'s test of a delivery.
+pub fn stored(
+    delivery: <DeliveryFuture as std::future::Future>::Output,
+) -> Result<(), ProduceFailure> {
+    match delivery {
+        Ok(Ok(d)) if d.offset < 0 => Err(ProduceFailure::NoOffset {
+            partition: d.partition,
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(e.into()),
+        Err(_canceled) => Err(KafkaError::Canceled.into()),
+    }
 }

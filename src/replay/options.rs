@@ -2,6 +2,7 @@
 //! and typed ([`ReplayOptions`]), and the errors a replay ends with ([`ReplayError`]).
 
 use crate::contract::ErrorClass;
+use crate::kafka::producer::ProduceFailure;
 use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
 
@@ -112,14 +113,14 @@ pub enum ReplayError {
         /// The client's error.
         source: KafkaError,
     },
-    /// A re-published record was reported delivered without an offset on every attempt, so it
-    /// may not be stored. Nothing past it is committed; a rerun sends it again.
-    #[error("kafka: producing to {topic}: partition {partition} acknowledged the record without an offset on every attempt; it may not be stored")]
-    Unconfirmed {
+    /// A re-published record was not acknowledged at an offset after every attempt. Nothing
+    /// past it is committed; a rerun sends it again.
+    #[error("kafka: producing to {topic}: {source}")]
+    Produce {
         /// The topic written to.
         topic: String,
-        /// The partition of the last report.
-        partition: i32,
+        /// Why the last attempt is not known to be stored.
+        source: ProduceFailure,
     },
 }
 
@@ -128,7 +129,7 @@ impl ReplayError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ReplayError::BadArgument { .. } => 2,
-            ReplayError::Broker { .. } | ReplayError::Unconfirmed { .. } => 1,
+            ReplayError::Broker { .. } | ReplayError::Produce { .. } => 1,
         }
     }
 

@@ -4,7 +4,7 @@
 use super::options::ReplayError;
 use super::record::RawHeaders;
 use crate::config::Config;
-use crate::kafka::producer::producer_config;
+use crate::kafka::producer::{producer_config, stored};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -125,30 +125,17 @@ impl Sink {
             let mut delivery = delivery;
             let mut attempt = 1;
             loop {
-                // A success without an offset may not be stored (see `kafka::producer`).
-                let failed = match delivery.await {
-                    Ok(Ok(d)) if d.offset < 0 => Unacknowledged::NoOffset(d.partition),
-                    Ok(Ok(_)) => break,
-                    Ok(Err((e, _))) => Unacknowledged::Kafka(e),
-                    Err(_canceled) => Unacknowledged::Kafka(KafkaError::Canceled),
+                // Only a success at an offset counts (see `kafka::producer::stored`).
+                let error = match stored(delivery.await) {
+                    Ok(()) => break,
+                    Err(failure) => failure,
                 };
                 if attempt >= SEND_ATTEMPTS {
-                    return Err(match failed {
-                        Unacknowledged::Kafka(e) => {
-                            ReplayError::broker(format!("producing to {}", record.topic), e)
-                        }
-                        Unacknowledged::NoOffset(partition) => ReplayError::Unconfirmed {
-                            topic: record.topic.clone(),
-                            partition,
-                        },
+                    return Err(ReplayError::Produce {
+                        topic: record.topic.clone(),
+                        source: error,
                     });
                 }
-                let error = match failed {
-                    Unacknowledged::Kafka(e) => e.to_string(),
-                    Unacknowledged::NoOffset(p) => {
-                        format!("partition {p} acknowledged it without an offset")
-                    }
-                };
                 tracing::warn!(error = %error, topic = %record.topic, attempt, "a replayed record was not acknowledged; sending it again");
                 attempt += 1;
                 delivery = self.enqueue(&record).await?;
@@ -156,12 +143,4 @@ impl Sink {
         }
         Ok(())
     }
-}
-
-/// Why a re-published record is not known to be stored.
-enum Unacknowledged {
-    /// The client or the broker refused it, or it timed out.
-    Kafka(KafkaError),
-    /// Reported delivered to this partition without an offset.
-    NoOffset(i32),
 }

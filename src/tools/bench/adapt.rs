@@ -75,7 +75,7 @@ pub(super) fn render(b: &Batch) -> String {
             phase,
             p.metrics.results.saturating_sub(prev.metrics.results) as f64 / dt,
             p.metrics.concurrency_limit,
-            p.in_flight,
+            p.metrics.in_flight,
             p.metrics.throttled.saturating_sub(prev.metrics.throttled) as f64 / dt,
         );
     }

@@ -47,6 +47,8 @@ pub struct MetricsSample {
     pub results: u64,
     /// `silentauth_http_requests_total` answered 429 or 503.
     pub throttled: u64,
+    /// `silentauth_jobs_in_flight`.
+    pub in_flight: u64,
 }
 
 impl MetricsSample {
@@ -63,6 +65,8 @@ impl MetricsSample {
             let v = v as u64;
             if name == "silentauth_concurrency_limit{client=\"default\"}" {
                 m.concurrency_limit = v;
+            } else if name == "silentauth_jobs_in_flight" {
+                m.in_flight = v;
             } else if name.starts_with("silentauth_results_total{") {
                 m.results += v;
             } else if name.starts_with("silentauth_http_requests_total{")
@@ -272,13 +276,15 @@ mod tests {
             silentauth_results_total{status=\"failed\",class=\"expired\"} 2\n\
             silentauth_http_requests_total{endpoint=\"token\",status=\"429\"} 3\n\
             silentauth_http_requests_total{endpoint=\"userinfo\",status=\"503\"} 1\n\
-            silentauth_http_requests_total{endpoint=\"token\",status=\"200\"} 99\n";
+            silentauth_http_requests_total{endpoint=\"token\",status=\"200\"} 99\n\
+            silentauth_jobs_in_flight 7\n";
         assert_eq!(
             MetricsSample::parse(text),
             MetricsSample {
                 concurrency_limit: 16,
                 results: 12,
-                throttled: 4
+                throttled: 4,
+                in_flight: 7,
             }
         );
     }

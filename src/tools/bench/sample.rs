@@ -50,8 +50,6 @@ pub struct SeriesPoint {
     pub t: f64,
     /// The worker's `/metrics` at that moment.
     pub metrics: MetricsSample,
-    /// Jobs in flight.
-    pub in_flight: u64,
 }
 
 /// The highest values a [`Sampler`] saw.
@@ -125,7 +123,6 @@ impl<'a> Sampler<'a> {
                     let point = SeriesPoint {
                         t: started.elapsed().as_secs_f64(),
                         metrics,
-                        in_flight: c.counters().await.map_or(0, |c| c.in_flight),
                     };
                     series.lock().unwrap_or_else(|e| e.into_inner()).push(point);
                 }

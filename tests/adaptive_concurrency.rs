@@ -11,7 +11,7 @@ use silentauth_worker::silentauth::concurrency::INITIAL_LIMIT;
 use silentauth_worker::worker::Worker;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::world::{metric, World};
+use support::world::{admin_addr, metric, World};
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: &str = "silentauth_concurrency_limit{client=\"default\"}";
@@ -28,14 +28,7 @@ async fn start(
     let stats = worker.stats();
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Some(a) = stats.admin_addr() {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "the admin listener did not bind");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addr = admin_addr(&stats, Duration::from_secs(30)).await;
     (addr, cancel, handle)
 }
 

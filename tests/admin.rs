@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use support::world::World;
+use support::world::{admin_addr, World};
 use tokio_util::sync::CancellationToken;
 
 /// GETs `path`; `None` when nothing listens.
@@ -25,16 +25,6 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .ok()?;
     let status = r.status().as_u16();
     Some((status, r.text().await.ok()?))
-}
-
-async fn admin_addr(stats: &WorkerCounters) -> SocketAddr {
-    for _ in 0..200 {
-        if let Some(a) = stats.admin_addr() {
-            return a;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the admin listener never bound");
 }
 
 /// Sums the samples of `/metrics` by family name, keeping the labels apart:
@@ -86,7 +76,7 @@ async fn metrics_add_up_after_a_mixed_run_and_the_page_serves() {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
-    let addr = admin_addr(&stats).await;
+    let addr = admin_addr(&stats, Duration::from_secs(10)).await;
     assert_eq!(get(addr, "/healthz").await.unwrap().0, 200);
 
     // 10 verified, 4 failing classes (2 dead-lettered), 1 unreadable poison (dead-lettered),
@@ -261,7 +251,7 @@ async fn not_ready_while_kafka_is_unreachable_and_gone_when_run_fails() {
     let worker = Worker::new(config);
     let stats: Arc<WorkerCounters> = worker.stats();
     let handle = tokio::spawn(worker.run(CancellationToken::new()));
-    let addr = admin_addr(&stats).await;
+    let addr = admin_addr(&stats, Duration::from_secs(10)).await;
     assert_eq!(get(addr, "/healthz").await.unwrap().0, 200);
     let (code, body) = get(addr, "/readyz").await.unwrap();
     assert_eq!(code, 503, "{body}");

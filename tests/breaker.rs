@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use support::world::{admin_get, header, metric, read_topic, World};
+use support::world::{admin_addr, admin_get, header, metric, read_topic, World};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -95,12 +95,7 @@ async fn start(config: Config) -> Running {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
-    let s = stats.clone();
-    let addr = until(Duration::from_secs(30), "the admin listener binds", || {
-        let a = s.admin_addr();
-        async move { a }
-    })
-    .await;
+    let addr = admin_addr(&stats, Duration::from_secs(30)).await;
     Running {
         stats,
         addr,

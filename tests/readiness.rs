@@ -19,22 +19,11 @@ use silentauth_worker::worker::Worker;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::world::{admin_get, read_topic, World};
+use support::world::{admin_addr, admin_get, read_topic, World};
 use support::{BrokerKind, TestBroker};
 use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_silentauth-worker");
-
-async fn admin_addr(stats: &WorkerCounters) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(a) = stats.admin_addr() {
-            return a;
-        }
-        assert!(Instant::now() < deadline, "the admin listener never bound");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Polls `/readyz` until `want(status, body)` holds; panics after `within`.
 async fn readyz_until(
@@ -160,7 +149,7 @@ async fn waits_for(key: &str) {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
-    let addr = admin_addr(&stats).await;
+    let addr = admin_addr(&stats, Duration::from_secs(10)).await;
     let (_, body) = readyz_until(addr, Duration::from_secs(20), "named the topic", |c, b| {
         c == 503 && b.contains(key)
     })
@@ -267,7 +256,7 @@ async fn topic_lost_while_running(key: &str) {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
-    let addr = admin_addr(&stats).await;
+    let addr = admin_addr(&stats, Duration::from_secs(10)).await;
     readyz_until(addr, Duration::from_secs(30), "turned 200", |c, _| c == 200).await;
 
     make_missing(&w.broker, &topic).await;
@@ -337,7 +326,7 @@ async fn stopping_while_waiting_for_a_topic_consumes_nothing_and_returns_cleanly
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await });
-    let addr = admin_addr(&stats).await;
+    let addr = admin_addr(&stats, Duration::from_secs(10)).await;
     readyz_until(addr, Duration::from_secs(20), "named the topic", |c, b| {
         c == 503 && b.contains("topics.dead_letter")
     })

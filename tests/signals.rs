@@ -13,7 +13,7 @@ use silentauth_worker::secret::Secret;
 use silentauth_worker::silentauth::SilentAuthClient;
 use silentauth_worker::verify::{JobContext, Verifier};
 use std::time::{Duration, Instant};
-use support::world::{read_topic, World};
+use support::world::{admin_addr, read_topic, World};
 
 const REDIRECT: &str = "https://client.example.com/callback";
 const ALL: &str = r#"{"sim_swap": {}, "device_swap": {}, "call_forwarding": {}}"#;
@@ -508,12 +508,7 @@ async fn metrics_label_signal_requests_with_their_own_endpoints() {
     w.send_job(&job).await;
     let r = w.results(1).await;
     assert_eq!(r[0].0["status"], "verified");
-    let addr = loop {
-        if let Some(a) = stats.admin_addr() {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addr = admin_addr(&stats, Duration::from_secs(30)).await;
     // token, userinfo, both swap checks with their date calls, forwarding: 7 requests.
     let expected = [
         ("token", 1),

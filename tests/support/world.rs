@@ -318,3 +318,22 @@ pub async fn metric(addr: std::net::SocketAddr, sample: &str) -> f64 {
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
 }
+
+/// The address the admin listener of the worker whose counters are `stats` bound; panics after
+/// `within`.
+pub async fn admin_addr(
+    stats: &silentauth_worker::telemetry::counters::WorkerCounters,
+    within: Duration,
+) -> std::net::SocketAddr {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(a) = stats.admin_addr() {
+            return a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the admin listener did not bind within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -273,17 +273,15 @@ impl Concurrency {
     fn set_limit(&self, new: usize) {
         let old = self.limit.swap(new, Ordering::AcqRel);
         if new > old {
-            let mut add = new - old;
-            while add > 0 {
-                match self
-                    .debt
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-                {
-                    Ok(_) => add -= 1,
-                    Err(_) => break,
-                }
-            }
-            self.gate.add_permits(add);
+            // New slots first pay off the debt of an earlier cut; the rest open at once.
+            let add = new - old;
+            let owed = self
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    Some(d.saturating_sub(add))
+                })
+                .unwrap_or_else(|d| d);
+            self.gate.add_permits(add - owed.min(add));
         } else if new < old {
             let cut = old - new;
             let forgotten = self.gate.forget_permits(cut);
@@ -509,6 +507,12 @@ mod tests {
     async fn a_cut_below_the_slots_in_use_retires_them_as_they_return() {
         let c = Concurrency::fixed(4);
         let slots: Vec<_> = futures::future::join_all((0..4).map(|_| c.acquire())).await;
+        c.set_limit(1);
+        assert_eq!(c.debt.load(Ordering::Acquire), 3);
+        // Growing by 2 while 3 are owed pays 2 off and opens nothing.
+        c.set_limit(3);
+        assert_eq!(c.debt.load(Ordering::Acquire), 1);
+        assert_eq!(c.gate.available_permits(), 0);
         c.set_limit(1);
         assert_eq!(c.debt.load(Ordering::Acquire), 3);
         drop(slots);

@@ -89,10 +89,11 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct SilentAuthClient {
     http: reqwest::Client,
-    token_url: String,
-    userinfo_url: String,
+    // Parsed once: a URL given as a string is parsed again on every request.
+    token_url: reqwest::Url,
+    userinfo_url: reqwest::Url,
     /// The URL of each [`SignalCall`], in the order of [`SignalCall::ALL`].
-    signal_urls: Vec<String>,
+    signal_urls: Vec<reqwest::Url>,
 }
 
 impl SilentAuthClient {
@@ -111,11 +112,12 @@ impl SilentAuthClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
+        let url = |path: &str| parse(&format!("{base}{path}")).map_err(ClientError::BaseUrl);
         Ok(SilentAuthClient {
             http,
-            token_url: format!("{base}/oauth2/token"),
-            userinfo_url: format!("{base}/oauth2/userinfo"),
-            signal_urls: signal_urls(DEFAULT_SIGNALS_BASE_URL),
+            token_url: url("/oauth2/token")?,
+            userinfo_url: url("/oauth2/userinfo")?,
+            signal_urls: signal_urls(DEFAULT_SIGNALS_BASE_URL).map_err(ClientError::BaseUrl)?,
         })
     }
 
@@ -123,7 +125,7 @@ impl SilentAuthClient {
     /// (e.g. `https://api.tyntec.com/network-signal/v1`).
     pub fn with_signals_base_url(mut self, signals_base_url: &str) -> Result<Self, ClientError> {
         let base = http_base(signals_base_url).map_err(ClientError::SignalsBaseUrl)?;
-        self.signal_urls = signal_urls(&base);
+        self.signal_urls = signal_urls(&base).map_err(ClientError::SignalsBaseUrl)?;
         Ok(self)
     }
 
@@ -161,7 +163,7 @@ impl Api for SilentAuthClient {
         ];
         let req = self
             .http
-            .post(&self.token_url)
+            .post(self.token_url.clone())
             .header("apiKey", creds.api_key.expose())
             .form(&form);
         self.send(req).await
@@ -170,7 +172,7 @@ impl Api for SilentAuthClient {
     async fn userinfo(&self, access_token: &Secret) -> HttpOutcome {
         let req = self
             .http
-            .get(&self.userinfo_url)
+            .get(self.userinfo_url.clone())
             .bearer_auth(access_token.expose());
         self.send(req).await
     }
@@ -185,7 +187,7 @@ impl Api for SilentAuthClient {
         let index = SignalCall::ALL.iter().position(|c| *c == call).unwrap_or(0);
         let req = self
             .http
-            .post(&self.signal_urls[index])
+            .post(self.signal_urls[index].clone())
             .header("apiKey", api_key.expose())
             .json(&call.body(phone_number, max_age_minutes));
         self.send(req).await
@@ -201,11 +203,15 @@ fn http_base(url: &str) -> Result<String, String> {
     Ok(base.as_str().trim_end_matches('/').to_owned())
 }
 
-fn signal_urls(base: &str) -> Vec<String> {
+fn signal_urls(base: &str) -> Result<Vec<reqwest::Url>, String> {
     SignalCall::ALL
         .iter()
-        .map(|c| format!("{base}{}", c.path()))
+        .map(|c| parse(&format!("{base}{}", c.path())))
         .collect()
+}
+
+fn parse(url: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(url).map_err(|e| e.to_string())
 }
 
 /// Maps a reqwest error to what the retry rules need to know: was the request sent?

@@ -1,9 +1,16 @@
 //! How many jobs of one client profile may talk to the Silent Auth API at once: a fixed number,
 //! or a limit that tunes itself (adaptive concurrency, modelled on Vector's adaptive request
-//! concurrency): on the observed round-trip time against its moving baseline, a slow start
-//! (doubling per window) up to the first sign of congestion, then growth by an eighth per
-//! window while the round trip holds, a cut to 90% when it rises, and a cut by half the share
-//! of answers that pushed back (429, 503, timeouts, failed connections): to half when all did.
+//! concurrency, with a throughput check on every raise): over windows of at least one round
+//! trip, a raise stays only if it pays (the answers per second grow by at least
+//! [`PAYOFF`] of the raise's proportion); a raise that does not pay is taken back, and the limit
+//! then probes downwards (to 90%) until a cut costs as much; a window whose round trip rises
+//! beyond its moving baseline cuts the limit to 90%, and answers that push back (429, 503,
+//! timeouts, failed connections) cut it by half their share: to half when all did.
+//!
+//! Growth alone on the round trip (Vector's rule) does not find the knee where the upstream,
+//! or this machine, is saturated: there every step raises the round trip a little, the baseline
+//! follows, and the limit climbs to where more slots cost throughput. The payoff rule finds it:
+//! where one more eighth of slots adds under [`PAYOFF`] of an eighth of answers, it stops.
 //!
 //! A job holds one [`Slot`] from its token request to its userinfo answer, so a job whose code
 //! is spent never waits for a slot again, and the requests in flight never outnumber the slots.
@@ -20,7 +27,7 @@ use tokio::time::Instant;
 /// The limit an adaptive controller starts at (or `max`, if lower).
 pub const INITIAL_LIMIT: usize = 64;
 /// The shortest measurement window; a window also lasts at least one baseline round trip.
-pub const MIN_WINDOW: Duration = Duration::from_millis(20);
+pub const MIN_WINDOW: Duration = Duration::from_millis(50);
 /// Weight of the newest window in the round-trip baseline and its deviation.
 const EWMA_ALPHA: f64 = 0.4;
 /// A window whose mean round trip exceeds the baseline by this many deviations is congestion.
@@ -28,7 +35,8 @@ const DEVIATION_SCALE: f64 = 2.5;
 /// ... and by at least this fraction of the baseline (no decrease on a perfectly steady
 /// baseline's noise).
 const MIN_RISE: f64 = 0.05;
-/// The multiplicative decrease when the round trip rises (Vector's).
+/// The multiplicative decrease when the round trip rises (Vector's), and the step of a probe
+/// downwards.
 const DECREASE_RATIO: f64 = 0.9;
 /// The deepest cut when the upstream pushes back: a window of nothing but 429/503/timeouts
 /// halves the limit; a window where a fraction `f` of the answers pushed back cuts it by `f / 2`
@@ -36,14 +44,23 @@ const DECREASE_RATIO: f64 = 0.9;
 /// refusals among many answers (one failing path, an outage of a few jobs) trim the growth
 /// instead of collapsing the limit, and a storm halves it.
 const BACKPRESSURE_RATIO: f64 = 0.5;
-/// The increase per window once past slow start: this fraction of the limit (at least 1). A
-/// step this large shows in the round trip when the upstream (or this machine) is saturated,
-/// where Vector's +1 would drown in noise, and covers a 0 → 100 ms latency step in seconds.
+/// The increase per window once past slow start: this fraction of the limit (at least 1).
 const INCREASE_FRACTION: f64 = 0.125;
-/// Slow start ends at backpressure or when a window's mean round trip exceeds the baseline by
-/// this factor (a doubled limit on a saturated upstream doubles the round trip; a slow but idle
-/// one does not move it).
+/// A change of the limit pays when the answers per second change by at least this share of
+/// the change's proportion: a raise by an eighth must bring at least 30% of an eighth more
+/// answers per second to stay, and a cut by a tenth that loses 30% of a tenth or more is
+/// taken back. Where the upstream is idle a raise brings its full share (1.0); past the knee
+/// of a saturated one, next to nothing.
+pub const PAYOFF: f64 = 0.15;
+/// Slow start ends at a raise that does not pay, at backpressure, or when a window's mean
+/// round trip exceeds the baseline by this factor.
 const SLOW_START_EXIT: f64 = 1.5;
+/// The fewest answers in a window to weigh a change of the limit by (fewer: a raise is kept,
+/// a cut taken back, as if the upstream were idle).
+const MIN_JUDGED: u32 = 32;
+/// Windows the limit stays at a value it was taken back to before the next probe (the first
+/// still carries answers of the slots that were taken back).
+const HOLD_WINDOWS: u32 = 2;
 
 /// What one request's answer says about the upstream's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,13 +89,29 @@ impl Signal {
     }
 }
 
-/// The controller's state: AIMD over windows of at least one baseline round trip.
+/// A change of the limit under test: the limit before it and that window's answers per second.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    from: f64,
+    rate: f64,
+    /// The change was made at the end of the last window: this one is not judged.
+    settling: bool,
+}
+
+/// The controller's state: AIMD over windows of at least one baseline round trip, every change
+/// of the limit tested against the answers per second it brings.
 #[derive(Debug)]
 struct Aimd {
     limit: f64,
     max: f64,
-    /// Doubling per window until the first decrease, so a slow upstream is covered quickly.
+    /// Doubling per window until the first raise that does not pay (or a decrease).
     slow_start: bool,
+    /// Probing downwards: a raise did not pay, and no cut has cost yet.
+    downhill: bool,
+    /// The change made at the end of the last window, judged at the end of this one.
+    probe: Option<Probe>,
+    /// Windows to wait before the next probe.
+    hold: u32,
     /// The round-trip baseline (seconds, EWMA of window means) and its mean deviation.
     past: Option<(f64, f64)>,
     window_start: Instant,
@@ -96,6 +129,9 @@ impl Aimd {
             limit: initial as f64,
             max: max as f64,
             slow_start: true,
+            downhill: false,
+            probe: None,
+            hold: 0,
             past: None,
             window_start: now,
             sum: 0.0,
@@ -115,10 +151,12 @@ impl Aimd {
         self.sum += rtt.as_secs_f64();
         self.n += 1;
         self.pushed += u32::from(signal == Signal::Backpressure);
-        if now.saturating_duration_since(self.window_start) < self.window() {
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed < self.window() {
             return None;
         }
         let mean = self.sum / f64::from(self.n);
+        let rate = f64::from(self.n) / elapsed.as_secs_f64();
         let congested = self.past.is_some_and(|(past, dev)| {
             if self.slow_start {
                 mean > past * SLOW_START_EXIT
@@ -126,21 +164,36 @@ impl Aimd {
                 mean > past + (DEVIATION_SCALE * dev).max(MIN_RISE * past)
             }
         });
-        if congested {
-            self.limit *= DECREASE_RATIO;
-            self.slow_start = false;
-        } else if self.reached {
-            let step = if self.slow_start {
-                self.limit
-            } else {
-                self.limit * INCREASE_FRACTION
-            };
-            self.limit += step.max(1.0);
+        match self.probe.take() {
+            // A window that did not reach the limit says nothing about a change of it.
+            Some(_) if !self.reached => {}
+            // The first window after a change still carries the answers of the limit before.
+            Some(probe) if probe.settling => {
+                self.probe = Some(Probe {
+                    settling: false,
+                    ..probe
+                })
+            }
+            Some(probe) if self.n >= MIN_JUDGED => self.judge(probe, rate),
+            // Too few answers to weigh: keep a raise, take a cut back.
+            Some(probe) if probe.from < self.limit => {}
+            Some(probe) => self.limit = probe.from,
+            None if congested => {
+                self.limit *= DECREASE_RATIO;
+                self.slow_start = false;
+            }
+            None if self.reached && self.hold > 0 => self.hold -= 1,
+            None if self.reached => self.step(rate),
+            None => {}
         }
         if self.pushed > 0 {
             let share = f64::from(self.pushed) / f64::from(self.n);
             self.limit *= 1.0 - (1.0 - BACKPRESSURE_RATIO) * share;
             self.slow_start = false;
+            // Recovery after push-back climbs; no probe of this window is judged.
+            self.downhill = false;
+            self.hold = 0;
+            self.probe = None;
         }
         self.limit = self.limit.floor().clamp(1.0, self.max);
         self.past = Some(match self.past {
@@ -156,6 +209,55 @@ impl Aimd {
         self.pushed = 0;
         self.reached = false;
         Some(self.limit as usize)
+    }
+
+    /// Keeps the last change if it paid, else takes it back. A raise that pays is followed
+    /// by the next; one that does not turns the probing downwards. A cut that costs is taken
+    /// back, and one that does not is kept; either turns the probing upwards again. Each turn
+    /// waits [`HOLD_WINDOWS`].
+    fn judge(&mut self, probe: Probe, rate: f64) {
+        let asked = self.limit / probe.from - 1.0;
+        let got = rate / probe.rate - 1.0;
+        // The answers per second moved with the limit by at least PAYOFF of its change: a
+        // raise paid, or a cut cost.
+        let elastic = got / asked >= PAYOFF;
+        if asked > 0.0 && elastic {
+            self.step(rate);
+            return;
+        }
+        if elastic || asked > 0.0 {
+            self.limit = probe.from;
+        }
+        self.downhill = asked > 0.0;
+        self.hold = HOLD_WINDOWS;
+    }
+
+    /// One step in the current direction: doubling in slow start (not judged; slow start ends
+    /// on the round trip or on push-back), else a probe judged two windows later.
+    fn step(&mut self, rate: f64) {
+        let from = self.limit;
+        if self.downhill {
+            self.limit = (self.limit * DECREASE_RATIO).floor();
+        } else {
+            let step = if self.slow_start {
+                self.limit
+            } else {
+                self.limit * INCREASE_FRACTION
+            };
+            self.limit = (self.limit + step.max(1.0)).floor().min(self.max);
+        }
+        self.limit = self.limit.max(1.0);
+        if self.limit == from {
+            // At 1 (downhill) or at the maximum (uphill): nothing to probe that way.
+            self.downhill = false;
+        } else if !self.slow_start && from >= f64::from(MIN_JUDGED) {
+            // (Below MIN_JUDGED slots a window has too few answers to weigh: steps go unjudged.)
+            self.probe = Some(Probe {
+                from,
+                rate,
+                settling: true,
+            });
+        }
     }
 }
 
@@ -306,7 +408,7 @@ mod tests {
         c: Arc<Concurrency>,
         jobs: usize,
         secs: u64,
-        rtt: impl Fn(Duration) -> Duration + Send + Sync + 'static,
+        rtt: impl Fn(Duration, usize) -> Duration + Send + Sync + 'static,
         signal: impl Fn(Duration) -> Signal + Send + Sync + 'static,
     ) -> Vec<(f64, usize, usize)> {
         let start = Instant::now();
@@ -334,7 +436,7 @@ mod tests {
                         over.fetch_add(1, Ordering::Relaxed);
                     }
                     let t = start.elapsed();
-                    let d = rtt(t);
+                    let d = rtt(t, held);
                     tokio::time::sleep(d).await;
                     c.observe(d, signal(t));
                     drop(slot);
@@ -374,7 +476,7 @@ mod tests {
             c.clone(),
             300,
             3,
-            |_| Duration::from_millis(100),
+            |_, _| Duration::from_millis(100),
             |_| Signal::Answered,
         )
         .await;
@@ -389,7 +491,7 @@ mod tests {
             c.clone(),
             1000,
             3,
-            |_| Duration::from_millis(10),
+            |_, _| Duration::from_millis(10),
             |_| Signal::Answered,
         )
         .await;
@@ -402,7 +504,7 @@ mod tests {
             c.clone(),
             20,
             3,
-            |_| Duration::from_millis(10),
+            |_, _| Duration::from_millis(10),
             |_| Signal::Answered,
         )
         .await;
@@ -417,7 +519,7 @@ mod tests {
             c.clone(),
             300,
             10,
-            |_| Duration::from_millis(50),
+            |_, _| Duration::from_millis(50),
             move |t| {
                 if storm(t) {
                     Signal::Backpressure
@@ -442,7 +544,7 @@ mod tests {
             c.clone(),
             300,
             6,
-            |_| Duration::from_millis(20),
+            |_, _| Duration::from_millis(20),
             move |_| {
                 // One answer in fifty is a 503.
                 if n.fetch_add(1, Ordering::Relaxed) % 50 == 49 {
@@ -465,7 +567,7 @@ mod tests {
             c.clone(),
             300,
             12,
-            |t| {
+            |t, _| {
                 if t >= Duration::from_secs(3) && t < Duration::from_secs(6) {
                     Duration::from_millis(100)
                 } else {
@@ -489,13 +591,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn on_a_saturated_upstream_the_limit_settles_at_the_knee() {
+        // 10,000 answers per second at most, 5 ms when idle: past 50 slots in use, more slots
+        // only lengthen the round trip (what a CPU-bound upstream on the same machine does).
+        let c = Arc::new(Concurrency::adaptive(1024));
+        let s = drive(
+            c.clone(),
+            1500,
+            8,
+            |_, held| Duration::from_secs_f64((held as f64 / 10_000.0).max(0.005)),
+            |_| Signal::Answered,
+        )
+        .await;
+        let late: Vec<usize> = s
+            .iter()
+            .filter(|(t, _, _)| *t >= 4.0)
+            .map(|x| x.1)
+            .collect();
+        // Not at max_in_flight (where the round trip would be 100 ms for the same answers),
+        // not starved below the knee.
+        assert!(late.iter().all(|l| (40..=100).contains(l)), "{s:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_fixed_limit_stays_put_and_bounds_the_slots() {
         let c = Arc::new(Concurrency::fixed(8));
         let s = drive(
             c.clone(),
             100,
             1,
-            |_| Duration::from_millis(5),
+            |_, _| Duration::from_millis(5),
             |_| Signal::Backpressure,
         )
         .await;

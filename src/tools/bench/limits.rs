@@ -143,8 +143,9 @@ pub async fn capacity(
     codes: Vec<String>,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
-    let token_url = format!("{base_url}/oauth2/token");
-    let userinfo_url = format!("{base_url}/oauth2/userinfo");
+    // Parsed once, as the worker's client does.
+    let token_url = reqwest::Url::parse(&format!("{base_url}/oauth2/token"))?;
+    let userinfo_url = reqwest::Url::parse(&format!("{base_url}/oauth2/userinfo"))?;
     let n = codes.len();
     let started = Instant::now();
     stream::iter(codes)
@@ -152,7 +153,7 @@ pub async fn capacity(
             let (token_url, userinfo_url) = (&token_url, &userinfo_url);
             async move {
                 let token: serde_json::Value = http
-                    .post(token_url)
+                    .post(token_url.clone())
                     .header("apiKey", "sim-api-key")
                     .form(&[
                         ("grant_type", "authorization_code"),
@@ -169,7 +170,7 @@ pub async fn capacity(
                 let access = token["access_token"]
                     .as_str()
                     .context("token answer without access_token")?;
-                http.get(userinfo_url)
+                http.get(userinfo_url.clone())
                     .bearer_auth(access)
                     .send()
                     .await?

@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 /// The limit an adaptive controller starts at (or `max`, if lower).
-pub const INITIAL_LIMIT: usize = 64;
+pub const INITIAL_LIMIT: usize = 128;
 /// The shortest measurement window; a window also lasts at least one baseline round trip.
 pub const MIN_WINDOW: Duration = Duration::from_millis(50);
 /// Weight of the newest window in the round-trip baseline and its deviation.
@@ -47,10 +47,12 @@ const BACKPRESSURE_RATIO: f64 = 0.5;
 /// The increase per window once past slow start: this fraction of the limit (at least 1).
 const INCREASE_FRACTION: f64 = 0.125;
 /// A change of the limit pays when the answers per second change by at least this share of
-/// the change's proportion: a raise by an eighth must bring at least 30% of an eighth more
-/// answers per second to stay, and a cut by a tenth that loses 30% of a tenth or more is
+/// the change's proportion: a raise by an eighth must bring at least 15% of an eighth more
+/// answers per second to stay, and a cut by a tenth that loses 15% of a tenth or more is
 /// taken back. Where the upstream is idle a raise brings its full share (1.0); past the knee
-/// of a saturated one, next to nothing.
+/// of a saturated one, next to nothing. (0.3 settled lower, in the steep part of the curve,
+/// where window-to-window noise pushed it further down; too high a limit costs less than too
+/// low a one.)
 pub const PAYOFF: f64 = 0.15;
 /// Slow start ends at a raise that does not pay, at backpressure, or when a window's mean
 /// round trip exceeds the baseline by this factor.

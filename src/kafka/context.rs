@@ -4,6 +4,9 @@
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,6 +40,27 @@ impl ClientContext for PublisherContext {
             self.broker_losses.fetch_add(1, Ordering::Relaxed);
         }
         tracing::error!("librdkafka: {error}: {reason}");
+    }
+}
+
+/// Where a record's delivery report goes: the sender of the [`super::producer::Acknowledgement`]
+/// its producer handed out.
+pub type DeliverySender = tokio::sync::oneshot::Sender<OwnedDeliveryResult>;
+
+impl ProducerContext for PublisherContext {
+    type DeliveryOpaque = Box<DeliverySender>;
+
+    fn delivery(&self, report: &DeliveryResult<'_>, to: Self::DeliveryOpaque) {
+        let owned = match report {
+            Ok(m) => Ok(Delivery {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp(),
+            }),
+            Err((e, m)) => Err((e.clone(), m.detach())),
+        };
+        // The receiver is gone only when its job was abandoned (shutdown).
+        let _ = to.send(owned);
     }
 }
 

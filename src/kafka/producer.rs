@@ -1,16 +1,59 @@
 //! The producer: idempotent (`enable.idempotence`, `acks=all`), results keyed by `job_id`, dead
 //! letters with the original key and value and the §6 headers. `publish` returns only once the
 //! broker acknowledged every record of a job at an offset.
+//!
+//! librdkafka's producer is polled for delivery reports by a thread of the worker's own
+//! ([`Poller`]) in cycles of [`POLL_CYCLE`]: rust-rdkafka's `ThreadedProducer` (inside its
+//! `FutureProducer`) polls in 100 ms cycles whose last millisecond is a busy loop (the remaining
+//! time is truncated to whole milliseconds, 0 near the end), a third of an idle worker's CPU.
+//! Reports are served as they arrive either way; a longer cycle only makes the tail rarer.
 
-use super::context::PublisherContext;
+use super::context::{DeliverySender, PublisherContext};
 use crate::config::Config;
 use crate::contract::JobResult;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How long one poll of the producer may wait for a delivery report before the polling thread
+/// looks whether it should stop (so a dropped producer is released within this time).
+pub const POLL_CYCLE: Duration = Duration::from_secs(1);
+
+/// A queued record's delivery report, once librdkafka has one.
+pub type Acknowledgement = tokio::sync::oneshot::Receiver<OwnedDeliveryResult>;
+
+/// The thread that polls a producer for its delivery reports; told to stop when dropped (and
+/// not waited for: it stops within [`POLL_CYCLE`], and the producer goes with it).
+struct Poller {
+    stop: Arc<AtomicBool>,
+}
+
+impl Poller {
+    fn spawn(producer: Arc<BaseProducer<PublisherContext>>) -> std::io::Result<Poller> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("producer poll".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Acquire) {
+                    producer.poll(POLL_CYCLE);
+                }
+            })?;
+        Ok(Poller { stop })
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
 
 /// A dead letter: the original record's key and value, and the `dlq.*` headers.
 #[derive(Debug, Clone)]
@@ -80,7 +123,8 @@ pub enum ProduceFailure {
 
 /// Publishes results and dead letters.
 pub struct Publisher {
-    producer: FutureProducer<PublisherContext>,
+    producer: Arc<BaseProducer<PublisherContext>>,
+    _poller: Poller,
     context: PublisherContext,
     results_topic: String,
     dead_letter_topic: String,
@@ -121,8 +165,13 @@ impl Publisher {
 
     fn from_client_config(c: ClientConfig, config: &Config) -> Result<Publisher, KafkaError> {
         let context = PublisherContext::default();
+        let producer = Arc::new(c.create_with_context(context.clone())?);
+        let poller = Poller::spawn(Arc::clone(&producer)).map_err(|e| {
+            KafkaError::ClientCreation(format!("cannot start the producer's polling thread: {e}"))
+        })?;
         Ok(Publisher {
-            producer: c.create_with_context(context.clone())?,
+            producer,
+            _poller: poller,
             context,
             results_topic: config.topics.results.clone(),
             dead_letter_topic: config.topics.dead_letter.clone(),
@@ -147,7 +196,7 @@ impl Publisher {
     }
 
     /// The underlying producer (metadata checks, flush).
-    pub fn producer(&self) -> &FutureProducer<PublisherContext> {
+    pub fn producer(&self) -> &BaseProducer<PublisherContext> {
         &self.producer
     }
 
@@ -164,7 +213,7 @@ impl Publisher {
         result: Option<&JobResult>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
-    ) -> Result<Vec<DeliveryFuture>, KafkaError> {
+    ) -> Result<Vec<Acknowledgement>, KafkaError> {
         let mut futures = Vec::with_capacity(2);
         if let Some(r) = result {
             let value = serde_json::to_vec(r).expect("a JobResult always serializes");
@@ -175,10 +224,12 @@ impl Publisher {
                     value: Some(tp),
                 });
             }
-            let record = FutureRecord::to(&self.results_topic)
-                .key(r.job_id.as_bytes())
-                .payload(&value)
-                .headers(headers);
+            let record = |to| {
+                BaseRecord::with_opaque_to(&self.results_topic, to)
+                    .key(r.job_id.as_bytes())
+                    .payload(&value)
+                    .headers(headers.clone())
+            };
             futures.push(self.send_when_room(record).await?);
         }
         if let Some(d) = dead_letter {
@@ -196,32 +247,38 @@ impl Publisher {
                     value: Some(v.as_slice()),
                 });
             }
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.dead_letter_topic).headers(headers);
-            if let Some(k) = &d.key {
-                record = record.key(k.as_slice());
-            }
-            if let Some(v) = &d.value {
-                record = record.payload(v.as_slice());
-            }
+            let record = |to| {
+                let mut record: BaseRecord<'_, [u8], [u8], Box<DeliverySender>> =
+                    BaseRecord::with_opaque_to(&self.dead_letter_topic, to)
+                        .headers(headers.clone());
+                if let Some(k) = &d.key {
+                    record = record.key(k.as_slice());
+                }
+                if let Some(v) = &d.value {
+                    record = record.payload(v.as_slice());
+                }
+                record
+            };
             futures.push(self.send_when_room(record).await?);
         }
         Ok(futures)
     }
 
-    async fn send_when_room<K, P>(
+    /// Queues the record `record` builds around its report's sender; waits while librdkafka's
+    /// queue is full.
+    async fn send_when_room<'a, K, P>(
         &self,
-        mut record: FutureRecord<'_, K, P>,
-    ) -> Result<DeliveryFuture, KafkaError>
+        record: impl Fn(Box<DeliverySender>) -> BaseRecord<'a, K, P, Box<DeliverySender>>,
+    ) -> Result<Acknowledgement, KafkaError>
     where
-        K: rdkafka::message::ToBytes + ?Sized,
-        P: rdkafka::message::ToBytes + ?Sized,
+        K: rdkafka::message::ToBytes + ?Sized + 'a,
+        P: rdkafka::message::ToBytes + ?Sized + 'a,
     {
         loop {
-            match self.producer.send_result(record) {
-                Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
+            let (to, acknowledgement) = tokio::sync::oneshot::channel();
+            match self.producer.send(record(Box::new(to))) {
+                Ok(()) => return Ok(acknowledgement),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(e),
@@ -284,7 +341,7 @@ impl Publisher {
 }
 
 /// Waits until the broker acknowledged every delivery, each at an offset.
-async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), ProduceFailure> {
+async fn acknowledged(deliveries: Vec<Acknowledgement>) -> Result<(), ProduceFailure> {
     for delivery in deliveries {
         stored(delivery.await)?;
     }
@@ -294,8 +351,9 @@ async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), ProduceFail
 /// What a delivery future resolved to: `Ok` only for a success at an offset (a success without
 /// one may not be stored, see [`ProduceFailure::NoOffset`]). The publisher's and
 /// `replay-dlq`'s test of a delivery.
-pub fn stored(
-    delivery: <DeliveryFuture as std::future::Future>::Output,
+/// (`Err` of the outer result: the report never came, its sender dropped.)
+pub fn stored<Dropped>(
+    delivery: Result<OwnedDeliveryResult, Dropped>,
 ) -> Result<(), ProduceFailure> {
     match delivery {
         Ok(Ok(d)) if d.offset < 0 => Err(ProduceFailure::NoOffset {

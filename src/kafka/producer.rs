@@ -20,13 +20,14 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// How long one poll of the producer may wait for a delivery report before the polling thread
 /// looks whether it should stop (so a dropped producer is released within this time).
 pub const POLL_CYCLE: Duration = Duration::from_secs(1);
 
 /// A queued record's delivery report, once librdkafka has one.
-pub type Acknowledgement = tokio::sync::oneshot::Receiver<OwnedDeliveryResult>;
+pub type Acknowledgement = oneshot::Receiver<OwnedDeliveryResult>;
 
 /// The thread that polls a producer for its delivery reports; told to stop when dropped (and
 /// not waited for: it stops within [`POLL_CYCLE`], and the producer goes with it).
@@ -224,13 +225,13 @@ impl Publisher {
                     value: Some(tp),
                 });
             }
-            let record = |to| {
-                BaseRecord::with_opaque_to(&self.results_topic, to)
-                    .key(r.job_id.as_bytes())
-                    .payload(&value)
-                    .headers(headers.clone())
-            };
-            futures.push(self.send_when_room(record).await?);
+            let (to, acknowledgement) = oneshot::channel();
+            let record = BaseRecord::with_opaque_to(&self.results_topic, Box::new(to))
+                .key(r.job_id.as_bytes())
+                .payload(&value)
+                .headers(headers);
+            self.send_when_room(record).await?;
+            futures.push(acknowledgement);
         }
         if let Some(d) = dead_letter {
             let mut headers =
@@ -247,38 +248,36 @@ impl Publisher {
                     value: Some(v.as_slice()),
                 });
             }
-            let record = |to| {
-                let mut record: BaseRecord<'_, [u8], [u8], Box<DeliverySender>> =
-                    BaseRecord::with_opaque_to(&self.dead_letter_topic, to)
-                        .headers(headers.clone());
-                if let Some(k) = &d.key {
-                    record = record.key(k.as_slice());
-                }
-                if let Some(v) = &d.value {
-                    record = record.payload(v.as_slice());
-                }
-                record
-            };
-            futures.push(self.send_when_room(record).await?);
+            let (to, acknowledgement) = oneshot::channel();
+            let mut record: BaseRecord<'_, [u8], [u8], Box<DeliverySender>> =
+                BaseRecord::with_opaque_to(&self.dead_letter_topic, Box::new(to)).headers(headers);
+            if let Some(k) = &d.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(v) = &d.value {
+                record = record.payload(v.as_slice());
+            }
+            self.send_when_room(record).await?;
+            futures.push(acknowledgement);
         }
         Ok(futures)
     }
 
-    /// Queues the record `record` builds around its report's sender; waits while librdkafka's
-    /// queue is full.
-    async fn send_when_room<'a, K, P>(
+    /// Queues `record`; waits while librdkafka's queue is full (a refused record comes back
+    /// whole, its report's sender included).
+    async fn send_when_room<K, P>(
         &self,
-        record: impl Fn(Box<DeliverySender>) -> BaseRecord<'a, K, P, Box<DeliverySender>>,
-    ) -> Result<Acknowledgement, KafkaError>
+        mut record: BaseRecord<'_, K, P, Box<DeliverySender>>,
+    ) -> Result<(), KafkaError>
     where
-        K: rdkafka::message::ToBytes + ?Sized + 'a,
-        P: rdkafka::message::ToBytes + ?Sized + 'a,
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
     {
         loop {
-            let (to, acknowledgement) = tokio::sync::oneshot::channel();
-            match self.producer.send(record(Box::new(to))) {
-                Ok(()) => return Ok(acknowledgement),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(e),

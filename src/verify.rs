@@ -185,7 +185,9 @@ impl<A: Api> Verifier<A> {
                 policy: &self.policy,
                 observer: self.observer.as_deref(),
             };
-            Some(env.check_all(request, &job.login_hint).await)
+            // Boxed: three concurrent requests' state, allocated only for jobs that ask for
+            // checks instead of inside every job's task.
+            Some(Box::pin(env.check_all(request, &job.login_hint)).await)
         };
         // A panic (a bug) ends this job `internal_error` instead of killing its task, so the job
         // still gets a result and a dead letter and its offset moves on.

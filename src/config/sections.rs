@@ -399,7 +399,7 @@ const fn default_idempotency_cache_size() -> usize {
     100_000
 }
 const fn default_idempotency_cache_bytes() -> usize {
-    32 * 1024 * 1024
+    8 * 1024 * 1024
 }
 const fn default_warmup_margin() -> Duration {
     Duration::from_secs(10)

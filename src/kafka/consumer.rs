@@ -11,9 +11,16 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::collections::{BTreeMap, HashMap};
 
 /// How many kilobytes of prefetched jobs librdkafka may hold (`queued.max.messages.kbytes`; its
-/// default, 65,536, lets one worker buffer 64 MB of backlog). 8 MB is thousands of jobs ahead
-/// of `max_in_flight`; librdkafka also caps `fetch.max.bytes` to it unless that is set.
-pub const PREFETCH_KBYTES: u32 = 8_192;
+/// default, 65,536, lets one worker buffer 64 MB of backlog, and each prefetched job costs
+/// librdkafka about twice its size again). 1 MB is thousands of jobs ahead of `max_in_flight`,
+/// refilled every [`FETCH_QUEUE_BACKOFF_MS`]; librdkafka also caps `fetch.max.bytes` to it unless
+/// that is set.
+pub const PREFETCH_KBYTES: u32 = 1_024;
+
+/// How long a partition whose prefetched jobs reached [`PREFETCH_KBYTES`] waits before it is
+/// fetched again (`fetch.queue.backoff.ms`, milliseconds; librdkafka's default, 1,000, lets a
+/// worker doing thousands of jobs a second drain a 1 MB prefetch and wait idle).
+pub const FETCH_QUEUE_BACKOFF_MS: u32 = 20;
 
 /// How often librdkafka reports its statistics, which feed `silentauth_consumer_lag`
 /// (milliseconds). Each report is a JSON document the consumer builds and the worker parses.
@@ -35,6 +42,7 @@ fn consumer_defaults(config: &Config) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("client.id", "silentauth-worker")
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
         // Feeds `silentauth_consumer_lag` (see [`consumer_lags`]).
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
     c

@@ -99,13 +99,21 @@ impl WorkerContext {
         };
         let started = Instant::now();
         match blocking(warm) {
-            Ok(w) => tracing::info!(
-                results = w.results,
-                redelivery = ?w.redelivery,
-                since = %chrono::DateTime::from_timestamp_millis(w.since_ms).unwrap_or_default(),
-                ms = started.elapsed().as_millis() as u64,
-                "idempotency cache warmed for the assigned partitions"
-            ),
+            Ok(w) => {
+                tracing::info!(
+                    results = w.results,
+                    redelivery = ?w.redelivery,
+                    since = %chrono::DateTime::from_timestamp_millis(w.since_ms).unwrap_or_default(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "idempotency cache warmed for the assigned partitions"
+                );
+                if let Some(ms) = w.evicted_redeliverable(self.state.cache.newest_evicted_ms()) {
+                    tracing::warn!(
+                        evicted_completed_at = %chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+                        "the idempotency cache is too small for what the assigned partitions can redeliver: it evicted a result completed after redelivery can start, and a redelivered job whose result is gone spends its code again; raise worker.idempotency_cache_bytes (and worker.idempotency_cache_size)"
+                    );
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),
         }
         self.state.assignments().assign(partitions);

@@ -25,6 +25,9 @@ pub struct Limits {
     pub capacity_pairs: f64,
     /// That best concurrency (one of [`CAPACITY_CONCURRENCIES`]).
     pub capacity_concurrency: usize,
+    /// CPU seconds per 1,000 pairs the bench process spent at that concurrency: the bare
+    /// client's own cost of the two calls (the embedded broker idles meanwhile).
+    pub capacity_cpu_per_1000: f64,
 }
 
 impl Limits {

@@ -287,31 +287,38 @@ async fn measure_limits(ctx: &batch::Ctx<'_>, opts: &BenchOptions) -> anyhow::Re
         .set_scenario(&batch::sim_scenario(Duration::ZERO))
         .await?;
     let pairs = 20_000;
-    let mut best = (0.0, 0);
+    let mut best = (0.0, 0, 0.0);
     let mut tried = Vec::new();
     for concurrency in limits::CAPACITY_CONCURRENCIES {
         let hints: Vec<String> = (0..pairs).map(load::login_hint).collect();
         let codes = load::mint_codes(ctx.http, ctx.sim.base_url(), &hints).await?;
+        let before = usage::self_usage().cpu;
         let rate = limits::capacity(ctx.http, ctx.sim.base_url(), codes, concurrency).await?;
+        let cpu = (usage::self_usage().cpu.saturating_sub(before)).as_secs_f64();
+        let cpu_per_1000 = cpu * 1000.0 / pairs as f64;
         tried.push(format!("{rate:.0} at {concurrency}"));
         if rate > best.0 {
-            best = (rate, concurrency);
+            best = (rate, concurrency, cpu_per_1000);
         }
     }
     let l = Limits {
         passthrough,
         capacity_pairs: best.0,
         capacity_concurrency: best.1,
+        capacity_cpu_per_1000: best.2,
     };
     println!(
         "limits\n  passthrough (consume -> produce, no HTTP)  {:>10.0} records/s ({n} records, {partitions} partitions)\n  \
          bare client, best of {} pairs in flight  {:>10.0} token+userinfo pairs/s at {} ({:.0} requests/s)\n  \
+         bare client CPU s per 1,000 pairs (bench process, at {})  {:.3} s\n  \
          limit for the worker: min of the two       {:>10.0} jobs/s\n",
         l.passthrough,
         tried.join(", "),
         l.capacity_pairs,
         l.capacity_concurrency,
         l.capacity_pairs * 2.0,
+        l.capacity_concurrency,
+        l.capacity_cpu_per_1000,
         l.jobs_per_second()
     );
     Ok(l)

@@ -126,7 +126,6 @@ pub enum ProduceFailure {
 pub struct Publisher {
     producer: Arc<BaseProducer<PublisherContext>>,
     _poller: Poller,
-    context: PublisherContext,
     results_topic: String,
     dead_letter_topic: String,
 }
@@ -165,15 +164,13 @@ impl Publisher {
     }
 
     fn from_client_config(c: ClientConfig, config: &Config) -> Result<Publisher, KafkaError> {
-        let context = PublisherContext::default();
-        let producer = Arc::new(c.create_with_context(context.clone())?);
+        let producer = Arc::new(c.create_with_context(PublisherContext::default())?);
         let poller = Poller::spawn(Arc::clone(&producer)).map_err(|e| {
             KafkaError::ClientCreation(format!("cannot start the producer's polling thread: {e}"))
         })?;
         Ok(Publisher {
             producer,
             _poller: poller,
-            context,
             results_topic: config.topics.results.clone(),
             dead_letter_topic: config.topics.dead_letter.clone(),
         })
@@ -204,7 +201,7 @@ impl Publisher {
     /// How many times librdkafka reported the brokers lost (see
     /// [`PublisherContext::broker_losses`]).
     pub fn broker_losses(&self) -> u64 {
-        self.context.broker_losses()
+        self.producer.context().broker_losses()
     }
 
     /// Queues a job's result and dead letter (either may be absent) and returns their delivery

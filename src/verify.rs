@@ -331,7 +331,11 @@ impl<A: Api> Verifier<A> {
             Some(deadline_at),
             attempts,
             self.observer.as_deref(),
-            || concurrency.observed(self.api.token(&profile.credentials, code, redirect_uri)),
+            || {
+                // The request leaves now: from here the code may be used whatever comes back.
+                ctx.spent.presented();
+                concurrency.observed(self.api.token(&profile.credentials, code, redirect_uri))
+            },
         )
         .await;
         let grant = match token {
@@ -437,6 +441,69 @@ pub fn invalid_job_result(failure: &DecodeFailure, ctx: &JobContext) -> Option<J
         signals: None,
         risk_flags: None,
     })
+}
+
+/// Why a job whose code was presented had to be let go before its answer was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LetGo {
+    /// Its partition was revoked and `worker.revoke_grace` ran out.
+    Revoked,
+    /// The worker was stopping and `worker.shutdown_grace` ran out.
+    ShuttingDown,
+    /// A redelivered job whose code was recorded as presented but that has no result (the
+    /// instance that presented it stopped without publishing, e.g. a crash).
+    Recorded,
+}
+
+impl LetGo {
+    fn description(self) -> &'static str {
+        match self {
+            LetGo::Revoked => {
+                "the job's partition was revoked and worker.revoke_grace ran out after its code was presented, before the answer was known"
+            }
+            LetGo::ShuttingDown => {
+                "the worker stopped and worker.shutdown_grace ran out after the job's code was presented, before the answer was known"
+            }
+            LetGo::Recorded => {
+                "the job's code was recorded as presented by a worker that stopped before publishing its result"
+            }
+        }
+    }
+}
+
+/// The final `interrupted` result of `job` (contract A2): its code was presented (`spent` says
+/// whether it was also exchanged) and the worker let it go before the answer was known. Never
+/// retryable, dead-lettered with `dlq.code_spent: true`; nothing presents the code again.
+pub fn interrupted_result(job: &Job, ctx: &JobContext, why: LetGo) -> JobResult {
+    let stage = if ctx.spent.get() == Some(crate::silentauth::Spent::Exchanged) {
+        Stage::Userinfo
+    } else {
+        Stage::Token
+    };
+    let error = ErrorInfo::new(ErrorClass::Interrupted, stage, why.description()).with_code_spent(
+        "the authorization code may have been used and cannot be presented again: the user has to authenticate again",
+    );
+    let completed_at = Utc::now();
+    JobResult {
+        schema_version: SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        status: Status::Failed,
+        phone_number_verified: None,
+        login_hint: Some(job.login_hint.clone()),
+        sub: None,
+        mobile_id: None,
+        state: job.state.clone(),
+        attributes: job.attributes.clone(),
+        error: Some(error),
+        attempts: ctx.spent.presentations(),
+        duplicate: false,
+        replay_count: ctx.replay_count,
+        received_at: ctx.received_at,
+        completed_at,
+        duration_ms: millis_between(ctx.received_at, completed_at),
+        signals: None,
+        risk_flags: None,
+    }
 }
 
 /// Compares two MSISDNs by their digits, ignoring a `+` or `00` international prefix.

@@ -837,3 +837,44 @@ fn the_default_file_and_the_code_defaults_agree() {
         );
     }
 }
+
+#[test]
+fn a_grace_shorter_than_a_request_is_a_warning_naming_the_key() {
+    let quiet = with_env(&[]).unwrap();
+    assert_eq!(
+        quiet.warnings(),
+        Vec::<String>::new(),
+        "the defaults warn of nothing"
+    );
+    let short = with_env(&[
+        ("SILENTAUTH__API__TIMEOUT", "5s"),
+        ("SILENTAUTH__WORKER__REVOKE_GRACE", "1s"),
+    ])
+    .unwrap();
+    let warnings = short.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("worker.revoke_grace (1s)"),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].contains("api.timeout = 5s"), "{warnings:?}");
+    let both = with_env(&[
+        ("SILENTAUTH__API__TIMEOUT", "60s"),
+        ("SILENTAUTH__WORKER__REVOKE_GRACE", "1s"),
+        ("SILENTAUTH__WORKER__SHUTDOWN_GRACE", "59s"),
+    ])
+    .unwrap();
+    let keys: Vec<&str> = both
+        .warnings()
+        .iter()
+        .map(|w| w.split(' ').next().unwrap().to_owned())
+        .map(|k| {
+            if k == "worker.revoke_grace" {
+                "revoke"
+            } else {
+                "shutdown"
+            }
+        })
+        .collect();
+    assert_eq!(keys, ["revoke", "shutdown"]);
+}

@@ -293,6 +293,10 @@ fn errors() -> Vec<ErrorInfo> {
         e(Expired, Stage::Deadline, None, None),
         e(LoginHintMismatch, Stage::Userinfo, None, Some(200)),
         e(InternalError, Stage::Job, None, None),
+        e(Interrupted, Stage::Token, None, None)
+            .with_code_spent("the user has to authenticate again"),
+        e(Interrupted, Stage::Userinfo, None, None)
+            .with_code_spent("the user has to authenticate again"),
     ];
     for code in [
         "invalid_client_id_request",

@@ -203,6 +203,27 @@ impl Config {
         v.finish()
     }
 
+    /// Settings that are valid but probably not meant, one sentence each naming the key: a
+    /// revoke or shutdown grace shorter than one request may be (`api.timeout`) lets go of jobs
+    /// whose userinfo is merely slow, and each of them ends `interrupted` (its code is spent).
+    pub fn warnings(&self) -> Vec<String> {
+        let timeout = self.api.timeout;
+        [
+            ("worker.revoke_grace", self.worker.revoke_grace),
+            ("worker.shutdown_grace", self.worker.shutdown_grace),
+        ]
+        .into_iter()
+        .filter(|(_, grace)| *grace < timeout)
+        .map(|(key, grace)| {
+            format!(
+                "{key} ({}) is shorter than a userinfo round trip may take (api.timeout = {}): a job let go after its code was presented ends interrupted and its user has to authenticate again",
+                humantime::format_duration(grace),
+                humantime::format_duration(timeout)
+            )
+        })
+        .collect()
+    }
+
     /// The effective configuration as TOML, every secret printed as `***`: client secrets, api
     /// keys, secret-looking `kafka.properties` (see [`is_secret_property`]) and a password in
     /// `api.base_url`. Backs `check-config`.
@@ -227,7 +248,14 @@ impl Config {
 /// `error: <message naming the key>` (no trailing newline; print to stderr) and 2.
 pub fn check_config(path: Option<&Path>) -> (String, i32) {
     match Config::load(path) {
-        Ok(config) => (config.render_masked(), 0),
+        Ok(config) => {
+            let warnings: String = config
+                .warnings()
+                .iter()
+                .map(|w| format!("# warning: {w}\n"))
+                .collect();
+            (format!("{warnings}{}", config.render_masked()), 0)
+        }
         Err(e) => (format!("error: {e}"), 2),
     }
 }

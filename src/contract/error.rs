@@ -87,11 +87,15 @@ pub enum ErrorClass {
     LoginHintMismatch,
     /// The worker itself failed on this job (a bug caught at run time, e.g. a panic).
     InternalError,
+    /// The code was (or may have been) presented and the worker had to let the job go before
+    /// its answer was known (a revoke or shutdown whose grace ran out, or a crash recorded
+    /// before the request): final, the code counts as spent (contract A2).
+    Interrupted,
 }
 
 impl ErrorClass {
     /// Every class, in table order.
-    pub const ALL: [ErrorClass; 11] = [
+    pub const ALL: [ErrorClass; 12] = [
         ErrorClass::InvalidJob,
         ErrorClass::AuthorizeRejected,
         ErrorClass::Expired,
@@ -103,6 +107,7 @@ impl ErrorClass {
         ErrorClass::ProtocolError,
         ErrorClass::LoginHintMismatch,
         ErrorClass::InternalError,
+        ErrorClass::Interrupted,
     ];
 
     /// The wire name.
@@ -119,6 +124,7 @@ impl ErrorClass {
             ErrorClass::ProtocolError => "protocol_error",
             ErrorClass::LoginHintMismatch => "login_hint_mismatch",
             ErrorClass::InternalError => "internal_error",
+            ErrorClass::Interrupted => "interrupted",
         }
     }
 
@@ -138,6 +144,7 @@ impl ErrorClass {
                 | ErrorClass::UpstreamUnavailable
                 | ErrorClass::ProtocolError
                 | ErrorClass::InternalError
+                | ErrorClass::Interrupted
         )
     }
 
@@ -235,7 +242,8 @@ mod tests {
                 "rate_limited",
                 "upstream_unavailable",
                 "protocol_error",
-                "internal_error"
+                "internal_error",
+                "interrupted"
             ]
         );
     }

@@ -6,7 +6,7 @@
 //! is final, and a crash before the result is acknowledged costs the user a login: the job is a
 //! *code at risk* until every holder of its [`SpentCode`] is gone.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Why a code is spent.
@@ -40,6 +40,8 @@ const EXCHANGED: u8 = 2;
 #[derive(Debug, Default)]
 struct Inner {
     state: AtomicU8,
+    /// Token requests sent with the code (answered or not).
+    presented: AtomicU32,
     /// Counts the spent codes whose holders are still alive (the worker's gauge).
     at_risk: Option<Arc<AtomicU64>>,
 }
@@ -68,8 +70,21 @@ impl SpentCode {
     pub fn counted(at_risk: Arc<AtomicU64>) -> SpentCode {
         SpentCode(Arc::new(Inner {
             state: AtomicU8::new(NOT_SPENT),
+            presented: AtomicU32::new(0),
             at_risk: Some(at_risk),
         }))
+    }
+
+    /// Records that a token request carrying the code is about to leave: from now on the code
+    /// may be used, whatever the answer, so a job that is let go before its answer is known
+    /// ends `interrupted` instead of being handed over (contract A2).
+    pub fn presented(&self) {
+        self.0.presented.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many token requests carried the code.
+    pub fn presentations(&self) -> u32 {
+        self.0.presented.load(Ordering::Acquire)
     }
 
     /// Records that a token call returned 2xx.
@@ -133,6 +148,18 @@ mod tests {
             "the worker still holds it"
         );
         drop(worker);
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn presentations_are_counted_without_spending_the_code() {
+        let gauge = Arc::new(AtomicU64::new(0));
+        let code = SpentCode::counted(gauge.clone());
+        assert_eq!(code.presentations(), 0);
+        code.clone().presented();
+        code.presented();
+        assert_eq!(code.presentations(), 2, "clones share the count");
+        assert!(!code.is_spent(), "a request sent is not an answer");
         assert_eq!(gauge.load(Ordering::Relaxed), 0);
     }
 

@@ -225,6 +225,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
         ("dead_letters", get(&s.dead_letters)),
         ("duplicates", get(&s.duplicates)),
         ("abandoned", get(&s.abandoned)),
+        ("interrupted", get(&s.interrupted)),
         ("http_requests", get(&s.http_requests)),
         ("retries", get(&s.retries)),
         ("produce_errors", get(&s.produce_errors)),

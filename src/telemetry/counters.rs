@@ -22,8 +22,12 @@ pub struct WorkerCounters {
     pub dead_letters: AtomicU64,
     /// Results republished from the idempotency cache.
     pub duplicates: AtomicU64,
-    /// Jobs given up on a revoke or at shutdown (the next owner redoes them).
+    /// Jobs let go on a revoke or at shutdown before their code was presented (the next owner
+    /// redoes them).
     pub abandoned: AtomicU64,
+    /// Jobs let go on a revoke or at shutdown after their code was presented: concluded
+    /// `interrupted` by this worker.
+    pub interrupted: AtomicU64,
     /// HTTP requests sent.
     pub http_requests: AtomicU64,
     /// HTTP retries.

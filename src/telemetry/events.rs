@@ -68,42 +68,70 @@ impl IdempotencyHit {
     }
 }
 
-/// The shutdown grace ran out with jobs still in flight; they are given up.
+/// The shutdown grace ran out with jobs still in flight; they are let go (each counted by
+/// [`JobLetGo`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ShutdownGraceExpired {
-    /// Jobs given up.
-    pub abandoned: u64,
+    /// Jobs let go.
+    pub let_go: u64,
 }
 
 impl ShutdownGraceExpired {
-    /// Counts the abandoned jobs and warns.
-    pub fn emit(self, counters: &WorkerCounters) {
+    /// Warns.
+    pub fn emit(self) {
         tracing::warn!(
-            abandoned = self.abandoned,
-            "shutdown grace ran out; these jobs will be redelivered"
+            let_go = self.let_go,
+            "shutdown grace ran out; jobs whose code was presented end interrupted, the others will be redelivered"
         );
-        counters.abandoned.fetch_add(self.abandoned, Relaxed);
     }
 }
 
-/// A revoke's grace ran out with jobs of the revoked partitions still in flight.
+/// A revoke's grace ran out and jobs of the revoked partitions were still unfinished when the
+/// partitions were released (each let go job is counted by [`JobLetGo`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RevokeGraceExpired<'a> {
-    /// Jobs given up.
+    /// Jobs handed over unfinished.
     pub abandoned: u64,
     /// The revoked partitions.
     pub partitions: &'a [i32],
 }
 
 impl RevokeGraceExpired<'_> {
-    /// Counts the abandoned jobs and warns.
-    pub fn emit(self, counters: &WorkerCounters) {
-        counters.abandoned.fetch_add(self.abandoned, Relaxed);
+    /// Warns.
+    pub fn emit(self) {
         tracing::warn!(
             abandoned = self.abandoned,
             partitions = ?self.partitions,
-            "revoke grace ran out; the next owner redoes these jobs"
+            "revoke grace ran out; the next owner redoes the jobs whose code was never presented"
         );
+    }
+}
+
+/// A job was let go (a revoke or shutdown whose grace ran out): handed over untouched when its
+/// code was never presented, else concluded `interrupted` by this worker.
+#[derive(Debug, Clone, Copy)]
+pub struct JobLetGo<'a> {
+    /// The job, when it could be read.
+    pub job_id: Option<&'a str>,
+    /// True when its code was presented (it ends `interrupted`).
+    pub interrupted: bool,
+    /// Why: `revoke` or `shutdown`.
+    pub reason: &'static str,
+}
+
+impl JobLetGo<'_> {
+    /// Counts the job as abandoned or interrupted; warns about an interrupted one.
+    pub fn emit(self, counters: &WorkerCounters) {
+        if self.interrupted {
+            counters.interrupted.fetch_add(1, Relaxed);
+            tracing::warn!(
+                job_id = self.job_id.unwrap_or("<unreadable>"),
+                reason = self.reason,
+                "job let go after its code was presented; it ends interrupted"
+            );
+        } else {
+            counters.abandoned.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -416,6 +444,7 @@ mod tests {
             ("dead_letters", n(&c.dead_letters)),
             ("duplicates", n(&c.duplicates)),
             ("abandoned", n(&c.abandoned)),
+            ("interrupted", n(&c.interrupted)),
             ("http_requests", n(&c.http_requests)),
             ("retries", n(&c.retries)),
             ("produce_errors", n(&c.produce_errors)),
@@ -484,13 +513,25 @@ mod tests {
             [m("duplicates", 0, 1)]
         );
         assert_eq!(moved(&c, |c| JobEnded.emit(c)), [m("in_flight", 1, 0)]);
-        let shutdown = ShutdownGraceExpired { abandoned: 2 };
-        assert_eq!(moved(&c, |c| shutdown.emit(c)), [m("abandoned", 0, 2)]);
+        let shutdown = ShutdownGraceExpired { let_go: 2 };
+        assert_eq!(moved(&c, |_| shutdown.emit()), [], "each job counts itself");
         let revoke = RevokeGraceExpired {
             abandoned: 3,
             partitions: &[0, 1],
         };
-        assert_eq!(moved(&c, |c| revoke.emit(c)), [m("abandoned", 2, 5)]);
+        assert_eq!(moved(&c, |_| revoke.emit()), []);
+        let untouched = JobLetGo {
+            job_id: None,
+            interrupted: false,
+            reason: "revoke",
+        };
+        assert_eq!(moved(&c, |c| untouched.emit(c)), [m("abandoned", 0, 1)]);
+        let presented = JobLetGo {
+            job_id: Some("j-1"),
+            interrupted: true,
+            reason: "shutdown",
+        };
+        assert_eq!(moved(&c, |c| presented.emit(c)), [m("interrupted", 0, 1)]);
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "silentauth_idempotency_cache_bytes",
     "silentauth_offset_commits_total",
     "silentauth_jobs_abandoned_total",
+    "silentauth_jobs_interrupted_total",
     "silentauth_produce_errors_total",
     "silentauth_ready",
     "silentauth_breaker_open",
@@ -368,8 +369,14 @@ impl Collector for CountersCollector {
         counter(
             &mut e,
             "silentauth_jobs_abandoned",
-            "Jobs given up on a revoke or at shutdown (the next owner redoes them)",
+            "Jobs let go on a revoke or at shutdown before their code was presented (the next owner redoes them)",
             get(&s.abandoned),
+        )?;
+        counter(
+            &mut e,
+            "silentauth_jobs_interrupted",
+            "Jobs let go on a revoke or at shutdown after their code was presented: concluded interrupted",
+            get(&s.interrupted),
         )?;
         counter(
             &mut e,

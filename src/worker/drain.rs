@@ -5,7 +5,7 @@
 use super::error::WorkerError;
 use super::rebalance::JobConsumer;
 use super::startup::Started;
-use super::state::WorkerState;
+use super::state::{WorkerState, LET_GO_LIMIT};
 use crate::config::{Config, Delivery};
 use crate::kafka::consumer::store_offset;
 use crate::kafka::transactions::TxnError;
@@ -55,24 +55,39 @@ pub async fn stop(started: Started, config: &Config) -> Result<(), WorkerError> 
     Ok(())
 }
 
-/// Waits up to `grace` for the in-flight jobs; abandons those still running then (they will
-/// be redelivered).
+/// Waits up to `grace` for the in-flight jobs, then lets go of those still running: a job whose
+/// code was presented concludes itself `interrupted` (its result published and its offset
+/// finished, waited for up to [`LET_GO_LIMIT`]); the others stop unpublished and will be
+/// redelivered.
 async fn finish_in_flight(state: &WorkerState, grace: Duration) {
+    state.stopping.store(true, Ordering::Release);
+    if idle_within(state, grace).await {
+        return;
+    }
+    let left = state.stats.in_flight.load(Ordering::Acquire);
+    ShutdownGraceExpired { let_go: left }.emit();
+    state.abandon_all();
+    if !idle_within(state, LET_GO_LIMIT).await {
+        tracing::warn!(
+            live = state.stats.in_flight.load(Ordering::Acquire),
+            "jobs let go at shutdown did not publish their interrupted results in time"
+        );
+    }
+}
+
+/// Waits up to `limit` for every job task to end; true when none is left.
+async fn idle_within(state: &WorkerState, limit: Duration) -> bool {
     let stats = &state.stats;
-    let grace = tokio::time::sleep(grace);
-    tokio::pin!(grace);
+    let limit = tokio::time::sleep(limit);
+    tokio::pin!(limit);
     while stats.in_flight.load(Ordering::Acquire) > 0 {
         tokio::select! {
-            _ = &mut grace => break,
+            _ = &mut limit => break,
             _ = state.finished.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    let left = stats.in_flight.load(Ordering::Acquire);
-    if left > 0 {
-        ShutdownGraceExpired { abandoned: left }.emit(stats);
-        state.abandon_all();
-    }
+    stats.in_flight.load(Ordering::Acquire) == 0
 }
 
 /// Stores every partition's position and commits what is stored (at-least-once delivery).

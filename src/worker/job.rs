@@ -6,7 +6,7 @@
 use super::breaker::{CallOutcome, Gatekeeper};
 use super::committer::TxnItem;
 use super::rebalance::JobConsumer;
-use super::state::WorkerState;
+use super::state::{JobHold, WorkerState};
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
 use crate::contract::{ErrorInfo, Job, JobResult};
 use crate::kafka::consumer::store_offset;
@@ -15,10 +15,10 @@ use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
 use crate::telemetry::counters::WorkerCounters;
 use crate::telemetry::events::{
-    DeadLetterPublished, IdempotencyHit, JobEnded, JobStarted, JobVerified, ProduceFailed,
-    ProduceSucceeded, ResultPublished,
+    DeadLetterPublished, IdempotencyHit, JobEnded, JobLetGo, JobStarted, JobVerified,
+    ProduceFailed, ProduceSucceeded, ResultPublished,
 };
-use crate::verify::{invalid_job_result, JobContext, Verifier};
+use crate::verify::{interrupted_result, invalid_job_result, JobContext, LetGo, Verifier};
 use chrono::{TimeZone, Utc};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use std::sync::Arc;
@@ -107,7 +107,7 @@ pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken
 /// was revoked since it was taken is dropped (the next owner consumes it again). `probe` marks
 /// the one job the open breaker lets through.
 pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
-    let Some(token) = env.state.start(taken.partition, taken.epoch, taken.offset) else {
+    let Some(hold) = env.state.start(taken.partition, taken.epoch, taken.offset) else {
         return;
     };
     if probe {
@@ -124,18 +124,16 @@ pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
         probe,
         job_id = tracing::field::Empty
     );
-    tokio::spawn(job_task(env.clone(), taken, token, probe).instrument(span));
+    tokio::spawn(job_task(env.clone(), taken, hold, probe).instrument(span));
 }
 
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
-/// Cancelling `token` abandons it: nothing is published and the offset stays unfinished.
-/// `probe` marks the one job the open circuit breaker let through.
-async fn job_task(env: Arc<JobEnv>, taken: Taken, token: CancellationToken, probe: bool) {
+/// Cancelling `hold`'s token lets it go (see [`run_job`]); the task counts among its
+/// partition's live tasks until it ends. `probe` marks the one job the open circuit breaker let
+/// through.
+async fn job_task(env: Arc<JobEnv>, taken: Taken, hold: JobHold, probe: bool) {
     let _in_flight = InFlight(&env);
-    let outcome = tokio::select! {
-        _ = token.cancelled() => None,
-        o = run_job(&env, taken) => o,
-    };
+    let outcome = run_job(&env, taken, &hold.token).await;
     env.breaker.finished(outcome, probe);
 }
 
@@ -151,12 +149,25 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Runs the job; its outcome, or `None` when it stopped unpublished (fenced).
-async fn run_job(env: &JobEnv, taken: Taken) -> Option<CallOutcome> {
+/// Runs the job; its outcome, or `None` when it stopped unpublished (let go before its code
+/// was presented, or fenced) or was concluded `interrupted`.
+///
+/// Letting go (`let_go` cancelled: a revoke or a shutdown whose grace ran out) stops the
+/// verification. A job whose code was never presented stops unpublished, its offset unfinished,
+/// and the next owner takes it untouched; a job whose token request was sent is concluded here
+/// with a final `interrupted` result and dead letter, published and finished like any other, so
+/// the next owner's warm-up finds it and nothing presents the code again (contract A2).
+async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Option<CallOutcome> {
     // Held until the job's outputs are acknowledged (or it is abandoned): from the moment its code
     // is spent until then, the job counts in `silentauth_codes_at_risk`.
     let spent = SpentCode::counted(env.stats.codes_at_risk.clone());
-    let out = process(env, &taken, &spent).await;
+    let ctx = context(&taken, &spent);
+    let out = tokio::select! {
+        biased;
+        _ = let_go.cancelled() => interrupted(env, &taken, &ctx)?,
+        out = process(env, &taken, &ctx) => out,
+    };
+    let concluded = out.interrupted;
     match &env.committer {
         None => {
             publish(env, &out, taken.traceparent.as_deref()).await;
@@ -193,6 +204,10 @@ async fn run_job(env: &JobEnv, taken: Taken) -> Option<CallOutcome> {
         DeadLetterPublished { class: e.class }.emit(&env.stats);
     }
     drop(spent);
+    if concluded {
+        // Not an answer of the API: the circuit breaker learns nothing from it.
+        return None;
+    }
     Some(CallOutcome {
         class: out
             .result
@@ -211,6 +226,8 @@ struct Outputs {
     /// The dead-lettered error, when the job is dead-lettered.
     error: Option<ErrorInfo>,
     dead_letter: Option<DeadLetterRecord>,
+    /// Concluded `interrupted` by this worker, not answered by the API.
+    interrupted: bool,
 }
 
 /// Publishes until acknowledged: a result that cannot be produced is never marked done. While
@@ -255,16 +272,58 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
     }
 }
 
-/// Decodes and verifies one record, and builds its result and dead letter.
-async fn process(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> Outputs {
-    let ctx = JobContext {
+/// What the verification knows of `taken` besides its content, received now.
+fn context(taken: &Taken, spent: &SpentCode) -> JobContext {
+    JobContext {
         received_at: Utc::now(),
         replay_count: taken.replay_count,
         record_time: taken
             .timestamp_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
         spent: spent.clone(),
+    }
+}
+
+/// The outputs of a job let go before its answer was known: `None` when its code was never
+/// presented (it is handed over untouched), else its final `interrupted` result and dead letter.
+/// The result is cached at once, so a copy of the job that comes again to this worker is
+/// answered with it.
+fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs> {
+    let stopping = env
+        .state
+        .stopping
+        .load(std::sync::atomic::Ordering::Acquire);
+    let (why, reason) = match stopping {
+        true => (LetGo::ShuttingDown, "shutdown"),
+        false => (LetGo::Revoked, "revoke"),
     };
+    // A presented job decoded, or its code would not have been presented.
+    let job = Job::decode(taken.payload.as_deref().unwrap_or_default())
+        .ok()
+        .filter(|_| ctx.spent.presentations() > 0);
+    JobLetGo {
+        job_id: job.as_ref().map(|j| j.job_id.as_str()),
+        interrupted: job.is_some(),
+        reason,
+    }
+    .emit(&env.stats);
+    let result = interrupted_result(&job?, ctx, why);
+    env.state.cache.remember(result.clone());
+    let error = result.error.clone();
+    let dead_letter = error
+        .as_ref()
+        .map(|e| dead_letter(env, taken, e, result.attempts));
+    Some(Outputs {
+        result: Some(result),
+        error,
+        dead_letter,
+        interrupted: true,
+    })
+}
+
+/// Decodes and verifies one record, and builds its result and dead letter.
+async fn process(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Outputs {
+    let ctx = ctx.clone();
     let payload = taken.payload.as_deref().unwrap_or_default();
     let (result, error): (Option<JobResult>, Option<ErrorInfo>) = match Job::decode(payload) {
         Err(failure) => {
@@ -315,6 +374,7 @@ async fn process(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> Outputs {
         result,
         error,
         dead_letter,
+        interrupted: false,
     }
 }
 

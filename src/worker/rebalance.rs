@@ -5,7 +5,7 @@
 //! [`crate::kafka::warmup`]) and then starts a fresh assignment in the [`WorkerState`]. With
 //! `rate_limit.scope = "partition_share"` both rescale the shared limiters.
 
-use super::state::WorkerState;
+use super::state::{WorkerState, LET_GO_LIMIT};
 use crate::config::{Config, Delivery};
 use crate::kafka::consumer::{consumer_lags, partitions_of};
 use crate::kafka::warmup::ResultsReader;
@@ -62,6 +62,11 @@ impl WorkerContext {
     fn revoke(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
         let deadline = crate::clock::from_now_std(self.revoke_grace);
         blocking(|| self.wait_idle(partitions, deadline));
+        // What is still running is let go: a job whose code was presented concludes itself
+        // `interrupted` and finishes its offset before the partitions are released (contract A2).
+        self.state.assignments().let_go(partitions);
+        let limit = crate::clock::from_now_std(LET_GO_LIMIT);
+        blocking(|| self.wait_let_go(partitions, limit));
         let revoked = self.state.assignments().revoke(partitions);
         let stats = &self.state.stats;
         stats.forget_lag(partitions);
@@ -70,7 +75,7 @@ impl WorkerContext {
                 abandoned: revoked.abandoned,
                 partitions,
             }
-            .emit(stats);
+            .emit();
         }
         let mut commit = TopicPartitionList::new();
         for (p, pos) in revoked.positions {
@@ -88,6 +93,25 @@ impl WorkerContext {
     /// Blocks until `partitions` have no job in flight, or until `deadline`.
     fn wait_idle(&self, partitions: &[i32], deadline: Instant) {
         while self.state.assignments().in_flight(partitions) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Blocks until the job tasks of `partitions`, let go, have ended, or until `limit`.
+    fn wait_let_go(&self, partitions: &[i32], limit: Instant) {
+        loop {
+            let live = self.state.assignments().live(partitions);
+            if live == 0 {
+                return;
+            }
+            if Instant::now() >= limit {
+                tracing::warn!(
+                    live,
+                    ?partitions,
+                    "jobs let go on revoke did not publish their interrupted results in time"
+                );
+                return;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -51,6 +51,9 @@ pub async fn start(
     stats: &Arc<WorkerCounters>,
     cancel: &CancellationToken,
 ) -> Result<Option<Started>, WorkerError> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let api = SilentAuthClient::new(&config.api.base_url, config.api.timeout)?
         .with_signals_base_url(&config.api.signals_base_url)?;
     let http_metrics = Arc::new(HttpMetrics::default());

@@ -11,18 +11,42 @@ use crate::idempotency::IdempotencyCache;
 use crate::kafka::offsets::OffsetTracker;
 use crate::telemetry::counters::WorkerCounters;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The partitions this instance owns: their offsets (per assignment epoch) and the tokens that
-/// cancel the in-flight jobs of one partition's assignment.
+/// How long a revoke or a stop waits, after letting jobs go, for those whose code was
+/// presented to publish their `interrupted` result (the others stop at once).
+pub const LET_GO_LIMIT: Duration = Duration::from_secs(10);
+
+/// The partitions this instance owns: their offsets (per assignment epoch), the tokens that
+/// let go of the in-flight jobs of one partition's assignment, and how many of its job tasks
+/// are still alive.
 #[derive(Debug, Default)]
 pub struct Assignments {
     tracker: OffsetTracker,
-    tokens: HashMap<i32, CancellationToken>,
-    /// Parent of every partition token: cancelled to abandon everything at shutdown.
+    tokens: HashMap<i32, Assignment>,
+    /// Parent of every partition token: cancelled to let go of everything at shutdown.
     abandon_all: CancellationToken,
+}
+
+/// One partition's current assignment: the token its jobs are let go with, and a count of its
+/// live job tasks (every task holds a clone of `live`).
+#[derive(Debug, Default)]
+struct Assignment {
+    token: CancellationToken,
+    live: Arc<()>,
+}
+
+/// What a started job holds: the token that tells it to let go, and its place among its
+/// partition's live tasks (until dropped).
+#[derive(Debug, Clone, Default)]
+pub struct JobHold {
+    /// Cancelled when the job must be let go (revoke, shutdown).
+    pub token: CancellationToken,
+    _live: Arc<()>,
 }
 
 /// What a revoke leaves behind.
@@ -40,8 +64,12 @@ impl Assignments {
     pub fn assign(&mut self, partitions: &[i32]) {
         for &p in partitions {
             self.tracker.assign(p);
-            if let Some(old) = self.tokens.insert(p, self.abandon_all.child_token()) {
-                old.cancel();
+            let fresh = Assignment {
+                token: self.abandon_all.child_token(),
+                live: Arc::default(),
+            };
+            if let Some(old) = self.tokens.insert(p, fresh) {
+                old.token.cancel();
             }
         }
     }
@@ -56,11 +84,31 @@ impl Assignments {
                     revoked.positions.push((p, pos));
                 }
             }
-            if let Some(tok) = self.tokens.remove(&p) {
-                tok.cancel();
+            if let Some(a) = self.tokens.remove(&p) {
+                a.token.cancel();
             }
         }
         revoked
+    }
+
+    /// Tells the in-flight jobs of `partitions` to let go (a job whose code was presented
+    /// concludes itself `interrupted` and finishes its offset; the others stop unpublished),
+    /// keeping the assignments so those conclusions can still be finished and committed.
+    pub fn let_go(&self, partitions: &[i32]) {
+        for p in partitions {
+            if let Some(a) = self.tokens.get(p) {
+                a.token.cancel();
+            }
+        }
+    }
+
+    /// Job tasks of `partitions` still alive (those let go included, until they end).
+    pub fn live(&self, partitions: &[i32]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|p| self.tokens.get(p))
+            .map(|a| Arc::strong_count(&a.live) - 1)
+            .sum()
     }
 
     /// The epoch of `partition`'s current assignment; `None` when it is not ours.
@@ -68,13 +116,21 @@ impl Assignments {
         self.tracker.epoch(partition)
     }
 
-    /// Registers `offset` of `partition` as in flight under `epoch`; returns the token that
-    /// abandons its job, or `None` when that assignment is gone.
-    pub fn start(&mut self, partition: i32, epoch: u64, offset: i64) -> Option<CancellationToken> {
+    /// Registers `offset` of `partition` as in flight under `epoch`; returns what its job holds
+    /// (the token that lets it go), or `None` when that assignment is gone.
+    pub fn start(&mut self, partition: i32, epoch: u64, offset: i64) -> Option<JobHold> {
         if !self.tracker.start(partition, epoch, offset) {
             return None;
         }
-        Some(self.tokens.get(&partition).cloned().unwrap_or_default())
+        Some(
+            self.tokens
+                .get(&partition)
+                .map(|a| JobHold {
+                    token: a.token.clone(),
+                    _live: a.live.clone(),
+                })
+                .unwrap_or_default(),
+        )
     }
 
     /// Records that `offset` finished; returns the new commit position when it moved forward.
@@ -115,6 +171,8 @@ pub struct WorkerState {
     pub stats: Arc<WorkerCounters>,
     /// Woken whenever a job finishes.
     pub finished: Notify,
+    /// Set once the worker stops: a job let go from now on was let go by the shutdown.
+    pub stopping: AtomicBool,
 }
 
 impl WorkerState {
@@ -130,6 +188,7 @@ impl WorkerState {
             ),
             stats,
             finished: Notify::new(),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -144,7 +203,7 @@ impl WorkerState {
     }
 
     /// See [`Assignments::start`].
-    pub fn start(&self, partition: i32, epoch: u64, offset: i64) -> Option<CancellationToken> {
+    pub fn start(&self, partition: i32, epoch: u64, offset: i64) -> Option<JobHold> {
         self.assignments().start(partition, epoch, offset)
     }
 
@@ -209,9 +268,9 @@ mod tests {
                 abandoned: 1
             }
         );
-        assert!(t10.is_cancelled() && t11.is_cancelled());
+        assert!(t10.token.is_cancelled() && t11.token.is_cancelled());
         assert_eq!(a.owned(), vec![1]);
-        assert_eq!(a.start(0, e0, 12), None, "revoked: nothing starts");
+        assert!(a.start(0, e0, 12).is_none(), "revoked: nothing starts");
     }
 
     #[test]
@@ -221,10 +280,10 @@ mod tests {
         let old = a.epoch(3).unwrap();
         let token = a.start(3, old, 5).unwrap();
         a.assign(&[3]);
-        assert!(token.is_cancelled());
+        assert!(token.token.is_cancelled());
         assert_eq!(a.finish(3, old, 5), None, "a stale epoch stores nothing");
         let new = a.epoch(3).unwrap();
-        assert!(!a.start(3, new, 5).unwrap().is_cancelled());
+        assert!(!a.start(3, new, 5).unwrap().token.is_cancelled());
     }
 
     #[test]
@@ -235,7 +294,31 @@ mod tests {
         a.abandon_all();
         a.assign(&[1]);
         let t1 = a.start(1, a.epoch(1).unwrap(), 1).unwrap();
-        assert!(t0.is_cancelled() && t1.is_cancelled());
+        assert!(t0.token.is_cancelled() && t1.token.is_cancelled());
+    }
+
+    #[test]
+    fn letting_go_cancels_but_keeps_the_assignment_until_its_tasks_end() {
+        let mut a = Assignments::default();
+        a.assign(&[0, 1]);
+        let (e0, e1) = (a.epoch(0).unwrap(), a.epoch(1).unwrap());
+        let j5 = a.start(0, e0, 5).unwrap();
+        let j6 = a.start(0, e0, 6).unwrap();
+        let other = a.start(1, e1, 1).unwrap();
+        assert_eq!(a.live(&[0]), 2);
+        a.let_go(&[0]);
+        assert!(j5.token.is_cancelled() && j6.token.is_cancelled());
+        assert!(!other.token.is_cancelled(), "only the partitions let go");
+        // A job that concluded itself still finishes its offset under the same epoch.
+        assert_eq!(a.finish(0, e0, 5), Some(6));
+        drop(j5);
+        assert_eq!(a.live(&[0]), 1, "a task counts until it ends");
+        drop(j6);
+        assert_eq!(a.live(&[0]), 0);
+        assert_eq!(a.live(&[0, 1]), 1);
+        let revoked = a.revoke(&[0]);
+        assert_eq!(revoked.positions, vec![(0, 6)]);
+        assert_eq!(revoked.abandoned, 1, "offset 6 was let go unfinished");
     }
 
     #[test]

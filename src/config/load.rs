@@ -173,6 +173,11 @@ impl Config {
             "must be >= 65536",
         );
         v.check(
+            w.idempotency_index_size >= 1,
+            "worker.idempotency_index_size",
+            "must be >= 1",
+        );
+        v.check(
             w.warmup_margin <= w.code_ttl,
             "worker.warmup_margin",
             "must be <= worker.code_ttl",

@@ -190,6 +190,12 @@ pub struct WorkerConfig {
     /// `idempotency_cache_size` is reached first evicts the least recently used result.
     #[serde(default = "default_idempotency_cache_bytes")]
     pub idempotency_cache_bytes: usize,
+    /// Jobs the redelivery index holds: where the result of every job seen within `code_ttl`
+    /// lies in the results topic (about 35 to 70 bytes a job). The run loop starts a job only
+    /// while the index has room for it, so the rate it covers is this over `code_ttl`; a
+    /// warm-up that finds more results than this in range stops start-up naming the key.
+    #[serde(default = "default_idempotency_index_size")]
+    pub idempotency_index_size: usize,
     /// How much earlier than the append time of the jobs record at a committed offset the
     /// cache warm-up starts reading results: the clock skew allowed between job producers
     /// (or brokers) and workers. At most `code_ttl`.
@@ -400,6 +406,9 @@ const fn default_idempotency_cache_size() -> usize {
 }
 const fn default_idempotency_cache_bytes() -> usize {
     8 * 1024 * 1024
+}
+const fn default_idempotency_index_size() -> usize {
+    1_000_000
 }
 const fn default_warmup_margin() -> Duration {
     Duration::from_secs(10)

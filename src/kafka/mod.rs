@@ -8,6 +8,7 @@ pub mod context;
 pub mod embedded;
 pub mod offsets;
 pub mod producer;
+pub mod readback;
 pub mod topics;
 pub mod transactions;
 pub mod warmup;

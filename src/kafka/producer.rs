@@ -11,6 +11,7 @@
 use super::context::{DeliverySender, PublisherContext};
 use crate::config::Config;
 use crate::contract::JobResult;
+use crate::idempotency::index::Stored;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -28,6 +29,33 @@ pub const POLL_CYCLE: Duration = Duration::from_secs(1);
 
 /// A queued record's delivery report, once librdkafka has one.
 pub type Acknowledgement = oneshot::Receiver<OwnedDeliveryResult>;
+
+/// The header of a result record with the [`crate::idempotency::fingerprint`] of the job it
+/// answers (16 hex digits), or `-` for a result the redelivery index must not hold (a job that
+/// could not be decoded, a reused job_id): warm-ups index results by their key and this header
+/// without decoding them.
+pub const FINGERPRINT_HEADER: &str = "silentauth.fingerprint";
+
+/// The header of a result record with the `replay_count` it answers.
+pub const REPLAY_COUNT_HEADER: &str = "silentauth.replay_count";
+
+/// A result to publish and what the redelivery index should know of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultRecord<'a> {
+    /// The result.
+    pub result: &'a JobResult,
+    /// The fingerprint of the job it answers; `None`: not to be indexed.
+    pub fingerprint: Option<u64>,
+}
+
+/// The delivery reports of a job's queued records.
+#[derive(Debug, Default)]
+pub struct Queued {
+    /// Its result's, when it has one.
+    pub result: Option<Acknowledgement>,
+    /// Its dead letter's, when it has one.
+    pub dead_letter: Option<Acknowledgement>,
+}
 
 /// The thread that polls a producer for its delivery reports; told to stop when dropped (and
 /// not waited for: it stops within [`POLL_CYCLE`], and the producer goes with it).
@@ -208,14 +236,28 @@ impl Publisher {
     /// futures; waits while librdkafka's queue is full.
     pub async fn enqueue(
         &self,
-        result: Option<&JobResult>,
+        result: Option<ResultRecord<'_>>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
-    ) -> Result<Vec<Acknowledgement>, KafkaError> {
-        let mut futures = Vec::with_capacity(2);
-        if let Some(r) = result {
+    ) -> Result<Queued, KafkaError> {
+        let mut queued = Queued::default();
+        if let Some(ResultRecord {
+            result: r,
+            fingerprint,
+        }) = result
+        {
             let value = serde_json::to_vec(r).expect("a JobResult always serializes");
-            let mut headers = OwnedHeaders::new();
+            let fingerprint = fingerprint.map_or_else(|| "-".to_owned(), |f| format!("{f:016x}"));
+            let replay_count = r.replay_count.to_string();
+            let mut headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header {
+                    key: FINGERPRINT_HEADER,
+                    value: Some(&fingerprint),
+                })
+                .insert(Header {
+                    key: REPLAY_COUNT_HEADER,
+                    value: Some(&replay_count),
+                });
             if let Some(tp) = traceparent {
                 headers = headers.insert(Header {
                     key: "traceparent",
@@ -228,7 +270,7 @@ impl Publisher {
                 .payload(&value)
                 .headers(headers);
             self.send_when_room(record).await?;
-            futures.push(acknowledgement);
+            queued.result = Some(acknowledgement);
         }
         if let Some(d) = dead_letter {
             let mut headers =
@@ -255,9 +297,9 @@ impl Publisher {
                 record = record.payload(v.as_slice());
             }
             self.send_when_room(record).await?;
-            futures.push(acknowledgement);
+            queued.dead_letter = Some(acknowledgement);
         }
-        Ok(futures)
+        Ok(queued)
     }
 
     /// Queues `record`; waits while librdkafka's queue is full (a refused record comes back
@@ -291,35 +333,29 @@ impl Publisher {
     /// publishes none).
     pub async fn publish(
         &self,
-        result: Option<&JobResult>,
+        result: Option<ResultRecord<'_>>,
         dead_letter: Option<&DeadLetterRecord>,
         traceparent: Option<&str>,
-    ) -> Result<(), PublishError> {
-        if dead_letter.is_some() {
-            self.publish_one(None, dead_letter, traceparent)
-                .await
-                .map_err(|source| PublishError {
-                    output: Output::DeadLetter,
-                    topic: self.dead_letter_topic.clone(),
-                    source,
-                })?;
-        }
-        self.publish_one(result, None, traceparent)
-            .await
-            .map_err(|source| PublishError {
-                output: Output::Results,
-                topic: self.results_topic.clone(),
+    ) -> Result<Option<Stored>, PublishError> {
+        let failed = |output: Output| {
+            move |source| PublishError {
+                output,
+                topic: self.topic(output).to_owned(),
                 source,
-            })
-    }
-
-    async fn publish_one(
-        &self,
-        result: Option<&JobResult>,
-        dead_letter: Option<&DeadLetterRecord>,
-        traceparent: Option<&str>,
-    ) -> Result<(), ProduceFailure> {
-        acknowledged(self.enqueue(result, dead_letter, traceparent).await?).await
+            }
+        };
+        if dead_letter.is_some() {
+            let queued = self.enqueue(None, dead_letter, traceparent).await;
+            let queued = queued.map_err(|e| failed(Output::DeadLetter)(e.into()))?;
+            acknowledged(queued.dead_letter)
+                .await
+                .map_err(failed(Output::DeadLetter))?;
+        }
+        let queued = self.enqueue(result, None, traceparent).await;
+        let queued = queued.map_err(|e| failed(Output::Results)(e.into()))?;
+        acknowledged(queued.result)
+            .await
+            .map_err(failed(Output::Results))
     }
 
     /// The topic of `output`.
@@ -336,12 +372,14 @@ impl Publisher {
     }
 }
 
-/// Waits until the broker acknowledged every delivery, each at an offset.
-async fn acknowledged(deliveries: Vec<Acknowledgement>) -> Result<(), ProduceFailure> {
-    for delivery in deliveries {
-        stored(delivery.await)?;
+/// Waits until the broker acknowledged `delivery` (if any) at an offset; where it lies.
+pub async fn acknowledged(
+    delivery: Option<Acknowledgement>,
+) -> Result<Option<Stored>, ProduceFailure> {
+    match delivery {
+        Some(d) => stored_at(d.await).map(Some),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// What a delivery future resolved to: `Ok` only for a success at an offset (a success without
@@ -351,11 +389,21 @@ async fn acknowledged(deliveries: Vec<Acknowledgement>) -> Result<(), ProduceFai
 pub fn stored<Dropped>(
     delivery: Result<OwnedDeliveryResult, Dropped>,
 ) -> Result<(), ProduceFailure> {
+    stored_at(delivery).map(drop)
+}
+
+/// As [`stored`], with where the record lies.
+pub fn stored_at<Dropped>(
+    delivery: Result<OwnedDeliveryResult, Dropped>,
+) -> Result<Stored, ProduceFailure> {
     match delivery {
         Ok(Ok(d)) if d.offset < 0 => Err(ProduceFailure::NoOffset {
             partition: d.partition,
         }),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(d)) => Ok(Stored {
+            partition: d.partition,
+            offset: d.offset,
+        }),
         Ok(Err((e, _))) => Err(e.into()),
         Err(_canceled) => Err(KafkaError::Canceled.into()),
     }

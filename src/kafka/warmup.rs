@@ -17,14 +17,16 @@
 //! `offsets_for_times`, or, where the broker cannot answer it (librdkafka's MockCluster),
 //! from a search over the records' timestamps ([`super::warmup_seek`]).
 
+use super::producer::{FINGERPRINT_HEADER, REPLAY_COUNT_HEADER};
 use super::warmup_seek::{first_at_or_after, probe_first_records, probe_settings};
 use crate::config::Config;
 use crate::contract::JobResult;
+use crate::idempotency::index::{Full, Indexed, Stored};
 use crate::idempotency::IdempotencyCache;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -142,7 +144,11 @@ impl ResultsReader {
 
     /// Warms the cache for `partitions` of the jobs topic, just assigned to this worker: from
     /// what their committed offsets can redeliver. Blocking.
-    pub fn warm(&mut self, partitions: &[i32], cache: &IdempotencyCache) -> KafkaResult<Warmed> {
+    pub fn warm(
+        &mut self,
+        partitions: &[i32],
+        cache: &IdempotencyCache,
+    ) -> Result<Warmed, WarmupError> {
         let committed = committed_offsets(&self.group, &self.jobs_topic, partitions, self.timeout);
         self.warm_from(&committed, cache)
     }
@@ -153,7 +159,7 @@ impl ResultsReader {
         &mut self,
         committed: &[(i32, Option<i64>)],
         cache: &IdempotencyCache,
-    ) -> KafkaResult<Warmed> {
+    ) -> Result<Warmed, WarmupError> {
         let redelivery = self.redelivery(committed).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the jobs at the committed offsets; warming over worker.code_ttl");
             Redelivery::Unbounded
@@ -197,7 +203,11 @@ impl ResultsReader {
 
     /// Reads every result stamped at or after `since_ms` that was not read before, up to the
     /// current end of each partition, into `cache`. Blocking; returns the results remembered.
-    pub fn catch_up(&mut self, cache: &IdempotencyCache, since_ms: i64) -> KafkaResult<usize> {
+    pub fn catch_up(
+        &mut self,
+        cache: &IdempotencyCache,
+        since_ms: i64,
+    ) -> Result<usize, WarmupError> {
         let deadline = crate::clock::from_now_std(self.timeout);
         let meta = self
             .consumer
@@ -246,6 +256,10 @@ impl ResultsReader {
         if ends.is_empty() {
             return Ok(0);
         }
+        // Every result is indexed; the newest of each partition (as many as the cache holds)
+        // are decoded into the cache too, so the usual redelivery needs no read-back.
+        let tail = (cache.result_capacity() / ends.len()) as i64;
+        let decode_from: HashMap<i32, i64> = ends.iter().map(|(&p, &e)| (p, e - tail)).collect();
         self.consumer.assign(&todo)?;
         let mut read = 0;
         while !ends.is_empty() {
@@ -253,7 +267,8 @@ impl ResultsReader {
                 self.consumer.unassign()?;
                 return Err(KafkaError::MessageConsumption(
                     rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                ));
+                )
+                .into());
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 None => {}
@@ -265,19 +280,15 @@ impl ResultsReader {
                 }
                 Some(Err(e)) => {
                     self.consumer.unassign()?;
-                    return Err(e);
+                    return Err(e.into());
                 }
                 Some(Ok(m)) => {
                     let p = m.partition();
                     self.positions.insert(p, m.offset() + 1);
                     // The search over timestamps may start a little early: skip what is older.
                     let recent = m.timestamp().to_millis().is_none_or(|ts| ts >= from);
-                    if let Some(r) = m
-                        .payload()
-                        .filter(|_| recent)
-                        .and_then(|v| serde_json::from_slice::<JobResult>(v).ok())
-                    {
-                        cache.remember(r);
+                    let newest = decode_from.get(&p).is_some_and(|&d| m.offset() >= d);
+                    if recent && remember(cache, &m, newest).map_err(WarmupError::Full)? {
                         read += 1;
                     }
                     if ends.get(&p).is_some_and(|&end| m.offset() + 1 >= end) {
@@ -320,6 +331,71 @@ impl ResultsReader {
         }
         Ok(starts)
     }
+}
+
+/// Why a warm-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WarmupError {
+    /// The brokers failed or timed out.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// More results lie in range than the redelivery index holds.
+    #[error("more results than worker.idempotency_index_size ({}) lie within worker.code_ttl of what the assigned partitions can redeliver; raise worker.idempotency_index_size (about 70 bytes a job)", .0.max_entries)]
+    Full(Full),
+}
+
+/// Indexes one results record (a result of a decoded job; others are left out) and, when
+/// `decode` is set or the record predates the index headers, caches the result itself. True
+/// when it was a result.
+fn remember(cache: &IdempotencyCache, m: &BorrowedMessage<'_>, decode: bool) -> Result<bool, Full> {
+    let header = |name: &str| {
+        m.headers().and_then(|h| {
+            h.iter()
+                .filter(|x| x.key == name)
+                .last()
+                .and_then(|x| x.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        })
+    };
+    let Some(job_id) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+        return Ok(false);
+    };
+    let fingerprint = match header(FINGERPRINT_HEADER) {
+        Some("-") => return Ok(false),
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => None,
+    };
+    let replay_count = header(REPLAY_COUNT_HEADER).and_then(|v| v.parse::<u32>().ok());
+    let mut result = None;
+    if decode || fingerprint.is_none() || replay_count.is_none() {
+        match m
+            .payload()
+            .and_then(|v| serde_json::from_slice::<JobResult>(v).ok())
+        {
+            Some(r) if r.job_id == job_id => result = Some(r),
+            _ => return Ok(false),
+        }
+    }
+    let replay_count = replay_count
+        .or(result.as_ref().map(|r| r.replay_count))
+        .unwrap_or(0);
+    let indexed = Indexed {
+        fingerprint,
+        replay_count,
+        stored: Stored {
+            partition: m.partition(),
+            offset: m.offset(),
+        },
+    };
+    let seen_ms = m
+        .timestamp()
+        .to_millis()
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    cache.index(job_id, indexed, seen_ms)?;
+    if let Some(r) = result {
+        cache.remember(&r, fingerprint);
+    }
+    Ok(true)
 }
 
 /// The committed offset of each of `partitions` of `topic` for `group`'s consumer group (the

@@ -6,7 +6,8 @@
 use super::rebalance::JobConsumer;
 use super::state::WorkerState;
 use crate::contract::JobResult;
-use crate::kafka::producer::{DeadLetterRecord, Publisher};
+use crate::idempotency::index::Stored;
+use crate::kafka::producer::{DeadLetterRecord, Publisher, ResultRecord};
 use crate::kafka::transactions::{self, is_fatal, TxnError};
 use crate::telemetry::events::{TransactionCommitted, TransactionFailed, TransactionFenced};
 use rdkafka::consumer::Consumer;
@@ -31,6 +32,8 @@ pub const LINGER: Duration = Duration::from_millis(50);
 pub struct TxnItem {
     /// Its result, if it has one.
     pub result: Option<JobResult>,
+    /// The fingerprint of the job its result answers (`None`: not to be indexed).
+    pub fingerprint: Option<u64>,
     /// Its dead letter, if it has one.
     pub dead_letter: Option<DeadLetterRecord>,
     /// Copied to the result.
@@ -41,8 +44,8 @@ pub struct TxnItem {
     pub epoch: u64,
     /// Its offset.
     pub offset: i64,
-    /// Told once the transaction holding the job committed.
-    pub done: oneshot::Sender<()>,
+    /// Told once the transaction holding the job committed, with where its result lies.
+    pub done: oneshot::Sender<Option<Stored>>,
 }
 
 /// Starts the committer; returns the sender job tasks hand finished jobs to (dropping every
@@ -77,10 +80,10 @@ pub async fn run_committer(
         // The offsets of these jobs are finished now: the positions sent with the transaction
         // cover them and nothing still in flight.
         let partitions = state.finish_all(batch.iter().map(|i| (i.partition, i.epoch, i.offset)));
-        commit_until_done(&publisher, &state, &consumer, &batch, &partitions).await?;
+        let stored = commit_until_done(&publisher, &state, &consumer, &batch, &partitions).await?;
         TransactionCommitted.emit(&state.stats);
-        for i in batch.drain(..) {
-            let _ = i.done.send(());
+        for (i, at) in batch.drain(..).zip(stored) {
+            let _ = i.done.send(at);
         }
     }
     Ok(())
@@ -115,11 +118,11 @@ async fn commit_until_done(
     consumer: &JobConsumer,
     batch: &[TxnItem],
     partitions: &BTreeSet<i32>,
-) -> Result<(), TxnError> {
+) -> Result<Vec<Option<Stored>>, TxnError> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let e = match commit_batch(publisher, state, consumer, batch, partitions).await {
-            Ok(()) => return Ok(()),
+            Ok(stored) => return Ok(stored),
             Err(e) => e,
         };
         if is_fatal(&e) {
@@ -146,26 +149,25 @@ async fn commit_until_done(
 }
 
 /// One transaction: the batch's outputs, and the offsets of its partitions, committed together;
-/// done once the broker acknowledged every output.
+/// done once the broker acknowledged every output. Where each item's result lies.
 async fn commit_batch(
     publisher: &Arc<Publisher>,
     state: &WorkerState,
     consumer: &JobConsumer,
     batch: &[TxnItem],
     partitions: &BTreeSet<i32>,
-) -> Result<(), KafkaError> {
+) -> Result<Vec<Option<Stored>>, KafkaError> {
     publisher.producer().begin_transaction()?;
-    let mut deliveries = Vec::with_capacity(batch.len() * 2);
+    let mut deliveries = Vec::with_capacity(batch.len());
     for i in batch {
-        deliveries.extend(
-            publisher
-                .enqueue(
-                    i.result.as_ref(),
-                    i.dead_letter.as_ref(),
-                    i.traceparent.as_deref(),
-                )
-                .await?,
-        );
+        let result = i.result.as_ref().map(|result| ResultRecord {
+            result,
+            fingerprint: i.fingerprint,
+        });
+        let queued = publisher
+            .enqueue(result, i.dead_letter.as_ref(), i.traceparent.as_deref())
+            .await?;
+        deliveries.push(queued);
     }
     let mut offsets = TopicPartitionList::new();
     for (p, pos) in state.positions_of(partitions) {
@@ -178,12 +180,30 @@ async fn commit_batch(
     tokio::task::spawn_blocking(move || transactions::commit(&p, &offsets, &metadata))
         .await
         .expect("commit task panicked")?;
-    for d in deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e),
-            Err(_) => return Err(KafkaError::Canceled),
+    let mut stored = Vec::with_capacity(deliveries.len());
+    for q in deliveries {
+        if let Some(d) = q.dead_letter {
+            delivered(d.await)?;
         }
+        stored.push(match q.result {
+            Some(d) => Some(delivered(d.await)?),
+            None => None,
+        });
     }
-    Ok(())
+    Ok(stored)
+}
+
+/// Where a record of a committed transaction lies (its offset may be unknown: the
+/// transaction's commit is what counts here).
+fn delivered<E>(
+    d: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, E>,
+) -> Result<Stored, KafkaError> {
+    match d {
+        Ok(Ok(d)) => Ok(Stored {
+            partition: d.partition,
+            offset: d.offset,
+        }),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
+    }
 }

@@ -40,13 +40,17 @@ pub enum WorkerError {
     /// The transactional producer was fenced or failed fatally (`exactly_once`).
     #[error(transparent)]
     Transaction(#[from] TxnError),
+    /// The worker could not go on without presenting codes again: a configuration error,
+    /// naming the key.
+    #[error("{0}")]
+    Halted(String),
 }
 
 impl WorkerError {
     /// The process exit code: 2 for a configuration error (a missing topic), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            WorkerError::Topics { .. } => 2,
+            WorkerError::Topics { .. } | WorkerError::Halted(_) => 2,
             _ => 1,
         }
     }

@@ -73,7 +73,12 @@ impl Intake {
     }
 
     async fn step(&mut self) -> Flow {
-        let full = self.stats.in_flight.load(Ordering::Acquire) >= self.max_in_flight;
+        let in_flight = self.stats.in_flight.load(Ordering::Acquire);
+        // A job starts only while the redelivery index has room for every job in flight: at
+        // its bound the worker waits for jobs to age out of `worker.code_ttl` rather than
+        // forget one.
+        let full =
+            in_flight >= self.max_in_flight || !self.state.cache.has_room(in_flight as usize + 1);
         let gate = self.breaker.gate();
         let admits = matches!(gate, Gate::Closed | Gate::Probe);
         if admits && !full {
@@ -145,9 +150,11 @@ impl Intake {
         if self.paused.is_none() {
             self.paused = pause(&self.consumer, &self.stats);
         }
+        // At least once a second: a full redelivery index frees room only with time.
+        let second = crate::clock::from_now(Duration::from_secs(1));
         let wake = match gate {
-            Gate::WaitUntil(at) => at,
-            _ => crate::clock::from_now(Duration::from_secs(3600)),
+            Gate::WaitUntil(at) => at.min(second),
+            _ => second,
         };
         let consumer = self.consumer.clone();
         let m = tokio::select! {

@@ -9,8 +9,11 @@ use super::rebalance::JobConsumer;
 use super::state::{JobHold, WorkerState};
 use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
 use crate::contract::{ErrorInfo, Job, JobResult};
+use crate::idempotency::index::{Indexed, Stored};
+use crate::idempotency::{fingerprint, Answer, JobKey};
 use crate::kafka::consumer::store_offset;
-use crate::kafka::producer::{DeadLetterRecord, Output, Publisher};
+use crate::kafka::producer::{DeadLetterRecord, Output, Publisher, ResultRecord};
+use crate::kafka::readback::ResultFetcher;
 use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
 use crate::telemetry::counters::WorkerCounters;
@@ -18,7 +21,9 @@ use crate::telemetry::events::{
     DeadLetterPublished, IdempotencyHit, JobEnded, JobLetGo, JobStarted, JobVerified,
     ProduceFailed, ProduceSucceeded, ResultPublished,
 };
-use crate::verify::{interrupted_result, invalid_job_result, JobContext, LetGo, Verifier};
+use crate::verify::{
+    interrupted_result, invalid_job_result, reused_job_result, JobContext, LetGo, Verifier,
+};
 use chrono::{TimeZone, Utc};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use std::sync::Arc;
@@ -45,6 +50,8 @@ pub(super) struct JobEnv {
     pub(super) committer: Option<mpsc::Sender<TxnItem>>,
     /// The circuit breaker, told every job's outcome.
     pub(super) breaker: Arc<Gatekeeper>,
+    /// Reads earlier results back from the results topic for the idempotency cache.
+    pub(super) fetcher: ResultFetcher,
 }
 
 /// A consumed record, copied out of librdkafka's buffer.
@@ -165,21 +172,23 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
     let out = tokio::select! {
         biased;
         _ = let_go.cancelled() => interrupted(env, &taken, &ctx)?,
-        out = process(env, &taken, &ctx) => out,
+        out = process(env, &taken, &ctx) => out.unwrap_or_default(),
     };
     let concluded = out.interrupted;
-    match &env.committer {
+    let stored = match &env.committer {
         None => {
-            publish(env, &out, taken.traceparent.as_deref()).await;
+            let stored = publish(env, &out, taken.traceparent.as_deref()).await;
             let position = env.state.finish(taken.partition, taken.epoch, taken.offset);
             if let Some(pos) = position {
                 store_offset(&*env.consumer, &env.state.jobs_topic, taken.partition, pos);
             }
+            stored
         }
         Some(committer) => {
             let (done, committed) = oneshot::channel();
             let item = TxnItem {
                 result: out.result.clone(),
+                fingerprint: out.fingerprint,
                 dead_letter: out.dead_letter.clone(),
                 traceparent: taken.traceparent.clone(),
                 partition: taken.partition,
@@ -187,12 +196,14 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
                 offset: taken.offset,
                 done,
             };
-            if committer.send(item).await.is_err() || committed.await.is_err() {
+            if committer.send(item).await.is_err() {
                 // The committer stopped (fenced): the worker is shutting down with an error.
                 return None;
             }
+            committed.await.ok()?
         }
-    }
+    };
+    index(env, &out, stored);
     if let Some(r) = &out.result {
         ResultPublished {
             status: r.status,
@@ -220,9 +231,33 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
     })
 }
 
+/// Tells the redelivery index where a result of a decoded job was published.
+fn index(env: &JobEnv, out: &Outputs, stored: Option<Stored>) {
+    let (Some(r), Some(fingerprint), Some(stored)) = (&out.result, out.fingerprint, stored) else {
+        return;
+    };
+    let indexed = Indexed {
+        fingerprint: Some(fingerprint),
+        replay_count: r.replay_count,
+        stored,
+    };
+    let now = Utc::now().timestamp_millis();
+    if let Err(full) = env.state.cache.index(&r.job_id, indexed, now) {
+        // The run loop starts a job only while every job in flight fits: a bug if reached.
+        tracing::error!(
+            job_id = %r.job_id,
+            max = full.max_entries,
+            "the redelivery index is full; raise worker.idempotency_index_size"
+        );
+    }
+}
+
 /// What one job produces.
+#[derive(Default)]
 struct Outputs {
     result: Option<JobResult>,
+    /// The fingerprint of the decoded job the result answers, for the redelivery index.
+    fingerprint: Option<u64>,
     /// The dead-lettered error, when the job is dead-lettered.
     error: Option<ErrorInfo>,
     dead_letter: Option<DeadLetterRecord>,
@@ -232,15 +267,19 @@ struct Outputs {
 
 /// Publishes until acknowledged: a result that cannot be produced is never marked done. While
 /// it fails, `/readyz` answers 503 naming the topic; the first success clears that.
-async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
+async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) -> Option<Stored> {
     let mut backoff = Duration::from_millis(100);
-    loop {
+    let result = out.result.as_ref().map(|result| ResultRecord {
+        result,
+        fingerprint: out.fingerprint,
+    });
+    let stored = loop {
         match env
             .publisher
-            .publish(out.result.as_ref(), out.dead_letter.as_ref(), traceparent)
+            .publish(result, out.dead_letter.as_ref(), traceparent)
             .await
         {
-            Ok(()) => break,
+            Ok(stored) => break stored,
             Err(e) => {
                 ProduceFailed {
                     key: e.output.key(),
@@ -252,7 +291,7 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-    }
+    };
     ProduceSucceeded.emit(&env.stats);
     let published = [
         (Output::Results, out.result.is_some()),
@@ -270,6 +309,7 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) {
             );
         }
     }
+    stored
 }
 
 /// What the verification knows of `taken` besides its content, received now.
@@ -307,14 +347,17 @@ fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs>
         reason,
     }
     .emit(&env.stats);
-    let result = interrupted_result(&job?, ctx, why);
-    env.state.cache.remember(result.clone());
+    let job = job?;
+    let fingerprint = fingerprint(&job);
+    let result = interrupted_result(&job, ctx, why);
+    env.state.cache.remember(&result, Some(fingerprint));
     let error = result.error.clone();
     let dead_letter = error
         .as_ref()
         .map(|e| dead_letter(env, taken, e, result.attempts));
     Some(Outputs {
         result: Some(result),
+        fingerprint: Some(fingerprint),
         error,
         dead_letter,
         interrupted: true,
@@ -322,59 +365,88 @@ fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs>
 }
 
 /// Decodes and verifies one record, and builds its result and dead letter.
-async fn process(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Outputs {
+async fn process(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs> {
     let ctx = ctx.clone();
     let payload = taken.payload.as_deref().unwrap_or_default();
-    let (result, error): (Option<JobResult>, Option<ErrorInfo>) = match Job::decode(payload) {
+    let (result, fingerprint, error) = match Job::decode(payload) {
         Err(failure) => {
             let result = invalid_job_result(&failure, &ctx);
             let error = failure.error_info();
             tracing::warn!(job_id = failure.job_id.as_deref().unwrap_or("<unreadable>"), error = %failure.error, "invalid job");
-            (result, Some(error))
+            (result, None, Some(error))
         }
         Ok(job) => {
             tracing::Span::current().record("job_id", job.job_id.as_str());
-            let (result, duplicate) = env
-                .state
-                .cache
-                .run(&job.job_id, ctx.replay_count, || async {
-                    // Boxed: the task of every job in flight (or waiting for a slot) would
-                    // otherwise hold room for its verification several times over (20 KB a
-                    // task; 2.7 KB plus 3.5 KB while verifying).
-                    let out = Box::pin(env.verifier.verify(&job, &ctx)).await;
-                    JobVerified {
-                        job_id: &job.job_id,
-                        requests: out.result.attempts,
-                        retries: out.retries,
-                        http_time: out.http_time,
-                    }
-                    .emit(&env.stats);
-                    out.result
-                })
-                .await;
-            let mut result = result;
-            if duplicate {
-                result.duplicate = true;
-                IdempotencyHit.emit(&env.stats);
-            }
+            let (result, fingerprint) = answer(env, &job, &ctx).await?;
             tracing::debug!(
                 login_hint = %mask_msisdn(&job.login_hint),
                 status = result.status.as_str(),
                 class = result.error.as_ref().map(|e| e.class.as_str()),
-                duplicate,
+                duplicate = result.duplicate,
                 "verified"
             );
-            let error = result.dead_letter_error().filter(|_| !duplicate).cloned();
-            (Some(result), error)
+            let error = result
+                .dead_letter_error()
+                .filter(|_| !result.duplicate)
+                .cloned();
+            (Some(result), fingerprint, error)
         }
     };
     let attempts = result.as_ref().map_or(0, |r| r.attempts);
     let dead_letter = error.as_ref().map(|e| dead_letter(env, taken, e, attempts));
-    Outputs {
+    Some(Outputs {
         result,
+        fingerprint,
         error,
         dead_letter,
         interrupted: false,
+    })
+}
+
+/// A decoded job's result through the idempotency cache, and the fingerprint to index it by
+/// (`None`: not to be indexed); `None` when the job was answered earlier and that result
+/// cannot be read back (it stands; nothing is published or presented again).
+async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult, Option<u64>)> {
+    let key = JobKey {
+        job_id: &job.job_id,
+        replay_count: ctx.replay_count,
+        fingerprint: fingerprint(job),
+    };
+    let verify = || async {
+        // Boxed: the task of every job in flight (or waiting for a slot) would otherwise hold
+        // room for its verification several times over (20 KB a task; 2.7 KB plus 3.5 KB while
+        // verifying).
+        let out = Box::pin(env.verifier.verify(job, ctx)).await;
+        JobVerified {
+            job_id: &job.job_id,
+            requests: out.result.attempts,
+            retries: out.retries,
+            http_time: out.http_time,
+        }
+        .emit(&env.stats);
+        out.result
+    };
+    let read_back = |at| env.fetcher.read_async(at, &job.job_id);
+    match env.state.cache.run(&key, verify, read_back).await {
+        Answer::Verified(r) => Some((r, Some(key.fingerprint))),
+        Answer::Duplicate(mut r) => {
+            r.duplicate = true;
+            IdempotencyHit.emit(&env.stats);
+            Some((r, Some(key.fingerprint)))
+        }
+        Answer::Reused => {
+            tracing::warn!(job_id = %job.job_id, "job_id reused for a different verification");
+            Some((reused_job_result(job, ctx), None))
+        }
+        Answer::Unreadable(at) => {
+            tracing::warn!(
+                job_id = %job.job_id,
+                partition = at.partition,
+                offset = at.offset,
+                "the job was answered before, and that result cannot be read back; it stands, and the job ends without a new one"
+            );
+            None
+        }
     }
 }
 

@@ -56,10 +56,17 @@ impl Worker {
     /// Consumes until `cancel` fires; then stops taking jobs, finishes in-flight ones within
     /// `worker.shutdown_grace`, commits, and flushes the producer.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), WorkerError> {
+        // Cancelled by the caller, or by the worker itself when it must halt.
+        let cancel = cancel.child_token();
         let Some(started) = startup::start(&self.config, &self.stats, &cancel).await? else {
             return Ok(());
         };
+        let state = started.state.clone();
         Intake::new(&started, &self.config, cancel).run().await;
-        drain::stop(started, &self.config).await
+        drain::stop(started, &self.config).await?;
+        match state.halted() {
+            Some(why) => Err(WorkerError::Halted(why)),
+            None => Ok(()),
+        }
     }
 }

@@ -8,7 +8,7 @@
 use super::state::{WorkerState, LET_GO_LIMIT};
 use crate::config::{Config, Delivery};
 use crate::kafka::consumer::{consumer_lags, partitions_of};
-use crate::kafka::warmup::ResultsReader;
+use crate::kafka::warmup::{ResultsReader, WarmupError};
 use crate::silentauth::Limiter;
 use crate::telemetry::events::{
     AllPartitionsRevoked, OffsetsCommitted, PartitionsAssigned, RevokeGraceExpired,
@@ -137,6 +137,15 @@ impl WorkerContext {
                         "the idempotency cache is too small for what the assigned partitions can redeliver: it evicted a result completed after redelivery can start, and a redelivered job whose result is gone spends its code again; raise worker.idempotency_cache_bytes (and worker.idempotency_cache_size)"
                     );
                 }
+            }
+            Err(WarmupError::Full(full)) => {
+                // Taking these partitions' jobs could present codes whose results the index
+                // could not hold: refused loudly instead (contract A2).
+                self.state.halt(format!(
+                    "worker.idempotency_index_size: {}",
+                    WarmupError::Full(full)
+                ));
+                return;
             }
             Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),
         }

@@ -13,6 +13,7 @@ use super::state::WorkerState;
 use crate::config::{Config, Delivery, RateLimitScope};
 use crate::kafka::consumer::group_consumer_config;
 use crate::kafka::producer::Publisher;
+use crate::kafka::readback::ResultFetcher;
 use crate::kafka::transactions::{self, TxnError};
 use crate::kafka::warmup::ResultsReader;
 use crate::silentauth::SilentAuthClient;
@@ -79,7 +80,11 @@ pub async fn start(
     PreflightPassed.emit(stats);
     let probe_guard = start_probe(&publisher, config, stats);
 
-    let state = Arc::new(WorkerState::new(config, stats.clone()));
+    let state = Arc::new(WorkerState::with_stop(
+        config,
+        stats.clone(),
+        cancel.clone(),
+    ));
     let consumer = subscribe(config, &state, &verifier)?;
     let fenced = CancellationToken::new();
     let (committer_tx, committer) = if exactly_once {
@@ -98,6 +103,7 @@ pub async fn start(
         stats: stats.clone(),
         committer: committer_tx,
         breaker: Arc::new(Gatekeeper::new(&config.worker.breaker, stats.clone())),
+        fetcher: ResultFetcher::new(config)?,
     });
     tracing::info!(topic = %config.topics.jobs, group = %config.kafka.group_id, "worker started");
     Ok(Some(Started {

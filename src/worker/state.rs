@@ -173,9 +173,48 @@ pub struct WorkerState {
     pub finished: Notify,
     /// Set once the worker stops: a job let go from now on was let go by the shutdown.
     pub stopping: AtomicBool,
+    /// Stops the run loop when the worker cannot go on safely (see [`WorkerState::halt`]).
+    stop: CancellationToken,
+    /// Why it halted.
+    halted: Mutex<Option<String>>,
 }
 
 impl WorkerState {
+    /// Owning nothing yet, with an empty idempotency cache sized by `config`; [`halt`] cancels
+    /// `stop`.
+    ///
+    /// [`halt`]: WorkerState::halt
+    pub fn with_stop(
+        config: &Config,
+        stats: Arc<WorkerCounters>,
+        stop: CancellationToken,
+    ) -> WorkerState {
+        WorkerState {
+            stop,
+            ..WorkerState::new(config, stats)
+        }
+    }
+
+    /// Stops the worker with a configuration error (exit 2): it cannot go on without presenting
+    /// codes again (the redelivery index cannot hold what the assigned partitions can
+    /// redeliver).
+    pub fn halt(&self, why: String) {
+        tracing::error!("{why}");
+        self.halted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+        self.stop.cancel();
+    }
+
+    /// Why the worker halted, if it did.
+    pub fn halted(&self) -> Option<String> {
+        self.halted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Owning nothing yet, with an empty idempotency cache sized by `config`.
     pub fn new(config: &Config, stats: Arc<WorkerCounters>) -> WorkerState {
         WorkerState {
@@ -185,10 +224,13 @@ impl WorkerState {
                 config.worker.idempotency_cache_size,
                 config.worker.idempotency_cache_bytes,
                 stats.idempotency_cache_bytes.clone(),
+                (config.worker.idempotency_index_size, config.worker.code_ttl),
             ),
             stats,
             finished: Notify::new(),
             stopping: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            halted: Mutex::new(None),
         }
     }
 

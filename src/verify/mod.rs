@@ -6,13 +6,12 @@
 //! retryable, `code_spent`, and userinfo runs first in the rate limit with a longer budget.
 
 use crate::config::{ConcurrencyMode, Config};
-use crate::contract::job::DecodeFailure;
 use crate::contract::result::SCHEMA_VERSION;
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
 use crate::network_signals::SignalEnv;
 use crate::silentauth::client::Credentials;
 use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
-use crate::silentauth::{Api, Concurrency, Limiter, RetryPolicy, SpentCode, TokenGrant, UserInfo};
+use crate::silentauth::{Api, Concurrency, Limiter, RetryPolicy, TokenGrant, UserInfo};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::collections::HashMap;
@@ -20,34 +19,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod concluded;
+mod context;
+pub use concluded::{interrupted_result, invalid_job_result, reused_job_result, LetGo};
+use context::millis_between;
+pub use context::JobContext;
+
 /// A job's verdict before it becomes a result: status, `phone_number_verified`, userinfo, error.
 type Verdict = (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>);
-
-/// What the worker knows about a job besides its content.
-#[derive(Debug, Clone)]
-pub struct JobContext {
-    /// When the worker consumed the job.
-    pub received_at: DateTime<Utc>,
-    /// From the `dlq.replay_count` header (0 for a first delivery).
-    pub replay_count: u32,
-    /// The record's timestamp: the code's issue time when the job has no `issued_at`.
-    pub record_time: Option<DateTime<Utc>>,
-    /// Whether the job's code is spent: the verifier marks it, the caller reads it (and keeps
-    /// a clone until the result is acknowledged, for the codes-at-risk gauge).
-    pub spent: SpentCode,
-}
-
-impl JobContext {
-    /// A context for a job received now.
-    pub fn now() -> JobContext {
-        JobContext {
-            received_at: Utc::now(),
-            replay_count: 0,
-            record_time: None,
-            spent: SpentCode::new(),
-        }
-    }
-}
 
 /// The verdict of one job, plus what the worker measures about it.
 #[derive(Debug, Clone)]
@@ -416,96 +395,6 @@ fn internal_error(panic: &(dyn std::any::Any + Send)) -> Verdict {
     (Status::Failed, None, None, Some(e))
 }
 
-/// The failed result of a job that could not be decoded (`invalid_job`), when its `job_id`
-/// could be read.
-pub fn invalid_job_result(failure: &DecodeFailure, ctx: &JobContext) -> Option<JobResult> {
-    let job_id = failure.job_id.clone()?;
-    let completed_at = Utc::now();
-    Some(JobResult {
-        schema_version: SCHEMA_VERSION,
-        job_id,
-        status: Status::Failed,
-        phone_number_verified: None,
-        login_hint: failure.login_hint.clone(),
-        sub: None,
-        mobile_id: None,
-        state: None,
-        attributes: Default::default(),
-        error: Some(failure.error_info()),
-        attempts: 0,
-        duplicate: false,
-        replay_count: ctx.replay_count,
-        received_at: ctx.received_at,
-        completed_at,
-        duration_ms: millis_between(ctx.received_at, completed_at),
-        signals: None,
-        risk_flags: None,
-    })
-}
-
-/// Why a job whose code was presented had to be let go before its answer was known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LetGo {
-    /// Its partition was revoked and `worker.revoke_grace` ran out.
-    Revoked,
-    /// The worker was stopping and `worker.shutdown_grace` ran out.
-    ShuttingDown,
-    /// A redelivered job whose code was recorded as presented but that has no result (the
-    /// instance that presented it stopped without publishing, e.g. a crash).
-    Recorded,
-}
-
-impl LetGo {
-    fn description(self) -> &'static str {
-        match self {
-            LetGo::Revoked => {
-                "the job's partition was revoked and worker.revoke_grace ran out after its code was presented, before the answer was known"
-            }
-            LetGo::ShuttingDown => {
-                "the worker stopped and worker.shutdown_grace ran out after the job's code was presented, before the answer was known"
-            }
-            LetGo::Recorded => {
-                "the job's code was recorded as presented by a worker that stopped before publishing its result"
-            }
-        }
-    }
-}
-
-/// The final `interrupted` result of `job` (contract A2): its code was presented (`spent` says
-/// whether it was also exchanged) and the worker let it go before the answer was known. Never
-/// retryable, dead-lettered with `dlq.code_spent: true`; nothing presents the code again.
-pub fn interrupted_result(job: &Job, ctx: &JobContext, why: LetGo) -> JobResult {
-    let stage = if ctx.spent.get() == Some(crate::silentauth::Spent::Exchanged) {
-        Stage::Userinfo
-    } else {
-        Stage::Token
-    };
-    let error = ErrorInfo::new(ErrorClass::Interrupted, stage, why.description()).with_code_spent(
-        "the authorization code may have been used and cannot be presented again: the user has to authenticate again",
-    );
-    let completed_at = Utc::now();
-    JobResult {
-        schema_version: SCHEMA_VERSION,
-        job_id: job.job_id.clone(),
-        status: Status::Failed,
-        phone_number_verified: None,
-        login_hint: Some(job.login_hint.clone()),
-        sub: None,
-        mobile_id: None,
-        state: job.state.clone(),
-        attributes: job.attributes.clone(),
-        error: Some(error),
-        attempts: ctx.spent.presentations(),
-        duplicate: false,
-        replay_count: ctx.replay_count,
-        received_at: ctx.received_at,
-        completed_at,
-        duration_ms: millis_between(ctx.received_at, completed_at),
-        signals: None,
-        risk_flags: None,
-    }
-}
-
 /// Compares two MSISDNs by their digits, ignoring a `+` or `00` international prefix.
 pub fn same_number(a: &str, b: &str) -> bool {
     fn norm(s: &str) -> String {
@@ -546,10 +435,6 @@ fn scrub(text: &str, secret: &str) -> String {
     } else {
         text.to_owned()
     }
-}
-
-fn millis_between(a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
-    (b - a).num_milliseconds().max(0) as u64
 }
 
 #[cfg(test)]

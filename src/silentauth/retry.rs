@@ -1,6 +1,7 @@
 //! The retry policy of docs/contract.md: exponential backoff with jitter (backon), bounded by
-//! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile, up to
-//! `retry.max_retry_after`; and the single-use-code rule for token requests that got no answer.
+//! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile (a
+//! Network Signals one its normal lane only), up to `retry.max_retry_after`; and the
+//! single-use-code rule for token requests that got no answer.
 
 use super::classify::{classify, Classification};
 use super::client::{HttpOutcome, HttpResponse};
@@ -220,7 +221,7 @@ where
             return StageEnd::Failed(c);
         }
         if let (Some(ra), Some(429 | 503)) = (retry_after, c.http_status) {
-            limiter.pause_for(ra);
+            pause(limiter, stage, ra);
         }
         if tries >= policy.max_attempts {
             return StageEnd::Failed(with_note(c, &format!("gave up after {tries} attempts")));
@@ -237,6 +238,16 @@ where
         }
         last = Some(c);
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// A `Retry-After` pauses the profile. A Silent Auth one holds every request: userinfo would be
+/// refused too. A Network Signals one holds the normal lane only, never the userinfo or checks of
+/// spent codes (docs/network-signals.md says why).
+fn pause(limiter: &Limiter, stage: Stage, d: Duration) {
+    match stage {
+        Stage::SimSwap | Stage::DeviceSwap | Stage::CallForwarding => limiter.pause_normal_for(d),
+        _ => limiter.pause_for(d),
     }
 }
 
@@ -454,6 +465,45 @@ mod tests {
         );
         assert!(matches!(ours.0, StageEnd::Success(_)));
         assert!(other >= Duration::from_secs(2), "{other:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signals_retry_after_holds_the_normal_lane_and_a_silent_auth_one_both() {
+        let cases = [
+            (Stage::SimSwap, false),
+            (Stage::DeviceSwap, false),
+            (Stage::CallForwarding, false),
+            (Stage::Token, true),
+            (Stage::Userinfo, true),
+        ];
+        for (stage, holds_high) in cases {
+            let limiter = Limiter::unlimited();
+            let script = vec![resp(429, Some(3)), resp(200, None)];
+            let start = Instant::now();
+            let later = |priority| {
+                let limiter = &limiter;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    limiter.acquire_with(priority).await;
+                    start.elapsed()
+                }
+            };
+            let p3 = policy(3);
+            let (normal, high, ours) = tokio::join!(
+                later(Priority::Normal),
+                later(Priority::High),
+                run(&p3, &limiter, stage, None, script)
+            );
+            assert!(matches!(ours.0, StageEnd::Success(_)), "{stage}");
+            // The stage itself waits out its Retry-After, whichever it is.
+            assert_schedule(&ours.1, &[0, 3000]);
+            assert!(normal >= Duration::from_secs(3), "{stage}: {normal:?}");
+            if holds_high {
+                assert!(high >= Duration::from_secs(3), "{stage}: {high:?}");
+            } else {
+                assert!(high <= Duration::from_millis(11), "{stage}: {high:?}");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

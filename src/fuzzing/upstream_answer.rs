@@ -196,6 +196,7 @@ fn fast_policy() -> RetryPolicy {
         jitter: false,
         userinfo_max_elapsed: Duration::from_millis(4),
         priority: crate::silentauth::Priority::Normal,
+        spent: None,
     }
 }
 

@@ -24,7 +24,9 @@ pub struct SignalEnv<'a, A> {
     pub api_key: &'a Secret,
     /// The profile's limiter (or its separate signals limiter).
     pub limiter: &'a Limiter,
-    /// The retry rules of docs/contract.md §5 (signals are retried like userinfo).
+    /// The retry rules of docs/contract.md §5 (signals are retried like userinfo), with the
+    /// job's spent code ([`RetryPolicy::high_once_spent`]): a check sent after the exchange takes
+    /// the high lane.
     pub policy: &'a RetryPolicy,
     /// Told about every request, for metrics.
     pub observer: Option<&'a dyn HttpObserver>,

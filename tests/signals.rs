@@ -1,6 +1,7 @@
 //! Network signals beside the verification: every outcome of every check against the simulator
 //! over real HTTP, 404 as inconclusive, 429 and 5xx retries, a check failing while the number is
-//! verified, jobs with only signals, and the whole pipeline through Kafka.
+//! verified, jobs with only signals, and the whole pipeline through Kafka, also while the checks
+//! answer 429 beside spent codes.
 
 mod support;
 
@@ -535,4 +536,103 @@ async fn metrics_label_signal_requests_with_their_own_endpoints() {
     }
     cancel.cancel();
     handle.await.unwrap();
+}
+
+/// Every check answers its first request for a number 429 with an 8 s `Retry-After`; token calls
+/// take 1 s and an access token lives 3 s. So each job's code is spent while the profile's
+/// signals pause holds, and its userinfo succeeds only if it is not held behind that pause
+/// (held, it would go out after the token expired and get 401).
+const SIGNALS_429: &str = r#"
+token_ttl = "3s"
+[latency.token]
+fixed = "1s"
+[[faults]]
+endpoint = "sim_swap_check"
+status = 429
+retry_after = "8"
+first = 1
+per_code = true
+[[faults]]
+endpoint = "device_swap_check"
+status = 429
+retry_after = "8"
+first = 1
+per_code = true
+[[faults]]
+endpoint = "call_forwarding_check"
+status = 429
+retry_after = "8"
+first = 1
+per_code = true
+"#;
+
+/// The whole worker, while the Network Signals endpoints answer 429 with a `Retry-After` of
+/// several seconds: every job gets one verified result, no code is presented twice, and the
+/// userinfo of every spent code is answered within its token's 3 s, well before the 8 s pause
+/// that holds the profile's token calls and unspent checks runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_429_beside_spent_codes_never_holds_their_userinfo() {
+    const JOBS: u64 = 4;
+    let w = World::new(Scenario::from_toml_str(SIGNALS_429).unwrap(), 1).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..JOBS {
+        let id = format!("pause-{i}");
+        let mut job = w.job(&id, &format!("49151200000{i}"));
+        job["signals"] = serde_json::from_str(ALL).unwrap();
+        w.send_job(&job).await;
+        ids.insert(id);
+    }
+    let started = Instant::now();
+    let (cancel, handle) = w.start(w.config());
+    w.wait_until_all(&ids, Duration::from_secs(120)).await;
+    // The checks waited out their Retry-After before answering.
+    assert!(started.elapsed() >= Duration::from_secs(8));
+    cancel.cancel();
+    handle.await.unwrap();
+
+    let by_id = w.results_by_id().await;
+    for id in &ids {
+        let results = &by_id[id];
+        assert_eq!(results.len(), 1, "{id}: one final result, {results:?}");
+        let r = &results[0];
+        assert_eq!(r["status"], "verified", "{id}: {r}");
+        assert!(
+            r["error"].is_null(),
+            "{id}: no code_rejected, no failure: {r}"
+        );
+        assert_eq!(r["signals"]["sim_swap"]["outcome"], "not_swapped", "{id}");
+        assert_eq!(
+            r["signals"]["device_swap"]["outcome"], "not_swapped",
+            "{id}"
+        );
+        assert_eq!(
+            r["signals"]["call_forwarding"]["outcome"], "inactive",
+            "{id}"
+        );
+        assert_eq!(r["risk_flags"], json!([]), "{id}");
+    }
+    let stats = sim_stats(&w).await;
+    assert_eq!(stats.codes_reused, 0);
+    for check in [
+        "sim_swap_check",
+        "device_swap_check",
+        "call_forwarding_check",
+    ] {
+        assert_eq!(
+            stats.count(check, 429),
+            JOBS,
+            "{check}: every job met the 429"
+        );
+        assert_eq!(stats.total(check), 2 * JOBS, "{check}");
+    }
+    // No userinfo was sent with an expired token: each went within 3 s of its token call's answer.
+    assert_eq!(stats.count("userinfo", 200), JOBS);
+    assert_eq!(stats.total("userinfo"), JOBS);
+    assert_eq!(stats.total("token"), JOBS);
+}
+
+/// The simulator's counters as `GET /_sim/stats` serves them.
+async fn sim_stats(w: &World) -> silentauth_simulator::SimStats {
+    let url = format!("http://{}/_sim/stats", w.sim.addr());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
 }

@@ -96,6 +96,7 @@ fn verifier_with(api: FakeApi, limiter: Arc<Limiter>) -> Verifier<FakeApi> {
         jitter: false,
         userinfo_max_elapsed: Duration::from_secs(60),
         priority: Priority::Normal,
+        spent: None,
     };
     Verifier::new(api, profiles, policy, Duration::from_secs(600))
 }

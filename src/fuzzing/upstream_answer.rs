@@ -196,6 +196,7 @@ fn fast_policy() -> RetryPolicy {
         jitter: false,
         userinfo_max_elapsed: Duration::from_millis(4),
         priority: crate::silentauth::Priority::Normal,
+        spent: None,
     }
 }
 
@@ -249,7 +250,9 @@ fn check_retry_after(answer: &Answer) -> Result<(), String> {
     if clamped > policy.max_retry_after || clamped > policy.max_elapsed {
         return Err(format!("Retry-After {value:?} clamped to {clamped:?}"));
     }
-    Limiter::unlimited().pause_for(d);
+    let limiter = Limiter::unlimited();
+    limiter.pause_for(d);
+    limiter.pause_normal_for(d);
     let _ = crate::clock::from_now(d);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The per-profile rate limiter: a governor GCRA bucket on tokio's clock with two priorities (a
-//! job whose code is spent goes first), plus a profile-wide pause that a 429's `Retry-After` sets.
+//! job whose code is spent goes first), plus the profile-wide pauses a `Retry-After` sets: a
+//! Silent Auth one holds both lanes, a Network Signals one the normal lane only.
 
 use governor::clock::{Clock, Reference};
 use governor::middleware::NoOpMiddleware;
@@ -49,8 +50,10 @@ impl Buckets {
 /// The rate limit of one client profile.
 ///
 /// Every HTTP request takes a permit with [`Limiter::acquire`]. A 429 or 503 carrying
-/// `Retry-After` pauses the whole profile with [`Limiter::pause_for`], so the jobs that share the
-/// profile stop together instead of each finding the limit on its own.
+/// `Retry-After` pauses the whole profile, so the jobs that share the profile stop together
+/// instead of each finding the limit on its own: a Silent Auth one with [`Limiter::pause_for`]
+/// (both lanes), a Network Signals one with [`Limiter::pause_normal_for`] (the normal lane: the
+/// requests of spent codes go on).
 #[derive(Debug)]
 pub struct Limiter {
     clock: TokioClock,
@@ -58,7 +61,7 @@ pub struct Limiter {
     rate: Option<(f64, u32)>,
     /// The buckets in force (replaced when the instance's share changes).
     bucket: RwLock<Option<Arc<Buckets>>>,
-    paused_until: Mutex<Option<Instant>>,
+    paused: Mutex<Pauses>,
     waited: Mutex<Duration>,
     /// Normal waiters for a permit, first come first served.
     queue: tokio::sync::Mutex<()>,
@@ -73,14 +76,34 @@ pub struct Limiter {
 /// The order in which waiting requests get permits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
-    /// A request of a job whose code is not spent yet (a token call, a network-signal check).
-    /// Paced: normal requests never go out in a burst (at most one per `1 / rate`), so a full
-    /// bucket cannot spend a burst of codes whose userinfo calls then wait for permits.
+    /// A request of a job whose code is not spent yet (a token call, a network-signal check
+    /// before the exchange). Paced: normal requests never go out in a burst (at most one per
+    /// `1 / rate`), so a full bucket cannot spend a burst of codes whose userinfo calls then wait
+    /// for permits.
     Normal,
-    /// A request of a job whose code is spent (its userinfo call): served before every
-    /// normal waiter, so a code at risk never waits behind new token calls; it may use the
-    /// burst.
+    /// A request of a job whose code is spent (its userinfo call, its network-signal checks
+    /// after the exchange): served before every normal waiter, so a code at risk never waits
+    /// behind new token calls; it may use the burst, and a Network Signals pause never holds it.
     High,
+}
+
+/// Until when each lane is paused by a `Retry-After`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pauses {
+    /// Every request waits (a Silent Auth `Retry-After`).
+    all: Option<Instant>,
+    /// Only normal requests wait (a Network Signals `Retry-After`).
+    normal: Option<Instant>,
+}
+
+impl Pauses {
+    /// When the pause that holds `priority` ends, if one was set.
+    fn until(self, priority: Priority) -> Option<Instant> {
+        match priority {
+            Priority::High => self.all,
+            Priority::Normal => self.all.max(self.normal),
+        }
+    }
 }
 
 /// Counts one high-priority waiter while it lives (also when its wait is cancelled).
@@ -113,7 +136,7 @@ impl Limiter {
             clock,
             rate,
             bucket: RwLock::new(bucket),
-            paused_until: Mutex::new(None),
+            paused: Mutex::new(Pauses::default()),
             waited: Mutex::new(Duration::ZERO),
             queue: tokio::sync::Mutex::new(()),
             high_queue: tokio::sync::Mutex::new(()),
@@ -159,7 +182,7 @@ impl Limiter {
     /// Cancellable: dropping the future leaves the queue without taking a permit.
     pub async fn acquire_with(&self, priority: Priority) -> Duration {
         let start = Instant::now();
-        if self.rate.is_none() && !self.is_paused() {
+        if self.rate.is_none() && !self.is_paused(priority) {
             return Duration::ZERO;
         }
         match priority {
@@ -194,8 +217,7 @@ impl Limiter {
                 }
                 continue;
             }
-            let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(until) = paused {
+            if let Some(until) = self.pauses().until(priority) {
                 if until > Instant::now() {
                     tokio::time::sleep_until(until).await;
                     continue;
@@ -227,26 +249,45 @@ impl Limiter {
         }
     }
 
-    fn is_paused(&self) -> bool {
-        self.paused_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn pauses(&self) -> Pauses {
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_paused(&self, priority: Priority) -> bool {
+        self.pauses()
+            .until(priority)
             .is_some_and(|until| until > Instant::now())
     }
 
-    /// Pauses every request of the profile for `d` (a `Retry-After`). A later, shorter pause
-    /// never shortens an earlier, longer one.
+    /// Pauses every request of the profile, both lanes, for `d` (a Silent Auth `Retry-After`:
+    /// userinfo would be refused too). A later, shorter pause never shortens an earlier, longer
+    /// one.
     pub fn pause_for(&self, d: Duration) {
-        let until = crate::clock::from_now(d);
-        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-        if p.is_none_or(|cur| cur < until) {
-            *p = Some(until);
-        }
+        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        extend(&mut p.all, d);
+    }
+
+    /// Pauses the profile's [`Priority::Normal`] requests for `d` (a Network Signals
+    /// `Retry-After`): token calls and the checks of jobs whose code is not spent wait, so no new
+    /// code is spent while checks are refused; the high lane goes on, so neither the userinfo nor
+    /// the checks of a spent code are held by it (a check that got the 429 still waits out its own
+    /// `Retry-After`). A later, shorter pause never shortens an earlier, longer one.
+    pub fn pause_normal_for(&self, d: Duration) {
+        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        extend(&mut p.normal, d);
     }
 
     /// Total time requests spent waiting for permits.
     pub fn total_wait(&self) -> Duration {
         *self.waited.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Moves a pause's end to `d` from now, unless it already ends later.
+fn extend(pause: &mut Option<Instant>, d: Duration) {
+    let until = crate::clock::from_now(d);
+    if pause.is_none_or(|cur| cur < until) {
+        *pause = Some(until);
     }
 }
 
@@ -372,6 +413,66 @@ mod tests {
         let s = Instant::now();
         l.acquire().await;
         assert!(s.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_high_lane_passes_a_signals_pause_that_holds_the_normal_lane() {
+        for rate in [None, Some(10.0)] {
+            let l = Arc::new(Limiter::new(rate, 1));
+            l.pause_normal_for(Duration::from_secs(5));
+            let start = Instant::now();
+            // A normal request (a token call) is queued first and waits the pause out...
+            let normal = tokio::spawn({
+                let l = l.clone();
+                async move {
+                    l.acquire().await;
+                    start.elapsed()
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            // ...while the requests of spent codes go at once, one after the other.
+            for _ in 0..3 {
+                l.acquire_with(Priority::High).await;
+            }
+            let high = start.elapsed();
+            let bound = Duration::from_millis(if rate.is_some() { 202 } else { 1 });
+            assert!(high <= bound, "{rate:?}: high lane held {high:?}");
+            let normal = normal.await.unwrap();
+            assert!(normal >= Duration::from_secs(5), "{rate:?}: {normal:?}");
+            assert!(
+                normal <= Duration::from_millis(5001),
+                "{rate:?}: {normal:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_auth_pause_still_holds_both_lanes() {
+        let l = Limiter::unlimited();
+        l.pause_normal_for(Duration::from_secs(1));
+        l.pause_for(Duration::from_secs(3));
+        let start = Instant::now();
+        l.acquire_with(Priority::High).await;
+        assert!(
+            start.elapsed() >= Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        // A shorter signals pause neither shortens nor outlasts a Silent Auth one.
+        l.pause_for(Duration::from_secs(2));
+        l.pause_normal_for(Duration::from_secs(1));
+        let s = Instant::now();
+        l.acquire().await;
+        assert!(s.elapsed() >= Duration::from_secs(2), "{:?}", s.elapsed());
+        // And a longer signals pause holds the normal lane past the Silent Auth one.
+        l.pause_for(Duration::from_secs(1));
+        l.pause_normal_for(Duration::from_secs(4));
+        let s = Instant::now();
+        l.acquire_with(Priority::High).await;
+        assert!(s.elapsed() >= Duration::from_secs(1), "{:?}", s.elapsed());
+        assert!(s.elapsed() < Duration::from_secs(2), "{:?}", s.elapsed());
+        l.acquire().await;
+        assert!(s.elapsed() >= Duration::from_secs(4), "{:?}", s.elapsed());
     }
 
     #[tokio::test(start_paused = true)]

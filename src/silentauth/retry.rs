@@ -1,10 +1,12 @@
 //! The retry policy of docs/contract.md: exponential backoff with jitter (backon), bounded by
-//! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile, up to
-//! `retry.max_retry_after`; and the single-use-code rule for token requests that got no answer.
+//! attempts, total time and the code's deadline; `Retry-After` pauses the whole profile (a
+//! Network Signals one its normal lane only), up to `retry.max_retry_after`; and the
+//! single-use-code rule for token requests that got no answer.
 
 use super::classify::{classify, Classification};
 use super::client::{HttpOutcome, HttpResponse};
 use super::limiter::{Limiter, Priority};
+use super::spent::SpentCode;
 use crate::config::RetryConfig;
 use crate::contract::{ErrorClass, Stage};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -32,6 +34,10 @@ pub struct RetryPolicy {
     pub userinfo_max_elapsed: Duration,
     /// Which rate-limit permits the stage's requests take.
     pub priority: Priority,
+    /// The job's spent-code state, for a stage that runs beside the exchange (a network-signal
+    /// check): every request sent once it is spent takes [`Priority::High`] (see
+    /// [`RetryPolicy::high_once_spent`]).
+    pub spent: Option<SpentCode>,
 }
 
 impl RetryPolicy {
@@ -46,6 +52,7 @@ impl RetryPolicy {
             jitter: true,
             userinfo_max_elapsed: c.userinfo_max_elapsed,
             priority: Priority::Normal,
+            spent: None,
         }
     }
 
@@ -63,6 +70,26 @@ impl RetryPolicy {
             max_elapsed: budget,
             priority: Priority::High,
             ..self.clone()
+        }
+    }
+
+    /// The policy of a stage that runs beside the exchange of `spent`'s code (a job's
+    /// network-signal checks): its requests take [`Priority::Normal`] while the code is not
+    /// spent, and [`Priority::High`] for every request (first or retry) that waits for a permit
+    /// after it is, so the checks a spent job still sends never queue behind new token calls nor
+    /// wait out a signals pause. Its budget stays.
+    pub fn high_once_spent(&self, spent: &SpentCode) -> RetryPolicy {
+        RetryPolicy {
+            spent: Some(spent.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// The priority of the request about to be sent.
+    fn priority_now(&self) -> Priority {
+        match &self.spent {
+            Some(spent) if spent.is_spent() => Priority::High,
+            _ => self.priority,
         }
     }
 
@@ -168,16 +195,7 @@ where
     let mut tries = 0u32;
     let mut last: Option<Classification> = None;
     loop {
-        let permit = match deadline {
-            Some(d) => tokio::time::timeout_at(d, limiter.acquire_with(policy.priority))
-                .await
-                .is_ok(),
-            None => {
-                limiter.acquire_with(policy.priority).await;
-                true
-            }
-        };
-        if !permit || deadline.is_some_and(|d| Instant::now() >= d) {
+        if !permit(policy, limiter, deadline).await {
             return match last {
                 None => StageEnd::Expired,
                 Some(c) => StageEnd::Failed(with_note(c, "retries stopped at the code's deadline")),
@@ -220,7 +238,7 @@ where
             return StageEnd::Failed(c);
         }
         if let (Some(ra), Some(429 | 503)) = (retry_after, c.http_status) {
-            limiter.pause_for(ra);
+            pause(limiter, stage, ra);
         }
         if tries >= policy.max_attempts {
             return StageEnd::Failed(with_note(c, &format!("gave up after {tries} attempts")));
@@ -237,6 +255,29 @@ where
         }
         last = Some(c);
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Waits for a permit in the lane of the request about to be sent; false when `deadline` came
+/// first (or is reached as the permit is granted).
+async fn permit(policy: &RetryPolicy, limiter: &Limiter, deadline: Option<Instant>) -> bool {
+    let acquire = limiter.acquire_with(policy.priority_now());
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, acquire).await.is_ok() && Instant::now() < d,
+        None => {
+            acquire.await;
+            true
+        }
+    }
+}
+
+/// A `Retry-After` pauses the profile. A Silent Auth one holds every request: userinfo would be
+/// refused too. A Network Signals one holds the normal lane only, never the userinfo or checks of
+/// spent codes (docs/network-signals.md says why).
+fn pause(limiter: &Limiter, stage: Stage, d: Duration) {
+    match stage {
+        Stage::SimSwap | Stage::DeviceSwap | Stage::CallForwarding => limiter.pause_normal_for(d),
+        _ => limiter.pause_for(d),
     }
 }
 
@@ -261,6 +302,7 @@ mod tests {
             jitter: false,
             userinfo_max_elapsed: Duration::from_secs(120),
             priority: Priority::Normal,
+            spent: None,
         }
     }
 
@@ -454,6 +496,79 @@ mod tests {
         );
         assert!(matches!(ours.0, StageEnd::Success(_)));
         assert!(other >= Duration::from_secs(2), "{other:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signals_retry_after_holds_the_normal_lane_and_a_silent_auth_one_both() {
+        let cases = [
+            (Stage::SimSwap, false),
+            (Stage::DeviceSwap, false),
+            (Stage::CallForwarding, false),
+            (Stage::Token, true),
+            (Stage::Userinfo, true),
+        ];
+        for (stage, holds_high) in cases {
+            let limiter = Limiter::unlimited();
+            let script = vec![resp(429, Some(3)), resp(200, None)];
+            let start = Instant::now();
+            let later = |priority| {
+                let limiter = &limiter;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    limiter.acquire_with(priority).await;
+                    start.elapsed()
+                }
+            };
+            let p3 = policy(3);
+            let (normal, high, ours) = tokio::join!(
+                later(Priority::Normal),
+                later(Priority::High),
+                run(&p3, &limiter, stage, None, script)
+            );
+            assert!(matches!(ours.0, StageEnd::Success(_)), "{stage}");
+            // The stage itself waits out its Retry-After, whichever it is.
+            assert_schedule(&ours.1, &[0, 3000]);
+            assert!(normal >= Duration::from_secs(3), "{stage}: {normal:?}");
+            if holds_high {
+                assert!(high >= Duration::from_secs(3), "{stage}: {high:?}");
+            } else {
+                assert!(high <= Duration::from_millis(11), "{stage}: {high:?}");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_beside_the_exchange_takes_the_high_lane_once_the_code_is_spent() {
+        let limiter = Limiter::unlimited();
+        let spent = SpentCode::new();
+        let p = policy(3).high_once_spent(&spent);
+        // Before the exchange the check is a normal request: a signals pause holds it.
+        limiter.pause_normal_for(Duration::from_secs(2));
+        let start = Instant::now();
+        let mut times = Vec::new();
+        let mut attempts = Attempts::default();
+        let end = run_stage(&p, &limiter, Stage::SimSwap, None, &mut attempts, || {
+            times.push(start.elapsed());
+            let first = times.len() == 1;
+            if first {
+                // Meanwhile the exchange spends the code, and another check is refused.
+                spent.exchanged();
+                limiter.pause_normal_for(Duration::from_secs(10));
+            }
+            async move { resp(if first { 500 } else { 200 }, None) }
+        })
+        .await;
+        assert!(matches!(end, StageEnd::Success(_)));
+        // The retry after the exchange passes the 10 s pause: it only waited its backoff.
+        assert_schedule(&times, &[2000, 2100]);
+        // A normal request is still held.
+        let s = Instant::now();
+        limiter.acquire().await;
+        assert!(
+            s.elapsed() >= Duration::from_millis(9_899),
+            "{:?}",
+            s.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

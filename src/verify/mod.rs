@@ -3,7 +3,8 @@
 //! Authorize errors short-circuit with no HTTP call; the code's deadline is checked before every
 //! token request; then token, userinfo, the login_hint comparison and the verdict. Once the code
 //! is spent (token 2xx, or a final failure after an ambiguous attempt) a failure is final: not
-//! retryable, `code_spent`, and userinfo runs first in the rate limit with a longer budget.
+//! retryable, `code_spent`, userinfo runs first in the rate limit with a longer budget, and the
+//! job's network-signal checks sent from then on run first too.
 
 use crate::config::{ConcurrencyMode, Config};
 use crate::contract::result::SCHEMA_VERSION;
@@ -157,11 +158,13 @@ impl<A: Api> Verifier<A> {
             else {
                 return None;
             };
+            // Once the exchange spent the code, the checks go first too: the result waits for them.
+            let policy = self.policy.high_once_spent(&ctx.spent);
             let env = SignalEnv {
                 api: &self.api,
                 api_key: &profile.credentials.api_key,
                 limiter: &profile.signals_limiter,
-                policy: &self.policy,
+                policy: &policy,
                 observer: self.observer.as_deref(),
             };
             // Boxed: three concurrent requests' state, allocated only for jobs that ask for

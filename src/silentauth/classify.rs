@@ -65,6 +65,10 @@ struct ErrorBody {
     error_description: Option<String>,
 }
 
+/// The `error` values of a token 400 that reject the client, not the code (RFC 6749 §5.2 allows
+/// 400 for a client authentication failure; A2): `credentials_rejected`, like a 401.
+const CLIENT_AUTHENTICATION_FAILED: [&str; 2] = ["invalid_client", "unauthorized_client"];
+
 /// Longest upstream description carried into a result.
 const MAX_DESCRIPTION: usize = 200;
 /// Longest upstream `error` string carried into a result (the seed's are under 40 characters).
@@ -151,7 +155,12 @@ fn answered(stage: Stage, status: u16, body: &[u8]) -> Classification {
         .as_ref()
         .and_then(|b| b.error_description.as_deref())
         .map(|d| truncate(d, MAX_DESCRIPTION));
+    let client_auth = parsed
+        .as_ref()
+        .and_then(|b| b.error.as_deref())
+        .is_some_and(|e| CLIENT_AUTHENTICATION_FAILED.contains(&e));
     let (class, retry) = match (stage, status) {
+        (Stage::Token, 400) if client_auth => (ErrorClass::CredentialsRejected, false),
         (Stage::Token, 400) => (ErrorClass::CodeRejected, false),
         (_, 401) => (ErrorClass::CredentialsRejected, false),
         (_, 403) => (ErrorClass::PermissionDenied, false),
@@ -256,6 +265,37 @@ mod tests {
         let b = body("invalid_client", "Request not authenticated due to missing, invalid, or expired credentials. A new authentication is required.");
         let c = check(Token, 401, &b, CredentialsRejected, false);
         assert_eq!(c.code.as_deref(), Some("invalid_client"));
+    }
+
+    #[test]
+    fn token_400_invalid_or_unauthorized_client_is_credentials_rejected() {
+        for error in ["invalid_client", "unauthorized_client"] {
+            let c = check(
+                Token,
+                400,
+                &body(error, "client authentication failed"),
+                CredentialsRejected,
+                false,
+            );
+            assert_eq!(c.code.as_deref(), Some(error));
+        }
+        // Only the exact values: anything else on a token 400 is about the code.
+        for error in [
+            "invalid_grant",
+            "invalid_request",
+            "Invalid_Client",
+            "invalid_client_id",
+        ] {
+            check(Token, 400, &body(error, "d"), CodeRejected, false);
+        }
+        // A userinfo 400 stays unexpected, whatever its error.
+        check(
+            Userinfo,
+            400,
+            &body("invalid_client", "d"),
+            ProtocolError,
+            false,
+        );
     }
 
     #[test]

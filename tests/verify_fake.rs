@@ -565,6 +565,19 @@ async fn an_ambiguous_token_attempt_then_a_final_failure_spends_the_code() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_gateway_520_or_524_on_token_is_retried_and_spends_the_code_when_the_job_fails() {
+    for status in [520, 524] {
+        let api = FakeApi::default();
+        let answers = (0..3).map(|_| ok(status, serde_json::json!({})));
+        script(&api, answers.collect(), vec![]);
+        let (r, spent) = run_job(api.clone()).await;
+        assert_final(&r, ErrorClass::UpstreamUnavailable, Stage::Token);
+        assert_eq!(spent.get(), Some(Spent::Ambiguous), "{status}");
+        assert_eq!(r.attempts, 3, "{status}: retried");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_ambiguous_attempt_that_ends_in_a_2xx_is_simply_exchanged() {
     let api = FakeApi::default();
     script(

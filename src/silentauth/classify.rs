@@ -165,7 +165,9 @@ fn answered(stage: Stage, status: u16, body: &[u8]) -> Classification {
         (_, 401) => (ErrorClass::CredentialsRejected, false),
         (_, 403) => (ErrorClass::PermissionDenied, false),
         (_, 429) => (ErrorClass::RateLimited, true),
-        (Stage::Token, 500 | 502 | 503 | 504) => (ErrorClass::UpstreamUnavailable, true),
+        (Stage::Token, 500 | 502 | 503 | 504 | 520 | 524) => {
+            (ErrorClass::UpstreamUnavailable, true)
+        }
         (Stage::Token, 501..=599) => (ErrorClass::UpstreamUnavailable, false),
         (Stage::Userinfo, 500..=599) => (ErrorClass::UpstreamUnavailable, true),
         (Stage::SimSwap | Stage::DeviceSwap | Stage::CallForwarding, 500..=599) => {
@@ -195,11 +197,16 @@ fn answered(stage: Stage, status: u16, body: &[u8]) -> Classification {
     }
 }
 
-/// A 502 or 504 on the token call (A1): a gateway answered, and the origin behind it may have
-/// used the code before the gateway gave up, so the attempt counts as ambiguous, like a timeout.
+/// A 502 or 504 (A1), or a 520 or 524 (A2: a gateway's "unknown error" and "origin timed out
+/// after accepting the request"), on the token call: a gateway answered, and the origin behind it
+/// may have used the code before the gateway gave up, so the attempt counts as ambiguous, like a
+/// timeout.
 fn gateway_after_send(stage: Stage, status: u16) -> bool {
-    stage == Stage::Token && matches!(status, 502 | 504)
+    stage == Stage::Token && GATEWAY.contains(&status)
 }
+
+/// The statuses a gateway answers for an origin that may have acted on the request.
+const GATEWAY: [u16; 4] = [502, 504, 520, 524];
 
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -230,7 +237,7 @@ mod tests {
         let c = classify(stage, Some(status), b, None);
         assert_eq!((c.class, c.retry), (class, retry), "{stage} {status}");
         assert_eq!(c.http_status, Some(status));
-        let gateway = stage == Token && matches!(status, 502 | 504);
+        let gateway = stage == Token && matches!(status, 502 | 504 | 520 | 524);
         assert_eq!(c.ambiguous, gateway, "{stage} {status}");
         assert!(!c.exchanged, "{stage} {status}");
         c
@@ -374,6 +381,19 @@ mod tests {
         }
         for s in [500, 503, 429] {
             assert!(!classify(Token, Some(s), b"", None).ambiguous, "{s}");
+        }
+    }
+
+    #[test]
+    fn token_520_and_524_are_ambiguous_and_retried_like_502_and_504() {
+        for s in [520, 524] {
+            let c = check(Token, s, b"error code: 524", UpstreamUnavailable, true);
+            assert!(c.ambiguous, "{s}");
+            let c = check(Userinfo, s, b"", UpstreamUnavailable, true);
+            assert!(!c.ambiguous, "userinfo {s} spends nothing");
+        }
+        for s in [521, 522, 523, 525] {
+            check(Token, s, b"", UpstreamUnavailable, false);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Hostile and odd answers through a whole worker (broker, simulator): a job whose verification
-//! panics, and every kind of hostile `Retry-After`. Each job still gets its classified result
-//! (and a dead letter where a replay could help), its offset moves on, and shutdown is prompt.
+//! panics, every kind of hostile `Retry-After`, and a token 200 cut off mid-body. Each job still
+//! gets its classified result (and a dead letter where a replay could help), its offset moves
+//! on, and shutdown is prompt.
 
 mod support;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use silentauth_simulator::Scenario;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use support::load::count;
 use support::world::{header, World};
 
 /// Waits until the group's committed offsets reach the end of every jobs partition.
@@ -197,5 +199,69 @@ async fn hostile_retry_after_values_never_stall_a_profile_or_lose_a_job() {
         .any(|(r, _)| r["job_id"] == "fresh" && r["status"] == "verified"));
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     offsets_reach_the_end(&w, 2).await;
+    stops_promptly(cancel, handle).await;
+}
+
+/// Numbers whose token answer is a 200 cut off mid-body, after the simulator used the code.
+const CUT_OFF: [&str; 6] = [
+    "381200000301",
+    "381200000302",
+    "381200000303",
+    "381200000304",
+    "381200000305",
+    "381200000306",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_200_from_the_token_call_ends_its_job_once_without_presenting_the_code_again() {
+    let scenario = format!(
+        "[[faults]]\nendpoint = \"token\"\nkind = \"truncated_body\"\nlogin_hints = {CUT_OFF:?}\n"
+    );
+    let w = World::new(Scenario::from_toml_str(&scenario).unwrap(), 2).await;
+    let (cancel, handle) = w.start(w.config());
+    for (i, hint) in CUT_OFF.iter().enumerate() {
+        w.send_job(&w.job(&format!("cut-{i}"), hint)).await;
+    }
+    for i in 0..2 {
+        w.send_job(&w.job(&format!("healthy-{i}"), "381123456710"))
+            .await;
+    }
+    let n = CUT_OFF.len() + 2;
+    let results: BTreeMap<String, Value> = w
+        .results(n)
+        .await
+        .into_iter()
+        .map(|(r, _)| (r["job_id"].as_str().unwrap().to_owned(), r))
+        .collect();
+    assert_eq!(results.len(), n);
+    for (id, r) in &results {
+        assert_ne!(r["error"]["class"], "code_rejected", "{id}: {r}");
+        if id.starts_with("healthy") {
+            assert_eq!(r["status"], "verified", "{r}");
+            continue;
+        }
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["error"]["class"], "protocol_error", "{r}");
+        assert_eq!(r["error"]["stage"], "token", "{r}");
+        assert_eq!(r["error"]["http_status"], 200, "{r}");
+        assert_eq!(r["error"]["retryable"], false, "{r}");
+        assert_eq!(r["error"]["code_spent"], true, "{r}");
+        assert_eq!(r["attempts"], 1, "{r}");
+    }
+    offsets_reach_the_end(&w, 2).await;
+    // Every job consumed and committed: exactly one result each, no second verdict.
+    assert_eq!(count(&w.broker, &w.results).await, n as i64);
+    let dl = w
+        .broker
+        .consume_all(&w.dlq, CUT_OFF.len(), Duration::from_secs(30))
+        .await;
+    assert_eq!(dl.len(), CUT_OFF.len());
+    for m in &dl {
+        assert_eq!(header(m, "dlq.error.class"), Some("protocol_error"));
+        assert_eq!(header(m, "dlq.code_spent"), Some("true"));
+    }
+    let stats = w.sim.stats();
+    assert_eq!(stats.codes_reused, 0, "no code presented twice");
+    assert_eq!(stats.total("token"), n as u64, "one token request per job");
     stops_promptly(cancel, handle).await;
 }

@@ -500,6 +500,39 @@ async fn a_token_2xx_with_a_bad_body_spends_the_code() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_token_2xx_whose_body_broke_off_is_presented_once_and_spends_the_code() {
+    for cause in [
+        Transport::Timeout,
+        Transport::Reset("closed mid-body".into()),
+    ] {
+        let api = FakeApi::default();
+        let broken = HttpOutcome::Incomplete { status: 200, cause };
+        // A second token answer is scripted: a retry would take it and verify the job.
+        script(
+            &api,
+            vec![broken, token_ok()],
+            vec![userinfo("381123456789", "true")],
+        );
+        let (r, spent) = run_job(api.clone()).await;
+        assert_final(&r, ErrorClass::ProtocolError, Stage::Token);
+        assert_eq!(spent.get(), Some(Spent::Exchanged));
+        let e = r.error.as_ref().unwrap();
+        assert_eq!(e.http_status, Some(200));
+        assert!(
+            e.description.ends_with(Spent::Exchanged.description()),
+            "{}",
+            e.description
+        );
+        assert_eq!(r.attempts, 1);
+        assert_eq!(
+            api.calls.lock().unwrap().len(),
+            1,
+            "one presentation, no userinfo"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_ambiguous_token_attempt_then_a_final_failure_spends_the_code() {
     // Timeout after sending, then 500 until the attempts run out.
     let api = FakeApi::default();
@@ -530,6 +563,19 @@ async fn an_ambiguous_token_attempt_then_a_final_failure_spends_the_code() {
     let (r, spent) = run_job(api).await;
     assert_final(&r, ErrorClass::CodeRejected, Stage::Token);
     assert_eq!(spent.get(), Some(Spent::Ambiguous));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gateway_520_or_524_on_token_is_retried_and_spends_the_code_when_the_job_fails() {
+    for status in [520, 524] {
+        let api = FakeApi::default();
+        let answers = (0..3).map(|_| ok(status, serde_json::json!({})));
+        script(&api, answers.collect(), vec![]);
+        let (r, spent) = run_job(api.clone()).await;
+        assert_final(&r, ErrorClass::UpstreamUnavailable, Stage::Token);
+        assert_eq!(spent.get(), Some(Spent::Ambiguous), "{status}");
+        assert_eq!(r.attempts, 3, "{status}: retried");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -65,6 +65,42 @@ status = 502
 first = 1
 per_code = true
 login_hints = ["381200000010"]
+
+[[faults]]
+endpoint = "token"
+kind = "truncated_body"
+login_hints = ["381200000011"]
+
+[[faults]]
+endpoint = "token"
+kind = "stalled_body"
+delay = "3s"
+login_hints = ["381200000012"]
+
+[[faults]]
+endpoint = "token"
+kind = "wrong_length"
+login_hints = ["381200000013"]
+
+[[faults]]
+endpoint = "token"
+kind = "malformed"
+login_hints = ["381200000014"]
+
+[[faults]]
+endpoint = "userinfo"
+kind = "truncated_body"
+first = 1
+per_code = true
+login_hints = ["381200000015"]
+
+[[faults]]
+endpoint = "userinfo"
+kind = "stalled_body"
+delay = "3s"
+first = 1
+per_code = true
+login_hints = ["381200000016"]
 "#;
 
 struct Setup {
@@ -267,4 +303,64 @@ async fn ambiguous_attempts_spend_the_code() {
         class(&r),
         Some((ErrorClass::UpstreamUnavailable, Stage::Token))
     );
+}
+
+/// Runs the job of a fresh code for `hint`: the result, and how many token requests the
+/// simulator saw for it.
+async fn run_counting_token_requests(s: &Setup, hint: &str) -> (JobResult, u64) {
+    let before = s.sim.stats().total("token");
+    let r = s.run(hint, json!({})).await;
+    (r, s.sim.stats().total("token") - before)
+}
+
+#[tokio::test]
+async fn a_token_200_whose_body_cannot_be_read_is_presented_once_and_final() {
+    let s = setup().await;
+    for (hint, shape) in [
+        (
+            "381200000011",
+            "cut off (Content-Length larger than sent, then closed)",
+        ),
+        ("381200000012", "stalled mid-body past api.timeout"),
+        (
+            "381200000013",
+            "wrong length (Content-Length shorter than the body)",
+        ),
+        ("381200000014", "not JSON"),
+    ] {
+        let (r, token_requests) = run_counting_token_requests(&s, hint).await;
+        assert_eq!(token_requests, 1, "{shape}: one presentation of the code");
+        assert_eq!(r.status, Status::Failed, "{shape}");
+        let e = r.error.expect("an error");
+        assert_eq!(
+            (e.class, e.stage),
+            (ErrorClass::ProtocolError, Stage::Token),
+            "{shape}: {e:?}"
+        );
+        assert_eq!(e.http_status, Some(200), "{shape}");
+        assert!(!e.retryable && e.code_spent, "{shape}: {e:?}");
+        assert!(
+            e.description.contains("was exchanged"),
+            "{shape}: {}",
+            e.description
+        );
+    }
+    let stats = s.sim.stats();
+    assert_eq!(stats.codes_reused, 0, "no code presented twice");
+    assert_eq!(
+        stats.count("token", 200),
+        4,
+        "the simulator answered 200 each time"
+    );
+}
+
+#[tokio::test]
+async fn a_userinfo_200_whose_body_cannot_be_read_is_retried() {
+    let s = setup().await;
+    for hint in ["381200000015", "381200000016"] {
+        let (r, token_requests) = run_counting_token_requests(&s, hint).await;
+        assert_eq!((r.status, r.attempts), (Status::Verified, 3), "{hint}");
+        assert_eq!(token_requests, 1);
+    }
+    assert_eq!(s.sim.stats().codes_reused, 0);
 }

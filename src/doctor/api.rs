@@ -125,6 +125,13 @@ fn token_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
                 ),
             }
         }
+        HttpOutcome::Incomplete { status, cause } => Check::fail(
+            check,
+            format!(
+                "{base} answered {status} to a token request but its body broke off: {cause:?}"
+            ),
+            "check api.base_url and proxies; retry later if the API is having trouble",
+        ),
         HttpOutcome::Transport(t) => Check::fail(
             check,
             format!("no answer from {base}: {t:?}"),
@@ -166,6 +173,13 @@ fn signals_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
                 ),
             }
         }
+        HttpOutcome::Incomplete { status, cause } => Check::fail(
+            check,
+            format!(
+                "{base} answered {status} to a SIM swap check but its body broke off: {cause:?}"
+            ),
+            "check api.signals_base_url and proxies; retry later if the API is having trouble",
+        ),
         HttpOutcome::Transport(t) => Check::fail(
             check,
             format!("no answer from {base}: {t:?}"),

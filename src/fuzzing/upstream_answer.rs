@@ -294,7 +294,7 @@ fn check_outcome(answer: &Answer) -> Result<(), String> {
             } else {
                 Stage::Userinfo
             };
-            check_verdict(&r, stage, answer.status, healthy_2xx)?;
+            check_verdict(&r, stage, answer, healthy_2xx)?;
             if r.risk_flags
                 .as_ref()
                 .is_none_or(|f| f.iter().any(is_unchecked))
@@ -312,10 +312,19 @@ fn check_outcome(answer: &Answer) -> Result<(), String> {
     Ok(())
 }
 
-/// The class docs/contract.md §5 gives a failed `status` at `stage`.
-fn expected_class(stage: Stage, status: u16) -> ErrorClass {
+/// The class docs/contract.md §5 gives a failed `status` at `stage`, whose body is `body`.
+fn expected_class(stage: Stage, status: u16, body: &[u8]) -> ErrorClass {
+    // (A2) A token 400 whose `error` rejects the client is about the credentials.
+    let error = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+    let client = matches!(
+        error.as_deref(),
+        Some("invalid_client" | "unauthorized_client")
+    );
     match (stage, status) {
         (_, 200..=299) => ErrorClass::ProtocolError,
+        (Stage::Token, 400) if client => ErrorClass::CredentialsRejected,
         (Stage::Token, 400) => ErrorClass::CodeRejected,
         (_, 401) => ErrorClass::CredentialsRejected,
         (_, 403) => ErrorClass::PermissionDenied,
@@ -325,7 +334,8 @@ fn expected_class(stage: Stage, status: u16) -> ErrorClass {
     }
 }
 
-fn check_verdict(r: &JobResult, stage: Stage, status: u16, two_xx: bool) -> Result<(), String> {
+fn check_verdict(r: &JobResult, stage: Stage, answer: &Answer, two_xx: bool) -> Result<(), String> {
+    let status = answer.status;
     match (r.status, &r.error) {
         (Status::Verified, None) if two_xx => Ok(()),
         (Status::NotVerified, None) if two_xx && stage == Stage::Userinfo => Ok(()),
@@ -335,7 +345,7 @@ fn check_verdict(r: &JobResult, stage: Stage, status: u16, two_xx: bool) -> Resu
             Ok(())
         }
         (Status::Failed, Some(e))
-            if e.stage == stage && e.class == expected_class(stage, status) =>
+            if e.stage == stage && e.class == expected_class(stage, status, &answer.body) =>
         {
             if r.phone_number_verified.is_some() {
                 return Err("a failed result has a verdict".into());
@@ -407,7 +417,7 @@ fn check_signal(r: &JobResult, call: usize, status: u16) -> Result<(), String> {
     }
     if let Some(e) = error {
         let no_data = status == 404 || status == 422;
-        if e.stage != stage || (e.class != expected_class(stage, status) && !no_data) {
+        if e.stage != stage || (e.class != expected_class(stage, status, b"") && !no_data) {
             return Err(format!("{stage} {status} failed with {e:?}"));
         }
     }

@@ -1,15 +1,17 @@
 //! The error-class table of docs/contract.md as one function: (stage, HTTP status, body, transport
-//! error) to class, retry decision and the upstream error code.
+//! error) to class, retry decision and the upstream error code. A status together with a
+//! transport error is an answer whose body broke off.
 
 use crate::contract::{ErrorClass, ErrorInfo, Stage};
 use serde::Deserialize;
 
-/// A request that got no HTTP response.
+/// A request that got no HTTP response, or a response whose body did not arrive whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     /// Connecting (or resolving the host) failed: the request was never sent.
     Connect(String),
-    /// No answer within `api.timeout` after the request was sent: the server may have acted on it.
+    /// No (whole) answer within `api.timeout` after the request was sent: the server may have
+    /// acted on it.
     Timeout,
     /// The connection broke (reset, closed mid-response) after the request was sent.
     Reset(String),
@@ -32,6 +34,10 @@ pub struct Classification {
     /// True when the code may have been spent by this attempt (token stage: sent and no answer,
     /// or a gateway's 502/504).
     pub ambiguous: bool,
+    /// True when the code was certainly spent by this attempt: the token call answered 2xx but
+    /// its body could not be read in full. The stage ends here; nothing may present the code
+    /// again.
+    pub exchanged: bool,
     /// The upstream `error` string, when the body had one.
     pub code: Option<String>,
     /// The HTTP status, when there was a response.
@@ -59,16 +65,23 @@ struct ErrorBody {
     error_description: Option<String>,
 }
 
+/// The `error` values of a token 400 that reject the client, not the code (RFC 6749 §5.2 allows
+/// 400 for a client authentication failure; A2): `credentials_rejected`, like a 401.
+const CLIENT_AUTHENTICATION_FAILED: [&str; 2] = ["invalid_client", "unauthorized_client"];
+
 /// Longest upstream description carried into a result.
 const MAX_DESCRIPTION: usize = 200;
 /// Longest upstream `error` string carried into a result (the seed's are under 40 characters).
 const MAX_CODE: usize = 64;
 
-/// Classifies one failed attempt: a non-2xx response (`status`, `body`) or a transport failure.
+/// Classifies one failed attempt: a non-2xx response (`status`, `body`), a transport failure
+/// (`transport` without `status`), or an answer whose body broke off (`status` and `transport`:
+/// how it broke).
 ///
-/// `stage` is [`Stage::Token`], [`Stage::Userinfo`] or a network-signal stage. A 2xx is not a
-/// failure and is never passed here; a 2xx whose body does not parse is a `protocol_error`
-/// decided by the client. Signal checks are idempotent and retried like userinfo; their 404
+/// `stage` is [`Stage::Token`], [`Stage::Userinfo`] or a network-signal stage. A 2xx read whole
+/// is not a failure and is never passed here; a 2xx whose body does not parse is a
+/// `protocol_error` decided by the client. A token 2xx whose body broke off spent the code: a
+/// final `protocol_error`. Signal checks are idempotent and retried like userinfo; their 404
 /// ("no data for the number") is classified `protocol_error` here and turned into an
 /// *inconclusive* outcome by the caller.
 pub fn classify(
@@ -77,23 +90,62 @@ pub fn classify(
     body: &[u8],
     transport: Option<&Transport>,
 ) -> Classification {
-    if let Some(t) = transport {
-        let ambiguous = stage == Stage::Token && t.after_send();
-        let reason = match t {
-            Transport::Connect(e) => format!("connection failed before the request was sent: {e}"),
-            Transport::Timeout => "no response within api.timeout".to_owned(),
-            Transport::Reset(e) => format!("connection broken after the request was sent: {e}"),
-        };
-        return Classification {
-            class: ErrorClass::UpstreamUnavailable,
-            retry: true,
-            ambiguous,
-            code: None,
-            http_status: None,
-            reason,
-        };
+    match (status, transport) {
+        (Some(status), Some(t)) => broken_body(stage, status, t),
+        (None, Some(t)) => no_answer(stage, t),
+        (status, None) => answered(stage, status.unwrap_or(0), body),
     }
-    let status = status.unwrap_or(0);
+}
+
+/// A request that got no response.
+fn no_answer(stage: Stage, t: &Transport) -> Classification {
+    let reason = match t {
+        Transport::Connect(e) => format!("connection failed before the request was sent: {e}"),
+        Transport::Timeout => "no response within api.timeout".to_owned(),
+        Transport::Reset(e) => format!("connection broken after the request was sent: {e}"),
+    };
+    Classification {
+        class: ErrorClass::UpstreamUnavailable,
+        retry: true,
+        ambiguous: stage == Stage::Token && t.after_send(),
+        exchanged: false,
+        code: None,
+        http_status: None,
+        reason,
+    }
+}
+
+/// An answer whose status arrived and whose body did not (A2). On the token call a 2xx spent
+/// the code whatever its body: final, `protocol_error`. Any other stage is idempotent and
+/// retried, and a non-2xx is classified by its status, as if its body were empty.
+fn broken_body(stage: Stage, status: u16, t: &Transport) -> Classification {
+    let how = match t {
+        Transport::Timeout => "did not arrive in full within api.timeout".to_owned(),
+        Transport::Connect(e) | Transport::Reset(e) => format!("broke off: {e}"),
+    };
+    if !(200..300).contains(&status) {
+        let mut c = answered(stage, status, b"");
+        c.reason.push_str(&format!(" (its body {how})"));
+        return c;
+    }
+    let token = stage == Stage::Token;
+    Classification {
+        class: if token {
+            ErrorClass::ProtocolError
+        } else {
+            ErrorClass::UpstreamUnavailable
+        },
+        retry: !token,
+        ambiguous: false,
+        exchanged: token,
+        code: None,
+        http_status: Some(status),
+        reason: format!("{stage} answered HTTP {status} but its body {how}"),
+    }
+}
+
+/// A response read whole, with a status that is not 2xx.
+fn answered(stage: Stage, status: u16, body: &[u8]) -> Classification {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let code = parsed
         .as_ref()
@@ -103,12 +155,19 @@ pub fn classify(
         .as_ref()
         .and_then(|b| b.error_description.as_deref())
         .map(|d| truncate(d, MAX_DESCRIPTION));
+    let client_auth = parsed
+        .as_ref()
+        .and_then(|b| b.error.as_deref())
+        .is_some_and(|e| CLIENT_AUTHENTICATION_FAILED.contains(&e));
     let (class, retry) = match (stage, status) {
+        (Stage::Token, 400) if client_auth => (ErrorClass::CredentialsRejected, false),
         (Stage::Token, 400) => (ErrorClass::CodeRejected, false),
         (_, 401) => (ErrorClass::CredentialsRejected, false),
         (_, 403) => (ErrorClass::PermissionDenied, false),
         (_, 429) => (ErrorClass::RateLimited, true),
-        (Stage::Token, 500 | 502 | 503 | 504) => (ErrorClass::UpstreamUnavailable, true),
+        (Stage::Token, 500 | 502 | 503 | 504 | 520 | 524) => {
+            (ErrorClass::UpstreamUnavailable, true)
+        }
         (Stage::Token, 501..=599) => (ErrorClass::UpstreamUnavailable, false),
         (Stage::Userinfo, 500..=599) => (ErrorClass::UpstreamUnavailable, true),
         (Stage::SimSwap | Stage::DeviceSwap | Stage::CallForwarding, 500..=599) => {
@@ -131,17 +190,23 @@ pub fn classify(
         class,
         retry,
         ambiguous: gateway_after_send(stage, status),
+        exchanged: false,
         code,
         http_status: Some(status),
         reason,
     }
 }
 
-/// A 502 or 504 on the token call (A1): a gateway answered, and the origin behind it may have
-/// used the code before the gateway gave up, so the attempt counts as ambiguous, like a timeout.
+/// A 502 or 504 (A1), or a 520 or 524 (A2: a gateway's "unknown error" and "origin timed out
+/// after accepting the request"), on the token call: a gateway answered, and the origin behind it
+/// may have used the code before the gateway gave up, so the attempt counts as ambiguous, like a
+/// timeout.
 fn gateway_after_send(stage: Stage, status: u16) -> bool {
-    stage == Stage::Token && matches!(status, 502 | 504)
+    stage == Stage::Token && GATEWAY.contains(&status)
 }
+
+/// The statuses a gateway answers for an origin that may have acted on the request.
+const GATEWAY: [u16; 4] = [502, 504, 520, 524];
 
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -172,8 +237,9 @@ mod tests {
         let c = classify(stage, Some(status), b, None);
         assert_eq!((c.class, c.retry), (class, retry), "{stage} {status}");
         assert_eq!(c.http_status, Some(status));
-        let gateway = stage == Token && matches!(status, 502 | 504);
+        let gateway = stage == Token && matches!(status, 502 | 504 | 520 | 524);
         assert_eq!(c.ambiguous, gateway, "{stage} {status}");
+        assert!(!c.exchanged, "{stage} {status}");
         c
     }
 
@@ -206,6 +272,37 @@ mod tests {
         let b = body("invalid_client", "Request not authenticated due to missing, invalid, or expired credentials. A new authentication is required.");
         let c = check(Token, 401, &b, CredentialsRejected, false);
         assert_eq!(c.code.as_deref(), Some("invalid_client"));
+    }
+
+    #[test]
+    fn token_400_invalid_or_unauthorized_client_is_credentials_rejected() {
+        for error in ["invalid_client", "unauthorized_client"] {
+            let c = check(
+                Token,
+                400,
+                &body(error, "client authentication failed"),
+                CredentialsRejected,
+                false,
+            );
+            assert_eq!(c.code.as_deref(), Some(error));
+        }
+        // Only the exact values: anything else on a token 400 is about the code.
+        for error in [
+            "invalid_grant",
+            "invalid_request",
+            "Invalid_Client",
+            "invalid_client_id",
+        ] {
+            check(Token, 400, &body(error, "d"), CodeRejected, false);
+        }
+        // A userinfo 400 stays unexpected, whatever its error.
+        check(
+            Userinfo,
+            400,
+            &body("invalid_client", "d"),
+            ProtocolError,
+            false,
+        );
     }
 
     #[test]
@@ -288,6 +385,19 @@ mod tests {
     }
 
     #[test]
+    fn token_520_and_524_are_ambiguous_and_retried_like_502_and_504() {
+        for s in [520, 524] {
+            let c = check(Token, s, b"error code: 524", UpstreamUnavailable, true);
+            assert!(c.ambiguous, "{s}");
+            let c = check(Userinfo, s, b"", UpstreamUnavailable, true);
+            assert!(!c.ambiguous, "userinfo {s} spends nothing");
+        }
+        for s in [521, 522, 523, 525] {
+            check(Token, s, b"", UpstreamUnavailable, false);
+        }
+    }
+
+    #[test]
     fn other_5xx_on_token_is_not_retried() {
         check(Token, 501, b"", UpstreamUnavailable, false);
         check(Userinfo, 501, b"", UpstreamUnavailable, true);
@@ -343,6 +453,52 @@ mod tests {
             (c.class, c.retry, c.ambiguous),
             (UpstreamUnavailable, true, true)
         );
+    }
+
+    #[test]
+    fn a_token_2xx_whose_body_broke_off_spent_the_code_and_ends_the_stage() {
+        let reset = Transport::Reset("connection closed before message completed".into());
+        for cause in [Transport::Timeout, reset] {
+            for status in [200, 201] {
+                let c = classify(Token, Some(status), b"", Some(&cause));
+                assert_eq!(c.class, ProtocolError, "{cause:?}");
+                assert!(!c.retry && c.exchanged && !c.ambiguous, "{cause:?}");
+                assert_eq!(c.http_status, Some(status));
+                assert!(c.reason.contains("its body"), "{}", c.reason);
+            }
+        }
+        let c = classify(Token, Some(200), b"", Some(&Transport::Timeout));
+        assert!(c.reason.contains("api.timeout"), "{}", c.reason);
+    }
+
+    #[test]
+    fn a_userinfo_or_signal_2xx_whose_body_broke_off_is_retried() {
+        for stage in [Userinfo, Stage::SimSwap, Stage::CallForwarding] {
+            let c = classify(stage, Some(200), b"", Some(&Transport::Timeout));
+            assert_eq!((c.class, c.retry), (UpstreamUnavailable, true), "{stage}");
+            assert!(!c.exchanged && !c.ambiguous, "{stage}");
+            assert_eq!(c.http_status, Some(200));
+        }
+    }
+
+    #[test]
+    fn another_status_whose_body_broke_off_is_classified_by_its_status() {
+        let cut = Transport::Reset("unexpected end of file".into());
+        let c = classify(Token, Some(400), b"", Some(&cut));
+        assert_eq!(
+            (c.class, c.retry, c.exchanged),
+            (CodeRejected, false, false)
+        );
+        assert!(c.reason.contains("broke off"), "{}", c.reason);
+        let c = classify(Token, Some(500), b"", Some(&cut));
+        assert_eq!(
+            (c.class, c.retry, c.ambiguous),
+            (UpstreamUnavailable, true, false)
+        );
+        let c = classify(Token, Some(502), b"", Some(&cut));
+        assert!(c.retry && c.ambiguous && !c.exchanged);
+        let c = classify(Userinfo, Some(401), b"", Some(&cut));
+        assert_eq!(c.class, CredentialsRejected);
     }
 
     #[test]

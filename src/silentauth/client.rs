@@ -23,13 +23,33 @@ pub struct HttpResponse {
     pub retry_after: Option<Duration>,
 }
 
-/// The result of one request: a response of any status, or a transport failure.
+/// The result of one request: a response of any status, a response whose body broke off, or a
+/// transport failure.
 #[derive(Debug, Clone)]
 pub enum HttpOutcome {
     /// The server answered.
     Response(HttpResponse),
-    /// No (complete) answer.
+    /// The status line and headers arrived but the body did not arrive whole: cut off, reset or
+    /// timed out mid-body, or shorter than its `Content-Length`. The server acted on the
+    /// request; a token 2xx of this kind spent the code.
+    Incomplete {
+        /// The status the server answered.
+        status: u16,
+        /// How the body broke off ([`Transport::Timeout`] or [`Transport::Reset`]).
+        cause: Transport,
+    },
+    /// No answer.
     Transport(Transport),
+}
+
+impl HttpOutcome {
+    /// The status of a complete answer; `None` for a body that broke off or no answer at all.
+    pub fn complete_status(&self) -> Option<u16> {
+        match self {
+            HttpOutcome::Response(r) => Some(r.status),
+            HttpOutcome::Incomplete { .. } | HttpOutcome::Transport(_) => None,
+        }
+    }
 }
 
 /// The credentials of one client profile.
@@ -146,8 +166,14 @@ impl SilentAuthClient {
                 body: body.to_vec(),
                 retry_after,
             }),
-            Err(e) if e.is_timeout() => HttpOutcome::Transport(Transport::Timeout),
-            Err(e) => HttpOutcome::Transport(Transport::Reset(error_chain(&e))),
+            Err(e) => HttpOutcome::Incomplete {
+                status,
+                cause: if e.is_timeout() {
+                    Transport::Timeout
+                } else {
+                    Transport::Reset(error_chain(&e))
+                },
+            },
         }
     }
 }
@@ -372,6 +398,120 @@ impl UserInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// How the one-shot server ends its connection after writing its answer.
+    #[derive(Clone, Copy)]
+    enum End {
+        /// Close it (FIN).
+        Close,
+        /// Reset it (RST).
+        Reset,
+        /// Keep it open, sending nothing more.
+        Stall,
+    }
+
+    /// Serves one request on 127.0.0.1:0: reads it whole, writes `answer` as raw bytes, then
+    /// ends as `end` says. Returns the API base URL.
+    async fn serve_once(answer: &'static [u8], end: End) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body_at = loop {
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..body_at]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while buf.len() < body_at + length {
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            s.write_all(answer).await.unwrap();
+            s.flush().await.unwrap();
+            match end {
+                End::Close => drop(s),
+                End::Reset => {
+                    s.set_zero_linger().unwrap();
+                    drop(s);
+                }
+                End::Stall => std::future::pending::<()>().await,
+            }
+        });
+        format!("http://{addr}/silent-auth/v1")
+    }
+
+    async fn token_answer(answer: &'static [u8], end: End, timeout: Duration) -> HttpOutcome {
+        let base = serve_once(answer, end).await;
+        let creds = Credentials {
+            client_id: "client".into(),
+            client_secret: Secret::new("12345"),
+            api_key: Secret::new("key"),
+        };
+        let client = SilentAuthClient::new(&base, timeout).unwrap();
+        client
+            .token(&creds, &Secret::new("CODE"), "https://cb.example/cb")
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_2xx_whose_body_breaks_off_is_incomplete_with_its_status() {
+        const CUT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 120\r\n\r\n{\"access_token\":\"ab";
+        for end in [End::Close, End::Reset] {
+            let outcome = token_answer(CUT, end, Duration::from_secs(5)).await;
+            assert!(
+                matches!(
+                    &outcome,
+                    HttpOutcome::Incomplete {
+                        status: 200,
+                        cause: Transport::Reset(_)
+                    }
+                ),
+                "{outcome:?}"
+            );
+            assert_eq!(outcome.complete_status(), None);
+        }
+        let stalled = token_answer(CUT, End::Stall, Duration::from_millis(300)).await;
+        assert!(
+            matches!(
+                stalled,
+                HttpOutcome::Incomplete {
+                    status: 200,
+                    cause: Transport::Timeout
+                }
+            ),
+            "{stalled:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_status_at_all_is_a_transport_failure_not_an_incomplete_answer() {
+        let outcome = token_answer(b"", End::Close, Duration::from_secs(5)).await;
+        assert!(
+            matches!(outcome, HttpOutcome::Transport(Transport::Reset(_))),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_content_length_shorter_than_the_body_reads_a_prefix_that_does_not_parse() {
+        const SHORT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"access_token\":\"abc\",\"token_type\":\"Bearer\"}";
+        let outcome = token_answer(SHORT, End::Close, Duration::from_secs(5)).await;
+        let HttpOutcome::Response(r) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!((r.status, r.body.len()), (200, 20));
+        assert!(TokenGrant::parse(&r.body).is_err());
+    }
 
     #[test]
     fn retry_after_seconds_and_http_date() {

@@ -69,17 +69,15 @@ const HOLD_WINDOWS: u32 = 2;
 pub enum Signal {
     /// An answer that says nothing about overload (2xx, 4xx other than 429, 5xx other than 503).
     Answered,
-    /// 429, 503, a timeout or a failed connection: the upstream is overloaded; back off.
+    /// 429, 503, a timeout, a failed connection or a body that broke off: the upstream is
+    /// overloaded; back off.
     Backpressure,
 }
 
 impl Signal {
     /// The signal of a request's outcome.
     pub fn of_outcome(outcome: &HttpOutcome) -> Signal {
-        match outcome {
-            HttpOutcome::Response(r) => Signal::of_status(Some(r.status)),
-            HttpOutcome::Transport(_) => Signal::of_status(None),
-        }
+        Signal::of_status(outcome.complete_status())
     }
 
     /// The signal of an HTTP status (`None`: no answer, a transport failure).

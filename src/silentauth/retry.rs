@@ -150,8 +150,8 @@ pub enum StageEnd {
 /// Told about every HTTP request a stage sends, so metrics can be kept without the domain
 /// knowing where they go. Called on the request path: implementations must be cheap.
 pub trait HttpObserver: Send + Sync + std::fmt::Debug {
-    /// One request of `stage` ended with `status` (`None`: no response, a transport error)
-    /// after `elapsed`.
+    /// One request of `stage` ended with `status` (`None`: no complete response, a transport
+    /// error or a body that broke off) after `elapsed`.
     fn request(&self, stage: Stage, status: Option<u16>, elapsed: Duration);
 }
 
@@ -211,11 +211,7 @@ where
         let elapsed = t0.elapsed();
         attempts.http_time += elapsed;
         if let Some(o) = observer {
-            let status = match &outcome {
-                HttpOutcome::Response(r) => Some(r.status),
-                HttpOutcome::Transport(_) => None,
-            };
-            o.request(stage, status, elapsed);
+            o.request(stage, outcome.complete_status(), elapsed);
         }
         let (mut c, retry_after) = match outcome {
             HttpOutcome::Response(r) if (200..300).contains(&r.status) => {
@@ -225,6 +221,9 @@ where
                 classify(stage, Some(r.status), &r.body, None),
                 r.retry_after.map(|ra| policy.clamp_retry_after(ra)),
             ),
+            HttpOutcome::Incomplete { status, cause } => {
+                (classify(stage, Some(status), b"", Some(&cause)), None)
+            }
             HttpOutcome::Transport(t) => (classify(stage, None, b"", Some(&t)), None),
         };
         if stage == Stage::Token && c.class == ErrorClass::CodeRejected && attempts.ambiguous {
@@ -726,6 +725,38 @@ mod tests {
         assert!(!a.ambiguous);
         let StageEnd::Failed(c) = end else { panic!() };
         assert!(!c.reason.contains("may have been used"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_2xx_whose_body_broke_off_ends_the_stage_at_once() {
+        let broken = |cause| HttpOutcome::Incomplete { status: 200, cause };
+        for cause in [Transport::Timeout, Transport::Reset("closed".into())] {
+            let script = vec![broken(cause), resp(200, None)];
+            let (end, times, a) = run(
+                &policy(5),
+                &Limiter::unlimited(),
+                Stage::Token,
+                None,
+                script,
+            )
+            .await;
+            assert_eq!(times.len(), 1, "the code is presented once");
+            let StageEnd::Failed(c) = end else { panic!() };
+            assert_eq!(c.class, ErrorClass::ProtocolError);
+            assert!(c.exchanged && !a.ambiguous);
+        }
+        // Userinfo is idempotent: the same shape is retried.
+        let script = vec![broken(Transport::Timeout), resp(200, None)];
+        let (end, times, _) = run(
+            &policy(5),
+            &Limiter::unlimited(),
+            Stage::Userinfo,
+            None,
+            script,
+        )
+        .await;
+        assert!(matches!(end, StageEnd::Success(_)));
+        assert_eq!(times.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

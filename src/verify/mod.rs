@@ -323,7 +323,10 @@ impl<A: Api> Verifier<A> {
         let grant = match token {
             StageEnd::Expired => return expired(),
             StageEnd::Failed(c) => {
-                if attempts.ambiguous {
+                if c.exchanged {
+                    // A 2xx whose body broke off: the code was used.
+                    ctx.spent.exchanged();
+                } else if attempts.ambiguous {
                     // An attempt may have used the code: it counts as spent.
                     ctx.spent.ambiguous();
                 }

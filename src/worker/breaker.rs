@@ -447,6 +447,31 @@ mod tests {
     }
 
     #[test]
+    fn a_token_400_invalid_client_counts_toward_the_consecutive_trigger() {
+        use crate::contract::Stage;
+        use crate::silentauth::classify;
+        // The class the worker publishes for a token 400 that rejects the client (A2).
+        let body = br#"{"error":"invalid_client","error_description":"bad client"}"#;
+        let class = classify(Stage::Token, Some(400), body, None).class;
+        let t0 = Instant::now();
+        let mut b = Breaker::new(&config(3, 1.0, 100));
+        assert!(feed(&mut b, failed(class), 2, t0).is_empty());
+        let t = feed(&mut b, failed(class), 1, t0);
+        assert!(
+            matches!(&t[..], [Transition::Tripped(r)] if r.detail == "3 consecutive credentials_rejected results"),
+            "{t:?}"
+        );
+        // A token 400 about the code is not a rejection of the client: it resets the count.
+        let code = br#"{"error":"invalid_grant"}"#;
+        let rejected_code = classify(Stage::Token, Some(400), code, None).class;
+        let mut b = Breaker::new(&config(3, 1.0, 100));
+        feed(&mut b, failed(class), 2, t0);
+        assert!(feed(&mut b, failed(rejected_code), 1, t0).is_empty());
+        assert!(feed(&mut b, failed(class), 2, t0).is_empty());
+        assert_eq!(b.gate(t0), Gate::Closed);
+    }
+
+    #[test]
     fn both_rejection_classes_count_and_are_named() {
         let t0 = Instant::now();
         let mut b = Breaker::new(&config(4, 1.0, 100));

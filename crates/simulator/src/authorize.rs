@@ -56,7 +56,7 @@ pub(crate) async fn handle(
     RawQuery(query): RawQuery,
 ) -> Response {
     let reply = authorize(&sim, &Params::parse(query.as_deref().unwrap_or(""))).await;
-    deliver(&sim, SimEndpoint::Authorize, &conn, reply)
+    deliver(&sim, SimEndpoint::Authorize, &conn, reply).await
 }
 
 /// An absolute http(s) URL without a fragment, as OAuth requires of a redirect_uri.

@@ -1,7 +1,10 @@
 //! One accepted connection as the handlers see it: a handle on its socket that a drop fault
-//! uses to close the connection without a response.
+//! uses to close the connection without a response, and a broken-body fault to write an answer
+//! the HTTP server would refuse to send.
 
+use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// Per-connection information handed to handlers: a second handle on the socket, so a drop
@@ -18,6 +21,26 @@ impl ConnInfo {
         if let Some(s) = &self.socket {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    /// Writes `bytes` to the socket past the HTTP server (the socket is non-blocking: a full
+    /// send buffer is waited out). False when the connection is gone or cannot be written.
+    pub(crate) async fn write_raw(&self, mut bytes: &[u8]) -> bool {
+        let Some(s) = &self.socket else {
+            return false;
+        };
+        while !bytes.is_empty() {
+            match (&**s).write(bytes) {
+                Ok(0) => return false,
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tokio::time::sleep(Duration::from_millis(1)).await
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
     }
 }
 

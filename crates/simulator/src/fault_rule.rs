@@ -20,6 +20,13 @@ pub enum FaultKind {
     Malformed,
     /// Authorize only: redirect with `error` (default `server_error`), as seed B.1.
     RedirectError,
+    /// Process, then answer with a `Content-Length` for the whole body, send half of it and
+    /// close the connection (at token: the code is used, its 200 cut off).
+    TruncatedBody,
+    /// Process, then send the headers and half the body, nothing more for `delay`, then close.
+    StalledBody,
+    /// Process, then answer with a `Content-Length` of half the body, send all of it and close.
+    WrongLength,
 }
 
 /// A `Retry-After` value: seconds or any header text (e.g. an HTTP-date).
@@ -60,7 +67,7 @@ pub struct FaultRule {
     /// Response body replacing the default (JSON when it parses as JSON, else text/plain).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// Delay of a slow fault.
+    /// Delay of a slow fault; how long a stalled body stalls.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub delay: Option<Duration>,
     /// Drop/slow after the request was processed (at token: the code is consumed first).
@@ -122,6 +129,9 @@ impl FaultRule {
             }
             FaultKind::Slow if self.delay.is_none() => {
                 return bad("delay is required for kind = \"slow\"")
+            }
+            FaultKind::StalledBody if self.delay.is_none() => {
+                return bad("delay is required for kind = \"stalled_body\"")
             }
             FaultKind::RedirectError if endpoint != SimEndpoint::Authorize => {
                 return bad("kind = \"redirect_error\" is only valid for endpoint = \"authorize\"")

@@ -1,6 +1,7 @@
 //! Fault selection: which `[[faults]]` rule, if any, applies to a request, with `first` healing,
 //! `per_code` counting, `login_hints` filtering and a seeded `rate`.
 
+use crate::broken::BodyShape;
 use crate::endpoint::SimEndpoint;
 use crate::fault_rule::{FaultKind, FaultRule};
 use crate::responses::AuthorizeError;
@@ -29,6 +30,8 @@ pub(crate) enum Action {
     },
     /// Process, then answer a 200 that does not parse.
     Malformed { body: Option<String> },
+    /// Process, then send the endpoint's answer with a body that does not arrive whole.
+    BrokenBody(BodyShape),
     /// Authorize only: redirect with this B.1 error.
     RedirectError {
         error: AuthorizeError,
@@ -161,6 +164,9 @@ fn action(r: &FaultRule) -> Option<Action> {
         FaultKind::Malformed => Action::Malformed {
             body: r.body.clone(),
         },
+        FaultKind::TruncatedBody => Action::BrokenBody(BodyShape::Truncated),
+        FaultKind::StalledBody => Action::BrokenBody(BodyShape::Stalled(r.delay?)),
+        FaultKind::WrongLength => Action::BrokenBody(BodyShape::WrongLength),
         FaultKind::RedirectError => {
             let error = AuthorizeError::parse(r.error.as_deref().unwrap_or("server_error"))?;
             Action::RedirectError {
@@ -285,6 +291,23 @@ mod tests {
         assert_eq!(e.pick(ask("4915100000001")), None, "healed for this number");
         assert!(e.pick(ask("4915100000002")).is_some(), "counted per number");
         assert_eq!(e.pick(ask("4915100000003")), None, "not listed");
+    }
+
+    #[test]
+    fn broken_body_kinds_select_their_shape() {
+        let e = engine(
+            "[[faults]]\nendpoint = \"token\"\nkind = \"truncated_body\"\nlogin_hints = [\"1\"]\n\
+             [[faults]]\nendpoint = \"token\"\nkind = \"stalled_body\"\ndelay = \"3s\"\nlogin_hints = [\"2\"]\n\
+             [[faults]]\nendpoint = \"token\"\nkind = \"wrong_length\"",
+        );
+        let stalled = BodyShape::Stalled(Duration::from_secs(3));
+        for (hint, shape) in [
+            ("1", BodyShape::Truncated),
+            ("2", stalled),
+            ("3", BodyShape::WrongLength),
+        ] {
+            assert_eq!(e.pick(token(hint, 1)), Some(Action::BrokenBody(shape)));
+        }
     }
 
     #[test]

@@ -16,17 +16,19 @@
 //! - `GET /_sim/stats`, `GET|PUT /_sim/scenario` (TOML), `POST /_sim/reset-stats`, `GET /_sim/health`.
 //!
 //! A [`Scenario`] adds latency, fault rules (statuses with `Retry-After`, dropped connections,
-//! slow and malformed answers; `rate`, `first`, `per_code`, `login_hints` selection) and a rate
-//! limit, for the signal endpoints too. `config/simulator.toml` documents every key. Codes,
-//! tokens and numbers are never logged.
+//! slow and malformed answers, bodies cut off, stalled or longer than their `Content-Length`;
+//! `rate`, `first`, `per_code`, `login_hints` selection) and a rate limit, for the signal
+//! endpoints too. `config/simulator.toml` documents every key. Codes, tokens and numbers are
+//! never logged.
 //!
 //! Modules import from the file that defines a name, never through a re-export, and depend in
-//! one direction only: leaves (`endpoint`, `error`, `conn`, `responses`, `limiter`, `device`),
-//! then the scenario model (`fault_rule`, `network_signals::profile`, `scenario`), then the
-//! serving state (`stats`, `faults`, `state`), the request `pipeline`, the handlers (`authorize`,
-//! `token`, `userinfo`, `network_signals`, `control`) and last `server`.
+//! one direction only: leaves (`endpoint`, `error`, `conn`, `broken`, `responses`, `limiter`,
+//! `device`), then the scenario model (`fault_rule`, `network_signals::profile`, `scenario`),
+//! then the serving state (`stats`, `faults`, `state`), the request `pipeline`, the handlers
+//! (`authorize`, `token`, `userinfo`, `network_signals`, `control`) and last `server`.
 
 mod authorize;
+mod broken;
 mod conn;
 mod control;
 mod device;

@@ -1,6 +1,7 @@
 //! The steps every API request goes through around its endpoint logic: the simulator's own rate
 //! limit, fault selection, latency, post-processing faults, and counting the outcome.
 
+use crate::broken::{raw_answer, BodyShape};
 use crate::conn::ConnInfo;
 use crate::endpoint::SimEndpoint;
 use crate::faults::{Action, Subject};
@@ -19,6 +20,13 @@ pub(crate) enum Reply {
     Respond(Response),
     /// Close the connection without a response.
     Drop,
+    /// Write these bytes past the HTTP server (an answer of `status` whose body does not
+    /// arrive whole), keep the connection open and silent for `hold`, then close it.
+    Raw {
+        status: u16,
+        bytes: Vec<u8>,
+        hold: Duration,
+    },
 }
 
 /// Runs the rate limit, the fault rules and the latency before the endpoint logic.
@@ -100,13 +108,28 @@ pub(crate) async fn after(post: Option<Action>, response: Response) -> Reply {
             Reply::Respond(response)
         }
         Some(Action::Malformed { body }) => Reply::Respond(responses::malformed(body.as_deref())),
+        Some(Action::BrokenBody(shape)) => broken(shape, response).await,
         _ => Reply::Respond(response),
     }
 }
 
-/// Counts the outcome and turns it into what axum sends; a drop closes the connection first,
-/// so the response returned here never reaches the client.
-pub(crate) fn deliver(
+/// The endpoint's `response`, broken as `shape` says.
+async fn broken(shape: BodyShape, response: Response) -> Reply {
+    let (parts, body) = response.into_parts();
+    // The endpoints' bodies are small JSON documents, built in memory.
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    Reply::Raw {
+        status: parts.status.as_u16(),
+        bytes: raw_answer(shape, parts.status, &parts.headers, &body),
+        hold: shape.hold(),
+    }
+}
+
+/// Counts the outcome and turns it into what axum sends; a drop or a raw answer closes the
+/// connection first, so the response returned here never reaches the client.
+pub(crate) async fn deliver(
     sim: &SimState,
     endpoint: SimEndpoint,
     conn: &ConnInfo,
@@ -119,6 +142,21 @@ pub(crate) fn deliver(
         }
         Reply::Drop => {
             sim.stats.record(endpoint, DROPPED);
+            conn.kill();
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Reply::Raw {
+            status,
+            bytes,
+            hold,
+        } => {
+            // Where the socket cannot be written the client sees a drop.
+            let written = conn.write_raw(&bytes).await;
+            sim.stats
+                .record(endpoint, if written { status } else { DROPPED });
+            if written && !hold.is_zero() {
+                tokio::time::sleep(hold).await;
+            }
             conn.kill();
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }

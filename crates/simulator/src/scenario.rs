@@ -326,6 +326,10 @@ mod tests {
                 "delay is required",
             ),
             (
+                "[[faults]]\nendpoint = \"token\"\nkind = \"stalled_body\"",
+                "delay is required for kind = \"stalled_body\"",
+            ),
+            (
                 "[[faults]]\nendpoint = \"token\"\nkind = \"drop\"\nstatus = 500",
                 "only allowed",
             ),

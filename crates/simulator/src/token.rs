@@ -64,7 +64,7 @@ pub(crate) async fn handle(
 ) -> Response {
     sim.stats.api_arrival();
     let reply = token(&sim, &headers, &TokenForm::parse(&body)).await;
-    deliver(&sim, SimEndpoint::Token, &conn, reply)
+    deliver(&sim, SimEndpoint::Token, &conn, reply).await
 }
 
 async fn token(sim: &SimState, headers: &HeaderMap, form: &TokenForm) -> Reply {

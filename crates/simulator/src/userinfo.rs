@@ -31,7 +31,7 @@ pub(crate) async fn handle(
 ) -> Response {
     sim.stats.api_arrival();
     let reply = userinfo(&sim, &headers).await;
-    deliver(&sim, SimEndpoint::Userinfo, &conn, reply)
+    deliver(&sim, SimEndpoint::Userinfo, &conn, reply).await
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -37,7 +37,7 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
                           headers: HeaderMap,
                           body: Bytes| async move {
                         let reply = signal(&sim, endpoint, &headers, &body).await;
-                        deliver(&sim, endpoint, &conn, reply)
+                        deliver(&sim, endpoint, &conn, reply).await
                     },
                 ),
             )

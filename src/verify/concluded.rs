@@ -74,27 +74,7 @@ pub fn interrupted_result(job: &Job, ctx: &JobContext, why: LetGo) -> JobResult 
     let error = ErrorInfo::new(ErrorClass::Interrupted, stage, why.description()).with_code_spent(
         "the authorization code may have been used and cannot be presented again: the user has to authenticate again",
     );
-    let completed_at = Utc::now();
-    JobResult {
-        schema_version: SCHEMA_VERSION,
-        job_id: job.job_id.clone(),
-        status: Status::Failed,
-        phone_number_verified: None,
-        login_hint: Some(job.login_hint.clone()),
-        sub: None,
-        mobile_id: None,
-        state: job.state.clone(),
-        attributes: job.attributes.clone(),
-        error: Some(error),
-        attempts: ctx.spent.presentations(),
-        duplicate: false,
-        replay_count: ctx.replay_count,
-        received_at: ctx.received_at,
-        completed_at,
-        duration_ms: millis_between(ctx.received_at, completed_at),
-        signals: None,
-        risk_flags: None,
-    }
+    failed(job, ctx, error, ctx.spent.presentations())
 }
 
 /// The result of a job whose `job_id` was already answered for another code or number
@@ -106,6 +86,11 @@ pub fn reused_job_result(job: &Job, ctx: &JobContext) -> JobResult {
         Stage::Job,
         "job_id reused for a different verification: it was answered before for another code or login_hint",
     );
+    failed(job, ctx, error, 0)
+}
+
+/// The failed result of a decoded `job` with `error` after `attempts` HTTP requests.
+fn failed(job: &Job, ctx: &JobContext, error: ErrorInfo, attempts: u32) -> JobResult {
     let completed_at = Utc::now();
     JobResult {
         schema_version: SCHEMA_VERSION,
@@ -118,7 +103,7 @@ pub fn reused_job_result(job: &Job, ctx: &JobContext) -> JobResult {
         state: job.state.clone(),
         attributes: job.attributes.clone(),
         error: Some(error),
-        attempts: 0,
+        attempts,
         duplicate: false,
         replay_count: ctx.replay_count,
         received_at: ctx.received_at,

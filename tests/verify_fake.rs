@@ -394,6 +394,44 @@ async fn descriptions_never_echo_the_code() {
     assert!(!text.contains("CODE-abc"), "{text}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_access_token_or_code_quoted_back_is_scrubbed_before_the_description_is_shortened() {
+    const TOKEN: &str = "AT-9876543210fedcba";
+    let api = FakeApi::default();
+    let grant = ok(
+        200,
+        serde_json::json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 60}),
+    );
+    // Results keep 200 characters of an upstream description: both secrets straddle the cut.
+    let description = format!("{}{TOKEN} CODE-abc", "x".repeat(194));
+    let rejected = ok(
+        401,
+        serde_json::json!({"error": "invalid_client", "error_description": description}),
+    );
+    script(&api, vec![grant], vec![rejected]);
+    let (r, _) = run_job(api).await;
+    let e = r.error.as_ref().unwrap();
+    assert_eq!(
+        (e.class, e.stage),
+        (ErrorClass::CredentialsRejected, Stage::Userinfo)
+    );
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(!text.contains("AT-98"), "{text}");
+    assert!(e.description.contains("***"), "{}", e.description);
+
+    // The code cut in half by the shortening, at the token stage.
+    let api = FakeApi::default();
+    let description = format!("{}CODE-abc was used", "x".repeat(196));
+    let used = ok(
+        400,
+        serde_json::json!({"error": "invalid_grant", "error_description": description}),
+    );
+    script(&api, vec![used], vec![]);
+    let (r, _) = run_job(api).await;
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(!text.contains("CODE"), "{text}");
+}
+
 // ---- the spent-code rule: every path that spends a code, and the ones that do not ----
 
 /// Verifies the default job on a fresh context; returns the result and the job's spent state.

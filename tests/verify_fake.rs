@@ -247,6 +247,24 @@ async fn expired_code_makes_no_http_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_issued_at_in_the_future_cannot_keep_an_old_code_alive() {
+    // Received 11 minutes ago (code_ttl is 10), claiming to be issued next year.
+    let api = FakeApi::default();
+    let issued = (Utc::now() + chrono::Duration::days(365)).to_rfc3339();
+    let ctx = JobContext {
+        received_at: Utc::now() - chrono::Duration::minutes(11),
+        ..JobContext::now()
+    };
+    let r = verifier(api.clone())
+        .verify(&job(serde_json::json!({"issued_at": issued})), &ctx)
+        .await
+        .result;
+    let e = r.error.unwrap();
+    assert_eq!((e.class, e.stage), (ErrorClass::Expired, Stage::Deadline));
+    assert!(api.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn unknown_client_is_invalid_job() {
     let r = verifier(FakeApi::default())
         .verify(

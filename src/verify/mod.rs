@@ -280,7 +280,7 @@ impl<A: Api> Verifier<A> {
                 "a job needs `code` and `redirect_uri` unless it carries `error`",
             ));
         };
-        let deadline = self.code_deadline(job, ctx);
+        let deadline = code_deadline(job, ctx, self.code_ttl);
         let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         if left.is_zero() {
             return expired(deadline);
@@ -293,16 +293,6 @@ impl<A: Api> Verifier<A> {
             deadline_at: crate::clock::from_now(left),
         };
         self.exchange(presentation, job, ctx, attempts).await
-    }
-
-    /// When the job's code can no longer be presented: its issue time (`issued_at`, else the
-    /// record's timestamp, else when it was received) plus `worker.code_ttl`.
-    fn code_deadline(&self, job: &Job, ctx: &JobContext) -> DateTime<Utc> {
-        let issued_at = job.issued_at.or(ctx.record_time).unwrap_or(ctx.received_at);
-        let ttl = chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::MAX);
-        issued_at
-            .checked_add_signed(ttl)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Presents the code (token), asks userinfo with the access token, and judges the answer.
@@ -397,6 +387,22 @@ struct Presentation<'a> {
     deadline_at: tokio::time::Instant,
 }
 
+/// When the job's code can no longer be presented: its issue time (`issued_at`, else the
+/// record's timestamp, else when it was received) plus `code_ttl`. An issue time after
+/// `received_at` (a skewed clock, a made-up value) counts as `received_at` (A2): it can never
+/// stretch a code's life beyond `code_ttl` from when the worker got it.
+fn code_deadline(job: &Job, ctx: &JobContext, code_ttl: Duration) -> DateTime<Utc> {
+    let issued_at = job
+        .issued_at
+        .or(ctx.record_time)
+        .unwrap_or(ctx.received_at)
+        .min(ctx.received_at);
+    let ttl = chrono::Duration::from_std(code_ttl).unwrap_or(chrono::Duration::MAX);
+    issued_at
+        .checked_add_signed(ttl)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// The verdict of a userinfo answer for `job`: verified only for the job's own number.
 fn verdict_of(info: UserInfo, job: &Job) -> Verdict {
     if !info.phone_number_verified {
@@ -485,6 +491,39 @@ fn authorize_description(error: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issue_time_in_the_future_counts_as_received_at() {
+        let ctx = JobContext::now();
+        let ttl = Duration::from_secs(600);
+        let job_issued = |at: Option<DateTime<Utc>>| {
+            let mut v = serde_json::json!({"job_id": "j", "login_hint": "381123456789",
+                "code": "c", "redirect_uri": "https://cb.example/cb"});
+            if let Some(at) = at {
+                v["issued_at"] = at.to_rfc3339().into();
+            }
+            Job::decode(v.to_string().as_bytes()).unwrap()
+        };
+        let expected = ctx.received_at + chrono::Duration::seconds(600);
+        let future = ctx.received_at + chrono::Duration::days(365);
+        assert_eq!(
+            code_deadline(&job_issued(Some(future)), &ctx, ttl),
+            expected
+        );
+        let past = ctx.received_at - chrono::Duration::seconds(60);
+        let d = code_deadline(&job_issued(Some(past)), &ctx, ttl);
+        assert_eq!(
+            d,
+            past + chrono::Duration::seconds(600),
+            "a past one is kept"
+        );
+        // A record timestamp ahead of the worker's clock is held to the same rule.
+        let skewed = JobContext {
+            record_time: Some(future),
+            ..ctx.clone()
+        };
+        assert_eq!(code_deadline(&job_issued(None), &skewed, ttl), expected);
+    }
 
     #[test]
     fn numbers_compare_by_digits_ignoring_international_prefixes() {

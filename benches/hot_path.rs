@@ -63,7 +63,15 @@ fn hot_path(c: &mut Criterion) {
     });
     let body = br#"{"error":"internal_server_error","error_description":"Request could not be processed."}"#;
     c.bench_function("classify a token 500", |b| {
-        b.iter(|| classify(Stage::Token, Some(black_box(500)), black_box(body), None))
+        b.iter(|| {
+            classify(
+                Stage::Token,
+                Some(black_box(500)),
+                black_box(body),
+                None,
+                &[],
+            )
+        })
     });
     let r = result();
     c.bench_function("encode a result", |b| {

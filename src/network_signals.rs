@@ -12,7 +12,7 @@ use crate::contract::network_signals::{
 use crate::contract::{ErrorClass, ErrorInfo};
 use crate::secret::Secret;
 use crate::silentauth::network_signals::{parse_check, parse_date};
-use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
+use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageCall, StageEnd};
 use crate::silentauth::{Api, Classification, Limiter, RetryPolicy, SignalCall};
 
 /// What the checks of one job run with: the job's client profile and the worker's policy.
@@ -156,15 +156,15 @@ impl<A: Api> SignalEnv<'_, A> {
         attempts: &mut Attempts,
     ) -> Answer {
         let stage = call.stage();
-        let end = run_stage_observed(
-            self.policy,
-            self.limiter,
-            stage,
-            None,
-            attempts,
-            self.observer,
-            || self.api.signal(self.api_key, call, phone, max_age_minutes),
-        )
+        let secrets = [self.api_key.expose()];
+        let stage_call = StageCall {
+            secrets: &secrets,
+            observer: self.observer,
+            ..StageCall::new(stage)
+        };
+        let end = run_stage_observed(self.policy, self.limiter, stage_call, attempts, || {
+            self.api.signal(self.api_key, call, phone, max_age_minutes)
+        })
         .await;
         match end {
             StageEnd::Success(r) => Answer::Body(r.status, r.body),

@@ -88,9 +88,58 @@ pub fn mask_to_last_three_digits(login_hint: &str) -> String {
     masked
 }
 
+/// `text` with every occurrence of each of `secrets` replaced by `***` (an upstream that quotes
+/// back a code, a token or a credential). Occurrences are found in the original text, so one
+/// secret inside or overlapping another is hidden whole. Values shorter than 4 characters are
+/// left alone: they would match ordinary words.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut found: Vec<(usize, usize)> = secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .flat_map(|s| text.match_indices(s).map(|(i, m)| (i, i + m.len())))
+        .collect();
+    if found.is_empty() {
+        return text.to_owned();
+    }
+    found.sort_unstable();
+    let mut hidden: Vec<(usize, usize)> = Vec::with_capacity(found.len());
+    for (start, end) in found {
+        match hidden.last_mut() {
+            Some((_, last)) if start <= *last => *last = (*last).max(end),
+            _ => hidden.push((start, end)),
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in hidden {
+        out.push_str(&text[at..start]);
+        out.push_str("***");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_removes_every_echoed_secret() {
+        let text = "bad code abcdef1234 for token tok-5678, again abcdef1234";
+        assert_eq!(
+            scrub(text, &["abcdef1234", "tok-5678"]),
+            "bad code *** for token ***, again ***"
+        );
+        assert_eq!(scrub("nothing here", &["abcdef1234"]), "nothing here");
+        assert_eq!(scrub("a b c", &["a", ""]), "a b c", "too short to scrub");
+        // A secret inside another (a client secret of digits inside a token) or overlapping it
+        // does not leave the rest of the other one behind.
+        let both = ["12345", "AT-0123456789"];
+        assert_eq!(scrub("token AT-0123456789.", &both), "token ***.");
+        assert_eq!(scrub("ABCDEFG", &["ABCDE", "CDEFG"]), "***");
+        assert_eq!(scrub("ABCD-ABCD", &["ABCD"]), "***-***");
+    }
 
     #[test]
     fn the_verified_number_is_masked_to_its_last_three_digits() {

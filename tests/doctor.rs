@@ -24,6 +24,9 @@ const SECRET: &str = "12345";
 const WRONG_SECRET: &str = "not-the-secret";
 const API_KEY: &str = "sim-api-key";
 const NO_PERMISSION_KEY: &str = "Kx-no-permission-7Qd";
+/// A user and password written into `api.base_url`.
+const URL_USER: &str = "url-user-5Tz";
+const URL_PASSWORD: &str = "url-pass-9Wk";
 
 fn scenario() -> Scenario {
     Scenario {
@@ -104,7 +107,14 @@ fn doctor(path: &PathBuf) -> (i32, String, BTreeMap<String, (String, String)>) {
     }
     assert_eq!(report["ok"], out.status.code() == Some(0), "{stdout}");
     assert_eq!(stdout.lines().count(), checks.len() + 1, "{stdout}");
-    for secret in [SECRET, WRONG_SECRET, API_KEY, NO_PERMISSION_KEY] {
+    for secret in [
+        SECRET,
+        WRONG_SECRET,
+        API_KEY,
+        NO_PERMISSION_KEY,
+        URL_USER,
+        URL_PASSWORD,
+    ] {
         assert!(
             !stdout.contains(secret) && !String::from_utf8_lossy(&json.stdout).contains(secret),
             "secret {secret} printed:\n{stdout}"
@@ -239,6 +249,29 @@ async fn rejected_credentials_a_key_without_permission_and_signals_failures_are_
         l.contains("answered 404") && l.contains("-> check api.signals_base_url"),
         "{l}"
     );
+
+    // An API that refuses the client with 400 (RFC 6749 §5.2 allows it), reached through a base
+    // URL that carries a user and password: the check fails, and the URL is printed masked.
+    let refusing = format!(
+        "forbidden_api_keys = [{NO_PERMISSION_KEY:?}]\n[[faults]]\nendpoint = \"token\"\nstatus = 400\nbody = '{{\"error\":\"unauthorized_client\"}}'\n"
+    );
+    w.sim
+        .set_scenario(Scenario::from_toml_str(&refusing).unwrap());
+    let with_credentials = w
+        .sim
+        .base_url()
+        .replace("http://", &format!("http://{URL_USER}:{URL_PASSWORD}@"));
+    let path = config_file(&dir, &w, |t| set(t, "api.base_url", with_credentials));
+    let (code, stdout, checks) = doctor(&path);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(status(&checks, "clients.default"), "fail", "{stdout}");
+    let l = line(&checks, "clients.default");
+    assert!(
+        l.contains("rejected") && l.contains("400 unauthorized_client"),
+        "{l}"
+    );
+    assert!(l.contains("-> check clients.default.api_key"), "{l}");
+    assert!(l.contains("http://***@127.0.0.1:"), "{l}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,6 +247,24 @@ async fn expired_code_makes_no_http_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_issued_at_in_the_future_cannot_keep_an_old_code_alive() {
+    // Received 11 minutes ago (code_ttl is 10), claiming to be issued next year.
+    let api = FakeApi::default();
+    let issued = (Utc::now() + chrono::Duration::days(365)).to_rfc3339();
+    let ctx = JobContext {
+        received_at: Utc::now() - chrono::Duration::minutes(11),
+        ..JobContext::now()
+    };
+    let r = verifier(api.clone())
+        .verify(&job(serde_json::json!({"issued_at": issued})), &ctx)
+        .await
+        .result;
+    let e = r.error.unwrap();
+    assert_eq!((e.class, e.stage), (ErrorClass::Expired, Stage::Deadline));
+    assert!(api.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn unknown_client_is_invalid_job() {
     let r = verifier(FakeApi::default())
         .verify(
@@ -392,6 +410,44 @@ async fn descriptions_never_echo_the_code() {
         .result;
     let text = serde_json::to_string(&r).unwrap();
     assert!(!text.contains("CODE-abc"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_token_or_code_quoted_back_is_scrubbed_before_the_description_is_shortened() {
+    const TOKEN: &str = "AT-9876543210fedcba";
+    let api = FakeApi::default();
+    let grant = ok(
+        200,
+        serde_json::json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 60}),
+    );
+    // Results keep 200 characters of an upstream description: both secrets straddle the cut.
+    let description = format!("{}{TOKEN} CODE-abc", "x".repeat(194));
+    let rejected = ok(
+        401,
+        serde_json::json!({"error": "invalid_client", "error_description": description}),
+    );
+    script(&api, vec![grant], vec![rejected]);
+    let (r, _) = run_job(api).await;
+    let e = r.error.as_ref().unwrap();
+    assert_eq!(
+        (e.class, e.stage),
+        (ErrorClass::CredentialsRejected, Stage::Userinfo)
+    );
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(!text.contains("AT-98"), "{text}");
+    assert!(e.description.contains("***"), "{}", e.description);
+
+    // The code cut in half by the shortening, at the token stage.
+    let api = FakeApi::default();
+    let description = format!("{}CODE-abc was used", "x".repeat(196));
+    let used = ok(
+        400,
+        serde_json::json!({"error": "invalid_grant", "error_description": description}),
+    );
+    script(&api, vec![used], vec![]);
+    let (r, _) = run_job(api).await;
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(!text.contains("CODE"), "{text}");
 }
 
 // ---- the spent-code rule: every path that spends a code, and the ones that do not ----

@@ -32,7 +32,7 @@ mod sections;
 pub use error::{env_var_for, ConfigError, Violation};
 pub use load::check_config;
 pub use origin::{DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT_TOML, ENV_PREFIX};
-pub use redact::is_secret_property;
+pub use redact::{is_secret_property, mask_url_credentials};
 pub use sections::*;
 
 #[cfg(test)]

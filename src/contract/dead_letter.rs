@@ -120,6 +120,9 @@ pub struct ParsedDeadLetter {
     pub replay_count: u32,
     /// `dlq.error.class` as written (for `--class`), when present.
     pub error_class: Option<String>,
+    /// `dlq.error.stage` as written, when present: a stage after the token call means the code
+    /// is spent even without `dlq.code_spent`.
+    pub error_stage: Option<String>,
     /// `dlq.failed_at` (for `--since`/`--until`), when present and RFC 3339.
     pub failed_at: Option<DateTime<Utc>>,
     /// `traceparent`, when present.
@@ -235,6 +238,7 @@ impl DeadLetterHeaders {
                 header::REPLAY_COUNT => last_replay_count = Some(text),
                 header::FAILED_AT => last_failed_at = Some(text),
                 header::ERROR_CLASS => out.error_class = text,
+                header::ERROR_STAGE => out.error_stage = text,
                 header::TRACEPARENT => out.traceparent = text,
                 header::CODE_SPENT => {
                     let v = text.as_deref().map(str::trim);

@@ -1,11 +1,12 @@
 //! API checks, without spending a code: every client profile's api key and client credentials
 //! (a token request with a code that cannot exist answers 400 `invalid_request` when they are
-//! accepted, 401 `invalid_client` when not, 403 when the key lacks the permission; seed B.2),
+//! accepted, 401 `invalid_client` — or 400 `invalid_client`/`unauthorized_client` — when not,
+//! 403 when the key lacks the permission; seed B.2),
 //! and, when signals are configured, that the Network Signals base URL accepts the profile's
 //! api key (a request without a number answers 400 once the key is accepted).
 
 use super::check::Check;
-use crate::config::Config;
+use crate::config::{mask_url_credentials, Config};
 use crate::secret::Secret;
 use crate::silentauth::{Api, HttpOutcome, SignalCall, SilentAuthClient};
 
@@ -82,9 +83,15 @@ fn env_prefix(name: &str) -> String {
     format!("SILENTAUTH__CLIENTS__{}__", name.to_ascii_uppercase())
 }
 
+/// True when a token 400's `error` rejects the client, not the made-up code (RFC 6749 §5.2):
+/// the credentials are wrong, as with a 401.
+fn client_rejected(code: &str) -> bool {
+    matches!(code, "invalid_client" | "unauthorized_client")
+}
+
 fn token_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
     let check = format!("clients.{name}");
-    let base = &config.api.base_url;
+    let base = &mask_url_credentials(&config.api.base_url);
     let keys = format!(
         "check clients.{name}.api_key, client_id and client_secret ({}API_KEY, ...)",
         env_prefix(name)
@@ -93,16 +100,16 @@ fn token_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
         HttpOutcome::Response(r) => {
             let code = error_code(&r.body);
             match r.status {
-                400 => Check::pass(
+                400 if !client_rejected(&code) => Check::pass(
                     check,
                     format!(
                         "api key and client credentials accepted at {base} (a made-up code was \
                          refused with 400 {code})"
                     ),
                 ),
-                401 => Check::fail(
+                s @ (400 | 401) => Check::fail(
                     check,
-                    format!("api key or client credentials rejected at {base} (401 {code})"),
+                    format!("api key or client credentials rejected at {base} ({s} {code})"),
                     keys,
                 ),
                 403 => Check::fail(
@@ -142,7 +149,7 @@ fn token_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
 
 fn signals_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
     let check = format!("clients.{name} signals");
-    let base = &config.api.signals_base_url;
+    let base = &mask_url_credentials(&config.api.signals_base_url);
     match answer {
         HttpOutcome::Response(r) => {
             let code = error_code(&r.body);
@@ -185,5 +192,42 @@ fn signals_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
             format!("no answer from {base}: {t:?}"),
             "check api.signals_base_url, DNS, proxies and TLS from this host",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::check::Status;
+    use crate::silentauth::HttpResponse;
+
+    fn answer(status: u16, error: &str) -> HttpOutcome {
+        HttpOutcome::Response(HttpResponse {
+            status,
+            body: serde_json::json!({"error": error}).to_string().into_bytes(),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn a_400_that_rejects_the_client_fails_like_a_401() {
+        let mut config = Config::default();
+        config.api.base_url = "https://user:s3cret@api.example.com/silent-auth/v1".into();
+        for (status, error, expected) in [
+            (400, "invalid_request", Status::Pass),
+            (400, "invalid_grant", Status::Pass),
+            (400, "invalid_client", Status::Fail),
+            (400, "unauthorized_client", Status::Fail),
+            (401, "invalid_client", Status::Fail),
+        ] {
+            let c = token_check(&config, "default", answer(status, error));
+            assert_eq!(c.status, expected, "{status} {error}: {c:?}");
+            assert!(c.detail.contains(&format!("{status} {error}")), "{c:?}");
+            assert!(c.detail.contains("https://***@api.example.com"), "{c:?}");
+            assert!(
+                !c.detail.contains("s3cret") && !c.detail.contains("user"),
+                "{c:?}"
+            );
+        }
     }
 }

@@ -15,8 +15,7 @@
 //! * no secret is echoed: the code, the api key and the client secret never appear in the result
 //!   or its `Debug` form (but for `sub` and `mobile_id`, the upstream's identifiers passed through
 //!   verbatim), even when the answer's body carries them, nor does the access token a token
-//!   answer issued. (The bearer token echoed by a *userinfo* error description is not
-//!   scrubbed yet; inputs cannot name it, as the harness's token is not in the corpus.)
+//!   answer issued, nor the one userinfo was called with (the harness's [`ACCESS_TOKEN`]).
 //! * `Retry-After`, whatever its text, parses without panicking, and once clamped is never longer
 //!   than `retry.max_retry_after` or `retry.max_elapsed`, and pausing a profile for it is safe.
 
@@ -434,7 +433,7 @@ fn check_secrets(answer: &Answer, r: &JobResult) -> Result<(), String> {
         "{}\n{r:?}",
         serde_json::to_string(&r).map_err(|e| format!("the result does not serialize: {e}"))?
     );
-    let mut secrets = vec![CODE, API_KEY, CLIENT_SECRET];
+    let mut secrets = vec![CODE, API_KEY, CLIENT_SECRET, ACCESS_TOKEN];
     // A fuzzed token answer's own access token is a secret too.
     let body: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
     let issued = body

@@ -13,7 +13,8 @@
 //!
 //! Records whose replay count reached `--max-replays` are held back (or moved to `--park`), so a
 //! job that keeps failing cannot circulate forever; so are records whose single-use code is spent
-//! (`dlq.code_spent`), whatever their count: presenting such a code again can only fail.
+//! (`dlq.code_spent`, or a failure after the token call), whatever their count: presenting such a
+//! code again can only fail.
 
 mod options;
 mod record;
@@ -209,7 +210,7 @@ impl Run<'_> {
             let record_ms = m.timestamp().to_millis();
             drop(m);
 
-            let dl = Inspected::new(&headers, record_ms);
+            let dl = Inspected::new(&headers, record_ms, value.as_deref());
             let decision = dl.decide(self.opts);
             if let (Decision::Republish, Some(s)) = (decision, sink.as_deref()) {
                 tokio::select! {

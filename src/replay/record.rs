@@ -22,8 +22,8 @@ pub enum Decision {
     Republish,
     /// Selected, but its replay count reached `--max-replays`: held back (or parked).
     AtMaxReplays,
-    /// Selected, but its code is spent (`dlq.code_spent`): never re-published, whatever the
-    /// replay count; held back (or parked).
+    /// Selected, but its code is spent (`dlq.code_spent`, or a failure after the token call):
+    /// never re-published, whatever the replay count; held back (or parked).
     CodeSpent,
 }
 
@@ -36,11 +36,15 @@ pub struct Inspected {
     pub class_label: String,
     /// `dlq.failed_at`, else the dead letter record's own timestamp.
     pub failed_at: Option<DateTime<Utc>>,
+    /// The job's code is spent: `dlq.code_spent`, or a `dlq.error.stage` after the token call
+    /// (`userinfo`; a network-signal check of a job that carries a `code`).
+    pub code_spent: bool,
 }
 
 impl Inspected {
-    /// Reads `headers` of a dead letter whose Kafka timestamp is `record_ms`.
-    pub fn new(headers: &RawHeaders, record_ms: Option<i64>) -> Inspected {
+    /// Reads `headers` of a dead letter whose Kafka timestamp is `record_ms` and whose value
+    /// (the original job) is `value`.
+    pub fn new(headers: &RawHeaders, record_ms: Option<i64>, value: Option<&[u8]>) -> Inspected {
         let parsed =
             DeadLetterHeaders::parse(headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
         let class_label = match parsed.error_class.as_deref() {
@@ -52,10 +56,13 @@ impl Inspected {
         let failed_at = parsed
             .failed_at
             .or_else(|| record_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single()));
+        let stage = parsed.error_stage.as_deref();
+        let code_spent = parsed.code_spent || after_the_exchange(stage, carries_code(value));
         Inspected {
             parsed,
             class_label,
             failed_at,
+            code_spent,
         }
     }
 
@@ -84,7 +91,7 @@ impl Inspected {
                 return Decision::Skip;
             }
         }
-        if self.parsed.code_spent {
+        if self.code_spent {
             Decision::CodeSpent
         } else if self.parsed.replay_count >= opts.max_replays {
             Decision::AtMaxReplays
@@ -125,6 +132,27 @@ impl Inspected {
     }
 }
 
+/// True when a dead letter's `stage` comes after the token call, so the job's code was
+/// exchanged (or may have been) even if the header `dlq.code_spent` is missing (A2): `userinfo`,
+/// and a network-signal check of a job that carries a `code` (its exchange runs beside the
+/// checks). Other stages — `job`, `authorize`, `deadline`, `token`, a check of a job without a
+/// code — say nothing either way.
+fn after_the_exchange(stage: Option<&str>, carries_code: bool) -> bool {
+    match stage.map(str::trim) {
+        Some("userinfo") => true,
+        Some("sim_swap" | "device_swap" | "call_forwarding") => carries_code,
+        _ => false,
+    }
+}
+
+/// True when the dead-lettered job (the record's value) is a JSON object with a non-null `code`.
+fn carries_code(value: Option<&[u8]>) -> bool {
+    value
+        .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+        .and_then(|job| job.get("code").map(|c| !c.is_null()))
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,7 +189,7 @@ mod tests {
     #[test]
     fn filters_by_class_and_half_open_time_range() {
         let h = dead_letter("upstream_unavailable", "2026-01-01T10:00:00Z", "0");
-        let i = Inspected::new(&h, None);
+        let i = Inspected::new(&h, None, None);
         assert!(!i.garbled());
         let mut o = ReplayOptions::default();
         assert_eq!(i.decide(&o), Decision::Republish);
@@ -182,7 +210,7 @@ mod tests {
     fn garbled_failed_at_falls_back_to_the_record_timestamp() {
         let h = dead_letter("upstream_unavailable", "last tuesday", "x");
         let ms = at("2026-03-01T00:00:00Z").timestamp_millis();
-        let i = Inspected::new(&h, Some(ms));
+        let i = Inspected::new(&h, Some(ms), None);
         assert!(i.garbled());
         assert_eq!(i.parsed.replay_count, 0);
         assert_eq!(i.failed_at, Some(at("2026-03-01T00:00:00Z")));
@@ -195,7 +223,7 @@ mod tests {
 
     #[test]
     fn no_headers_at_all_is_replayable_with_count_zero() {
-        let i = Inspected::new(&Vec::new(), None);
+        let i = Inspected::new(&Vec::new(), None, None);
         assert!(i.garbled());
         assert_eq!(i.class_label, "(missing)");
         assert_eq!(i.decide(&ReplayOptions::default()), Decision::Republish);
@@ -212,7 +240,7 @@ mod tests {
     #[test]
     fn max_replays_guard() {
         let h = dead_letter("rate_limited", "2026-01-01T10:00:00Z", "3");
-        let i = Inspected::new(&h, None);
+        let i = Inspected::new(&h, None, None);
         assert_eq!(i.decide(&ReplayOptions::default()), Decision::AtMaxReplays);
         let o = ReplayOptions {
             max_replays: 4,
@@ -224,7 +252,7 @@ mod tests {
     #[test]
     fn headers_are_kept_as_previous_and_the_count_incremented() {
         let h = dead_letter("upstream_unavailable", "2026-01-01T10:00:00Z", "1");
-        let i = Inspected::new(&h, None);
+        let i = Inspected::new(&h, None, None);
         let out = i.replay_headers(&h);
         let get = |n: &str| {
             out.iter()
@@ -248,10 +276,55 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_after_the_token_call_is_spent_without_the_header() {
+        const WITH_CODE: &[u8] = br#"{"job_id":"j","login_hint":"381123456789","code":"c","redirect_uri":"https://cb.example/cb"}"#;
+        const SIGNALS_ONLY: &[u8] =
+            br#"{"job_id":"j","login_hint":"381123456789","signals":{"sim_swap":{}}}"#;
+        let at_stage = |stage: &str| {
+            let mut h = dead_letter("upstream_unavailable", "2026-01-01T10:00:00Z", "0");
+            for (k, v) in h.iter_mut() {
+                if k == "dlq.error.stage" {
+                    *v = Some(stage.as_bytes().to_vec());
+                }
+            }
+            h
+        };
+        let decide = |stage: &str, value: &[u8]| {
+            let i = Inspected::new(&at_stage(stage), None, Some(value));
+            assert!(!i.parsed.code_spent, "no dlq.code_spent header");
+            i.decide(&ReplayOptions::default())
+        };
+        for value in [WITH_CODE, SIGNALS_ONLY, b"not json"] {
+            assert_eq!(decide("userinfo", value), Decision::CodeSpent);
+        }
+        for stage in ["sim_swap", "device_swap", "call_forwarding"] {
+            assert_eq!(decide(stage, WITH_CODE), Decision::CodeSpent, "{stage}");
+            assert_eq!(decide(stage, SIGNALS_ONLY), Decision::Republish, "{stage}");
+            let null_code = br#"{"job_id":"j","code":null,"signals":{}}"#;
+            assert_eq!(decide(stage, null_code), Decision::Republish, "{stage}");
+        }
+        for stage in ["token", "job", "authorize", "deadline"] {
+            assert_eq!(decide(stage, WITH_CODE), Decision::Republish, "{stage}");
+        }
+        // Spent whatever --max-replays says, and still subject to the filters.
+        let i = Inspected::new(&at_stage("userinfo"), None, Some(WITH_CODE));
+        let o = ReplayOptions {
+            max_replays: 100,
+            ..ReplayOptions::default()
+        };
+        assert_eq!(i.decide(&o), Decision::CodeSpent);
+        let o = ReplayOptions {
+            classes: vec![ErrorClass::RateLimited],
+            ..ReplayOptions::default()
+        };
+        assert_eq!(i.decide(&o), Decision::Skip);
+    }
+
+    #[test]
     fn a_spent_code_is_never_republished() {
         let mut h = dead_letter("upstream_unavailable", "2026-01-01T10:00:00Z", "0");
         h.push(("dlq.code_spent".into(), Some(b"true".to_vec())));
-        let i = Inspected::new(&h, None);
+        let i = Inspected::new(&h, None, None);
         assert!(!i.garbled());
         assert_eq!(i.decide(&ReplayOptions::default()), Decision::CodeSpent);
         let o = ReplayOptions {
@@ -269,7 +342,7 @@ mod tests {
         // A garbled value counts as spent.
         let last = h.len() - 1;
         h[last].1 = Some(b"maybe".to_vec());
-        let i = Inspected::new(&h, None);
+        let i = Inspected::new(&h, None, None);
         assert!(i.garbled());
         assert_eq!(i.decide(&ReplayOptions::default()), Decision::CodeSpent);
     }

@@ -18,7 +18,8 @@ pub struct ClassCounts {
     pub parked: u64,
     /// Reached `--max-replays` with no `--park`: counted and left in the dead-letter topic.
     pub held: u64,
-    /// Their code is spent (`dlq.code_spent`): never re-published; left in the dead-letter topic,
+    /// Their code is spent (`dlq.code_spent`, or a failure after the token call): never
+    /// re-published; left in the dead-letter topic,
     /// or moved to `--park` when given (counted here, not under parked or held).
     pub code_spent: u64,
     /// Had missing or garbled `dlq.*` headers (replayed as if their count were 0).
@@ -139,7 +140,7 @@ impl ReplayReport {
             };
             let _ = writeln!(
                 out,
-                "{} dead letter(s) carry dlq.code_spent: their single-use code cannot be presented again, so they are never re-published (the user has to authenticate again); they {place}",
+                "{} dead letter(s) have a spent code (dlq.code_spent, or a failure after the token call): their single-use code cannot be presented again, so they are never re-published (the user has to authenticate again); they {place}",
                 totals.code_spent
             );
         }
@@ -219,7 +220,7 @@ mod tests {
         );
         let total: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(total, ["total", "5", "0", "5", "3", "0", "0", "2", "0"]);
-        assert!(t.contains("2 dead letter(s) carry dlq.code_spent"), "{t}");
+        assert!(t.contains("2 dead letter(s) have a spent code"), "{t}");
         assert!(t.contains("stay in the dead-letter topic"), "{t}");
         r.parking = true;
         assert!(r.render_table().contains("were moved to --park"));

@@ -3,6 +3,7 @@
 //! transport error is an answer whose body broke off.
 
 use crate::contract::{ErrorClass, ErrorInfo, Stage};
+use crate::secret::scrub;
 use serde::Deserialize;
 
 /// A request that got no HTTP response, or a response whose body did not arrive whole.
@@ -78,6 +79,10 @@ const MAX_CODE: usize = 64;
 /// (`transport` without `status`), or an answer whose body broke off (`status` and `transport`:
 /// how it broke).
 ///
+/// `secrets` are what the request carried (the code, the api key, the client secret, the access
+/// token): an upstream `error` or `error_description` that quotes one has it replaced by `***`
+/// *before* the text is shortened, so no part of a secret cut by the shortening survives.
+///
 /// `stage` is [`Stage::Token`], [`Stage::Userinfo`] or a network-signal stage. A 2xx read whole
 /// is not a failure and is never passed here; a 2xx whose body does not parse is a
 /// `protocol_error` decided by the client. A token 2xx whose body broke off spent the code: a
@@ -89,11 +94,12 @@ pub fn classify(
     status: Option<u16>,
     body: &[u8],
     transport: Option<&Transport>,
+    secrets: &[&str],
 ) -> Classification {
     match (status, transport) {
         (Some(status), Some(t)) => broken_body(stage, status, t),
         (None, Some(t)) => no_answer(stage, t),
-        (status, None) => answered(stage, status.unwrap_or(0), body),
+        (status, None) => answered(stage, status.unwrap_or(0), body, secrets),
     }
 }
 
@@ -124,7 +130,7 @@ fn broken_body(stage: Stage, status: u16, t: &Transport) -> Classification {
         Transport::Connect(e) | Transport::Reset(e) => format!("broke off: {e}"),
     };
     if !(200..300).contains(&status) {
-        let mut c = answered(stage, status, b"");
+        let mut c = answered(stage, status, b"", &[]);
         c.reason.push_str(&format!(" (its body {how})"));
         return c;
     }
@@ -145,16 +151,16 @@ fn broken_body(stage: Stage, status: u16, t: &Transport) -> Classification {
 }
 
 /// A response read whole, with a status that is not 2xx.
-fn answered(stage: Stage, status: u16, body: &[u8]) -> Classification {
+fn answered(stage: Stage, status: u16, body: &[u8], secrets: &[&str]) -> Classification {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let code = parsed
         .as_ref()
         .and_then(|b| b.error.as_deref())
-        .map(|c| truncate(c, MAX_CODE));
+        .map(|c| truncate(&scrub(c, secrets), MAX_CODE));
     let upstream = parsed
         .as_ref()
         .and_then(|b| b.error_description.as_deref())
-        .map(|d| truncate(d, MAX_DESCRIPTION));
+        .map(|d| truncate(&scrub(d, secrets), MAX_DESCRIPTION));
     let client_auth = parsed
         .as_ref()
         .and_then(|b| b.error.as_deref())
@@ -234,7 +240,7 @@ mod tests {
         class: ErrorClass,
         retry: bool,
     ) -> Classification {
-        let c = classify(stage, Some(status), b, None);
+        let c = classify(stage, Some(status), b, None, &[]);
         assert_eq!((c.class, c.retry), (class, retry), "{stage} {status}");
         assert_eq!(c.http_status, Some(status));
         let gateway = stage == Token && matches!(status, 502 | 504 | 520 | 524);
@@ -374,13 +380,13 @@ mod tests {
         // A gateway's 502/504 may come after the origin used the code (A1); a 503 or 500 is the
         // origin itself refusing before it used it.
         for s in [502, 504] {
-            let c = classify(Token, Some(s), b"", None);
+            let c = classify(Token, Some(s), b"", None, &[]);
             assert!(c.retry && c.ambiguous, "{s}");
-            let c = classify(Userinfo, Some(s), b"", None);
+            let c = classify(Userinfo, Some(s), b"", None, &[]);
             assert!(c.retry && !c.ambiguous, "userinfo {s} spends nothing");
         }
         for s in [500, 503, 429] {
-            assert!(!classify(Token, Some(s), b"", None).ambiguous, "{s}");
+            assert!(!classify(Token, Some(s), b"", None, &[]).ambiguous, "{s}");
         }
     }
 
@@ -422,12 +428,12 @@ mod tests {
 
     #[test]
     fn timeout_is_retried_and_ambiguous_on_token_only() {
-        let c = classify(Token, None, b"", Some(&Transport::Timeout));
+        let c = classify(Token, None, b"", Some(&Transport::Timeout), &[]);
         assert_eq!(
             (c.class, c.retry, c.ambiguous),
             (UpstreamUnavailable, true, true)
         );
-        let c = classify(Userinfo, None, b"", Some(&Transport::Timeout));
+        let c = classify(Userinfo, None, b"", Some(&Transport::Timeout), &[]);
         assert_eq!(
             (c.class, c.retry, c.ambiguous),
             (UpstreamUnavailable, true, false)
@@ -437,7 +443,7 @@ mod tests {
     #[test]
     fn connection_refused_is_retried_and_not_ambiguous() {
         let t = Transport::Connect("connection refused".into());
-        let c = classify(Token, None, b"", Some(&t));
+        let c = classify(Token, None, b"", Some(&t), &[]);
         assert_eq!(
             (c.class, c.retry, c.ambiguous),
             (UpstreamUnavailable, true, false)
@@ -448,7 +454,7 @@ mod tests {
     #[test]
     fn reset_after_send_is_retried_and_ambiguous() {
         let t = Transport::Reset("connection reset by peer".into());
-        let c = classify(Token, None, b"", Some(&t));
+        let c = classify(Token, None, b"", Some(&t), &[]);
         assert_eq!(
             (c.class, c.retry, c.ambiguous),
             (UpstreamUnavailable, true, true)
@@ -460,21 +466,21 @@ mod tests {
         let reset = Transport::Reset("connection closed before message completed".into());
         for cause in [Transport::Timeout, reset] {
             for status in [200, 201] {
-                let c = classify(Token, Some(status), b"", Some(&cause));
+                let c = classify(Token, Some(status), b"", Some(&cause), &[]);
                 assert_eq!(c.class, ProtocolError, "{cause:?}");
                 assert!(!c.retry && c.exchanged && !c.ambiguous, "{cause:?}");
                 assert_eq!(c.http_status, Some(status));
                 assert!(c.reason.contains("its body"), "{}", c.reason);
             }
         }
-        let c = classify(Token, Some(200), b"", Some(&Transport::Timeout));
+        let c = classify(Token, Some(200), b"", Some(&Transport::Timeout), &[]);
         assert!(c.reason.contains("api.timeout"), "{}", c.reason);
     }
 
     #[test]
     fn a_userinfo_or_signal_2xx_whose_body_broke_off_is_retried() {
         for stage in [Userinfo, Stage::SimSwap, Stage::CallForwarding] {
-            let c = classify(stage, Some(200), b"", Some(&Transport::Timeout));
+            let c = classify(stage, Some(200), b"", Some(&Transport::Timeout), &[]);
             assert_eq!((c.class, c.retry), (UpstreamUnavailable, true), "{stage}");
             assert!(!c.exchanged && !c.ambiguous, "{stage}");
             assert_eq!(c.http_status, Some(200));
@@ -484,20 +490,20 @@ mod tests {
     #[test]
     fn another_status_whose_body_broke_off_is_classified_by_its_status() {
         let cut = Transport::Reset("unexpected end of file".into());
-        let c = classify(Token, Some(400), b"", Some(&cut));
+        let c = classify(Token, Some(400), b"", Some(&cut), &[]);
         assert_eq!(
             (c.class, c.retry, c.exchanged),
             (CodeRejected, false, false)
         );
         assert!(c.reason.contains("broke off"), "{}", c.reason);
-        let c = classify(Token, Some(500), b"", Some(&cut));
+        let c = classify(Token, Some(500), b"", Some(&cut), &[]);
         assert_eq!(
             (c.class, c.retry, c.ambiguous),
             (UpstreamUnavailable, true, false)
         );
-        let c = classify(Token, Some(502), b"", Some(&cut));
+        let c = classify(Token, Some(502), b"", Some(&cut), &[]);
         assert!(c.retry && c.ambiguous && !c.exchanged);
-        let c = classify(Userinfo, Some(401), b"", Some(&cut));
+        let c = classify(Userinfo, Some(401), b"", Some(&cut), &[]);
         assert_eq!(c.class, CredentialsRejected);
     }
 
@@ -515,6 +521,29 @@ mod tests {
         let c = check(Token, 400, &body(&long, "d"), CodeRejected, false);
         assert!(c.code.unwrap().chars().count() <= MAX_CODE + 1);
         assert!(c.reason.len() < 400);
+    }
+
+    #[test]
+    fn a_quoted_secret_is_scrubbed_before_the_text_is_shortened() {
+        const CODE: &str = "kgoV1pFxi1EIlocesrMcia6AhNyw6";
+        const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.access";
+        // Each secret starts a few characters before the cut, so shortening alone keeps a piece.
+        let description = format!("{}{CODE} and {TOKEN}", "d".repeat(MAX_DESCRIPTION - 8));
+        let error = format!("{}{TOKEN}", "e".repeat(MAX_CODE - 8));
+        let c = classify(
+            Userinfo,
+            Some(401),
+            &body(&error, &description),
+            None,
+            &[CODE, TOKEN],
+        );
+        for secret in [CODE, TOKEN] {
+            let piece = &secret[..8];
+            assert!(!c.reason.contains(piece), "{}", c.reason);
+            assert!(!c.code.as_deref().unwrap().contains(piece), "{:?}", c.code);
+        }
+        assert!(c.reason.contains("***"), "{}", c.reason);
+        assert!(c.code.unwrap().ends_with("***"));
     }
 
     fn camara(status: u16, code: &str) -> Vec<u8> {
@@ -572,7 +601,7 @@ mod tests {
                     true,
                 );
             }
-            let t = classify(stage, None, b"", Some(&Transport::Timeout));
+            let t = classify(stage, None, b"", Some(&Transport::Timeout), &[]);
             assert!(t.retry && !t.ambiguous, "a signal check spends nothing");
         }
     }

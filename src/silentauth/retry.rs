@@ -155,6 +155,32 @@ pub trait HttpObserver: Send + Sync + std::fmt::Debug {
     fn request(&self, stage: Stage, status: Option<u16>, elapsed: Duration);
 }
 
+/// One stage's requests as the retry loop sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct StageCall<'a> {
+    /// Which call (`token`, `userinfo` or a network-signal check).
+    pub stage: Stage,
+    /// The code's deadline, for the token stage; `None`: only the policy bounds the stage.
+    pub deadline: Option<Instant>,
+    /// What the requests carry that an answer must not quote back (the code, the api key, the
+    /// client secret, the access token): scrubbed from upstream text before it is shortened.
+    pub secrets: &'a [&'a str],
+    /// Told about every request sent (the worker's metrics).
+    pub observer: Option<&'a dyn HttpObserver>,
+}
+
+impl StageCall<'_> {
+    /// A stage with no deadline, no secrets to scrub and no observer.
+    pub fn new(stage: Stage) -> Self {
+        StageCall {
+            stage,
+            deadline: None,
+            secrets: &[],
+            observer: None,
+        }
+    }
+}
+
 /// Runs one stage (`token` or `userinfo`): takes a permit for every request, retries as the
 /// policy says, and stops at `deadline` (the code's, for the token stage). The unit tests' entry;
 /// the verifier calls [`run_stage_observed`].
@@ -171,25 +197,28 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = HttpOutcome>,
 {
-    run_stage_observed(policy, limiter, stage, deadline, attempts, None, send).await
+    let call = StageCall {
+        deadline,
+        ..StageCall::new(stage)
+    };
+    run_stage_observed(policy, limiter, call, attempts, send).await
 }
 
-/// Runs one stage (`token` or `userinfo`): takes a permit for every request, retries as the
-/// policy says, stops at `deadline` (the code's, for the token stage), and tells `observer`
-/// about every request sent.
+/// Runs one stage as `call` describes it: takes a permit for every request, retries as the
+/// policy says, stops at the call's deadline (the code's, for the token stage), and tells the
+/// call's observer about every request sent.
 pub async fn run_stage_observed<F, Fut>(
     policy: &RetryPolicy,
     limiter: &Limiter,
-    stage: Stage,
-    deadline: Option<Instant>,
+    call: StageCall<'_>,
     attempts: &mut Attempts,
-    observer: Option<&dyn HttpObserver>,
     mut send: F,
 ) -> StageEnd
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = HttpOutcome>,
 {
+    let (stage, deadline) = (call.stage, call.deadline);
     let started = Instant::now();
     let mut backoff = policy.backoff();
     let mut tries = 0u32;
@@ -210,21 +239,12 @@ where
         let outcome = send().await;
         let elapsed = t0.elapsed();
         attempts.http_time += elapsed;
-        if let Some(o) = observer {
+        if let Some(o) = call.observer {
             o.request(stage, outcome.complete_status(), elapsed);
         }
-        let (mut c, retry_after) = match outcome {
-            HttpOutcome::Response(r) if (200..300).contains(&r.status) => {
-                return StageEnd::Success(r)
-            }
-            HttpOutcome::Response(r) => (
-                classify(stage, Some(r.status), &r.body, None),
-                r.retry_after.map(|ra| policy.clamp_retry_after(ra)),
-            ),
-            HttpOutcome::Incomplete { status, cause } => {
-                (classify(stage, Some(status), b"", Some(&cause)), None)
-            }
-            HttpOutcome::Transport(t) => (classify(stage, None, b"", Some(&t)), None),
+        let (mut c, retry_after) = match judge(policy, &call, outcome) {
+            Ok(success) => return StageEnd::Success(success),
+            Err(failure) => failure,
         };
         if stage == Stage::Token && c.class == ErrorClass::CodeRejected && attempts.ambiguous {
             c = with_note(
@@ -278,6 +298,28 @@ fn pause(limiter: &Limiter, stage: Stage, d: Duration) {
         Stage::SimSwap | Stage::DeviceSwap | Stage::CallForwarding => limiter.pause_normal_for(d),
         _ => limiter.pause_for(d),
     }
+}
+
+/// A 2xx read whole, or the classification of anything else with the `Retry-After` it asked
+/// for (as honoured).
+fn judge(
+    policy: &RetryPolicy,
+    call: &StageCall<'_>,
+    outcome: HttpOutcome,
+) -> Result<HttpResponse, (Classification, Option<Duration>)> {
+    let (stage, secrets) = (call.stage, call.secrets);
+    Err(match outcome {
+        HttpOutcome::Response(r) if (200..300).contains(&r.status) => return Ok(r),
+        HttpOutcome::Response(r) => (
+            classify(stage, Some(r.status), &r.body, None, secrets),
+            r.retry_after.map(|ra| policy.clamp_retry_after(ra)),
+        ),
+        HttpOutcome::Incomplete { status, cause } => (
+            classify(stage, Some(status), b"", Some(&cause), secrets),
+            None,
+        ),
+        HttpOutcome::Transport(t) => (classify(stage, None, b"", Some(&t), secrets), None),
+    })
 }
 
 fn with_note(mut c: Classification, note: &str) -> Classification {

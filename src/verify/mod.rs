@@ -10,8 +10,9 @@ use crate::config::{ConcurrencyMode, Config};
 use crate::contract::result::SCHEMA_VERSION;
 use crate::contract::{ErrorClass, ErrorInfo, Job, JobResult, Stage, Status};
 use crate::network_signals::SignalEnv;
+use crate::secret::{scrub, Secret};
 use crate::silentauth::client::Credentials;
-use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageEnd};
+use crate::silentauth::retry::{run_stage_observed, Attempts, HttpObserver, StageCall, StageEnd};
 use crate::silentauth::{Api, Concurrency, Limiter, RetryPolicy, TokenGrant, UserInfo};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -225,8 +226,10 @@ impl<A: Api> Verifier<A> {
         }
     }
 
-    /// Removes from every error's description and upstream `code` (the verdict's and the checks')
-    /// the job's code and the profile's api key and client secret, should an upstream echo them.
+    /// A last pass over every error's description and upstream `code` (the verdict's and the
+    /// checks'): removes the job's code and the profile's api key and client secret. Upstream
+    /// text was already scrubbed before it was shortened ([`crate::silentauth::classify`], which
+    /// also knows the access token); this catches any other text that quotes them.
     fn scrub_secrets(&self, job: &Job, result: &mut JobResult) {
         let profile = self.profiles.get(&job.client).map(|p| &p.credentials);
         let secrets: Vec<&str> = job
@@ -242,10 +245,8 @@ impl<A: Api> Verifier<A> {
             swaps.chain(s.call_forwarding.as_mut().and_then(|f| f.error.as_mut()))
         });
         for e in result.error.iter_mut().chain(checks) {
-            for secret in &secrets {
-                e.description = scrub(&e.description, secret);
-                e.code = e.code.as_deref().map(|c| scrub(c, secret));
-            }
+            e.description = scrub(&e.description, &secrets);
+            e.code = e.code.as_deref().map(|c| scrub(c, &secrets));
         }
     }
 
@@ -279,49 +280,56 @@ impl<A: Api> Verifier<A> {
                 "a job needs `code` and `redirect_uri` unless it carries `error`",
             ));
         };
-        let issued_at = job.issued_at.or(ctx.record_time).unwrap_or(ctx.received_at);
-        let ttl = chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::MAX);
-        let deadline = issued_at
-            .checked_add_signed(ttl)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let deadline = code_deadline(job, ctx, self.code_ttl);
         let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        let expired = || {
-            fail(ErrorInfo::new(
-                ErrorClass::Expired,
-                Stage::Deadline,
-                format!(
-                    "the code's deadline (issued_at + worker.code_ttl = {}) passed before a request could be sent",
-                    deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                ),
-            ))
-        };
         if left.is_zero() {
-            return expired();
+            return expired(deadline);
         }
-        let deadline_at = crate::clock::from_now(left);
+        let presentation = Presentation {
+            profile,
+            code,
+            redirect_uri,
+            deadline,
+            deadline_at: crate::clock::from_now(left),
+        };
+        self.exchange(presentation, job, ctx, attempts).await
+    }
 
+    /// Presents the code (token), asks userinfo with the access token, and judges the answer.
+    async fn exchange(
+        &self,
+        p: Presentation<'_>,
+        job: &Job,
+        ctx: &JobContext,
+        attempts: &mut Attempts,
+    ) -> Verdict {
+        let fail = |e: ErrorInfo| (Status::Failed, None, None, Some(e));
         // One slot from the token request to the userinfo answer: a job whose code is spent
         // never waits for a slot.
-        let concurrency = &*profile.concurrency;
-        let Ok(slot) = tokio::time::timeout_at(deadline_at, concurrency.acquire()).await else {
-            return expired();
+        let concurrency = &*p.profile.concurrency;
+        let Ok(slot) = tokio::time::timeout_at(p.deadline_at, concurrency.acquire()).await else {
+            return expired(p.deadline);
         };
-        let token = run_stage_observed(
-            &self.policy,
-            &profile.limiter,
-            Stage::Token,
-            Some(deadline_at),
-            attempts,
-            self.observer.as_deref(),
-            || {
-                // The request leaves now: from here the code may be used whatever comes back.
-                ctx.spent.presented();
-                concurrency.observed(self.api.token(&profile.credentials, code, redirect_uri))
-            },
-        )
+        let creds = &p.profile.credentials;
+        let mut secrets = vec![
+            p.code.expose(),
+            creds.api_key.expose(),
+            creds.client_secret.expose(),
+        ];
+        let call = StageCall {
+            deadline: Some(p.deadline_at),
+            secrets: &secrets,
+            observer: self.observer.as_deref(),
+            ..StageCall::new(Stage::Token)
+        };
+        let token = run_stage_observed(&self.policy, &p.profile.limiter, call, attempts, || {
+            // The request leaves now: from here the code may be used whatever comes back.
+            ctx.spent.presented();
+            concurrency.observed(self.api.token(creds, p.code, p.redirect_uri))
+        })
         .await;
         let grant = match token {
-            StageEnd::Expired => return expired(),
+            StageEnd::Expired => return expired(p.deadline),
             StageEnd::Failed(c) => {
                 if c.exchanged {
                     // A 2xx whose body broke off: the code was used.
@@ -342,43 +350,89 @@ impl<A: Api> Verifier<A> {
         };
 
         // From here on the code is spent: userinfo goes first and gets the longer budget.
+        secrets.push(grant.access_token.expose());
+        let call = StageCall {
+            secrets: &secrets,
+            observer: self.observer.as_deref(),
+            ..StageCall::new(Stage::Userinfo)
+        };
         let userinfo = run_stage_observed(
             &self.policy.after_spent_code(grant.expires_in),
-            &profile.limiter,
-            Stage::Userinfo,
-            None,
+            &p.profile.limiter,
+            call,
             attempts,
-            self.observer.as_deref(),
             || concurrency.observed(self.api.userinfo(&grant.access_token)),
         )
         .await;
         drop(slot);
-        let info = match userinfo {
-            StageEnd::Expired => return expired(),
-            StageEnd::Failed(c) => return fail(c.error_info(Stage::Userinfo)),
+        match userinfo {
+            StageEnd::Expired => expired(p.deadline),
+            StageEnd::Failed(c) => fail(c.error_info(Stage::Userinfo)),
             StageEnd::Success(r) => match UserInfo::parse(&r.body) {
-                Ok(u) => u,
-                Err(why) => return fail(protocol_error(Stage::Userinfo, r.status, why)),
+                Ok(info) => verdict_of(info, job),
+                Err(why) => fail(protocol_error(Stage::Userinfo, r.status, why)),
             },
-        };
-
-        if !info.phone_number_verified {
-            return (Status::NotVerified, Some(false), Some(info), None);
-        }
-        if same_number(&info.login_hint, &job.login_hint) {
-            (Status::Verified, Some(true), Some(info), None)
-        } else {
-            let e = ErrorInfo::new(
-                ErrorClass::LoginHintMismatch,
-                Stage::Userinfo,
-                format!(
-                    "the network verified a different number ({}) than the job's login_hint",
-                    crate::secret::mask_to_last_three_digits(&info.login_hint)
-                ),
-            );
-            (Status::NotVerified, Some(false), Some(info), Some(e))
         }
     }
+}
+
+/// What presenting a job's code needs: its profile, the code and redirect_uri, and the deadline
+/// (as a time for the result and as an instant for the timers).
+#[derive(Debug, Clone, Copy)]
+struct Presentation<'a> {
+    profile: &'a Profile,
+    code: &'a Secret,
+    redirect_uri: &'a str,
+    deadline: DateTime<Utc>,
+    deadline_at: tokio::time::Instant,
+}
+
+/// When the job's code can no longer be presented: its issue time (`issued_at`, else the
+/// record's timestamp, else when it was received) plus `code_ttl`. An issue time after
+/// `received_at` (a skewed clock, a made-up value) counts as `received_at` (A2): it can never
+/// stretch a code's life beyond `code_ttl` from when the worker got it.
+fn code_deadline(job: &Job, ctx: &JobContext, code_ttl: Duration) -> DateTime<Utc> {
+    let issued_at = job
+        .issued_at
+        .or(ctx.record_time)
+        .unwrap_or(ctx.received_at)
+        .min(ctx.received_at);
+    let ttl = chrono::Duration::from_std(code_ttl).unwrap_or(chrono::Duration::MAX);
+    issued_at
+        .checked_add_signed(ttl)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The verdict of a userinfo answer for `job`: verified only for the job's own number.
+fn verdict_of(info: UserInfo, job: &Job) -> Verdict {
+    if !info.phone_number_verified {
+        return (Status::NotVerified, Some(false), Some(info), None);
+    }
+    if same_number(&info.login_hint, &job.login_hint) {
+        return (Status::Verified, Some(true), Some(info), None);
+    }
+    let e = ErrorInfo::new(
+        ErrorClass::LoginHintMismatch,
+        Stage::Userinfo,
+        format!(
+            "the network verified a different number ({}) than the job's login_hint",
+            crate::secret::mask_to_last_three_digits(&info.login_hint)
+        ),
+    );
+    (Status::NotVerified, Some(false), Some(info), Some(e))
+}
+
+/// The verdict of a job whose code's `deadline` passed before a request could be sent.
+fn expired(deadline: DateTime<Utc>) -> Verdict {
+    let e = ErrorInfo::new(
+        ErrorClass::Expired,
+        Stage::Deadline,
+        format!(
+            "the code's deadline (issued_at + worker.code_ttl = {}) passed before a request could be sent",
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
+    );
+    (Status::Failed, None, None, Some(e))
 }
 
 /// The verdict of a job whose verification panicked: `internal_error` at stage `job`,
@@ -434,18 +488,42 @@ fn authorize_description(error: &str) -> &'static str {
     }
 }
 
-/// Removes a secret that an upstream description might echo.
-fn scrub(text: &str, secret: &str) -> String {
-    if secret.len() >= 4 && text.contains(secret) {
-        text.replace(secret, "***")
-    } else {
-        text.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issue_time_in_the_future_counts_as_received_at() {
+        let ctx = JobContext::now();
+        let ttl = Duration::from_secs(600);
+        let job_issued = |at: Option<DateTime<Utc>>| {
+            let mut v = serde_json::json!({"job_id": "j", "login_hint": "381123456789",
+                "code": "c", "redirect_uri": "https://cb.example/cb"});
+            if let Some(at) = at {
+                v["issued_at"] = at.to_rfc3339().into();
+            }
+            Job::decode(v.to_string().as_bytes()).unwrap()
+        };
+        let expected = ctx.received_at + chrono::Duration::seconds(600);
+        let future = ctx.received_at + chrono::Duration::days(365);
+        assert_eq!(
+            code_deadline(&job_issued(Some(future)), &ctx, ttl),
+            expected
+        );
+        let past = ctx.received_at - chrono::Duration::seconds(60);
+        let d = code_deadline(&job_issued(Some(past)), &ctx, ttl);
+        assert_eq!(
+            d,
+            past + chrono::Duration::seconds(600),
+            "a past one is kept"
+        );
+        // A record timestamp ahead of the worker's clock is held to the same rule.
+        let skewed = JobContext {
+            record_time: Some(future),
+            ..ctx.clone()
+        };
+        assert_eq!(code_deadline(&job_issued(None), &skewed, ttl), expected);
+    }
 
     #[test]
     fn numbers_compare_by_digits_ignoring_international_prefixes() {
@@ -455,11 +533,5 @@ mod tests {
         assert!(!same_number("381123456789", "381123456788"));
         assert!(!same_number("", ""));
         assert!(!same_number("+00381123456789", "381123456789"));
-    }
-
-    #[test]
-    fn scrub_removes_echoed_secrets() {
-        assert_eq!(scrub("bad code abcdef1234", "abcdef1234"), "bad code ***");
-        assert_eq!(scrub("nothing here", "abcdef1234"), "nothing here");
     }
 }

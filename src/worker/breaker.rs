@@ -452,7 +452,7 @@ mod tests {
         use crate::silentauth::classify;
         // The class the worker publishes for a token 400 that rejects the client (A2).
         let body = br#"{"error":"invalid_client","error_description":"bad client"}"#;
-        let class = classify(Stage::Token, Some(400), body, None).class;
+        let class = classify(Stage::Token, Some(400), body, None, &[]).class;
         let t0 = Instant::now();
         let mut b = Breaker::new(&config(3, 1.0, 100));
         assert!(feed(&mut b, failed(class), 2, t0).is_empty());
@@ -463,7 +463,7 @@ mod tests {
         );
         // A token 400 about the code is not a rejection of the client: it resets the count.
         let code = br#"{"error":"invalid_grant"}"#;
-        let rejected_code = classify(Stage::Token, Some(400), code, None).class;
+        let rejected_code = classify(Stage::Token, Some(400), code, None, &[]).class;
         let mut b = Breaker::new(&config(3, 1.0, 100));
         feed(&mut b, failed(class), 2, t0);
         assert!(feed(&mut b, failed(rejected_code), 1, t0).is_empty());

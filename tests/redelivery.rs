@@ -93,7 +93,7 @@ async fn jobs_republished_after_more_results_than_the_cache_holds() {
 }
 
 /// Results of other jobs published after the 200 jobs' own.
-const NEWER: usize = 20_000;
+const NEWER: usize = 100_000;
 
 /// Produces `n` results of other jobs (copies of `template` under new ids) to the results topic.
 async fn newer_results(w: &World, template: &Value, n: usize) {

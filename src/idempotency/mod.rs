@@ -105,17 +105,14 @@ struct Lru {
     max_entries: usize,
     max_bytes: usize,
     bytes: usize,
-    /// The latest `completed_at` (epoch milliseconds) of a result evicted to keep the bounds.
-    newest_evicted_ms: Option<i64>,
 }
 
 /// One remembered result: the `replay_count` it answers, the [`fingerprint`] of the job it
-/// answers (0: unknown), when it was completed (epoch milliseconds) and its [`encode`]d form.
+/// answers (0: unknown) and its [`encode`]d form.
 #[derive(Debug)]
 struct Cached {
     replay_count: u32,
     fingerprint: u64,
-    completed_ms: i64,
     packed: Box<[u8]>,
 }
 
@@ -136,10 +133,7 @@ impl Lru {
             && (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
         {
             match self.entries.pop_lru() {
-                Some((k, v)) => {
-                    self.bytes -= entry_bytes(&k, &v);
-                    self.newest_evicted_ms = self.newest_evicted_ms.max(Some(v.completed_ms));
-                }
+                Some((k, v)) => self.bytes -= entry_bytes(&k, &v),
                 None => break,
             }
         }
@@ -175,7 +169,6 @@ impl IdempotencyCache {
                 max_entries: max_entries.max(1),
                 max_bytes: max_bytes.max(1),
                 bytes: 0,
-                newest_evicted_ms: None,
             }),
             index: Mutex::new(ResultIndex::new(index.0, index.1)),
             in_flight: Mutex::new(HashMap::new()),
@@ -197,7 +190,6 @@ impl IdempotencyCache {
         let cached = Cached {
             replay_count: result.replay_count,
             fingerprint: fingerprint.unwrap_or(0),
-            completed_ms: result.completed_at.timestamp_millis(),
             packed,
         };
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
@@ -355,16 +347,6 @@ impl IdempotencyCache {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The latest `completed_at` (epoch milliseconds) of the results evicted so far to keep the
-    /// bounds; `None` while nothing was evicted. A redelivered job whose result was evicted
-    /// spends its code again, so a warm-up compares this with where redelivery can start.
-    pub fn newest_evicted_ms(&self) -> Option<i64> {
-        self.done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .newest_evicted_ms
     }
 }
 
@@ -625,25 +607,6 @@ mod tests {
         assert!(c.lookup("b", 0).is_none());
         assert!(["a", "c", "d"].iter().all(|id| c.lookup(id, 0).is_some()));
         assert_eq!(gauge.load(Ordering::Relaxed), 3 * one("a") as u64);
-    }
-
-    #[test]
-    fn the_newest_evicted_result_is_remembered_and_a_replacement_is_no_eviction() {
-        let at = |id: &str, secs: i64| {
-            let mut r = result(id, 0);
-            r.completed_at = Utc.timestamp_opt(secs, 0).unwrap();
-            r
-        };
-        let c = IdempotencyCache::new(2, 1 << 20);
-        c.remember(&at("a", 30), None);
-        c.remember(&at("a", 40), None);
-        c.remember(&at("b", 10), None);
-        assert_eq!(c.newest_evicted_ms(), None);
-        // Warm-up order is not completion order: "a" (40 s) goes first, then "b" (10 s).
-        c.remember(&at("c", 20), None);
-        assert_eq!(c.newest_evicted_ms(), Some(40_000));
-        c.remember(&at("d", 50), None);
-        assert_eq!(c.newest_evicted_ms(), Some(40_000));
     }
 
     #[test]

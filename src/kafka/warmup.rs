@@ -69,21 +69,6 @@ pub struct Warmed {
     pub since_ms: i64,
 }
 
-impl Warmed {
-    /// `newest_evicted_ms` (the latest `completed_at` of a result the cache evicted) when a
-    /// redelivered job could have needed that result: it was completed after redelivery can
-    /// start (anywhere inside the read when redelivery is unbounded). A result completes after
-    /// its job's record is appended, so an older one belongs to a job that cannot come again.
-    pub fn evicted_redeliverable(&self, newest_evicted_ms: Option<i64>) -> Option<i64> {
-        let from = match self.redelivery {
-            Redelivery::Nothing => return None,
-            Redelivery::From(ms) => ms,
-            Redelivery::Unbounded => self.since_ms,
-        };
-        newest_evicted_ms.filter(|&ms| ms >= from)
-    }
-}
-
 /// Reads the results topic into the cache, remembering how far it got.
 pub struct ResultsReader {
     consumer: BaseConsumer,
@@ -436,26 +421,6 @@ mod tests {
     const TTL: Duration = Duration::from_secs(600);
     const MARGIN: Duration = Duration::from_secs(10);
     const NOW: i64 = 1_800_000_000_000;
-
-    #[test]
-    fn only_an_evicted_result_completed_after_redelivery_can_start_is_reported() {
-        let warmed = |redelivery| Warmed {
-            results: 10,
-            redelivery,
-            since_ms: 1_000,
-        };
-        let from = warmed(Redelivery::From(5_000));
-        assert_eq!(from.evicted_redeliverable(None), None);
-        assert_eq!(from.evicted_redeliverable(Some(4_999)), None);
-        assert_eq!(from.evicted_redeliverable(Some(5_000)), Some(5_000));
-        let unbounded = warmed(Redelivery::Unbounded);
-        assert_eq!(unbounded.evicted_redeliverable(Some(999)), None);
-        assert_eq!(unbounded.evicted_redeliverable(Some(1_000)), Some(1_000));
-        assert_eq!(
-            warmed(Redelivery::Nothing).evicted_redeliverable(Some(9_000)),
-            None
-        );
-    }
 
     #[test]
     fn a_committed_offset_bounds_the_read_by_its_record_minus_the_margin() {

@@ -131,12 +131,6 @@ impl WorkerContext {
                     ms = started.elapsed().as_millis() as u64,
                     "idempotency cache warmed for the assigned partitions"
                 );
-                if let Some(ms) = w.evicted_redeliverable(self.state.cache.newest_evicted_ms()) {
-                    tracing::warn!(
-                        evicted_completed_at = %chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default(),
-                        "the idempotency cache is too small for what the assigned partitions can redeliver: it evicted a result completed after redelivery can start, and a redelivered job whose result is gone spends its code again; raise worker.idempotency_cache_bytes (and worker.idempotency_cache_size)"
-                    );
-                }
             }
             Err(WarmupError::Full(full)) => {
                 // Taking these partitions' jobs could present codes whose results the index

@@ -118,6 +118,9 @@ pub enum Command {
         /// worker.concurrency for every scenario: adaptive (the default) or fixed.
         #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "fixed"])]
         concurrency: String,
+        /// worker.ledger for every scenario: on (the default) or off, to measure its cost.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        ledger: String,
     },
     /// Print the effective configuration with secrets masked.
     CheckConfig {

@@ -126,6 +126,7 @@ fn main() -> ExitCode {
             in_process,
             max_in_flight,
             concurrency,
+            ledger,
         } => {
             let scenarios = match tools::bench::ScenarioId::parse_list(&scenario) {
                 Ok(s) => s,
@@ -146,6 +147,7 @@ fn main() -> ExitCode {
                     "fixed" => silentauth_worker::config::ConcurrencyMode::Fixed,
                     _ => silentauth_worker::config::ConcurrencyMode::Adaptive,
                 },
+                ledger: ledger == "on",
             };
             match runtime.block_on(tools::bench::run_scenarios(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -63,7 +63,7 @@ fn compose_file_has_the_stack_and_its_mounts_exist() {
         .as_str()
         .unwrap()
         .contains("kafka:9092"));
-    // The init service creates the three topics with the image's tool.
+    // The init service creates the four topics with the image's tool.
     let init = serde_norway::to_string(&svc("kafka-init")["command"]).unwrap();
     assert!(init.contains("/opt/kafka/bin/kafka-topics.sh"), "{init}");
     let defaults = Config::default();
@@ -71,6 +71,7 @@ fn compose_file_has_the_stack_and_its_mounts_exist() {
         &defaults.topics.jobs,
         &defaults.topics.results,
         &defaults.topics.dead_letter,
+        &defaults.topics.ledger,
     ] {
         assert!(init.contains(topic.as_str()), "topic {topic} not created");
     }

@@ -158,6 +158,7 @@ commit_interval = "200ms"
 jobs = "{jobs}"
 results = "{results}"
 dead_letter = "{dlq}"
+ledger = "{ledger}"
 [api]
 base_url = "{base}"
 timeout = "2s"
@@ -182,6 +183,7 @@ listen = "127.0.0.1:0"
             jobs = w.jobs,
             results = w.results,
             dlq = w.dlq,
+            ledger = w.ledger,
             base = w.sim.base_url(),
         ),
     );

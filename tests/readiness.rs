@@ -71,15 +71,17 @@ fn write_config(dir: &std::path::Path, config: &Config) -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_results_or_dead_letter_topic_exits_2_naming_the_key_and_consumes_nothing() {
+async fn a_missing_results_dead_letter_or_ledger_topic_exits_2_naming_the_key_and_consumes_nothing()
+{
     let w = World::new(Scenario::default(), 1).await;
     w.send_job(&w.job("kept", "381600000001")).await;
     let dir = tempfile::tempdir().unwrap();
-    for key in ["topics.results", "topics.dead_letter"] {
+    for key in ["topics.results", "topics.dead_letter", "topics.ledger"] {
         let missing = TestBroker::unique_topic("misspelled");
         let mut config = w.config();
         match key {
             "topics.results" => config.topics.results = missing.clone(),
+            "topics.ledger" => config.topics.ledger = missing.clone(),
             _ => config.topics.dead_letter = missing.clone(),
         }
         let path = write_config(dir.path(), &config);

@@ -29,6 +29,8 @@ struct World {
     broker: TestBroker,
     jobs: String,
     dlq: String,
+    /// The presentation ledger of the workers some tests run.
+    ledger: String,
     group: String,
 }
 
@@ -79,12 +81,15 @@ impl World {
         let broker = TestBroker::start().await;
         let jobs = TestBroker::unique_topic("jobs");
         let dlq = TestBroker::unique_topic("dlq");
+        let ledger = TestBroker::unique_topic("ledger");
         broker.create_topic(&jobs, 2).await;
         broker.create_topic(&dlq, 2).await;
+        broker.create_topic(&ledger, 1).await;
         World {
             broker,
             jobs,
             dlq,
+            ledger,
             group: TestBroker::unique_group("replay"),
         }
     }
@@ -96,6 +101,7 @@ impl World {
         c.kafka.connect_timeout = Duration::from_secs(10);
         c.topics.jobs = self.jobs.clone();
         c.topics.dead_letter = self.dlq.clone();
+        c.topics.ledger = self.ledger.clone();
         c
     }
 

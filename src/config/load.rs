@@ -83,11 +83,14 @@ impl Config {
         v.positive(k.connect_timeout, "kafka.connect_timeout");
 
         let t = &self.topics;
-        let topics = [
+        let mut topics = vec![
             ("topics.jobs", &t.jobs),
             ("topics.results", &t.results),
             ("topics.dead_letter", &t.dead_letter),
         ];
+        if self.worker.ledger {
+            topics.push(("topics.ledger", &t.ledger));
+        }
         for (i, (key, name)) in topics.iter().enumerate() {
             v.check(
                 valid_topic_name(name),

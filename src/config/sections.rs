@@ -73,6 +73,10 @@ pub struct TopicsConfig {
     /// Dead letters to publish.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter: String,
+    /// The presentation ledger (`worker.ledger`): a record per job whose code is about to be
+    /// presented, written before the token request leaves.
+    #[serde(default = "default_ledger_topic")]
+    pub ledger: String,
 }
 
 /// The Silent Auth API.
@@ -196,6 +200,11 @@ pub struct WorkerConfig {
     /// warm-up that finds more results than this in range stops start-up naming the key.
     #[serde(default = "default_idempotency_index_size")]
     pub idempotency_index_size: usize,
+    /// Record each job's presentation in `topics.ledger` before its token request leaves, so a
+    /// job redelivered after a crash whose code was recorded but has no result ends
+    /// `interrupted` instead of presenting its code again.
+    #[serde(default = "default_true")]
+    pub ledger: bool,
     /// How much earlier than the append time of the jobs record at a committed offset the
     /// cache warm-up starts reading results: the clock skew allowed between job producers
     /// (or brokers) and workers. At most `code_ttl`.
@@ -349,6 +358,9 @@ fn default_results_topic() -> String {
 fn default_dead_letter_topic() -> String {
     "silentauth.jobs.dlq".into()
 }
+fn default_ledger_topic() -> String {
+    "silentauth.ledger".into()
+}
 /// `api.signals_base_url` when the configuration names none.
 pub const DEFAULT_SIGNALS_BASE_URL: &str = "https://api.tyntec.com/network-signal/v1";
 
@@ -406,6 +418,9 @@ const fn default_idempotency_cache_size() -> usize {
 }
 const fn default_idempotency_cache_bytes() -> usize {
     8 * 1024 * 1024
+}
+const fn default_true() -> bool {
+    true
 }
 const fn default_idempotency_index_size() -> usize {
     1_000_000

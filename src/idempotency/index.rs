@@ -53,9 +53,13 @@ pub struct Indexed {
     pub fingerprint: Option<u64>,
     /// The `replay_count` its result answers.
     pub replay_count: u32,
-    /// Where its result lies.
-    pub stored: Stored,
+    /// Where its result lies; `None` when only its presentation was recorded (the ledger) and
+    /// no result was seen.
+    pub stored: Option<Stored>,
 }
+
+/// The partition an entry holds for a presentation without a result.
+const PRESENTED: u16 = u16::MAX;
 
 /// One job: 24 bytes, beside its 8-byte key.
 #[derive(Debug, Clone, Copy)]
@@ -113,15 +117,28 @@ impl ResultIndex {
         now_ms: i64,
     ) -> Result<(), Full> {
         let key = job_key(job_id);
+        let (partition, offset) = match indexed.stored {
+            Some(at) => (
+                u16::try_from(at.partition).unwrap_or(PRESENTED - 1),
+                at.offset,
+            ),
+            None => (PRESENTED, -1),
+        };
         let entry = Entry {
             fingerprint: indexed.fingerprint.unwrap_or(0),
-            offset: indexed.stored.offset,
+            offset,
             seen_s: seconds(seen_ms),
-            partition: u16::try_from(indexed.stored.partition).unwrap_or(u16::MAX),
+            partition,
             replay_count: u16::try_from(indexed.replay_count).unwrap_or(u16::MAX),
         };
         if let Some(old) = self.map.get_mut(&key) {
-            if old.replay_count <= entry.replay_count {
+            // A higher replay count wins; between equals a result wins over a presentation
+            // (in whatever order a warm-up reads them), and the later result over the earlier.
+            let newer = match (old.partition == PRESENTED, entry.partition == PRESENTED) {
+                (false, true) => old.replay_count < entry.replay_count,
+                _ => old.replay_count <= entry.replay_count,
+            };
+            if newer {
                 *old = entry;
             }
             return Ok(());
@@ -140,10 +157,10 @@ impl ResultIndex {
         self.map.get(&job_key(job_id)).map(|e| Indexed {
             fingerprint: (e.fingerprint != 0).then_some(e.fingerprint),
             replay_count: u32::from(e.replay_count),
-            stored: Stored {
+            stored: (e.partition != PRESENTED).then_some(Stored {
                 partition: i32::from(e.partition),
                 offset: e.offset,
-            },
+            }),
         })
     }
 
@@ -202,8 +219,33 @@ mod tests {
         Indexed {
             fingerprint: fp,
             replay_count,
-            stored: Stored { partition, offset },
+            stored: Some(Stored { partition, offset }),
         }
+    }
+
+    fn presented(replay_count: u32) -> Indexed {
+        Indexed {
+            fingerprint: Some(7),
+            replay_count,
+            stored: None,
+        }
+    }
+
+    #[test]
+    fn a_result_wins_over_a_presentation_of_the_same_delivery_in_either_order() {
+        let mut i = ResultIndex::new(10, TTL);
+        i.insert("a", presented(0), NOW, NOW).unwrap();
+        assert_eq!(i.get("a"), Some(presented(0)));
+        i.insert("a", at(1, 5, 0, Some(7)), NOW, NOW).unwrap();
+        assert_eq!(i.get("a"), Some(at(1, 5, 0, Some(7))));
+        i.insert("a", presented(0), NOW, NOW).unwrap();
+        assert_eq!(
+            i.get("a"),
+            Some(at(1, 5, 0, Some(7))),
+            "read after its result"
+        );
+        i.insert("a", presented(1), NOW, NOW).unwrap();
+        assert_eq!(i.get("a"), Some(presented(1)), "a replay presented again");
     }
 
     #[test]
@@ -253,7 +295,7 @@ mod tests {
         assert!(i.get("c").is_some());
         i.insert("a", at(0, 5, 0, None), NOW, NOW + 1_000).unwrap();
         assert_eq!(
-            i.get("a").unwrap().stored.offset,
+            i.get("a").unwrap().stored.unwrap().offset,
             5,
             "a job held updates in place"
         );

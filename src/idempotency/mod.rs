@@ -65,12 +65,17 @@ pub enum Answer {
     /// Answered earlier, but its result could not be read back from where the index says it
     /// lies: that result stands; nothing is presented again.
     Unreadable(Stored),
+    /// Its code was recorded as presented (the ledger) and no result was seen: the instance
+    /// that presented it stopped before publishing. It ends `interrupted`; nothing is
+    /// presented again.
+    Presented,
 }
 
 /// What the cache knows of a job before verifying it.
 enum Seen {
     Result(Box<JobResult>),
     Stored(Stored),
+    Presented,
     Reused,
     Unseen,
 }
@@ -229,6 +234,12 @@ impl IdempotencyCache {
         (index.len(), index.bytes())
     }
 
+    fn lock_in_flight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<JobResult>>>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn lock_index(&self) -> std::sync::MutexGuard<'_, ResultIndex> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -269,10 +280,10 @@ impl IdempotencyCache {
         if i.fingerprint.is_some_and(differs) {
             return Seen::Reused;
         }
-        if i.replay_count >= key.replay_count {
-            Seen::Stored(i.stored)
-        } else {
-            Seen::Unseen
+        match i.stored {
+            _ if i.replay_count < key.replay_count => Seen::Unseen,
+            Some(at) => Seen::Stored(at),
+            None => Seen::Presented,
         }
     }
 
@@ -287,7 +298,21 @@ impl IdempotencyCache {
         R: FnOnce(Stored) -> RFut,
         RFut: Future<Output = Option<JobResult>>,
     {
-        match self.seen(key) {
+        // A replay (higher count) in flight beside a redelivered original is another attempt.
+        let in_flight = format!(
+            "{}\u{0}{}\u{0}{}",
+            key.job_id, key.replay_count, key.fingerprint
+        );
+        // A copy of a job in flight here shares its verification, whatever the ledger says of
+        // it (this instance's own presentation).
+        let sharing = self.lock_in_flight().contains_key(&in_flight);
+        let seen = if sharing {
+            Seen::Unseen
+        } else {
+            self.seen(key)
+        };
+        match seen {
+            Seen::Presented => return Answer::Presented,
             Seen::Result(r) => return Answer::Duplicate(*r),
             Seen::Reused => return Answer::Reused,
             Seen::Stored(at) => match read_back(at).await {
@@ -301,15 +326,11 @@ impl IdempotencyCache {
             },
             Seen::Unseen => {}
         }
-        // A replay (higher count) in flight beside a redelivered original is another attempt.
-        let in_flight = format!(
-            "{}\u{0}{}\u{0}{}",
-            key.job_id, key.replay_count, key.fingerprint
-        );
-        let cell = {
-            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(in_flight.clone()).or_default().clone()
-        };
+        let cell = self
+            .lock_in_flight()
+            .entry(in_flight.clone())
+            .or_default()
+            .clone();
         let mut ran = false;
         let result = cell
             .get_or_init(|| {
@@ -323,10 +344,7 @@ impl IdempotencyCache {
         }
         // Cached before the in-flight entry goes, so a concurrent copy finds one or the other.
         self.remember(&result, Some(key.fingerprint));
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&in_flight);
+        self.lock_in_flight().remove(&in_flight);
         Answer::Verified(result)
     }
 
@@ -439,7 +457,7 @@ mod tests {
         let indexed = Indexed {
             fingerprint: Some(1),
             replay_count: 0,
-            stored: at,
+            stored: Some(at),
         };
         tiny.index("a", indexed, chrono::Utc::now().timestamp_millis())
             .unwrap();
@@ -457,7 +475,7 @@ mod tests {
         let indexed = Indexed {
             fingerprint: Some(1),
             replay_count: 0,
-            stored: at,
+            stored: Some(at),
         };
         c.index("a", indexed, chrono::Utc::now().timestamp_millis())
             .unwrap();
@@ -489,6 +507,58 @@ mod tests {
         };
         let answer = c.run(&replay, || async { result("a", 1) }, |_| async { None });
         assert!(matches!(answer.await, Answer::Verified(_)));
+    }
+
+    #[tokio::test]
+    async fn a_presentation_without_a_result_is_never_presented_again_unless_in_flight_here() {
+        let c = Arc::new(IdempotencyCache::new(10, 1 << 20));
+        let now = chrono::Utc::now().timestamp_millis();
+        let presented = Indexed {
+            fingerprint: Some(1),
+            replay_count: 0,
+            stored: None,
+        };
+        c.index("a", presented, now).unwrap();
+        let key = JobKey {
+            job_id: "a",
+            replay_count: 0,
+            fingerprint: 1,
+        };
+        let verify = || async { panic!("a recorded presentation is never presented again") };
+        let answer = c.run(&key, verify, |_| async { None }).await;
+        assert!(matches!(answer, Answer::Presented), "{answer:?}");
+        // This instance's own job, still in flight when a warm-up reads its presentation, is
+        // shared with a copy, not concluded.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let first = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                run_it(&c, "b", 0, || async move {
+                    rx.await.ok();
+                    result("b", 0)
+                })
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        c.index("b", presented, now).unwrap();
+        let copy = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let key = JobKey {
+                    job_id: "b",
+                    replay_count: 0,
+                    fingerprint: 1,
+                };
+                c.run(&key, || async { result("b", 0) }, |_| async { None })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        tx.send(()).unwrap();
+        assert!(!first.await.unwrap().1);
+        let copy = copy.await.unwrap();
+        assert!(matches!(copy, Answer::Duplicate(_)), "{copy:?}");
     }
 
     #[tokio::test]

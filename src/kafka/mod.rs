@@ -6,6 +6,7 @@
 pub mod consumer;
 pub mod context;
 pub mod embedded;
+pub mod ledger;
 pub mod offsets;
 pub mod producer;
 pub mod readback;

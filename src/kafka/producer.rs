@@ -358,6 +358,43 @@ impl Publisher {
             .map_err(failed(Output::Results))
     }
 
+    /// Produces the presentation-ledger record of job `job_id` (its fingerprint and
+    /// `replay_count`, as headers and as a small JSON value) to `topic` and waits until the
+    /// broker acknowledged it at an offset.
+    pub async fn record_presentation(
+        &self,
+        topic: &str,
+        job_id: &str,
+        fingerprint: u64,
+        replay_count: u32,
+    ) -> Result<Stored, ProduceFailure> {
+        let fingerprint = format!("{fingerprint:016x}");
+        let replay = replay_count.to_string();
+        let value = serde_json::json!({
+            "job_id": job_id,
+            "fingerprint": fingerprint,
+            "replay_count": replay_count,
+            "presented_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+        .to_string();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: FINGERPRINT_HEADER,
+                value: Some(&fingerprint),
+            })
+            .insert(Header {
+                key: REPLAY_COUNT_HEADER,
+                value: Some(&replay),
+            });
+        let (to, acknowledgement) = oneshot::channel();
+        let record = BaseRecord::with_opaque_to(topic, Box::new(to))
+            .key(job_id.as_bytes())
+            .payload(value.as_bytes())
+            .headers(headers);
+        self.send_when_room(record).await?;
+        stored_at(acknowledgement.await)
+    }
+
     /// The topic of `output`.
     pub fn topic(&self, output: Output) -> &str {
         match output {

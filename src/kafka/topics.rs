@@ -1,4 +1,4 @@
-//! The three topics the worker uses and whether each exists, read from metadata: backs the
+//! The topics the worker uses and whether each exists, read from metadata: backs the
 //! start-up preflight, the readiness probe and `doctor`. Nothing here creates a topic.
 
 use crate::config::Config;
@@ -8,13 +8,18 @@ use rdkafka::metadata::Metadata;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use std::time::Duration;
 
-/// The configured topics as (key, name): jobs, results, dead letters.
-pub fn configured(config: &Config) -> [(&'static str, &str); 3] {
-    [
+/// The configured topics as (key, name): jobs, results, dead letters, and the presentation
+/// ledger with `worker.ledger`.
+pub fn configured(config: &Config) -> Vec<(&'static str, &str)> {
+    let mut topics = vec![
         ("topics.jobs", config.topics.jobs.as_str()),
         ("topics.results", config.topics.results.as_str()),
         ("topics.dead_letter", config.topics.dead_letter.as_str()),
-    ]
+    ];
+    if config.worker.ledger {
+        topics.push(("topics.ledger", config.topics.ledger.as_str()));
+    }
+    topics
 }
 
 /// What metadata says about one topic.

@@ -79,6 +79,8 @@ pub struct ResultsReader {
     /// would wait for the callback to return.)
     group: BaseConsumer,
     topic: String,
+    /// Reads the presentation ledger instead of the results topic.
+    ledger: bool,
     jobs_topic: String,
     code_ttl: Duration,
     margin: Duration,
@@ -118,6 +120,7 @@ impl ResultsReader {
             probe,
             group,
             topic: config.topics.results.clone(),
+            ledger: false,
             jobs_topic: config.topics.jobs.clone(),
             code_ttl: config.worker.code_ttl,
             margin: config.worker.warmup_margin,
@@ -125,6 +128,15 @@ impl ResultsReader {
             positions: HashMap::new(),
             covered_ms: None,
         })
+    }
+
+    /// A reader of `topics.ledger`, the presentations recorded before token requests; it reads
+    /// from where the results reader read (see [`ResultsReader::catch_up`]).
+    pub fn ledger(config: &Config) -> KafkaResult<ResultsReader> {
+        let mut reader = ResultsReader::new(config)?;
+        reader.topic = config.topics.ledger.clone();
+        reader.ledger = true;
+        Ok(reader)
     }
 
     /// Warms the cache for `partitions` of the jobs topic, just assigned to this worker: from
@@ -273,7 +285,11 @@ impl ResultsReader {
                     // The search over timestamps may start a little early: skip what is older.
                     let recent = m.timestamp().to_millis().is_none_or(|ts| ts >= from);
                     let newest = decode_from.get(&p).is_some_and(|&d| m.offset() >= d);
-                    if recent && remember(cache, &m, newest).map_err(WarmupError::Full)? {
+                    let kind = match (self.ledger, newest) {
+                        (true, _) => Record::Presentation,
+                        (false, decode) => Record::Result { decode },
+                    };
+                    if recent && remember(cache, &m, kind).map_err(WarmupError::Full)? {
                         read += 1;
                     }
                     if ends.get(&p).is_some_and(|&end| m.offset() + 1 >= end) {
@@ -332,7 +348,20 @@ pub enum WarmupError {
 /// Indexes one results record (a result of a decoded job; others are left out) and, when
 /// `decode` is set or the record predates the index headers, caches the result itself. True
 /// when it was a result.
-fn remember(cache: &IdempotencyCache, m: &BorrowedMessage<'_>, decode: bool) -> Result<bool, Full> {
+/// What a warm-up reads a record as.
+#[derive(Debug, Clone, Copy)]
+enum Record {
+    /// A result; `decode`: cache the result itself too.
+    Result { decode: bool },
+    /// A presentation recorded in the ledger (headers only).
+    Presentation,
+}
+
+fn remember(cache: &IdempotencyCache, m: &BorrowedMessage<'_>, kind: Record) -> Result<bool, Full> {
+    let (decode, presentation) = match kind {
+        Record::Result { decode } => (decode, false),
+        Record::Presentation => (false, true),
+    };
     let header = |name: &str| {
         m.headers().and_then(|h| {
             h.iter()
@@ -352,7 +381,7 @@ fn remember(cache: &IdempotencyCache, m: &BorrowedMessage<'_>, decode: bool) -> 
     };
     let replay_count = header(REPLAY_COUNT_HEADER).and_then(|v| v.parse::<u32>().ok());
     let mut result = None;
-    if decode || fingerprint.is_none() || replay_count.is_none() {
+    if !presentation && (decode || fingerprint.is_none() || replay_count.is_none()) {
         match m
             .payload()
             .and_then(|v| serde_json::from_slice::<JobResult>(v).ok())
@@ -367,10 +396,10 @@ fn remember(cache: &IdempotencyCache, m: &BorrowedMessage<'_>, decode: bool) -> 
     let indexed = Indexed {
         fingerprint,
         replay_count,
-        stored: Stored {
+        stored: (!presentation).then(|| Stored {
             partition: m.partition(),
             offset: m.offset(),
-        },
+        }),
     };
     let seen_ms = m
         .timestamp()

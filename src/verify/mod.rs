@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,8 @@ mod concluded;
 mod context;
 pub use concluded::{interrupted_result, invalid_job_result, reused_job_result, LetGo};
 use context::millis_between;
-pub use context::JobContext;
+use context::record_presentation;
+pub use context::{JobContext, PresentationLedger};
 
 /// A job's verdict before it becomes a result: status, `phone_number_verified`, userinfo, error.
 type Verdict = (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>);
@@ -322,10 +324,18 @@ impl<A: Api> Verifier<A> {
             observer: self.observer.as_deref(),
             ..StageCall::new(Stage::Token)
         };
+        let recorded = AtomicBool::new(false);
         let token = run_stage_observed(&self.policy, &p.profile.limiter, call, attempts, || {
-            // The request leaves now: from here the code may be used whatever comes back.
-            ctx.spent.presented();
-            concurrency.observed(self.api.token(creds, p.code, p.redirect_uri))
+            let request = concurrency.observed(self.api.token(creds, p.code, p.redirect_uri));
+            let recorded = &recorded;
+            async move {
+                if let Err(not_sent) = record_presentation(job, ctx, recorded).await {
+                    return not_sent;
+                }
+                // The request leaves now: from here the code may be used whatever comes back.
+                ctx.spent.presented();
+                request.await
+            }
         })
         .await;
         let grant = match token {

@@ -22,7 +22,8 @@ use crate::telemetry::events::{
     ProduceFailed, ProduceSucceeded, ResultPublished,
 };
 use crate::verify::{
-    interrupted_result, invalid_job_result, reused_job_result, JobContext, LetGo, Verifier,
+    interrupted_result, invalid_job_result, reused_job_result, JobContext, LetGo,
+    PresentationLedger, Verifier,
 };
 use chrono::{TimeZone, Utc};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -52,6 +53,8 @@ pub(super) struct JobEnv {
     pub(super) breaker: Arc<Gatekeeper>,
     /// Reads earlier results back from the results topic for the idempotency cache.
     pub(super) fetcher: ResultFetcher,
+    /// Records each presentation before the token request leaves (`worker.ledger`).
+    pub(super) ledger: Option<Arc<dyn PresentationLedger>>,
 }
 
 /// A consumed record, copied out of librdkafka's buffer.
@@ -168,7 +171,7 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
     // Held until the job's outputs are acknowledged (or it is abandoned): from the moment its code
     // is spent until then, the job counts in `silentauth_codes_at_risk`.
     let spent = SpentCode::counted(env.stats.codes_at_risk.clone());
-    let ctx = context(&taken, &spent);
+    let ctx = context(env, &taken, &spent);
     let out = tokio::select! {
         biased;
         _ = let_go.cancelled() => interrupted(env, &taken, &ctx)?,
@@ -239,7 +242,7 @@ fn index(env: &JobEnv, out: &Outputs, stored: Option<Stored>) {
     let indexed = Indexed {
         fingerprint: Some(fingerprint),
         replay_count: r.replay_count,
-        stored,
+        stored: Some(stored),
     };
     let now = Utc::now().timestamp_millis();
     if let Err(full) = env.state.cache.index(&r.job_id, indexed, now) {
@@ -313,7 +316,7 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) -> Opti
 }
 
 /// What the verification knows of `taken` besides its content, received now.
-fn context(taken: &Taken, spent: &SpentCode) -> JobContext {
+fn context(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> JobContext {
     JobContext {
         received_at: Utc::now(),
         replay_count: taken.replay_count,
@@ -321,6 +324,7 @@ fn context(taken: &Taken, spent: &SpentCode) -> JobContext {
             .timestamp_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
         spent: spent.clone(),
+        ledger: env.ledger.clone(),
     }
 }
 
@@ -437,6 +441,15 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
         Answer::Reused => {
             tracing::warn!(job_id = %job.job_id, "job_id reused for a different verification");
             Some((reused_job_result(job, ctx), None))
+        }
+        Answer::Presented => {
+            tracing::warn!(
+                job_id = %job.job_id,
+                "the job's code was recorded as presented by a worker that stopped before publishing its result; it ends interrupted"
+            );
+            let result = interrupted_result(job, ctx, LetGo::Recorded);
+            env.state.cache.remember(&result, Some(key.fingerprint));
+            Some((result, Some(key.fingerprint)))
         }
         Answer::Unreadable(at) => {
             tracing::warn!(

@@ -33,6 +33,8 @@ pub struct WorkerContext {
     pub state: Arc<WorkerState>,
     /// Warms the cache from the results topic on every assignment.
     warmup: Mutex<ResultsReader>,
+    /// Reads the presentation ledger beside it (`worker.ledger`).
+    ledger: Option<Mutex<ResultsReader>>,
     /// How long a revoke waits for in-flight jobs.
     revoke_grace: Duration,
     /// With `exactly_once`, offsets travel in transactions: a revoke commits nothing itself.
@@ -42,17 +44,19 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    /// The context for `config`, warming `state`'s cache with `warmup` and scaling
+    /// The context for `config`, warming `state`'s cache with `warmup` (the results reader, and
+    /// the ledger reader with `worker.ledger`) and scaling
     /// `shared_limiters` (empty unless the rate limit is shared by partition).
     pub fn new(
         config: &Config,
         state: Arc<WorkerState>,
-        warmup: ResultsReader,
+        warmup: (ResultsReader, Option<ResultsReader>),
         shared_limiters: Vec<Arc<Limiter>>,
     ) -> WorkerContext {
         WorkerContext {
             state,
-            warmup: Mutex::new(warmup),
+            warmup: Mutex::new(warmup.0),
+            ledger: warmup.1.map(Mutex::new),
             revoke_grace: config.worker.revoke_grace,
             transactional: config.worker.delivery == Delivery::ExactlyOnce,
             shared_limiters,
@@ -117,15 +121,27 @@ impl WorkerContext {
     }
 
     fn assign(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
-        let warm = || {
+        let cache = &self.state.cache;
+        let warm = || -> Result<_, WarmupError> {
             let mut reader = self.warmup.lock().unwrap_or_else(|e| e.into_inner());
-            reader.warm(partitions, &self.state.cache)
+            let w = reader.warm(partitions, cache)?;
+            // The presentations recorded over the same range: a job among them without a
+            // result ends interrupted when it comes again.
+            let presented = match &self.ledger {
+                Some(l) => {
+                    let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
+                    l.catch_up(cache, w.since_ms)?
+                }
+                None => 0,
+            };
+            Ok((w, presented))
         };
         let started = Instant::now();
         match blocking(warm) {
-            Ok(w) => {
+            Ok((w, presented)) => {
                 tracing::info!(
                     results = w.results,
+                    presented,
                     redelivery = ?w.redelivery,
                     since = %chrono::DateTime::from_timestamp_millis(w.since_ms).unwrap_or_default(),
                     ms = started.elapsed().as_millis() as u64,

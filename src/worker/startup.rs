@@ -12,6 +12,7 @@ use super::rebalance::{JobConsumer, WorkerContext};
 use super::state::WorkerState;
 use crate::config::{Config, Delivery, RateLimitScope};
 use crate::kafka::consumer::group_consumer_config;
+use crate::kafka::ledger::KafkaLedger;
 use crate::kafka::producer::Publisher;
 use crate::kafka::readback::ResultFetcher;
 use crate::kafka::transactions::{self, TxnError};
@@ -20,7 +21,7 @@ use crate::silentauth::SilentAuthClient;
 use crate::telemetry::counters::WorkerCounters;
 use crate::telemetry::events::PreflightPassed;
 use crate::telemetry::prometheus::{HttpMetrics, ProfileLimits, Telemetry};
-use crate::verify::Verifier;
+use crate::verify::{PresentationLedger, Verifier};
 use rdkafka::consumer::Consumer;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -104,6 +105,7 @@ pub async fn start(
         committer: committer_tx,
         breaker: Arc::new(Gatekeeper::new(&config.worker.breaker, stats.clone())),
         fetcher: ResultFetcher::new(config)?,
+        ledger: ledger(config, &publisher)?,
     });
     tracing::info!(topic = %config.topics.jobs, group = %config.kafka.group_id, "worker started");
     Ok(Some(Started {
@@ -115,6 +117,24 @@ pub async fn start(
         committer,
         guards: (probe_guard, admin_guard),
     }))
+}
+
+/// The presentation ledger, with `worker.ledger`: written through the worker's producer, or
+/// with `exactly_once` through a producer of its own (a record must be acknowledged before the
+/// token request, outside any transaction).
+fn ledger(
+    config: &Config,
+    publisher: &Arc<Publisher>,
+) -> Result<Option<Arc<dyn PresentationLedger>>, WorkerError> {
+    if !config.worker.ledger {
+        return Ok(None);
+    }
+    let producer = match config.worker.delivery {
+        Delivery::ExactlyOnce => Arc::new(Publisher::new(config)?),
+        Delivery::AtLeastOnce => publisher.clone(),
+    };
+    let ledger = KafkaLedger::new(producer, config.topics.ledger.clone());
+    Ok(Some(Arc::new(ledger)))
 }
 
 /// Starts the admin listener (metrics, health, status); it stops when the guard is dropped.
@@ -162,11 +182,15 @@ fn subscribe(
     verifier: &Verifier<SilentAuthClient>,
 ) -> Result<Arc<JobConsumer>, WorkerError> {
     let reader = ResultsReader::new(config)?;
+    let ledger = match config.worker.ledger {
+        true => Some(ResultsReader::ledger(config)?),
+        false => None,
+    };
     let shared_limiters = match config.rate_limit.scope {
         RateLimitScope::PartitionShare => verifier.limiters().cloned().collect(),
         RateLimitScope::Instance => Vec::new(),
     };
-    let context = WorkerContext::new(config, state.clone(), reader, shared_limiters);
+    let context = WorkerContext::new(config, state.clone(), (reader, ledger), shared_limiters);
     let exactly_once = config.worker.delivery == Delivery::ExactlyOnce;
     let consumer: JobConsumer =
         group_consumer_config(config, exactly_once).create_with_context(context)?;

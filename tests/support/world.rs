@@ -28,6 +28,8 @@ pub struct World {
     pub results: String,
     /// See the type.
     pub dlq: String,
+    /// The presentation ledger's topic.
+    pub ledger: String,
     /// See the type.
     pub group: String,
 }
@@ -53,9 +55,11 @@ impl World {
         let jobs = TestBroker::unique_topic("jobs");
         let results = TestBroker::unique_topic("results");
         let dlq = TestBroker::unique_topic("dlq");
+        let ledger = TestBroker::unique_topic("ledger");
         broker.create_topic(&jobs, partitions[0]).await;
         broker.create_topic(&results, partitions[1]).await;
         broker.create_topic(&dlq, partitions[2]).await;
+        broker.create_topic(&ledger, partitions[1]).await;
         let sim = SimHandle::start("127.0.0.1:0".parse().unwrap(), scenario)
             .await
             .expect("simulator");
@@ -65,6 +69,7 @@ impl World {
             jobs,
             results,
             dlq,
+            ledger,
             group: TestBroker::unique_group("worker"),
         }
     }
@@ -79,6 +84,7 @@ impl World {
         c.topics.jobs = self.jobs.clone();
         c.topics.results = self.results.clone();
         c.topics.dead_letter = self.dlq.clone();
+        c.topics.ledger = self.ledger.clone();
         c.api.base_url = self.sim.base_url();
         c.api.signals_base_url = self.sim.signals_base_url();
         c.api.timeout = Duration::from_secs(2);

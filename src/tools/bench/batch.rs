@@ -66,6 +66,8 @@ pub struct BatchSpec {
     pub in_process: bool,
     /// `worker.concurrency`.
     pub concurrency: ConcurrencyMode,
+    /// `worker.ledger`: record each presentation before its token request.
+    pub ledger: bool,
     /// Simulator scenarios to switch to, each at its time after the worker is ready; with a
     /// per-second series of the worker's concurrency limit, results and throttled answers.
     pub timeline: Vec<(Duration, Scenario)>,
@@ -87,6 +89,7 @@ impl Default for BatchSpec {
             keep_http_times: false,
             in_process: false,
             concurrency: ConcurrencyMode::Adaptive,
+            ledger: true,
             timeline: Vec::new(),
         }
     }
@@ -209,11 +212,13 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         format!("{prefix}.dlq"),
         format!("{prefix}.warm-up"),
     );
+    let ledger_topic = format!("{prefix}.ledger");
     ctx.broker
         .create_topics(&[
             (&jobs_topic, spec.partitions),
             (&results_topic, spec.partitions),
             (&dlq_topic, DEAD_LETTER_PARTITIONS),
+            (&ledger_topic, spec.partitions),
             (&warm_up, 1),
         ])
         .await?;
@@ -254,6 +259,8 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     config.topics.jobs = jobs_topic.clone();
     config.topics.results = results_topic;
     config.topics.dead_letter = dlq_topic;
+    config.topics.ledger = ledger_topic;
+    config.worker.ledger = spec.ledger;
     if matches!(ctx.broker, Broker::Embedded(_)) && spec.jobs > 0 {
         // The MockCluster holds every fetch for the full fetch.wait.max.ms (500 ms by default)
         // even when records arrive meanwhile; a real broker answers as soon as data is there.

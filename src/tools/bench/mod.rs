@@ -113,6 +113,8 @@ pub struct BenchOptions {
     pub max_in_flight: Option<usize>,
     /// `worker.concurrency` for every scenario (`--concurrency`, default adaptive).
     pub concurrency: ConcurrencyMode,
+    /// `worker.ledger` for every scenario (`--ledger`, default on).
+    pub ledger: bool,
 }
 
 /// Runs the scenarios and prints a table per scenario on stdout (progress on stderr).
@@ -217,6 +219,7 @@ fn spec(opts: &BenchOptions, name: &'static str, default_jobs: usize) -> BatchSp
             .max_in_flight
             .unwrap_or(BatchSpec::default().max_in_flight),
         concurrency: opts.concurrency,
+        ledger: opts.ledger,
         ..BatchSpec::default()
     }
 }

@@ -72,6 +72,7 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
             (&results_topic, partitions),
             (&format!("{prefix}.results-first"), 1),
             (&dlq_topic, 1),
+            (&format!("{prefix}.ledger"), 1),
         ])
         .await?;
     let base_url = ctx.sim.base_url().to_owned();
@@ -82,6 +83,7 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
     config.topics.jobs = jobs_topic.clone();
     config.topics.results = results_topic.clone();
     config.topics.dead_letter = dlq_topic;
+    config.topics.ledger = format!("{prefix}.ledger");
     if matches!(ctx.broker, Broker::Embedded(_)) {
         // As in the other scenarios: the MockCluster holds every fetch for fetch.wait.max.ms.
         // And it holds the join of a group that had members for the session timeout less 1 s

@@ -83,6 +83,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         (&topics.jobs, partitions),
         (&topics.results, partitions),
         (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
+        (&topics.ledger, partitions),
     ] {
         cluster
             .create_topic(topic, n)

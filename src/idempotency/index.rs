@@ -302,4 +302,44 @@ mod tests {
         assert!(i.has_room(0, NOW + 601_000 + 1_000), "the TTL frees them");
         assert!(i.is_empty());
     }
+
+    /// Resident memory of this process (bytes), from `/proc/self/statm`.
+    fn resident() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * 4096
+    }
+
+    /// The memory a job costs in a full index, measured as resident memory: run with
+    /// `cargo test --release --lib memory_per_job -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measures resident memory; run alone"]
+    fn memory_per_job() {
+        const N: usize = 1_000_000;
+        let ids: Vec<String> = (0..N).map(|i| format!("job-{i}")).collect();
+        let before = resident();
+        let mut i = ResultIndex::new(N + 1, TTL);
+        for (n, id) in ids.iter().enumerate() {
+            i.insert(
+                id,
+                at(n as i32 % 12, n as i64, 0, Some(n as u64 + 1)),
+                NOW,
+                NOW,
+            )
+            .unwrap();
+        }
+        let used = resident().saturating_sub(before);
+        eprintln!(
+            "redelivery index: {N} jobs, {} MB resident, {:.1} bytes a job (table {} MB)",
+            used / 1_000_000,
+            used as f64 / N as f64,
+            i.bytes() / 1_000_000
+        );
+        assert_eq!(i.len(), N);
+        assert!(used / N <= 80, "{} bytes a job", used / N);
+    }
 }

@@ -13,9 +13,11 @@ use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use silentauth_worker::contract::{result::SCHEMA_VERSION, JobResult, Status};
+use silentauth_worker::kafka::producer::{FINGERPRINT_HEADER, REPLAY_COUNT_HEADER};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,9 @@ pub struct Restart {
     pub prefill: Duration,
     /// Start of the worker process to its first `/readyz` 200.
     pub ready: Duration,
+    /// The same under a group that committed nothing: every result within `worker.code_ttl`
+    /// is in range (as after an offset reset), the redelivery index holds them all.
+    pub ready_all: Duration,
 }
 
 /// Measures a restart on an empty results topic, then on one pre-filled with each of `sizes`.
@@ -137,11 +142,18 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
     let worker = WorkerProcess::spawn(&config).await?;
     let ready = started.elapsed();
     worker.stop(Duration::from_secs(30)).await;
+    let mut fresh = config.clone();
+    fresh.kafka.group_id = format!("{prefix}-fresh");
+    let started = Instant::now();
+    let worker = WorkerProcess::spawn(&fresh).await?;
+    let ready_all = started.elapsed();
+    worker.stop(Duration::from_secs(30)).await;
     Ok(Restart {
         prefilled: n,
         held,
         prefill,
         ready,
+        ready_all,
     })
 }
 
@@ -204,9 +216,20 @@ fn prefill(bootstrap: &str, topic: &str, n: usize) -> anyhow::Result<i64> {
         let key = format!("warm-{i}");
         let payload = result(&key, ts)?;
         loop {
+            // The headers the worker writes, so the warm-up indexes without decoding.
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header {
+                    key: FINGERPRINT_HEADER,
+                    value: Some(&format!("{:016x}", i as u64 + 1)),
+                })
+                .insert(Header {
+                    key: REPLAY_COUNT_HEADER,
+                    value: Some("0"),
+                });
             let record = BaseRecord::<str, [u8]>::to(topic)
                 .key(&key)
                 .payload(&payload)
+                .headers(headers)
                 .timestamp(ts);
             match producer.send(record) {
                 Ok(()) => break,
@@ -271,17 +294,18 @@ fn render(rows: &[Restart], partitions: i32, broker: &Broker) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:>12} {:>12} {:>10} {:>14}",
-        "results", "held", "pre-fill", "time to ready"
+        "  {:>12} {:>12} {:>10} {:>14} {:>16}",
+        "results", "held", "pre-fill", "time to ready", "all in range"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "  {:>12} {:>12} {:>8.1} s {:>12.2} s{}",
+            "  {:>12} {:>12} {:>8.1} s {:>12.2} s {:>14.2} s{}",
             r.prefilled,
             r.held,
             r.prefill.as_secs_f64(),
             r.ready.as_secs_f64(),
+            r.ready_all.as_secs_f64(),
             if r.prefilled > 0 && r.held < r.prefilled as i64 {
                 "  (the broker dropped the oldest records)"
             } else {
@@ -298,5 +322,9 @@ fn render(rows: &[Restart], partitions: i32, broker: &Broker) -> String {
     } else {
         out.push_str("  the 0 row is the start without any result to read\n");
     }
+    out.push_str(
+        "  all in range: the same restart under a group that committed nothing, so the warm-up \
+         indexes every result within worker.code_ttl (as after an offset reset)\n",
+    );
     out
 }

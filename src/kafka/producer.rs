@@ -359,8 +359,8 @@ impl Publisher {
     }
 
     /// Produces the presentation-ledger record of job `job_id` (its fingerprint and
-    /// `replay_count`, as headers and as a small JSON value) to `topic` and waits until the
-    /// broker acknowledged it at an offset.
+    /// `replay_count` as headers; the fingerprint as its value, so it is never a tombstone) to
+    /// `topic` and waits until the broker acknowledged it at an offset.
     pub async fn record_presentation(
         &self,
         topic: &str,
@@ -370,13 +370,8 @@ impl Publisher {
     ) -> Result<Stored, ProduceFailure> {
         let fingerprint = format!("{fingerprint:016x}");
         let replay = replay_count.to_string();
-        let value = serde_json::json!({
-            "job_id": job_id,
-            "fingerprint": fingerprint,
-            "replay_count": replay_count,
-            "presented_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        })
-        .to_string();
+        // The headers say it all; the value only keeps the record from being a tombstone.
+        let value = fingerprint.as_bytes();
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: FINGERPRINT_HEADER,
@@ -389,7 +384,7 @@ impl Publisher {
         let (to, acknowledgement) = oneshot::channel();
         let record = BaseRecord::with_opaque_to(topic, Box::new(to))
             .key(job_id.as_bytes())
-            .payload(value.as_bytes())
+            .payload(value)
             .headers(headers);
         self.send_when_room(record).await?;
         stored_at(acknowledgement.await)

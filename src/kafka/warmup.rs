@@ -341,7 +341,7 @@ pub enum WarmupError {
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     /// More results lie in range than the redelivery index holds.
-    #[error("more results than worker.idempotency_index_size ({}) lie within worker.code_ttl of what the assigned partitions can redeliver; raise worker.idempotency_index_size (about 70 bytes a job)", .0.max_entries)]
+    #[error("worker.idempotency_index_size: more than {} results lie within worker.code_ttl of what the assigned partitions can redeliver, more than the redelivery index holds; raise worker.idempotency_index_size (about 70 bytes a job)", .0.max_entries)]
     Full(Full),
 }
 

@@ -151,10 +151,7 @@ impl WorkerContext {
             Err(WarmupError::Full(full)) => {
                 // Taking these partitions' jobs could present codes whose results the index
                 // could not hold: refused loudly instead (contract A2).
-                self.state.halt(format!(
-                    "worker.idempotency_index_size: {}",
-                    WarmupError::Full(full)
-                ));
+                self.state.halt(WarmupError::Full(full).to_string());
                 return;
             }
             Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),

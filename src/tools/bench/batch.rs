@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 /// Partitions of the dead-letter topic.
 const DEAD_LETTER_PARTITIONS: i32 = 2;
 
+/// Partitions of the presentation ledger: its records are small and each waits for its
+/// acknowledgement, so fewer partitions make fuller batches.
+const LEDGER_PARTITIONS: i32 = 1;
+
 /// What the batches share: the broker, the simulator process and an HTTP client for minting.
 pub struct Ctx<'a> {
     /// The broker.
@@ -218,7 +222,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
             (&jobs_topic, spec.partitions),
             (&results_topic, spec.partitions),
             (&dlq_topic, DEAD_LETTER_PARTITIONS),
-            (&ledger_topic, spec.partitions),
+            (&ledger_topic, LEDGER_PARTITIONS),
             (&warm_up, 1),
         ])
         .await?;

@@ -89,6 +89,8 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
     config.topics.results = results_topic.clone();
     config.topics.dead_letter = dlq_topic;
     config.topics.ledger = format!("{prefix}.ledger");
+    // Room for every pre-filled result in range (the default holds 1,000,000).
+    config.worker.idempotency_index_size = 2 * n.max(1_000_000);
     if matches!(ctx.broker, Broker::Embedded(_)) {
         // As in the other scenarios: the MockCluster holds every fetch for fetch.wait.max.ms.
         // And it holds the join of a group that had members for the session timeout less 1 s

@@ -83,7 +83,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         (&topics.jobs, partitions),
         (&topics.results, partitions),
         (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
-        (&topics.ledger, partitions),
+        (&topics.ledger, 1),
     ] {
         cluster
             .create_topic(topic, n)

@@ -315,7 +315,7 @@ mod tests {
     }
 
     /// The memory a job costs in a full index, measured as resident memory: run with
-    /// `cargo test --release --lib memory_per_job -- --ignored --nocapture`.
+    /// `cargo test --lib memory_per_job -- --ignored --nocapture`.
     #[test]
     #[ignore = "measures resident memory; run alone"]
     fn memory_per_job() {

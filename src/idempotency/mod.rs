@@ -62,9 +62,9 @@ pub enum Answer {
     Duplicate(JobResult),
     /// The job_id was answered for another code or number: not a redelivery.
     Reused,
-    /// Answered earlier, but its result could not be read back from where the index says it
-    /// lies: that result stands; nothing is presented again.
-    Unreadable(Stored),
+    /// Answered earlier, but its result is no longer where the index says it lies (the results
+    /// topic's retention removed it): its code was used, so nothing is presented again.
+    Gone(Stored),
     /// Its code was recorded as presented (the ledger) and no result was seen: the instance
     /// that presented it stopped before publishing. It ends `interrupted`; nothing is
     /// presented again.
@@ -322,7 +322,7 @@ impl IdempotencyCache {
                 }
                 // Another job's result: two job_ids share a hash, and this one was not seen.
                 Some(_) => {}
-                None => return Answer::Unreadable(at),
+                None => return Answer::Gone(at),
             },
             Seen::Unseen => {}
         }
@@ -386,7 +386,8 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn result(id: &str, replay_count: u32) -> JobResult {
+    /// A verified result of `id` answering `replay_count` (also the packing tests').
+    pub(super) fn result(id: &str, replay_count: u32) -> JobResult {
         JobResult {
             schema_version: SCHEMA_VERSION,
             job_id: id.into(),
@@ -491,15 +492,12 @@ mod tests {
         });
         assert!(matches!(read.await, Answer::Duplicate(r) if r.job_id == "a"));
         assert!(c.lookup("a", 0).is_some(), "cached once read back");
-        // A result that cannot be read back stands: nothing runs.
+        // A result gone from the topic: nothing runs.
         let c = IdempotencyCache::new(10, 1 << 20);
         c.index("a", indexed, chrono::Utc::now().timestamp_millis())
             .unwrap();
         let answer = c.run(&key, verify, |_| async { None }).await;
-        assert!(
-            matches!(answer, Answer::Unreadable(s) if s == at),
-            "{answer:?}"
-        );
+        assert!(matches!(answer, Answer::Gone(s) if s == at), "{answer:?}");
         // A replay (higher count than the indexed result) is a new attempt.
         let replay = JobKey {
             replay_count: 1,

@@ -89,33 +89,10 @@ pub(super) fn decode(packed: &[u8]) -> serde_json::Result<JobResult> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::result;
     use super::*;
-    use crate::contract::{result::SCHEMA_VERSION, Status};
+    use crate::contract::Status;
     use chrono::{TimeZone, Utc};
-
-    fn result(id: &str, replay_count: u32) -> JobResult {
-        JobResult {
-            schema_version: SCHEMA_VERSION,
-            job_id: id.into(),
-            status: Status::Verified,
-            phone_number_verified: Some(true),
-            login_hint: Some("381123456789".into()),
-            sub: None,
-            mobile_id: None,
-            state: None,
-            attributes: Default::default(),
-            error: None,
-            attempts: 2,
-            duplicate: false,
-            replay_count,
-            // Fixed, so that every result of the same id length encodes to the same length.
-            received_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-            completed_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 1).unwrap(),
-            duration_ms: 1,
-            signals: None,
-            risk_flags: None,
-        }
-    }
 
     /// A result using every key, with strings that look like keys, quotes, escapes and control
     /// characters, and a nested error and signals.

@@ -15,10 +15,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often a read that failed (the brokers unreachable) is tried before the job gives up on
-/// its earlier result.
-pub const READ_ATTEMPTS: u32 = 5;
-
 /// Reads single results by partition and offset (one at a time; a blocking client on its own).
 #[derive(Clone)]
 pub struct ResultFetcher {
@@ -87,11 +83,12 @@ impl ResultFetcher {
         found
     }
 
-    /// [`ResultFetcher::read`] off the async runtime, tried up to [`READ_ATTEMPTS`] times
-    /// while the brokers fail; `None` when the result cannot be read.
+    /// [`ResultFetcher::read`] off the async runtime, tried again while the brokers fail (as a
+    /// result that cannot be published is: the job waits, its offset unfinished); `None` when
+    /// the record is gone or holds something else.
     pub async fn read_async(&self, at: Stored, job_id: &str) -> Option<JobResult> {
         let mut backoff = Duration::from_millis(200);
-        for attempt in 1..=READ_ATTEMPTS {
+        for attempt in 1.. {
             let (me, id) = (self.clone(), job_id.to_owned());
             let read = tokio::task::spawn_blocking(move || me.read(at, &id)).await;
             match read {
@@ -102,12 +99,12 @@ impl ResultFetcher {
                     offset = at.offset,
                     attempt,
                     error = %e,
-                    "cannot read an earlier result back"
+                    "cannot read an earlier result back; trying again"
                 ),
                 Err(e) => tracing::error!(error = %e, "the read-back task failed"),
             }
             tokio::time::sleep(backoff).await;
-            backoff *= 2;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         None
     }

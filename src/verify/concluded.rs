@@ -44,6 +44,9 @@ pub enum LetGo {
     /// A redelivered job whose code was recorded as presented but that has no result (the
     /// instance that presented it stopped without publishing, e.g. a crash).
     Recorded,
+    /// A job answered before whose result is no longer on the results topic (its retention
+    /// shorter than `worker.code_ttl`): its code was used, and the earlier verdict is lost.
+    ResultGone,
 }
 
 impl LetGo {
@@ -57,6 +60,9 @@ impl LetGo {
             }
             LetGo::Recorded => {
                 "the job's code was recorded as presented by a worker that stopped before publishing its result"
+            }
+            LetGo::ResultGone => {
+                "the job was answered before, but its result is no longer on the results topic (retention shorter than worker.code_ttl)"
             }
         }
     }

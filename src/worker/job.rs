@@ -451,14 +451,16 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
             env.state.cache.remember(&result, Some(key.fingerprint));
             Some((result, Some(key.fingerprint)))
         }
-        Answer::Unreadable(at) => {
+        Answer::Gone(at) => {
             tracing::warn!(
                 job_id = %job.job_id,
                 partition = at.partition,
                 offset = at.offset,
-                "the job was answered before, and that result cannot be read back; it stands, and the job ends without a new one"
+                "the job was answered before and its result is gone from the results topic (retention shorter than worker.code_ttl?); it ends interrupted"
             );
-            None
+            let result = interrupted_result(job, ctx, LetGo::ResultGone);
+            env.state.cache.remember(&result, Some(key.fingerprint));
+            Some((result, Some(key.fingerprint)))
         }
     }
 }

@@ -134,16 +134,22 @@ pub(super) async fn probe(
         (seen_losses, asked) = (losses, Instant::now());
         let (p, t) = (publisher.clone(), topics.clone());
         // One request per topic: a request for every topic would be large on a big cluster.
+        // The first that goes unanswered says the brokers do not answer: the others are not
+        // asked (each would wait its own timeout, and readiness would lag the outage).
         let answers = tokio::task::spawn_blocking(move || {
-            t.into_iter()
-                .map(|(key, topic)| {
-                    let m = p
-                        .producer()
-                        .client()
-                        .fetch_metadata(Some(&topic), PROBE_INTERVAL);
-                    (key, topic.clone(), m.map(|m| topics::presence(&m, &topic)))
-                })
-                .collect::<Vec<_>>()
+            let mut answers = Vec::with_capacity(t.len());
+            for (key, topic) in t {
+                let m = p
+                    .producer()
+                    .client()
+                    .fetch_metadata(Some(&topic), PROBE_INTERVAL);
+                let failed = m.is_err();
+                answers.push((key, topic.clone(), m.map(|m| topics::presence(&m, &topic))));
+                if failed {
+                    break;
+                }
+            }
+            answers
         })
         .await
         .unwrap_or_default();

@@ -2,18 +2,16 @@
 //! answer to a job that comes again after the in-memory cache forgot its result (rare: a
 //! redelivery or re-publication older than the cache's most recent results).
 
-use super::warmup_seek::probe_settings;
+use super::warmup_seek::{first_records, probe_settings};
 use crate::config::Config;
 use crate::contract::JobResult;
 use crate::idempotency::index::Stored;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaErrorCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Reads single results by partition and offset (one at a time; a blocking client on its own).
 #[derive(Clone)]
@@ -54,33 +52,19 @@ impl ResultFetcher {
     /// record is gone (retention) or holds something else. Blocking.
     pub fn read(&self, at: Stored, job_id: &str) -> KafkaResult<Option<JobResult>> {
         let consumer = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, at.partition, Offset::Offset(at.offset))?;
-        consumer.assign(&tpl)?;
-        let deadline = Instant::now() + self.timeout;
-        let found = loop {
-            if Instant::now() > deadline {
-                break Err(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::OperationTimedOut,
-                ));
-            }
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Ok(m)) if m.partition() == at.partition && m.offset() >= at.offset => {
-                    let ours = m.offset() == at.offset && m.key() == Some(job_id.as_bytes());
-                    break Ok(m
-                        .payload()
-                        .filter(|_| ours)
-                        .and_then(|v| serde_json::from_slice::<JobResult>(v).ok()));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(KafkaError::PartitionEOF(p))) if p == at.partition => break Ok(None),
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => break Err(e),
-            }
-        };
-        consumer.unassign()?;
-        found
+        let found = first_records(
+            &consumer,
+            &self.topic,
+            &[(at.partition, at.offset)],
+            self.timeout,
+            |m| {
+                let ours = m.offset() == at.offset && m.key() == Some(job_id.as_bytes());
+                m.payload()
+                    .filter(|_| ours)
+                    .and_then(|v| serde_json::from_slice::<JobResult>(v).ok())
+            },
+        )?;
+        Ok(found.into_iter().next().and_then(|(_, r)| r).flatten())
     }
 
     /// [`ResultFetcher::read`] off the async runtime, tried again while the brokers fail (as a

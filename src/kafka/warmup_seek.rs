@@ -5,7 +5,7 @@
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashMap;
@@ -37,6 +37,20 @@ pub fn probe_first_records(
     at: &[(i32, i64)],
     timeout: Duration,
 ) -> KafkaResult<Vec<(i32, Option<FirstRecord>)>> {
+    first_records(consumer, topic, at, timeout, |m| {
+        (m.offset(), m.timestamp().to_millis())
+    })
+}
+
+/// What `read` makes of the first record at or after each `(partition, offset)` of `topic`, or
+/// `None` at the partition's end (see [`probe_first_records`]).
+pub fn first_records<T>(
+    consumer: &BaseConsumer,
+    topic: &str,
+    at: &[(i32, i64)],
+    timeout: Duration,
+    read: impl Fn(&BorrowedMessage<'_>) -> T,
+) -> KafkaResult<Vec<(i32, Option<T>)>> {
     let mut tpl = TopicPartitionList::new();
     let mut wanted: HashMap<i32, i64> = HashMap::new();
     for &(p, o) in at {
@@ -64,7 +78,7 @@ pub fn probe_first_records(
                 let p = m.partition();
                 if m.topic() == topic && wanted.get(&p).is_some_and(|&o| m.offset() >= o) {
                     wanted.remove(&p);
-                    found.push((p, Some((m.offset(), m.timestamp().to_millis()))));
+                    found.push((p, Some(read(&m))));
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) if wanted.remove(&p).is_some() => {

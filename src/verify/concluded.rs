@@ -11,27 +11,13 @@ use chrono::Utc;
 /// could be read.
 pub fn invalid_job_result(failure: &DecodeFailure, ctx: &JobContext) -> Option<JobResult> {
     let job_id = failure.job_id.clone()?;
-    let completed_at = Utc::now();
-    Some(JobResult {
-        schema_version: SCHEMA_VERSION,
+    Some(failed(
         job_id,
-        status: Status::Failed,
-        phone_number_verified: None,
-        login_hint: failure.login_hint.clone(),
-        sub: None,
-        mobile_id: None,
-        state: None,
-        attributes: Default::default(),
-        error: Some(failure.error_info()),
-        attempts: 0,
-        duplicate: false,
-        replay_count: ctx.replay_count,
-        received_at: ctx.received_at,
-        completed_at,
-        duration_ms: millis_between(ctx.received_at, completed_at),
-        signals: None,
-        risk_flags: None,
-    })
+        failure.login_hint.clone(),
+        failure.error_info(),
+        0,
+        ctx,
+    ))
 }
 
 /// Why a job whose code was presented had to be let go before its answer was known.
@@ -80,7 +66,7 @@ pub fn interrupted_result(job: &Job, ctx: &JobContext, why: LetGo) -> JobResult 
     let error = ErrorInfo::new(ErrorClass::Interrupted, stage, why.description()).with_code_spent(
         "the authorization code may have been used and cannot be presented again: the user has to authenticate again",
     );
-    failed(job, ctx, error, ctx.spent.presentations())
+    failed_job(job, ctx, error, ctx.spent.presentations())
 }
 
 /// The result of a job whose `job_id` was already answered for another code or number
@@ -92,22 +78,43 @@ pub fn reused_job_result(job: &Job, ctx: &JobContext) -> JobResult {
         Stage::Job,
         "job_id reused for a different verification: it was answered before for another code or login_hint",
     );
-    failed(job, ctx, error, 0)
+    failed_job(job, ctx, error, 0)
 }
 
 /// The failed result of a decoded `job` with `error` after `attempts` HTTP requests.
-fn failed(job: &Job, ctx: &JobContext, error: ErrorInfo, attempts: u32) -> JobResult {
+fn failed_job(job: &Job, ctx: &JobContext, error: ErrorInfo, attempts: u32) -> JobResult {
+    JobResult {
+        state: job.state.clone(),
+        attributes: job.attributes.clone(),
+        ..failed(
+            job.job_id.clone(),
+            Some(job.login_hint.clone()),
+            error,
+            attempts,
+            ctx,
+        )
+    }
+}
+
+/// A failed result of `job_id` with `error` after `attempts` HTTP requests, nothing echoed.
+fn failed(
+    job_id: String,
+    login_hint: Option<String>,
+    error: ErrorInfo,
+    attempts: u32,
+    ctx: &JobContext,
+) -> JobResult {
     let completed_at = Utc::now();
     JobResult {
         schema_version: SCHEMA_VERSION,
-        job_id: job.job_id.clone(),
+        job_id,
         status: Status::Failed,
         phone_number_verified: None,
-        login_hint: Some(job.login_hint.clone()),
+        login_hint,
         sub: None,
         mobile_id: None,
-        state: job.state.clone(),
-        attributes: job.attributes.clone(),
+        state: None,
+        attributes: Default::default(),
         error: Some(error),
         attempts,
         duplicate: false,

@@ -330,8 +330,6 @@ fn context(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> JobContext {
 
 /// The outputs of a job let go before its answer was known: `None` when its code was never
 /// presented (it is handed over untouched), else its final `interrupted` result and dead letter.
-/// The result is cached at once, so a copy of the job that comes again to this worker is
-/// answered with it.
 fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs> {
     let stopping = env
         .state
@@ -353,8 +351,7 @@ fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs>
     .emit(&env.stats);
     let job = job?;
     let fingerprint = fingerprint(&job);
-    let result = interrupted_result(&job, ctx, why);
-    env.state.cache.remember(&result, Some(fingerprint));
+    let result = conclude_interrupted(env, &job, ctx, why, fingerprint);
     let error = result.error.clone();
     let dead_letter = error
         .as_ref()
@@ -447,8 +444,7 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
                 job_id = %job.job_id,
                 "the job's code was recorded as presented by a worker that stopped before publishing its result; it ends interrupted"
             );
-            let result = interrupted_result(job, ctx, LetGo::Recorded);
-            env.state.cache.remember(&result, Some(key.fingerprint));
+            let result = conclude_interrupted(env, job, ctx, LetGo::Recorded, key.fingerprint);
             Some((result, Some(key.fingerprint)))
         }
         Answer::Gone(at) => {
@@ -458,11 +454,24 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
                 offset = at.offset,
                 "the job was answered before and its result is gone from the results topic (retention shorter than worker.code_ttl?); it ends interrupted"
             );
-            let result = interrupted_result(job, ctx, LetGo::ResultGone);
-            env.state.cache.remember(&result, Some(key.fingerprint));
+            let result = conclude_interrupted(env, job, ctx, LetGo::ResultGone, key.fingerprint);
             Some((result, Some(key.fingerprint)))
         }
     }
+}
+
+/// `job`'s final `interrupted` result, cached at once (under the `fingerprint` of its code and
+/// number) so a copy of the job that comes again to this worker is answered with it.
+fn conclude_interrupted(
+    env: &JobEnv,
+    job: &Job,
+    ctx: &JobContext,
+    why: LetGo,
+    fingerprint: u64,
+) -> JobResult {
+    let result = interrupted_result(job, ctx, why);
+    env.state.cache.remember(&result, Some(fingerprint));
+    result
 }
 
 /// The dead letter of a job that failed with `error` after `attempts` HTTP attempts: the record

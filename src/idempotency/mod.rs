@@ -247,30 +247,30 @@ impl IdempotencyCache {
     /// The earlier result of `job_id`, if one is cached that answers a delivery with
     /// `replay_count`: a replay (a higher count than the cached result's) is a new attempt.
     pub fn lookup(&self, job_id: &str, replay_count: u32) -> Option<JobResult> {
-        let (packed, _) = self.cached(job_id, replay_count)?;
-        decode_cached(&packed)
+        let (packed, _, answers) = self.cached(job_id)?;
+        (answers >= replay_count)
+            .then(|| decode_cached(&packed))
+            .flatten()
     }
 
-    /// The packed result and fingerprint cached for `job_id` answering `replay_count`.
-    fn cached(&self, job_id: &str, replay_count: u32) -> Option<(Box<[u8]>, u64)> {
+    /// The packed result cached for `job_id`, the fingerprint of the job it answers and the
+    /// `replay_count` it answers.
+    fn cached(&self, job_id: &str) -> Option<(Box<[u8]>, u64, u32)> {
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let c = done
-            .entries
-            .get(job_id)
-            .filter(|r| r.replay_count >= replay_count)?;
-        Some((c.packed.clone(), c.fingerprint))
+        let c = done.entries.get(job_id)?;
+        Some((c.packed.clone(), c.fingerprint, c.replay_count))
     }
 
     /// What the cache and the index know of `key`'s job.
     fn seen(&self, key: &JobKey<'_>) -> Seen {
         let differs = |fp: u64| fp != 0 && fp != key.fingerprint;
-        if let Some((_, fp)) = self.cached(key.job_id, 0) {
+        if let Some((packed, fp, answers)) = self.cached(key.job_id) {
             if differs(fp) {
                 return Seen::Reused;
             }
-        }
-        if let Some((packed, _)) = self.cached(key.job_id, key.replay_count) {
-            if let Some(r) = decode_cached(&packed) {
+            // A replay (a higher count than the cached result's) is a new attempt.
+            let answered = (answers >= key.replay_count).then(|| decode_cached(&packed));
+            if let Some(r) = answered.flatten() {
                 return Seen::Result(Box::new(r));
             }
         }

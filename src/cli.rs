@@ -1,4 +1,4 @@
-//! The command line: `run`, `demo`, `simulate`, `replay-dlq`, `check-config`, `doctor`.
+//! The command line: `run`, `demo`, `simulate`, `replay-dlq`, `check-config`, `doctor`, `bench`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -38,6 +38,33 @@ pub enum LogColor {
     Always,
     /// Never.
     Never,
+}
+
+/// `worker.concurrency` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Concurrency {
+    /// The limit adapts to the upstream's latency.
+    Adaptive,
+    /// `worker.max_in_flight`, fixed.
+    Fixed,
+}
+
+impl From<Concurrency> for silentauth_worker::config::ConcurrencyMode {
+    fn from(c: Concurrency) -> Self {
+        match c {
+            Concurrency::Adaptive => silentauth_worker::config::ConcurrencyMode::Adaptive,
+            Concurrency::Fixed => silentauth_worker::config::ConcurrencyMode::Fixed,
+        }
+    }
+}
+
+/// A setting turned on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// The subcommands.
@@ -116,11 +143,11 @@ pub enum Command {
         #[arg(long)]
         max_in_flight: Option<usize>,
         /// worker.concurrency for every scenario: adaptive (the default) or fixed.
-        #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "fixed"])]
-        concurrency: String,
+        #[arg(long, value_enum, default_value_t = Concurrency::Adaptive)]
+        concurrency: Concurrency,
         /// worker.ledger for every scenario: on (the default) or off, to measure its cost.
-        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
-        ledger: String,
+        #[arg(long, value_enum, default_value_t = Switch::On)]
+        ledger: Switch,
     },
     /// Print the effective configuration with secrets masked.
     CheckConfig {

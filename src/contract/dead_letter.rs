@@ -7,6 +7,7 @@
 //! hold records written by hand: a missing or garbled header is reported, never fatal.
 
 use crate::contract::error::ErrorInfo;
+use crate::contract::record::{JobRecord, Origin};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The header names of §6. Everything under `dlq.` is the worker's; `traceparent` is W3C's.
@@ -61,21 +62,6 @@ pub mod header {
         WORKER_VERSION,
         REPLAY_COUNT,
     ];
-}
-
-/// Where a failed job came from: the consumed record's coordinates, as the worker saw them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceRecord {
-    /// The jobs topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-    /// The offset.
-    pub offset: i64,
-    /// The record's Kafka timestamp in milliseconds since the epoch, when it had one.
-    pub timestamp_ms: Option<i64>,
-    /// The record's `traceparent` header, copied to the dead letter.
-    pub traceparent: Option<String>,
 }
 
 /// The provenance of a dead letter, written as `dlq.*` headers.
@@ -138,34 +124,34 @@ pub struct ParsedDeadLetter {
 }
 
 impl DeadLetterHeaders {
-    /// The headers of the dead letter of a job that failed with `error`.
+    /// The headers of the dead letter of `record`, consumed from `origin`, which failed with
+    /// `error` after `attempts` HTTP attempts.
     ///
-    /// `replay_count` is the job's own `dlq.replay_count` (see [`replay_count_from_headers`]),
-    /// so the replay tool can tell how often this job has already been tried.
+    /// `dlq.replay_count` is the record's own (see [`replay_count_from_headers`]), so the
+    /// replay tool can tell how often this job has already been tried.
     pub fn for_failure(
-        source: &SourceRecord,
+        record: &JobRecord,
+        origin: Origin<'_>,
         error: &ErrorInfo,
         attempts: u32,
-        consumer_group: &str,
-        replay_count: u32,
         failed_at: DateTime<Utc>,
     ) -> Self {
         DeadLetterHeaders {
-            original_topic: source.topic.clone(),
-            original_partition: source.partition,
-            original_offset: source.offset,
-            original_timestamp: source.timestamp_ms,
+            original_topic: origin.topic.to_owned(),
+            original_partition: record.partition,
+            original_offset: record.offset,
+            original_timestamp: record.timestamp_ms,
             error_class: error.class.as_str().to_owned(),
             error_stage: error.stage.as_str().to_owned(),
             error_message: error.description.clone(),
             error_http_status: error.http_status,
             attempts,
             failed_at,
-            consumer_group: consumer_group.to_owned(),
+            consumer_group: origin.group.to_owned(),
             worker_version: env!("CARGO_PKG_VERSION").to_owned(),
-            replay_count,
+            replay_count: record.replay_count,
             code_spent: error.code_spent,
-            traceparent: source.traceparent.clone(),
+            traceparent: record.traceparent.clone(),
         }
     }
 
@@ -328,6 +314,49 @@ fn known_header(name: &str) -> Option<&'static str> {
     ALL.into_iter().find(|h| *h == name)
 }
 
+impl JobRecord {
+    /// A record of `partition` at `offset` with `headers`: its trace context, its replay count
+    /// and a replayed job's `dlq.previous.*` audit trail are read off them.
+    pub fn new<'a>(
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> JobRecord {
+        let mut replay_count = None;
+        let mut traceparent = None;
+        let mut previous = Vec::new();
+        for (name, value) in headers {
+            match name {
+                header::REPLAY_COUNT => replay_count = Some(value),
+                header::TRACEPARENT => {
+                    traceparent = value
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .map(str::to_owned)
+                }
+                n if n.starts_with(header::PREVIOUS_PREFIX) => {
+                    previous.push((n.to_owned(), value.unwrap_or_default().to_vec()));
+                }
+                _ => {}
+            }
+        }
+        let replay_count =
+            replay_count_from_headers(replay_count.map(|v| (header::REPLAY_COUNT, v)));
+        JobRecord {
+            partition,
+            offset,
+            timestamp_ms,
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.map(<[u8]>::to_vec),
+            traceparent,
+            replay_count,
+            previous,
+        }
+    }
+}
+
 /// Notes a problem when the last value of a numeric `dlq.*` header does not parse as `T`.
 fn check_numeric<T: std::str::FromStr>(
     dlq: &[(String, String)],
@@ -347,13 +376,21 @@ mod tests {
     use crate::contract::error::{ErrorClass, Stage};
     use chrono::TimeZone;
 
-    fn source() -> SourceRecord {
-        SourceRecord {
-            topic: "silentauth.jobs".into(),
+    fn source(replay_count: u32) -> JobRecord {
+        JobRecord {
             partition: 3,
             offset: 1234,
             timestamp_ms: Some(1_764_064_800_000),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            replay_count,
+            ..JobRecord::default()
+        }
+    }
+
+    fn origin(group: &str) -> Origin<'_> {
+        Origin {
+            topic: "silentauth.jobs",
+            group,
         }
     }
 
@@ -365,7 +402,13 @@ mod tests {
         let err = ErrorInfo::new(ErrorClass::UpstreamUnavailable, Stage::Token, "HTTP 503")
             .with_code(Some("server_error".into()))
             .with_status(Some(503));
-        DeadLetterHeaders::for_failure(&source(), &err, 4, "silentauth-worker", 1, failed_at())
+        DeadLetterHeaders::for_failure(
+            &source(1),
+            origin("silentauth-worker"),
+            &err,
+            4,
+            failed_at(),
+        )
     }
 
     fn as_raw(h: &[(&'static str, String)]) -> Vec<(&'static str, Option<Vec<u8>>)> {
@@ -508,7 +551,7 @@ mod tests {
     fn a_spent_code_is_written_and_read_back() {
         let err = ErrorInfo::new(ErrorClass::UpstreamUnavailable, Stage::Userinfo, "HTTP 500")
             .with_code_spent("the user has to authenticate again");
-        let h = DeadLetterHeaders::for_failure(&source(), &err, 5, "g", 0, failed_at());
+        let h = DeadLetterHeaders::for_failure(&source(0), origin("g"), &err, 5, failed_at());
         assert!(h.code_spent);
         let written = h.to_headers();
         let spent: Vec<_> = written

@@ -3,6 +3,19 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+/// One taken record's place in the tracker: its partition, the assignment epoch it was taken
+/// under, and its offset. A job carries its ticket from [`OffsetTracker::start`] to
+/// [`OffsetTracker::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The partition.
+    pub partition: i32,
+    /// The epoch of the partition's assignment the record was taken under.
+    pub epoch: u64,
+    /// The record's offset.
+    pub offset: i64,
+}
+
 /// Offsets of one partition that were taken and are not finished yet.
 #[derive(Debug, Default, Clone)]
 pub struct PartitionOffsets {
@@ -78,22 +91,22 @@ impl OffsetTracker {
         self.partitions.get(&partition).map(|(e, _)| *e)
     }
 
-    /// Records that `offset` of `partition` was taken under `epoch`; false if that assignment
-    /// is gone.
-    pub fn start(&mut self, partition: i32, epoch: u64, offset: i64) -> bool {
-        match self.partitions.get_mut(&partition) {
-            Some((e, p)) if *e == epoch => {
-                p.start(offset);
+    /// Records that `ticket`'s offset was taken; false if its assignment is gone.
+    pub fn start(&mut self, ticket: Ticket) -> bool {
+        match self.partitions.get_mut(&ticket.partition) {
+            Some((e, p)) if *e == ticket.epoch => {
+                p.start(ticket.offset);
                 true
             }
             _ => false,
         }
     }
 
-    /// Records that `offset` finished; returns the new commit position when it moved forward.
-    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64) -> Option<i64> {
-        match self.partitions.get_mut(&partition) {
-            Some((e, p)) if *e == epoch => p.finish(offset),
+    /// Records that `ticket`'s offset finished; returns the new commit position of its
+    /// partition when it moved forward (never under an epoch that is gone).
+    pub fn finish(&mut self, ticket: Ticket) -> Option<i64> {
+        match self.partitions.get_mut(&ticket.partition) {
+            Some((e, p)) if *e == ticket.epoch => p.finish(ticket.offset),
             _ => None,
         }
     }
@@ -142,14 +155,19 @@ mod tests {
     #[test]
     fn a_stale_epoch_cannot_store() {
         let mut t = OffsetTracker::default();
+        let ticket = |partition, epoch, offset| Ticket {
+            partition,
+            epoch,
+            offset,
+        };
         let e1 = t.assign(0);
-        assert!(t.start(0, e1, 5));
+        assert!(t.start(ticket(0, e1, 5)));
         t.revoke(0);
         let e2 = t.assign(0);
-        assert!(t.start(0, e2, 7));
-        assert_eq!(t.finish(0, e1, 5), None);
-        assert_eq!(t.finish(0, e2, 7), Some(8));
-        assert!(!t.start(3, e2, 1), "unassigned partition");
+        assert!(t.start(ticket(0, e2, 7)));
+        assert_eq!(t.finish(ticket(0, e1, 5)), None);
+        assert_eq!(t.finish(ticket(0, e2, 7)), Some(8));
+        assert!(!t.start(ticket(3, e2, 1)), "unassigned partition");
     }
 
     proptest! {

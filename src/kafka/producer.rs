@@ -10,7 +10,7 @@
 
 use super::context::{DeliverySender, PublisherContext};
 use crate::config::Config;
-use crate::contract::JobResult;
+use crate::contract::{DeadLetterRecord, Publication, ResultRecord};
 use crate::idempotency::index::Stored;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -38,15 +38,6 @@ pub const FINGERPRINT_HEADER: &str = "silentauth.fingerprint";
 
 /// The header of a result record with the `replay_count` it answers.
 pub const REPLAY_COUNT_HEADER: &str = "silentauth.replay_count";
-
-/// A result to publish and what the redelivery index should know of it.
-#[derive(Debug, Clone, Copy)]
-pub struct ResultRecord<'a> {
-    /// The result.
-    pub result: &'a JobResult,
-    /// The fingerprint of the job it answers; `None`: not to be indexed.
-    pub fingerprint: Option<u64>,
-}
 
 /// The delivery reports of a job's queued records.
 #[derive(Debug, Default)]
@@ -82,20 +73,6 @@ impl Drop for Poller {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
     }
-}
-
-/// A dead letter: the original record's key and value, and the `dlq.*` headers.
-#[derive(Debug, Clone)]
-pub struct DeadLetterRecord {
-    /// The original key.
-    pub key: Option<Vec<u8>>,
-    /// The original value, unchanged.
-    pub value: Option<Vec<u8>>,
-    /// The §6 headers (`traceparent` included when the job had one).
-    pub headers: Vec<(&'static str, String)>,
-    /// Further headers carried over unchanged: the `dlq.previous.*` audit trail of a replayed
-    /// job's earlier failures.
-    pub audit_headers: Vec<(String, Vec<u8>)>,
 }
 
 /// The two topics the worker writes to.
@@ -234,72 +211,78 @@ impl Publisher {
 
     /// Queues a job's result and dead letter (either may be absent) and returns their delivery
     /// futures; waits while librdkafka's queue is full.
-    pub async fn enqueue(
-        &self,
-        result: Option<ResultRecord<'_>>,
-        dead_letter: Option<&DeadLetterRecord>,
-        traceparent: Option<&str>,
-    ) -> Result<Queued, KafkaError> {
+    pub async fn enqueue(&self, publication: &Publication) -> Result<Queued, KafkaError> {
         let mut queued = Queued::default();
-        if let Some(ResultRecord {
-            result: r,
-            fingerprint,
-        }) = result
-        {
-            let value = serde_json::to_vec(r).expect("a JobResult always serializes");
-            let fingerprint = fingerprint.map_or_else(|| "-".to_owned(), |f| format!("{f:016x}"));
-            let replay_count = r.replay_count.to_string();
-            let mut headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header {
-                    key: FINGERPRINT_HEADER,
-                    value: Some(&fingerprint),
-                })
-                .insert(Header {
-                    key: REPLAY_COUNT_HEADER,
-                    value: Some(&replay_count),
-                });
-            if let Some(tp) = traceparent {
-                headers = headers.insert(Header {
-                    key: "traceparent",
-                    value: Some(tp),
-                });
-            }
-            let (to, acknowledgement) = oneshot::channel();
-            let record = BaseRecord::with_opaque_to(&self.results_topic, Box::new(to))
-                .key(r.job_id.as_bytes())
-                .payload(&value)
-                .headers(headers);
-            self.send_when_room(record).await?;
-            queued.result = Some(acknowledgement);
+        if let Some(r) = &publication.result {
+            queued.result = Some(self.enqueue_result(r).await?);
         }
-        if let Some(d) = dead_letter {
-            let mut headers =
-                OwnedHeaders::new_with_capacity(d.headers.len() + d.audit_headers.len());
-            for (k, v) in &d.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            for (k, v) in &d.audit_headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_slice()),
-                });
-            }
-            let (to, acknowledgement) = oneshot::channel();
-            let mut record: BaseRecord<'_, [u8], [u8], Box<DeliverySender>> =
-                BaseRecord::with_opaque_to(&self.dead_letter_topic, Box::new(to)).headers(headers);
-            if let Some(k) = &d.key {
-                record = record.key(k.as_slice());
-            }
-            if let Some(v) = &d.value {
-                record = record.payload(v.as_slice());
-            }
-            self.send_when_room(record).await?;
-            queued.dead_letter = Some(acknowledgement);
+        if let Some(d) = &publication.dead_letter {
+            queued.dead_letter = Some(self.enqueue_dead_letter(d).await?);
         }
         Ok(queued)
+    }
+
+    /// Queues a result, keyed by its `job_id`, with the headers the redelivery index reads.
+    async fn enqueue_result(&self, r: &ResultRecord) -> Result<Acknowledgement, KafkaError> {
+        let value = serde_json::to_vec(&r.result).expect("a JobResult always serializes");
+        let fingerprint = r
+            .fingerprint
+            .map_or_else(|| "-".to_owned(), |f| format!("{f:016x}"));
+        let replay_count = r.result.replay_count.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: FINGERPRINT_HEADER,
+                value: Some(&fingerprint),
+            })
+            .insert(Header {
+                key: REPLAY_COUNT_HEADER,
+                value: Some(&replay_count),
+            });
+        if let Some(tp) = &r.traceparent {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(tp),
+            });
+        }
+        let (to, acknowledgement) = oneshot::channel();
+        let record = BaseRecord::with_opaque_to(&self.results_topic, Box::new(to))
+            .key(r.result.job_id.as_bytes())
+            .payload(&value)
+            .headers(headers);
+        self.send_when_room(record).await?;
+        Ok(acknowledgement)
+    }
+
+    /// Queues a dead letter: the original key and value, the `dlq.*` headers and the audit
+    /// trail.
+    async fn enqueue_dead_letter(
+        &self,
+        d: &DeadLetterRecord,
+    ) -> Result<Acknowledgement, KafkaError> {
+        let mut headers = OwnedHeaders::new_with_capacity(d.headers.len() + d.audit_headers.len());
+        for (k, v) in &d.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        for (k, v) in &d.audit_headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        let (to, acknowledgement) = oneshot::channel();
+        let mut record: BaseRecord<'_, [u8], [u8], Box<DeliverySender>> =
+            BaseRecord::with_opaque_to(&self.dead_letter_topic, Box::new(to)).headers(headers);
+        if let Some(k) = &d.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &d.value {
+            record = record.payload(v.as_slice());
+        }
+        self.send_when_room(record).await?;
+        Ok(acknowledgement)
     }
 
     /// Queues `record`; waits while librdkafka's queue is full (a refused record comes back
@@ -325,18 +308,13 @@ impl Publisher {
     }
 
     /// Produces a job's result and dead letter (either may be absent) and waits until the
-    /// broker acknowledged both.
+    /// broker acknowledged both; where the result lies.
     ///
     /// The dead letter is acknowledged before the result is sent: a result on the results topic
     /// then implies its dead letter is on the dead-letter topic, so a crash between the two can
     /// never lose a dead letter (the redelivered job, answered from the idempotency cache,
     /// publishes none).
-    pub async fn publish(
-        &self,
-        result: Option<ResultRecord<'_>>,
-        dead_letter: Option<&DeadLetterRecord>,
-        traceparent: Option<&str>,
-    ) -> Result<Option<Stored>, PublishError> {
+    pub async fn publish(&self, publication: &Publication) -> Result<Option<Stored>, PublishError> {
         let failed = |output: Output| {
             move |source| PublishError {
                 output,
@@ -344,17 +322,18 @@ impl Publisher {
                 source,
             }
         };
-        if dead_letter.is_some() {
-            let queued = self.enqueue(None, dead_letter, traceparent).await;
+        if let Some(d) = &publication.dead_letter {
+            let queued = self.enqueue_dead_letter(d).await;
             let queued = queued.map_err(|e| failed(Output::DeadLetter)(e.into()))?;
-            acknowledged(queued.dead_letter)
-                .await
-                .map_err(failed(Output::DeadLetter))?;
+            stored_at(queued.await).map_err(failed(Output::DeadLetter))?;
         }
-        let queued = self.enqueue(result, None, traceparent).await;
+        let Some(r) = &publication.result else {
+            return Ok(None);
+        };
+        let queued = self.enqueue_result(r).await;
         let queued = queued.map_err(|e| failed(Output::Results)(e.into()))?;
-        acknowledged(queued.result)
-            .await
+        stored_at(queued.await)
+            .map(Some)
             .map_err(failed(Output::Results))
     }
 
@@ -401,16 +380,6 @@ impl Publisher {
     /// Waits up to `timeout` for every queued record to be acknowledged.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
-    }
-}
-
-/// Waits until the broker acknowledged `delivery` (if any) at an offset; where it lies.
-pub async fn acknowledged(
-    delivery: Option<Acknowledgement>,
-) -> Result<Option<Stored>, ProduceFailure> {
-    match delivery {
-        Some(d) => stored_at(d.await).map(Some),
-        None => Ok(None),
     }
 }
 

@@ -24,13 +24,13 @@ use std::time::Duration;
 
 mod concluded;
 mod context;
+mod verdict;
 pub use concluded::{interrupted_result, invalid_job_result, reused_job_result, LetGo};
 use context::millis_between;
 use context::record_presentation;
 pub use context::{JobContext, PresentationLedger};
-
-/// A job's verdict before it becomes a result: status, `phone_number_verified`, userinfo, error.
-type Verdict = (Status, Option<bool>, Option<UserInfo>, Option<ErrorInfo>);
+pub use verdict::same_number;
+use verdict::{authorize_description, expired, internal_error, verdict_of, Verdict};
 
 /// The verdict of one job, plus what the worker measures about it.
 #[derive(Debug, Clone)]
@@ -191,8 +191,13 @@ impl<A: Api> Verifier<A> {
         }
         let risk_flags = signals.as_ref().map(|s| s.risk_flags());
         let completed_at = Utc::now();
-        let (status, phone_number_verified, info, error) = verdict;
-        let (sub, mobile_id) = info.map(|u| (u.sub, u.mobile_id)).unwrap_or_default();
+        let Verdict {
+            status,
+            phone_number_verified,
+            userinfo,
+            error,
+        } = verdict;
+        let (sub, mobile_id) = userinfo.map(|u| (u.sub, u.mobile_id)).unwrap_or_default();
         let error = error.map(|e| {
             // The spent-code rule: a failure after the code is spent is final.
             match ctx.spent.get() {
@@ -253,9 +258,8 @@ impl<A: Api> Verifier<A> {
     }
 
     async fn run(&self, job: &Job, ctx: &JobContext, attempts: &mut Attempts) -> Verdict {
-        let fail = |e: ErrorInfo| (Status::Failed, None, None, Some(e));
         let Some(profile) = self.profiles.get(&job.client) else {
-            return fail(ErrorInfo::new(
+            return Verdict::failed(ErrorInfo::new(
                 ErrorClass::InvalidJob,
                 Stage::Job,
                 format!("client: unknown client profile `{}`", job.client),
@@ -266,7 +270,7 @@ impl<A: Api> Verifier<A> {
                 .error_description
                 .clone()
                 .unwrap_or_else(|| authorize_description(err).to_owned());
-            return fail(
+            return Verdict::failed(
                 ErrorInfo::new(ErrorClass::AuthorizeRejected, Stage::Authorize, description)
                     .with_code(Some(err.clone())),
             );
@@ -274,9 +278,14 @@ impl<A: Api> Verifier<A> {
         let (Some(code), Some(redirect_uri)) = (&job.code, &job.redirect_uri) else {
             if job.code.is_none() && job.signals.is_some() {
                 // Only network signals were asked for: they are the whole result.
-                return (Status::SignalsOnly, None, None, None);
+                return Verdict {
+                    status: Status::SignalsOnly,
+                    phone_number_verified: None,
+                    userinfo: None,
+                    error: None,
+                };
             }
-            return fail(ErrorInfo::new(
+            return Verdict::failed(ErrorInfo::new(
                 ErrorClass::InvalidJob,
                 Stage::Job,
                 "a job needs `code` and `redirect_uri` unless it carries `error`",
@@ -305,7 +314,6 @@ impl<A: Api> Verifier<A> {
         ctx: &JobContext,
         attempts: &mut Attempts,
     ) -> Verdict {
-        let fail = |e: ErrorInfo| (Status::Failed, None, None, Some(e));
         // One slot from the token request to the userinfo answer: a job whose code is spent
         // never waits for a slot.
         let concurrency = &*p.profile.concurrency;
@@ -348,13 +356,15 @@ impl<A: Api> Verifier<A> {
                     // An attempt may have used the code: it counts as spent.
                     ctx.spent.ambiguous();
                 }
-                return fail(c.error_info(Stage::Token));
+                return Verdict::failed(c.error_info(Stage::Token));
             }
             StageEnd::Success(r) => {
                 ctx.spent.exchanged();
                 match TokenGrant::parse(&r.body) {
                     Ok(g) => g,
-                    Err(why) => return fail(protocol_error(Stage::Token, r.status, why)),
+                    Err(why) => {
+                        return Verdict::failed(protocol_error(Stage::Token, r.status, why))
+                    }
                 }
             }
         };
@@ -377,10 +387,10 @@ impl<A: Api> Verifier<A> {
         drop(slot);
         match userinfo {
             StageEnd::Expired => expired(p.deadline),
-            StageEnd::Failed(c) => fail(c.error_info(Stage::Userinfo)),
+            StageEnd::Failed(c) => Verdict::failed(c.error_info(Stage::Userinfo)),
             StageEnd::Success(r) => match UserInfo::parse(&r.body) {
                 Ok(info) => verdict_of(info, job),
-                Err(why) => fail(protocol_error(Stage::Userinfo, r.status, why)),
+                Err(why) => Verdict::failed(protocol_error(Stage::Userinfo, r.status, why)),
             },
         }
     }
@@ -413,89 +423,9 @@ fn code_deadline(job: &Job, ctx: &JobContext, code_ttl: Duration) -> DateTime<Ut
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// The verdict of a userinfo answer for `job`: verified only for the job's own number.
-fn verdict_of(info: UserInfo, job: &Job) -> Verdict {
-    if !info.phone_number_verified {
-        return (Status::NotVerified, Some(false), Some(info), None);
-    }
-    if same_number(&info.login_hint, &job.login_hint) {
-        return (Status::Verified, Some(true), Some(info), None);
-    }
-    let e = ErrorInfo::new(
-        ErrorClass::LoginHintMismatch,
-        Stage::Userinfo,
-        format!(
-            "the network verified a different number ({}) than the job's login_hint",
-            crate::secret::mask_to_last_three_digits(&info.login_hint)
-        ),
-    );
-    (Status::NotVerified, Some(false), Some(info), Some(e))
-}
-
-/// The verdict of a job whose code's `deadline` passed before a request could be sent.
-fn expired(deadline: DateTime<Utc>) -> Verdict {
-    let e = ErrorInfo::new(
-        ErrorClass::Expired,
-        Stage::Deadline,
-        format!(
-            "the code's deadline (issued_at + worker.code_ttl = {}) passed before a request could be sent",
-            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        ),
-    );
-    (Status::Failed, None, None, Some(e))
-}
-
-/// The verdict of a job whose verification panicked: `internal_error` at stage `job`,
-/// dead-lettered and retryable (§5). The panic's message goes to the log, never to the result.
-fn internal_error(panic: &(dyn std::any::Any + Send)) -> Verdict {
-    let message = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message");
-    tracing::error!(
-        panic = message.chars().take(200).collect::<String>(),
-        "verifying a job panicked; it ends internal_error"
-    );
-    let e = ErrorInfo::new(
-        ErrorClass::InternalError,
-        Stage::Job,
-        "the worker failed on this job (a bug caught at run time; its log has the details)",
-    );
-    (Status::Failed, None, None, Some(e))
-}
-
-/// Compares two MSISDNs by their digits, ignoring a `+` or `00` international prefix.
-pub fn same_number(a: &str, b: &str) -> bool {
-    fn norm(s: &str) -> String {
-        let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-        match digits.strip_prefix("00") {
-            Some(rest) if !s.trim_start().starts_with('+') => rest.to_owned(),
-            _ => digits,
-        }
-    }
-    let (a, b) = (norm(a), norm(b));
-    !a.is_empty() && a == b
-}
-
 /// The result's error for a classified failure of `stage`.
 fn protocol_error(stage: Stage, status: u16, why: String) -> ErrorInfo {
     ErrorInfo::new(ErrorClass::ProtocolError, stage, why).with_status(Some(status))
-}
-
-/// The seed's B.1 descriptions, for an authorize error that came without one.
-fn authorize_description(error: &str) -> &'static str {
-    match error {
-        "invalid_client_id_request" => "A required OAuth 2.0 parameter is missing or invalid.",
-        "missing_scope" => "A required OAuth 2.0 scope parameter is missing",
-        "insufficient_scope" => "Only openid scope requested, while custom scope is also required",
-        "unsupported_scope" => {
-            "The requested scope is unknown, malformed, or exceeds permitted scope."
-        }
-        "missing_login_hint" => "Scope requires login_hint but not provided",
-        "server_error" => "Unexpected server error",
-        _ => "the authorize request was rejected",
-    }
 }
 
 #[cfg(test)]
@@ -533,15 +463,5 @@ mod tests {
             ..ctx.clone()
         };
         assert_eq!(code_deadline(&job_issued(None), &skewed, ttl), expected);
-    }
-
-    #[test]
-    fn numbers_compare_by_digits_ignoring_international_prefixes() {
-        assert!(same_number("381123456789", "+381123456789"));
-        assert!(same_number("00381123456789", "381123456789"));
-        assert!(same_number("+381 12 345 6789", "381123456789"));
-        assert!(!same_number("381123456789", "381123456788"));
-        assert!(!same_number("", ""));
-        assert!(!same_number("+00381123456789", "381123456789"));
     }
 }

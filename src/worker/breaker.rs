@@ -14,7 +14,7 @@
 //! the counters and `/readyz`.
 
 use crate::config::{BreakerConfig, BreakerTrigger};
-use crate::contract::ErrorClass;
+use crate::contract::{ErrorClass, Publication};
 use crate::telemetry::counters::WorkerCounters;
 use crate::telemetry::events::{BreakerClosed, BreakerTripped};
 use std::collections::VecDeque;
@@ -37,6 +37,20 @@ pub struct CallOutcome {
 }
 
 impl CallOutcome {
+    /// What a job that published `publication` tells the breaker; `None` for a job the worker
+    /// concluded `interrupted` itself, which is not an answer of the API.
+    pub fn of(publication: &Publication) -> Option<CallOutcome> {
+        let class = publication.class();
+        if class == Some(ErrorClass::Interrupted) {
+            return None;
+        }
+        Some(CallOutcome {
+            class,
+            dead_lettered: publication.dead_letter.is_some(),
+            duplicate: publication.result().is_some_and(|r| r.duplicate),
+        })
+    }
+
     /// True when the job never reached the API, so it tells nothing about the upstream.
     pub fn reached_api(&self) -> bool {
         !self.duplicate

@@ -5,9 +5,10 @@
 
 use super::rebalance::JobConsumer;
 use super::state::WorkerState;
-use crate::contract::JobResult;
+use crate::contract::Publication;
 use crate::idempotency::index::Stored;
-use crate::kafka::producer::{DeadLetterRecord, Publisher, ResultRecord};
+use crate::kafka::offsets::Ticket;
+use crate::kafka::producer::Publisher;
 use crate::kafka::transactions::{self, is_fatal, TxnError};
 use crate::telemetry::events::{TransactionCommitted, TransactionFailed, TransactionFenced};
 use rdkafka::consumer::Consumer;
@@ -30,20 +31,10 @@ pub const LINGER: Duration = Duration::from_millis(50);
 /// One finished job waiting for its transaction.
 #[derive(Debug)]
 pub struct TxnItem {
-    /// Its result, if it has one.
-    pub result: Option<JobResult>,
-    /// The fingerprint of the job its result answers (`None`: not to be indexed).
-    pub fingerprint: Option<u64>,
-    /// Its dead letter, if it has one.
-    pub dead_letter: Option<DeadLetterRecord>,
-    /// Copied to the result.
-    pub traceparent: Option<String>,
-    /// Where the job came from.
-    pub partition: i32,
-    /// The assignment epoch it was taken under.
-    pub epoch: u64,
-    /// Its offset.
-    pub offset: i64,
+    /// What the job publishes.
+    pub publication: Publication,
+    /// Its offset's place in the tracker.
+    pub ticket: Ticket,
     /// Told once the transaction holding the job committed, with where its result lies.
     pub done: oneshot::Sender<Option<Stored>>,
 }
@@ -79,7 +70,7 @@ pub async fn run_committer(
     while next_batch(&mut rx, &mut batch).await {
         // The offsets of these jobs are finished now: the positions sent with the transaction
         // cover them and nothing still in flight.
-        let partitions = state.finish_all(batch.iter().map(|i| (i.partition, i.epoch, i.offset)));
+        let partitions = state.finish_all(batch.iter().map(|i| i.ticket));
         let stored = commit_until_done(&publisher, &state, &consumer, &batch, &partitions).await?;
         TransactionCommitted.emit(&state.stats);
         for (i, at) in batch.drain(..).zip(stored) {
@@ -160,14 +151,7 @@ async fn commit_batch(
     publisher.producer().begin_transaction()?;
     let mut deliveries = Vec::with_capacity(batch.len());
     for i in batch {
-        let result = i.result.as_ref().map(|result| ResultRecord {
-            result,
-            fingerprint: i.fingerprint,
-        });
-        let queued = publisher
-            .enqueue(result, i.dead_letter.as_ref(), i.traceparent.as_deref())
-            .await?;
-        deliveries.push(queued);
+        deliveries.push(publisher.enqueue(&i.publication).await?);
     }
     let mut offsets = TopicPartitionList::new();
     for (p, pos) in state.positions_of(partitions) {

@@ -7,12 +7,11 @@ use super::breaker::{CallOutcome, Gatekeeper};
 use super::committer::TxnItem;
 use super::rebalance::JobConsumer;
 use super::state::{JobHold, WorkerState};
-use crate::contract::dead_letter::{DeadLetterHeaders, SourceRecord};
-use crate::contract::{ErrorInfo, Job, JobResult};
+use crate::contract::{Job, JobRecord, JobResult, Origin, Publication};
 use crate::idempotency::index::{Indexed, Stored};
 use crate::idempotency::{fingerprint, Answer, JobKey};
-use crate::kafka::consumer::store_offset;
-use crate::kafka::producer::{DeadLetterRecord, Output, Publisher, ResultRecord};
+use crate::kafka::offsets::Ticket;
+use crate::kafka::producer::{Output, Publisher};
 use crate::kafka::readback::ResultFetcher;
 use crate::secret::mask_msisdn;
 use crate::silentauth::{SilentAuthClient, SpentCode};
@@ -57,67 +56,34 @@ pub(super) struct JobEnv {
     pub(super) ledger: Option<Arc<dyn PresentationLedger>>,
 }
 
-/// A consumed record, copied out of librdkafka's buffer.
+/// A consumed record, copied out of librdkafka's buffer, with its place in the offset tracker.
 pub(super) struct Taken {
-    partition: i32,
-    offset: i64,
-    epoch: u64,
-    timestamp_ms: Option<i64>,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    traceparent: Option<String>,
-    replay_count: u32,
-    /// `dlq.previous.*` headers of a replayed job: the earlier failures, kept for audit.
-    previous: Vec<(String, Vec<u8>)>,
+    ticket: Ticket,
+    record: JobRecord,
 }
 
 /// Takes a record: copies it out, unless its partition is no longer ours. Its offset is not
 /// registered yet: [`start`] does that, so a record held back while the circuit breaker is open
 /// keeps the stored offset at or below its own.
 pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken> {
-    let partition = m.partition();
-    let offset = m.offset();
-    let epoch = state.epoch(partition)?;
-    let mut traceparent = None;
-    let mut replay_count = 0;
-    let mut previous = Vec::new();
-    if let Some(h) = m.headers() {
-        replay_count = crate::contract::replay_count_from_headers(
-            h.iter().map(|header| (header.key, header.value)),
-        );
-        for header in h.iter() {
-            match header.key {
-                "traceparent" => {
-                    traceparent = header
-                        .value
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .map(str::to_owned)
-                }
-                k if k.starts_with(crate::contract::dead_letter::header::PREVIOUS_PREFIX) => {
-                    previous.push((k.to_owned(), header.value.unwrap_or_default().to_vec()));
-                }
-                _ => {}
-            }
-        }
-    }
-    Some(Taken {
-        partition,
-        offset,
-        epoch,
-        timestamp_ms: m.timestamp().to_millis(),
-        key: m.key().map(<[u8]>::to_vec),
-        payload: m.payload().map(<[u8]>::to_vec),
-        traceparent,
-        replay_count,
-        previous,
-    })
+    let ticket = state.ticket(m.partition(), m.offset())?;
+    let headers = m.headers().into_iter().flat_map(|h| h.iter());
+    let record = JobRecord::new(
+        m.partition(),
+        m.offset(),
+        m.timestamp().to_millis(),
+        m.key(),
+        m.payload(),
+        headers.map(|h| (h.key, h.value)),
+    );
+    Some(Taken { ticket, record })
 }
 
 /// Starts a job: registers its offset as in flight and spawns its task. A record whose partition
 /// was revoked since it was taken is dropped (the next owner consumes it again). `probe` marks
 /// the one job the open breaker lets through.
 pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
-    let Some(hold) = env.state.start(taken.partition, taken.epoch, taken.offset) else {
+    let Some(hold) = env.state.start(taken.ticket) else {
         return;
     };
     if probe {
@@ -129,8 +95,8 @@ pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
     JobStarted.emit(&env.stats);
     let span = tracing::info_span!(
         "job",
-        partition = taken.partition,
-        offset = taken.offset,
+        partition = taken.ticket.partition,
+        offset = taken.ticket.offset,
         probe,
         job_id = tracing::field::Empty
     );
@@ -171,117 +137,82 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
     // Held until the job's outputs are acknowledged (or it is abandoned): from the moment its code
     // is spent until then, the job counts in `silentauth_codes_at_risk`.
     let spent = SpentCode::counted(env.stats.codes_at_risk.clone());
-    let ctx = context(env, &taken, &spent);
-    let out = tokio::select! {
+    let ctx = context(env, &taken.record, &spent);
+    let publication = tokio::select! {
         biased;
-        _ = let_go.cancelled() => interrupted(env, &taken, &ctx)?,
-        out = process(env, &taken, &ctx) => out.unwrap_or_default(),
+        _ = let_go.cancelled() => interrupted(env, &taken.record, &ctx)?,
+        p = process(env, &taken.record, &ctx) => p,
     };
-    let concluded = out.interrupted;
-    let stored = match &env.committer {
-        None => {
-            let stored = publish(env, &out, taken.traceparent.as_deref()).await;
-            let position = env.state.finish(taken.partition, taken.epoch, taken.offset);
-            if let Some(pos) = position {
-                store_offset(&*env.consumer, &env.state.jobs_topic, taken.partition, pos);
-            }
-            stored
-        }
-        Some(committer) => {
-            let (done, committed) = oneshot::channel();
-            let item = TxnItem {
-                result: out.result.clone(),
-                fingerprint: out.fingerprint,
-                dead_letter: out.dead_letter.clone(),
-                traceparent: taken.traceparent.clone(),
-                partition: taken.partition,
-                epoch: taken.epoch,
-                offset: taken.offset,
-                done,
-            };
-            if committer.send(item).await.is_err() {
-                // The committer stopped (fenced): the worker is shutting down with an error.
-                return None;
-            }
-            committed.await.ok()?
-        }
-    };
-    index(env, &out, stored);
-    if let Some(r) = &out.result {
+    let stored = deliver(env, taken.ticket, &publication).await?;
+    index(env, &publication, stored);
+    if let Some(r) = publication.result() {
         ResultPublished {
             status: r.status,
             class: r.error.as_ref().map(|e| e.class),
         }
         .emit(&env.stats);
     }
-    if let Some(e) = &out.error {
-        DeadLetterPublished { class: e.class }.emit(&env.stats);
+    if let Some(d) = &publication.dead_letter {
+        DeadLetterPublished { class: d.class }.emit(&env.stats);
     }
     drop(spent);
-    if concluded {
-        // Not an answer of the API: the circuit breaker learns nothing from it.
-        return None;
-    }
-    Some(CallOutcome {
-        class: out
-            .result
-            .as_ref()
-            .and_then(|r| r.error.as_ref())
-            .or(out.error.as_ref())
-            .map(|e| e.class),
-        dead_lettered: out.error.is_some(),
-        duplicate: out.result.as_ref().is_some_and(|r| r.duplicate),
-    })
+    CallOutcome::of(&publication)
+}
+
+/// Delivers a job's publication and finishes its ticket: published until acknowledged, then
+/// the offset finished and stored (at-least-once); or handed to the transaction committer,
+/// which commits it with the offsets (exactly-once). Where its result lies; `None` when the
+/// committer stopped (fenced: the worker is shutting down with an error).
+async fn deliver(
+    env: &JobEnv,
+    ticket: Ticket,
+    publication: &Publication,
+) -> Option<Option<Stored>> {
+    let Some(committer) = &env.committer else {
+        let stored = publish(env, publication).await;
+        env.state.finish(ticket, &*env.consumer);
+        return Some(stored);
+    };
+    let (done, committed) = oneshot::channel();
+    let item = TxnItem {
+        publication: publication.clone(),
+        ticket,
+        done,
+    };
+    committer.send(item).await.ok()?;
+    committed.await.ok()
 }
 
 /// Tells the redelivery index where a result of a decoded job was published.
-fn index(env: &JobEnv, out: &Outputs, stored: Option<Stored>) {
-    let (Some(r), Some(fingerprint), Some(stored)) = (&out.result, out.fingerprint, stored) else {
+fn index(env: &JobEnv, publication: &Publication, stored: Option<Stored>) {
+    let Some(r) = &publication.result else {
+        return;
+    };
+    let (Some(fingerprint), Some(stored)) = (r.fingerprint, stored) else {
         return;
     };
     let indexed = Indexed {
         fingerprint: Some(fingerprint),
-        replay_count: r.replay_count,
+        replay_count: r.result.replay_count,
         stored: Some(stored),
     };
     let now = Utc::now().timestamp_millis();
-    if let Err(full) = env.state.cache.index(&r.job_id, indexed, now) {
+    if let Err(full) = env.state.cache.index(&r.result.job_id, indexed, now) {
         // The run loop starts a job only while every job in flight fits: a bug if reached.
         tracing::error!(
-            job_id = %r.job_id,
+            job_id = %r.result.job_id,
             max = full.max_entries,
             "the redelivery index is full; raise worker.idempotency_index_size"
         );
     }
 }
 
-/// What one job produces.
-#[derive(Default)]
-struct Outputs {
-    result: Option<JobResult>,
-    /// The fingerprint of the decoded job the result answers, for the redelivery index.
-    fingerprint: Option<u64>,
-    /// The dead-lettered error, when the job is dead-lettered.
-    error: Option<ErrorInfo>,
-    dead_letter: Option<DeadLetterRecord>,
-    /// Concluded `interrupted` by this worker, not answered by the API.
-    interrupted: bool,
-}
-
 /// Publishes until acknowledged: a result that cannot be produced is never marked done. While
 /// it fails, `/readyz` answers 503 naming the topic; the first success clears that.
-async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) -> Option<Stored> {
+async fn publish(env: &JobEnv, publication: &Publication) -> Option<Stored> {
     let mut backoff = Duration::from_millis(100);
-    let result = out.result.as_ref().map(|result| ResultRecord {
-        result,
-        fingerprint: out.fingerprint,
-    });
     let stored = loop {
-        match env
-            .publisher
-            .publish(result, out.dead_letter.as_ref(), traceparent)
-            .await
-        {
+        match env.publisher.publish(publication).await {
             Ok(stored) => break stored,
             Err(e) => {
                 ProduceFailed {
@@ -297,8 +228,8 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) -> Opti
     };
     ProduceSucceeded.emit(&env.stats);
     let published = [
-        (Output::Results, out.result.is_some()),
-        (Output::DeadLetter, out.dead_letter.is_some()),
+        (Output::Results, publication.result.is_some()),
+        (Output::DeadLetter, publication.dead_letter.is_some()),
     ];
     for (output, _) in published.into_iter().filter(|(_, sent)| *sent) {
         // A topic just written to exists, whatever an earlier probe said.
@@ -315,12 +246,12 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) -> Opti
     stored
 }
 
-/// What the verification knows of `taken` besides its content, received now.
-fn context(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> JobContext {
+/// What the verification knows of `record` besides its content, received now.
+fn context(env: &JobEnv, record: &JobRecord, spent: &SpentCode) -> JobContext {
     JobContext {
         received_at: Utc::now(),
-        replay_count: taken.replay_count,
-        record_time: taken
+        replay_count: record.replay_count,
+        record_time: record
             .timestamp_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
         spent: spent.clone(),
@@ -328,9 +259,17 @@ fn context(env: &JobEnv, taken: &Taken, spent: &SpentCode) -> JobContext {
     }
 }
 
-/// The outputs of a job let go before its answer was known: `None` when its code was never
+/// Where the worker's records come from, for dead letters.
+fn origin(env: &JobEnv) -> Origin<'_> {
+    Origin {
+        topic: &env.state.jobs_topic,
+        group: &env.group_id,
+    }
+}
+
+/// The publication of a job let go before its answer was known: `None` when its code was never
 /// presented (it is handed over untouched), else its final `interrupted` result and dead letter.
-fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs> {
+fn interrupted(env: &JobEnv, record: &JobRecord, ctx: &JobContext) -> Option<Publication> {
     let stopping = env
         .state
         .stopping
@@ -340,7 +279,7 @@ fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs>
         false => (LetGo::Revoked, "revoke"),
     };
     // A presented job decoded, or its code would not have been presented.
-    let job = Job::decode(taken.payload.as_deref().unwrap_or_default())
+    let job = Job::decode(record.payload.as_deref().unwrap_or_default())
         .ok()
         .filter(|_| ctx.spent.presentations() > 0);
     JobLetGo {
@@ -352,33 +291,34 @@ fn interrupted(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs>
     let job = job?;
     let fingerprint = fingerprint(&job);
     let result = conclude_interrupted(env, &job, ctx, why, fingerprint);
-    let error = result.error.clone();
-    let dead_letter = error
-        .as_ref()
-        .map(|e| dead_letter(env, taken, e, result.attempts));
-    Some(Outputs {
-        result: Some(result),
-        fingerprint: Some(fingerprint),
-        error,
-        dead_letter,
-        interrupted: true,
-    })
+    let now = Utc::now();
+    Some(Publication::answered(
+        record,
+        origin(env),
+        result,
+        Some(fingerprint),
+        now,
+    ))
 }
 
-/// Decodes and verifies one record, and builds its result and dead letter.
-async fn process(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Outputs> {
-    let ctx = ctx.clone();
-    let payload = taken.payload.as_deref().unwrap_or_default();
-    let (result, fingerprint, error) = match Job::decode(payload) {
+/// Decodes and verifies one record: what it publishes. Nothing when the job was answered
+/// earlier and that result cannot be read back (it stands; nothing is published or presented
+/// again).
+async fn process(env: &JobEnv, record: &JobRecord, ctx: &JobContext) -> Publication {
+    let payload = record.payload.as_deref().unwrap_or_default();
+    match Job::decode(payload) {
         Err(failure) => {
-            let result = invalid_job_result(&failure, &ctx);
+            let result = invalid_job_result(&failure, ctx);
+            let job_id = failure.job_id.as_deref().unwrap_or("<unreadable>");
+            tracing::warn!(job_id, error = %failure.error, "invalid job");
             let error = failure.error_info();
-            tracing::warn!(job_id = failure.job_id.as_deref().unwrap_or("<unreadable>"), error = %failure.error, "invalid job");
-            (result, None, Some(error))
+            Publication::invalid(record, origin(env), result, &error, Utc::now())
         }
         Ok(job) => {
             tracing::Span::current().record("job_id", job.job_id.as_str());
-            let (result, fingerprint) = answer(env, &job, &ctx).await?;
+            let Some((result, fingerprint)) = answer(env, &job, ctx).await else {
+                return Publication::default();
+            };
             tracing::debug!(
                 login_hint = %mask_msisdn(&job.login_hint),
                 status = result.status.as_str(),
@@ -386,22 +326,9 @@ async fn process(env: &JobEnv, taken: &Taken, ctx: &JobContext) -> Option<Output
                 duplicate = result.duplicate,
                 "verified"
             );
-            let error = result
-                .dead_letter_error()
-                .filter(|_| !result.duplicate)
-                .cloned();
-            (Some(result), fingerprint, error)
+            Publication::answered(record, origin(env), result, fingerprint, Utc::now())
         }
-    };
-    let attempts = result.as_ref().map_or(0, |r| r.attempts);
-    let dead_letter = error.as_ref().map(|e| dead_letter(env, taken, e, attempts));
-    Some(Outputs {
-        result,
-        fingerprint,
-        error,
-        dead_letter,
-        interrupted: false,
-    })
+    }
 }
 
 /// A decoded job's result through the idempotency cache, and the fingerprint to index it by
@@ -472,30 +399,4 @@ fn conclude_interrupted(
     let result = interrupted_result(job, ctx, why);
     env.state.cache.remember(&result, Some(fingerprint));
     result
-}
-
-/// The dead letter of a job that failed with `error` after `attempts` HTTP attempts: the record
-/// as consumed, with headers saying where it came from and why it failed.
-fn dead_letter(env: &JobEnv, taken: &Taken, error: &ErrorInfo, attempts: u32) -> DeadLetterRecord {
-    let source = SourceRecord {
-        topic: env.state.jobs_topic.clone(),
-        partition: taken.partition,
-        offset: taken.offset,
-        timestamp_ms: taken.timestamp_ms,
-        traceparent: taken.traceparent.clone(),
-    };
-    DeadLetterRecord {
-        key: taken.key.clone(),
-        value: taken.payload.clone(),
-        headers: DeadLetterHeaders::for_failure(
-            &source,
-            error,
-            attempts,
-            &env.group_id,
-            taken.replay_count,
-            Utc::now(),
-        )
-        .to_headers(),
-        audit_headers: taken.previous.clone(),
-    }
 }

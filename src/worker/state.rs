@@ -8,8 +8,10 @@
 
 use crate::config::Config;
 use crate::idempotency::IdempotencyCache;
-use crate::kafka::offsets::OffsetTracker;
+use crate::kafka::consumer::store_offset;
+use crate::kafka::offsets::{OffsetTracker, Ticket};
 use crate::telemetry::counters::WorkerCounters;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,20 +113,26 @@ impl Assignments {
             .sum()
     }
 
-    /// The epoch of `partition`'s current assignment; `None` when it is not ours.
-    pub fn epoch(&self, partition: i32) -> Option<u64> {
-        self.tracker.epoch(partition)
+    /// The ticket of `offset` of `partition` under its current assignment; `None` when the
+    /// partition is not ours.
+    pub fn ticket(&self, partition: i32, offset: i64) -> Option<Ticket> {
+        let epoch = self.tracker.epoch(partition)?;
+        Some(Ticket {
+            partition,
+            epoch,
+            offset,
+        })
     }
 
-    /// Registers `offset` of `partition` as in flight under `epoch`; returns what its job holds
-    /// (the token that lets it go), or `None` when that assignment is gone.
-    pub fn start(&mut self, partition: i32, epoch: u64, offset: i64) -> Option<JobHold> {
-        if !self.tracker.start(partition, epoch, offset) {
+    /// Registers `ticket`'s offset as in flight; returns what its job holds (the token that
+    /// lets it go), or `None` when its assignment is gone.
+    pub fn start(&mut self, ticket: Ticket) -> Option<JobHold> {
+        if !self.tracker.start(ticket) {
             return None;
         }
         Some(
             self.tokens
-                .get(&partition)
+                .get(&ticket.partition)
                 .map(|a| JobHold {
                     token: a.token.clone(),
                     _live: a.live.clone(),
@@ -133,9 +141,10 @@ impl Assignments {
         )
     }
 
-    /// Records that `offset` finished; returns the new commit position when it moved forward.
-    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64) -> Option<i64> {
-        self.tracker.finish(partition, epoch, offset)
+    /// Records that `ticket`'s offset finished; returns the new commit position when it moved
+    /// forward.
+    pub fn finish(&mut self, ticket: Ticket) -> Option<i64> {
+        self.tracker.finish(ticket)
     }
 
     /// In-flight jobs of `partitions`.
@@ -239,29 +248,33 @@ impl WorkerState {
         self.assignments.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// See [`Assignments::epoch`].
-    pub fn epoch(&self, partition: i32) -> Option<u64> {
-        self.assignments().epoch(partition)
+    /// See [`Assignments::ticket`].
+    pub fn ticket(&self, partition: i32, offset: i64) -> Option<Ticket> {
+        self.assignments().ticket(partition, offset)
     }
 
     /// See [`Assignments::start`].
-    pub fn start(&self, partition: i32, epoch: u64, offset: i64) -> Option<JobHold> {
-        self.assignments().start(partition, epoch, offset)
+    pub fn start(&self, ticket: Ticket) -> Option<JobHold> {
+        self.assignments().start(ticket)
     }
 
-    /// See [`Assignments::finish`].
-    pub fn finish(&self, partition: i32, epoch: u64, offset: i64) -> Option<i64> {
-        self.assignments().finish(partition, epoch, offset)
+    /// Finishes `ticket`'s offset and, when its partition's commit position moved forward,
+    /// stores that position with `consumer` (committed with its next commit: at-least-once).
+    pub fn finish<C: ConsumerContext>(&self, ticket: Ticket, consumer: &impl Consumer<C>) {
+        let position = self.assignments().finish(ticket);
+        if let Some(position) = position {
+            store_offset(consumer, &self.jobs_topic, ticket.partition, position);
+        }
     }
 
-    /// Finishes a batch of `(partition, epoch, offset)` jobs under one lock; returns their
-    /// partitions.
-    pub fn finish_all(&self, jobs: impl IntoIterator<Item = (i32, u64, i64)>) -> BTreeSet<i32> {
+    /// Finishes a batch of tickets under one lock (their positions go with a transaction, not
+    /// the offset store); returns their partitions.
+    pub fn finish_all(&self, tickets: impl IntoIterator<Item = Ticket>) -> BTreeSet<i32> {
         let mut a = self.assignments();
         let mut partitions = BTreeSet::new();
-        for (partition, epoch, offset) in jobs {
-            a.finish(partition, epoch, offset);
-            partitions.insert(partition);
+        for ticket in tickets {
+            a.finish(ticket);
+            partitions.insert(ticket.partition);
         }
         partitions
     }
@@ -293,14 +306,22 @@ impl WorkerState {
 mod tests {
     use super::*;
 
+    fn ticket(partition: i32, epoch: u64, offset: i64) -> Ticket {
+        Ticket {
+            partition,
+            epoch,
+            offset,
+        }
+    }
+
     #[test]
     fn a_revoke_returns_positions_counts_abandoned_jobs_and_cancels_them() {
         let mut a = Assignments::default();
         a.assign(&[0, 1]);
-        let e0 = a.epoch(0).unwrap();
-        let t10 = a.start(0, e0, 10).unwrap();
-        let t11 = a.start(0, e0, 11).unwrap();
-        assert_eq!(a.finish(0, e0, 10), Some(11));
+        let e0 = a.ticket(0, 0).unwrap().epoch;
+        let t10 = a.start(ticket(0, e0, 10)).unwrap();
+        let t11 = a.start(ticket(0, e0, 11)).unwrap();
+        assert_eq!(a.finish(ticket(0, e0, 10)), Some(11));
         assert_eq!(a.in_flight(&[0, 1]), 1);
         let revoked = a.revoke(&[0]);
         assert_eq!(
@@ -312,30 +333,37 @@ mod tests {
         );
         assert!(t10.token.is_cancelled() && t11.token.is_cancelled());
         assert_eq!(a.owned(), vec![1]);
-        assert!(a.start(0, e0, 12).is_none(), "revoked: nothing starts");
+        assert!(
+            a.start(ticket(0, e0, 12)).is_none(),
+            "revoked: nothing starts"
+        );
     }
 
     #[test]
     fn a_new_assignment_cancels_the_old_one_and_fences_its_epoch() {
         let mut a = Assignments::default();
         a.assign(&[3]);
-        let old = a.epoch(3).unwrap();
-        let token = a.start(3, old, 5).unwrap();
+        let old = a.ticket(3, 0).unwrap().epoch;
+        let token = a.start(ticket(3, old, 5)).unwrap();
         a.assign(&[3]);
         assert!(token.token.is_cancelled());
-        assert_eq!(a.finish(3, old, 5), None, "a stale epoch stores nothing");
-        let new = a.epoch(3).unwrap();
-        assert!(!a.start(3, new, 5).unwrap().token.is_cancelled());
+        assert_eq!(
+            a.finish(ticket(3, old, 5)),
+            None,
+            "a stale epoch stores nothing"
+        );
+        let new = a.ticket(3, 0).unwrap().epoch;
+        assert!(!a.start(ticket(3, new, 5)).unwrap().token.is_cancelled());
     }
 
     #[test]
     fn abandon_all_reaches_every_partition() {
         let mut a = Assignments::default();
         a.assign(&[0]);
-        let t0 = a.start(0, a.epoch(0).unwrap(), 1).unwrap();
+        let t0 = a.start(a.ticket(0, 1).unwrap()).unwrap();
         a.abandon_all();
         a.assign(&[1]);
-        let t1 = a.start(1, a.epoch(1).unwrap(), 1).unwrap();
+        let t1 = a.start(a.ticket(1, 1).unwrap()).unwrap();
         assert!(t0.token.is_cancelled() && t1.token.is_cancelled());
     }
 
@@ -343,16 +371,16 @@ mod tests {
     fn letting_go_cancels_but_keeps_the_assignment_until_its_tasks_end() {
         let mut a = Assignments::default();
         a.assign(&[0, 1]);
-        let (e0, e1) = (a.epoch(0).unwrap(), a.epoch(1).unwrap());
-        let j5 = a.start(0, e0, 5).unwrap();
-        let j6 = a.start(0, e0, 6).unwrap();
-        let other = a.start(1, e1, 1).unwrap();
+        let (e0, e1) = (a.ticket(0, 0).unwrap().epoch, a.ticket(1, 0).unwrap().epoch);
+        let j5 = a.start(ticket(0, e0, 5)).unwrap();
+        let j6 = a.start(ticket(0, e0, 6)).unwrap();
+        let other = a.start(ticket(1, e1, 1)).unwrap();
         assert_eq!(a.live(&[0]), 2);
         a.let_go(&[0]);
         assert!(j5.token.is_cancelled() && j6.token.is_cancelled());
         assert!(!other.token.is_cancelled(), "only the partitions let go");
         // A job that concluded itself still finishes its offset under the same epoch.
-        assert_eq!(a.finish(0, e0, 5), Some(6));
+        assert_eq!(a.finish(ticket(0, e0, 5)), Some(6));
         drop(j5);
         assert_eq!(a.live(&[0]), 1, "a task counts until it ends");
         drop(j6);
@@ -367,11 +395,11 @@ mod tests {
     fn the_holder_finishes_batches_and_filters_positions() {
         let state = WorkerState::new(&Config::default(), Arc::new(WorkerCounters::default()));
         state.assignments().assign(&[0, 1, 2]);
-        let e: Vec<u64> = (0..3).map(|p| state.epoch(p).unwrap()).collect();
+        let e: Vec<u64> = (0..3).map(|p| state.ticket(p, 0).unwrap().epoch).collect();
         for p in 0..3 {
-            state.start(p, e[p as usize], 7).unwrap();
+            state.start(ticket(p, e[p as usize], 7)).unwrap();
         }
-        let parts = state.finish_all([(0, e[0], 7), (2, e[2], 7)]);
+        let parts = state.finish_all([ticket(0, e[0], 7), ticket(2, e[2], 7)]);
         assert_eq!(parts, BTreeSet::from([0, 2]));
         let mut positions = state.positions_of(&parts);
         positions.sort();

@@ -205,7 +205,6 @@ impl ResultsReader {
         cache: &IdempotencyCache,
         since_ms: i64,
     ) -> Result<usize, WarmupError> {
-        let deadline = crate::clock::from_now_std(self.timeout);
         let meta = self
             .consumer
             .fetch_metadata(Some(&self.topic), self.timeout)?;
@@ -259,6 +258,9 @@ impl ResultsReader {
         let decode_from: HashMap<i32, i64> = ends.iter().map(|(&p, &e)| (p, e - tail)).collect();
         self.consumer.assign(&todo)?;
         let mut read = 0;
+        // Gives up only when the brokers stop answering: every record or partition end read
+        // gives the read another `timeout`, so a long range on a busy machine is read whole.
+        let mut deadline = crate::clock::from_now_std(self.timeout);
         while !ends.is_empty() {
             if Instant::now() > deadline {
                 self.consumer.unassign()?;
@@ -270,6 +272,7 @@ impl ResultsReader {
             match self.consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(p))) => {
+                    deadline = crate::clock::from_now_std(self.timeout);
                     if let Some(end) = ends.remove(&p) {
                         let pos = self.positions.entry(p).or_insert(end);
                         *pos = (*pos).max(end);
@@ -280,6 +283,7 @@ impl ResultsReader {
                     return Err(e.into());
                 }
                 Some(Ok(m)) => {
+                    deadline = crate::clock::from_now_std(self.timeout);
                     let p = m.partition();
                     self.positions.insert(p, m.offset() + 1);
                     // The search over timestamps may start a little early: skip what is older.

@@ -22,6 +22,11 @@ use rdkafka::ClientContext;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How often an assignment's warm-up is tried before the worker halts: each try reads on while
+/// the brokers answer (see [`ResultsReader`]), so only brokers that stop answering (or refuse
+/// the read) exhaust them.
+const WARMUP_ATTEMPTS: u64 = 3;
+
 /// The worker's group consumer.
 pub type JobConsumer = StreamConsumer<WorkerContext>;
 
@@ -120,6 +125,9 @@ impl WorkerContext {
         }
     }
 
+    /// Warms the idempotency cache for `partitions` (tried [`WARMUP_ATTEMPTS`] times, each read
+    /// giving up only when the brokers stop answering), then starts their assignment; halts
+    /// the worker when the warm-up cannot be done.
     fn assign(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32]) {
         let cache = &self.state.cache;
         let warm = || -> Result<_, WarmupError> {
@@ -137,7 +145,18 @@ impl WorkerContext {
             Ok((w, presented))
         };
         let started = Instant::now();
-        match blocking(warm) {
+        let mut attempt = 1;
+        let warmed = loop {
+            match blocking(warm) {
+                Err(WarmupError::Kafka(e)) if attempt < WARMUP_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "could not warm the idempotency cache; trying again");
+                    std::thread::sleep(Duration::from_secs(attempt));
+                    attempt += 1;
+                }
+                warmed => break warmed,
+            }
+        };
+        match warmed {
             Ok((w, presented)) => {
                 tracing::info!(
                     results = w.results,
@@ -148,13 +167,19 @@ impl WorkerContext {
                     "idempotency cache warmed for the assigned partitions"
                 );
             }
-            Err(WarmupError::Full(full)) => {
-                // Taking these partitions' jobs could present codes whose results the index
-                // could not hold: refused loudly instead (contract A2).
-                self.state.halt(WarmupError::Full(full).to_string());
+            Err(e) => {
+                // Taking these partitions' jobs without knowing their earlier results (or with
+                // more of them than the index holds) could present codes again: refused loudly
+                // instead (contract A2).
+                let why = match e {
+                    WarmupError::Full(_) => e.to_string(),
+                    WarmupError::Kafka(e) => format!(
+                        "cannot read the results topic (topics.results) to warm the idempotency cache after {WARMUP_ATTEMPTS} attempts: {e}; without the earlier results a redelivered job's code could be presented again (check the brokers and the worker's Read ACL on the results and ledger topics)"
+                    ),
+                };
+                self.state.halt(why);
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "could not warm the idempotency cache"),
         }
         self.state.assignments().assign(partitions);
         PartitionsAssigned.emit(&self.state.stats);

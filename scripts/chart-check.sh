@@ -8,7 +8,9 @@
 #      Kubernetes API types (k8s-openapi) with no field lost, the ScaledObject and
 #      TriggerAuthentication against the CRD schemas of KEDA's own Go module, the kafka trigger's
 #      keys against KEDA's kafka scaler; the worker config the Deployment mounts, with the
-#      Deployment's environment, passes `silentauth-worker check-config`.
+#      Deployment's environment, passes `silentauth-worker check-config`;
+#   5. the ServiceMonitor against the Prometheus Operator's Go types
+#      (crates/chart-check/servicemonitor: its module is served, the operator's CRD files are not).
 # Needs Go and cargo; reaches only the Go module proxy and crates.io. Run from anywhere.
 set -euo pipefail
 
@@ -119,4 +121,24 @@ crds="$keda_dir/config/crd/bases"
     --check-config "$target_dir/debug/silentauth-worker" \
     --work-dir "$work" \
     "${manifests[@]}"
+
+sm_src=crates/chart-check/servicemonitor
+sm_hash="$(cat "$sm_src/go.mod" "$sm_src/go.sum" "$sm_src/main.go" | sha256sum | cut -c1-16)"
+sm_check="$cache/servicemonitor-$sm_hash"
+if [[ ! -x "$sm_check" ]]; then
+    say "building $sm_src (prometheus-operator's Go types)"
+    (cd "$sm_src" && go build -o "$sm_check" .)
+fi
+if [[ -n "$(gofmt -l "$sm_src")" ]]; then
+    say "gofmt: $sm_src/main.go is not formatted (gofmt -w $sm_src)"
+    exit 1
+fi
+"$sm_check" "${manifests[@]}"
+# The check itself refuses a misspelled field (as crates/chart-check's tests show for the rest).
+sed 's/^    - port: admin$/    - prot: admin/' "$work/values-plain.yaml" >"$work/servicemonitor-misspelled.yaml"
+if "$sm_check" "$work/servicemonitor-misspelled.yaml" >"$work/servicemonitor-misspelled.out"; then
+    say "FAIL: the ServiceMonitor check passed a ServiceMonitor with endpoints[0].prot"
+    exit 1
+fi
+grep -q 'unknown field "prot"' "$work/servicemonitor-misspelled.out"
 say "done in $((SECONDS - started)) s"

@@ -67,7 +67,12 @@ for example in "${examples[@]}"; do
     "$helm" template silentauth "$chart" -f "$example" >"$work/$name.yaml"
     manifests+=("$work/$name.yaml")
 done
-say "lint and template: default values and ${#examples[@]} examples ($((SECONDS - started)) s)"
+# The replay-dlq Job, off in every example.
+"$helm" template silentauth "$chart" -f "$chart/examples/values-sasl-ssl.yaml" --set replayDlq.enabled=true \
+    --set 'replayDlq.args={--class,upstream_unavailable,--dry-run}' >"$work/replay-dlq-job.yaml"
+grep -q '^kind: Job$' "$work/replay-dlq-job.yaml"
+manifests+=("$work/replay-dlq-job.yaml")
+say "lint and template: default values, ${#examples[@]} examples and the replay-dlq Job ($((SECONDS - started)) s)"
 
 # Bad input: each must fail `helm template` with a message naming the value.
 bad=0

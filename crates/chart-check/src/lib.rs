@@ -10,9 +10,12 @@
 //!   `x-kubernetes-preserve-unknown-fields`; its `metadata` round-trips through `ObjectMeta`;
 //! - a `kafka` trigger's metadata keys and a `TriggerAuthentication`'s parameters are ones KEDA's
 //!   kafka scaler reads (its `keda:"name=..."` struct tags);
-//! - the worker's configuration, as the Deployment hands it over (the ConfigMap mounted where
-//!   `--config` points, the environment with each Secret reference as a placeholder), passes
-//!   `silentauth-worker check-config`.
+//! - no pod of another object (the `doctor` test Pod, a Job) carries labels a Deployment's
+//!   selector matches: its ReplicaSet would adopt an orphan pod, and the Service and the
+//!   PodDisruptionBudget would count it;
+//! - the worker's configuration, as each Deployment, Job or Pod hands it over (the ConfigMap
+//!   mounted where `--config` points, the environment with each Secret reference as a
+//!   placeholder), passes `silentauth-worker check-config`.
 
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::Resource;
@@ -342,12 +345,12 @@ fn keda_kafka_params(kind: &str, object: &Value, params: &ScalerParams) -> Vec<S
     problems
 }
 
-/// The worker's configuration as one Deployment hands it over: the file `--config` names,
+/// The worker's configuration as one Deployment (or Job, or Pod) hands it over: the file `--config` names,
 /// taken from the ConfigMap mounted there, and the container's environment, each value from a
 /// Secret replaced by a placeholder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
-    /// The Deployment's `Kind/name`.
+    /// The object's `Kind/name`.
     pub deployment: String,
     /// The path `--config` names inside the container.
     pub path: String,
@@ -357,17 +360,20 @@ pub struct WorkerConfig {
     pub env: Vec<(String, String)>,
 }
 
-/// The worker configuration of every Deployment among `objects` whose container runs `run
-/// --config FILE`.
+/// The worker configuration of every container of a Deployment, Job or Pod among `objects` that
+/// runs with `--config FILE`.
 pub fn worker_configs(objects: &[Value]) -> Result<Vec<WorkerConfig>> {
     let mut out = Vec::new();
-    for deployment in objects
-        .iter()
-        .filter(|o| type_of(o) == ("apps/v1".to_owned(), "Deployment".to_owned()))
-    {
+    for deployment in objects {
+        let pod_spec = match type_of(deployment) {
+            (v, k) if v == "apps/v1" && k == "Deployment" => "/spec/template/spec",
+            (v, k) if v == "batch/v1" && k == "Job" => "/spec/template/spec",
+            (v, k) if v == "v1" && k == "Pod" => "/spec",
+            _ => continue,
+        };
         let spec = deployment
-            .pointer("/spec/template/spec")
-            .ok_or_else(|| anyhow!("{}: no pod template", describe(deployment)))?;
+            .pointer(pod_spec)
+            .ok_or_else(|| anyhow!("{}: no pod spec", describe(deployment)))?;
         let containers = spec
             .get("containers")
             .and_then(Value::as_array)
@@ -512,4 +518,43 @@ pub fn check_config(binary: &Path, config: &WorkerConfig, dir: &Path) -> Result<
             String::from_utf8_lossy(&out.stderr)
         ),
     })
+}
+
+/// The pods of other objects that a Deployment's `matchLabels` selects, one line each.
+pub fn selector_overlaps(objects: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for deployment in objects
+        .iter()
+        .filter(|o| type_of(o) == ("apps/v1".to_owned(), "Deployment".to_owned()))
+    {
+        let Some(selector) = deployment
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        for other in objects.iter().filter(|o| !std::ptr::eq(*o, deployment)) {
+            let labels = match type_of(other) {
+                (v, k) if v == "v1" && k == "Pod" => other.pointer("/metadata/labels"),
+                (v, k) if v == "batch/v1" && k == "Job" => {
+                    other.pointer("/spec/template/metadata/labels")
+                }
+                (v, k) if v == "apps/v1" && k == "Deployment" => {
+                    other.pointer("/spec/template/metadata/labels")
+                }
+                _ => None,
+            };
+            let Some(labels) = labels.and_then(Value::as_object) else {
+                continue;
+            };
+            if selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                out.push(format!(
+                    "{}: its pods match the selector of {}",
+                    describe(other),
+                    describe(deployment)
+                ));
+            }
+        }
+    }
+    out
 }

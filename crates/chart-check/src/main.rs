@@ -6,7 +6,8 @@
 
 use anyhow::{bail, Context, Result};
 use chart_check::{
-    check_config, describe, documents, type_of, worker_configs, ScalerParams, Schemas,
+    check_config, describe, documents, selector_overlaps, type_of, worker_configs, ScalerParams,
+    Schemas,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,6 +99,10 @@ fn run() -> Result<bool> {
                     println!("FAIL {}: {name}: {e:#}", manifest.display());
                 }
             }
+        }
+        for overlap in selector_overlaps(&objects) {
+            ok = false;
+            println!("FAIL {}: {overlap}", manifest.display());
         }
         if let Some(binary) = &args.binary {
             let dir = args

@@ -3,7 +3,9 @@
 //! not mount. `scripts/chart-check.sh` sets `KEDA_MODULE_DIR` (KEDA's Go module) so that the
 //! last test runs against KEDA's own CRD.
 
-use chart_check::{documents, round_trip, worker_configs, ScalerParams, Schemas};
+use chart_check::{
+    documents, round_trip, selector_overlaps, worker_configs, ScalerParams, Schemas,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 
 const DEPLOYMENT: &str = r#"
@@ -270,4 +272,55 @@ fn keda_scaled_object_crd_rejects_a_misspelled_field() {
     let problems = schemas.check(&documents(&bad).unwrap()[0]).unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("maxReplicaCounts"), "{problems:?}");
+}
+
+#[test]
+fn pods_and_jobs_with_a_config_are_checked_too() {
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: doctor}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: doctor
+      image: silentauth-worker:0.1.0
+      args: ["doctor", "--config", "/etc/silentauth/config/worker.toml"]
+      volumeMounts:
+        - {name: config, mountPath: /etc/silentauth/config}
+  volumes:
+    - name: config
+      configMap: {name: worker-config}
+"#;
+    let job = format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: replay}}\nspec:\n  template:\n    spec:\n{}",
+        pod.split_once("spec:\n")
+            .unwrap()
+            .1
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    );
+    let text = format!("{DEPLOYMENT}---{pod}---\n{job}");
+    let objects = documents(&text).unwrap();
+    let schemas = Schemas::default();
+    for object in &objects {
+        assert_eq!(schemas.check(object).unwrap(), Vec::<String>::new());
+    }
+    let configs = worker_configs(&objects).unwrap();
+    let names: Vec<&str> = configs.iter().map(|c| c.deployment.as_str()).collect();
+    assert_eq!(names, ["Deployment/worker", "Pod/doctor", "Job/replay"]);
+    assert!(configs.iter().all(|c| c.toml == configs[0].toml));
+    assert_eq!(selector_overlaps(&objects), Vec::<String>::new());
+
+    // A one-off pod labelled like the worker's pods would be adopted by its ReplicaSet.
+    let labelled = text.replacen(
+        "metadata: {name: doctor}",
+        "metadata: {name: doctor, labels: {app: worker}}",
+        1,
+    );
+    assert_eq!(
+        selector_overlaps(&documents(&labelled).unwrap()),
+        ["Pod/doctor: its pods match the selector of Deployment/worker"]
+    );
 }

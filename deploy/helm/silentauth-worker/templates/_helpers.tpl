@@ -12,6 +12,13 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The worker's pods; the one-off pods (doctor, replay-dlq) carry another component, so the
+Deployment, the Service and the PodDisruptionBudget never take them for workers. */}}
+{{- define "silentauth.workerSelectorLabels" -}}
+{{ include "silentauth.selectorLabels" . }}
+app.kubernetes.io/component: worker
+{{- end -}}
+
 {{- define "silentauth.labels" -}}
 {{ include "silentauth.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -218,3 +225,6 @@ Render-time checks: each failure names the value to change. Included by the Depl
 {{- fail "credentials.kafka.tls.certKey and credentials.kafka.tls.keyKey go together (mutual TLS): set both or neither" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Where the worker reads its configuration (the ConfigMap's worker.toml). */}}
+{{- define "silentauth.configPath" -}}/etc/silentauth/config/worker.toml{{- end -}}

@@ -74,7 +74,8 @@ grep -q '^kind: Job$' "$work/replay-dlq-job.yaml"
 manifests+=("$work/replay-dlq-job.yaml")
 say "lint and template: default values, ${#examples[@]} examples and the replay-dlq Job ($((SECONDS - started)) s)"
 
-# Bad input: each must fail `helm template` with a message naming the value.
+# Bad input: each must fail `helm template` with a message naming the value (and never printing
+# a secret value given inline).
 bad=0
 expect_failure() {
     local names="$1"
@@ -82,6 +83,11 @@ expect_failure() {
     local out
     if out="$("$helm" template silentauth "$chart" "$@" 2>&1 >/dev/null)"; then
         say "FAIL: helm template $* rendered; it must refuse and name $names"
+        bad=1
+        return
+    fi
+    if [[ "$out" == *s3cret* || "$out" == *:pw@* ]]; then
+        say "FAIL: helm template $* printed the secret value it refused"
         bad=1
         return
     fi

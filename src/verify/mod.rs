@@ -326,49 +326,10 @@ impl<A: Api> Verifier<A> {
             creds.api_key.expose(),
             creds.client_secret.expose(),
         ];
-        let call = StageCall {
-            deadline: Some(p.deadline_at),
-            secrets: &secrets,
-            observer: self.observer.as_deref(),
-            ..StageCall::new(Stage::Token)
+        let grant = match self.present(&p, job, ctx, &secrets, attempts).await {
+            Ok(grant) => grant,
+            Err(verdict) => return verdict,
         };
-        let recorded = AtomicBool::new(false);
-        let token = run_stage_observed(&self.policy, &p.profile.limiter, call, attempts, || {
-            let request = concurrency.observed(self.api.token(creds, p.code, p.redirect_uri));
-            let recorded = &recorded;
-            async move {
-                if let Err(not_sent) = record_presentation(job, ctx, recorded).await {
-                    return not_sent;
-                }
-                // The request leaves now: from here the code may be used whatever comes back.
-                ctx.spent.presented();
-                request.await
-            }
-        })
-        .await;
-        let grant = match token {
-            StageEnd::Expired => return expired(p.deadline),
-            StageEnd::Failed(c) => {
-                if c.exchanged {
-                    // A 2xx whose body broke off: the code was used.
-                    ctx.spent.exchanged();
-                } else if attempts.ambiguous {
-                    // An attempt may have used the code: it counts as spent.
-                    ctx.spent.ambiguous();
-                }
-                return Verdict::failed(c.error_info(Stage::Token));
-            }
-            StageEnd::Success(r) => {
-                ctx.spent.exchanged();
-                match TokenGrant::parse(&r.body) {
-                    Ok(g) => g,
-                    Err(why) => {
-                        return Verdict::failed(protocol_error(Stage::Token, r.status, why))
-                    }
-                }
-            }
-        };
-
         // From here on the code is spent: userinfo goes first and gets the longer budget.
         secrets.push(grant.access_token.expose());
         let call = StageCall {
@@ -392,6 +353,58 @@ impl<A: Api> Verifier<A> {
                 Ok(info) => verdict_of(info, job),
                 Err(why) => Verdict::failed(protocol_error(Stage::Userinfo, r.status, why)),
             },
+        }
+    }
+
+    /// The token stage: records the presentation (with the ledger on), presents the code and
+    /// marks it spent as the answer says; the grant, or the job's verdict when there is none.
+    async fn present(
+        &self,
+        p: &Presentation<'_>,
+        job: &Job,
+        ctx: &JobContext,
+        secrets: &[&str],
+        attempts: &mut Attempts,
+    ) -> Result<TokenGrant, Verdict> {
+        let concurrency = &*p.profile.concurrency;
+        let creds = &p.profile.credentials;
+        let call = StageCall {
+            deadline: Some(p.deadline_at),
+            secrets,
+            observer: self.observer.as_deref(),
+            ..StageCall::new(Stage::Token)
+        };
+        let recorded = AtomicBool::new(false);
+        let token = run_stage_observed(&self.policy, &p.profile.limiter, call, attempts, || {
+            let request = concurrency.observed(self.api.token(creds, p.code, p.redirect_uri));
+            let recorded = &recorded;
+            async move {
+                if let Err(not_sent) = record_presentation(job, ctx, recorded).await {
+                    return not_sent;
+                }
+                // The request leaves now: from here the code may be used whatever comes back.
+                ctx.spent.presented();
+                request.await
+            }
+        })
+        .await;
+        match token {
+            StageEnd::Expired => Err(expired(p.deadline)),
+            StageEnd::Failed(c) => {
+                if c.exchanged {
+                    // A 2xx whose body broke off: the code was used.
+                    ctx.spent.exchanged();
+                } else if attempts.ambiguous {
+                    // An attempt may have used the code: it counts as spent.
+                    ctx.spent.ambiguous();
+                }
+                Err(Verdict::failed(c.error_info(Stage::Token)))
+            }
+            StageEnd::Success(r) => {
+                ctx.spent.exchanged();
+                TokenGrant::parse(&r.body)
+                    .map_err(|why| Verdict::failed(protocol_error(Stage::Token, r.status, why)))
+            }
         }
     }
 }

@@ -63,6 +63,16 @@ impl Config {
     /// naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut v = Rules::default();
+        self.validate_kafka(&mut v);
+        self.validate_topics(&mut v);
+        self.validate_api(&mut v);
+        self.validate_retry(&mut v);
+        self.validate_worker(&mut v);
+        v.finish()
+    }
+
+    /// `kafka.*` (`acks` among its properties) and `admin.listen`.
+    fn validate_kafka(&self, v: &mut Rules) {
         let k = &self.kafka;
         v.check(
             !k.brokers.trim().is_empty(),
@@ -81,7 +91,22 @@ impl Config {
         );
         v.positive(k.commit_interval, "kafka.commit_interval");
         v.positive(k.connect_timeout, "kafka.connect_timeout");
+        if let Some(acks) = self.kafka.properties.get("acks") {
+            v.check(
+                matches!(acks.trim(), "all" | "-1"),
+                "kafka.properties.\"acks\"",
+                "must be \"all\" (or -1): a result counts as published only once every in-sync replica has it at an offset",
+            );
+        }
+        v.check(
+            self.admin.listen.parse::<SocketAddr>().is_ok(),
+            "admin.listen",
+            "must be a socket address such as 127.0.0.1:9464",
+        );
+    }
 
+    /// `topics.*`: valid names, all different (the ledger's only while it is on).
+    fn validate_topics(&self, v: &mut Rules) {
         let t = &self.topics;
         let mut topics = vec![
             ("topics.jobs", &t.jobs),
@@ -101,7 +126,10 @@ impl Config {
                 v.check(name != other, key, &format!("must differ from {other_key}"));
             }
         }
+    }
 
+    /// `api.*` and every `clients.<name>.*` profile.
+    fn validate_api(&self, v: &mut Rules) {
         for (key, value) in [
             ("api.base_url", &self.api.base_url),
             ("api.signals_base_url", &self.api.signals_base_url),
@@ -141,7 +169,10 @@ impl Config {
             }
             v.check(c.burst >= 1, &key("burst"), "must be >= 1");
         }
+    }
 
+    /// `retry.*`.
+    fn validate_retry(&self, v: &mut Rules) {
         let r = &self.retry;
         v.check(r.max_attempts >= 1, "retry.max_attempts", "must be >= 1");
         v.positive(r.initial_backoff, "retry.initial_backoff");
@@ -161,7 +192,10 @@ impl Config {
             "retry.max_retry_after",
             "must be <= retry.max_elapsed",
         );
+    }
 
+    /// `worker.*`, its breaker included.
+    fn validate_worker(&self, v: &mut Rules) {
         let w = &self.worker;
         v.check(w.max_in_flight >= 1, "worker.max_in_flight", "must be >= 1");
         v.positive(w.code_ttl, "worker.code_ttl");
@@ -195,20 +229,6 @@ impl Config {
         );
         v.check(b.window >= 1, "worker.breaker.window", "must be >= 1");
         v.positive(b.probe_interval, "worker.breaker.probe_interval");
-
-        if let Some(acks) = self.kafka.properties.get("acks") {
-            v.check(
-                matches!(acks.trim(), "all" | "-1"),
-                "kafka.properties.\"acks\"",
-                "must be \"all\" (or -1): a result counts as published only once every in-sync replica has it at an offset",
-            );
-        }
-        v.check(
-            self.admin.listen.parse::<SocketAddr>().is_ok(),
-            "admin.listen",
-            "must be a socket address such as 127.0.0.1:9464",
-        );
-        v.finish()
     }
 
     /// Settings that are valid but probably not meant, one sentence each naming the key: a

@@ -252,10 +252,21 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt:
 
 impl Collector for CountersCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_outcomes(&mut e)?;
+        self.encode_limits(&mut e)?;
+        self.encode_load(&mut e)?;
+        self.encode_course(&mut e)?;
+        self.encode_readiness(&mut e)
+    }
+}
+
+impl CountersCollector {
+    /// What came in and what went out: jobs consumed, results and dead letters, retries.
+    fn encode_outcomes(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let s = &*self.stats;
         let get = WorkerCounters::get;
         counter(
-            &mut e,
+            e,
             "silentauth_jobs_consumed",
             "Records taken from the jobs topic",
             get(&s.consumed),
@@ -288,11 +299,16 @@ impl Collector for CountersCollector {
             }
         }
         counter(
-            &mut e,
+            e,
             "silentauth_http_retries",
             "HTTP requests that were retries of an earlier attempt",
             get(&s.retries),
         )?;
+        Ok(())
+    }
+
+    /// Each client profile's rate-limit wait and concurrency limit.
+    fn encode_limits(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         {
             let mut m = e.encode_descriptor(
                 "silentauth_rate_limit_wait",
@@ -318,26 +334,34 @@ impl Collector for CountersCollector {
                 ConstGauge::new(p.concurrency.limit() as i64).encode(m.encode_family(&labels)?)?;
             }
         }
+        Ok(())
+    }
+
+    /// What the worker holds now: jobs in flight, codes at risk, cache bytes, paused
+    /// partitions, lag.
+    fn encode_load(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let s = &*self.stats;
+        let get = WorkerCounters::get;
         gauge(
-            &mut e,
+            e,
             "silentauth_jobs_in_flight",
             "Jobs being verified or published now",
             get(&s.in_flight) as i64,
         )?;
         gauge(
-            &mut e,
+            e,
             "silentauth_codes_at_risk",
             "Jobs whose single-use code is spent and whose result is not acknowledged yet (what a crash now would cost)",
             get(&s.codes_at_risk) as i64,
         )?;
         gauge(
-            &mut e,
+            e,
             "silentauth_idempotency_cache_bytes",
             "Bytes counted for the results the idempotency cache holds (job_id, JSON and a fixed overhead each)",
             get(&s.idempotency_cache_bytes) as i64,
         )?;
         gauge(
-            &mut e,
+            e,
             "silentauth_partitions_paused",
             "Jobs partitions paused (the in-flight window stayed full, or the circuit breaker is open)",
             get(&s.paused_partitions) as i64,
@@ -354,44 +378,57 @@ impl Collector for CountersCollector {
                 ConstGauge::new(lag).encode(m.encode_family(&labels)?)?;
             }
         }
+        Ok(())
+    }
+
+    /// How jobs went: duplicates, commits, jobs let go, produce errors.
+    fn encode_course(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let s = &*self.stats;
+        let get = WorkerCounters::get;
         counter(
-            &mut e,
+            e,
             "silentauth_idempotency_hits",
             "Redelivered jobs answered from the idempotency cache (duplicates)",
             get(&s.duplicates),
         )?;
         counter(
-            &mut e,
+            e,
             "silentauth_offset_commits",
             "Offset commits that succeeded",
             get(&s.commits),
         )?;
         counter(
-            &mut e,
+            e,
             "silentauth_jobs_abandoned",
             "Jobs let go on a revoke or at shutdown before their code was presented (the next owner redoes them)",
             get(&s.abandoned),
         )?;
         counter(
-            &mut e,
+            e,
             "silentauth_jobs_interrupted",
             "Jobs let go on a revoke or at shutdown after their code was presented: concluded interrupted",
             get(&s.interrupted),
         )?;
         counter(
-            &mut e,
+            e,
             "silentauth_produce_errors",
             "Failed attempts to produce a result or dead letter (retried)",
             get(&s.produce_errors),
         )?;
+        Ok(())
+    }
+
+    /// Readiness and the circuit breaker.
+    fn encode_readiness(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let s = &*self.stats;
         gauge(
-            &mut e,
+            e,
             "silentauth_ready",
             "1 while partitions are assigned and results can be produced (/readyz)",
             i64::from(s.ready()),
         )?;
         gauge(
-            &mut e,
+            e,
             "silentauth_breaker_open",
             "1 while the circuit breaker is open: no new job starts, one probe per probe_interval",
             i64::from(s.breaker_open.load(std::sync::atomic::Ordering::Relaxed)),

@@ -409,25 +409,6 @@ impl BreakerClosed {
     }
 }
 
-// ---- Benchmark ----
-
-/// The benchmark read a child worker's counters from its `/status.json`.
-#[derive(Debug, Clone, Copy)]
-pub struct ChildWorkerSampled {
-    /// The child's jobs in flight.
-    pub in_flight: u64,
-    /// The child's HTTP requests so far.
-    pub http_requests: u64,
-}
-
-impl ChildWorkerSampled {
-    /// Mirrors the child's figures into the benchmark's own counters.
-    pub fn emit(self, counters: &WorkerCounters) {
-        counters.in_flight.store(self.in_flight, Relaxed);
-        counters.http_requests.store(self.http_requests, Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,19 +669,6 @@ mod tests {
         assert_eq!(
             moved(&c, |c| closed.emit(c)),
             [m("breaker_open", 1, 0), m("breaker_reason", 1, 0)]
-        );
-    }
-
-    #[test]
-    fn a_child_sample_mirrors_its_figures() {
-        let c = WorkerCounters::default();
-        let sample = ChildWorkerSampled {
-            in_flight: 7,
-            http_requests: 90,
-        };
-        assert_eq!(
-            moved(&c, |c| sample.emit(c)),
-            [m("http_requests", 0, 90), m("in_flight", 0, 7)]
         );
     }
 }

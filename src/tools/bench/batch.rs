@@ -9,13 +9,12 @@ use super::sample::{Sampler, SeriesPoint};
 use super::sim::SimProcess;
 use super::usage;
 use super::window::{Latencies, Window};
-use crate::tools::demo::collect::{Collector, JobPublisher, Published, Received};
+use crate::tools::demo::collect::{Collector, JobPublisher, Published, Received, WorkerGauges};
 use crate::tools::demo::plan::Record;
 use crate::tools::demo::DemoOptions;
 use anyhow::Context;
 use silentauth_simulator::{Latency, Scenario};
 use silentauth_worker::config::{ConcurrencyMode, Config};
-use silentauth_worker::telemetry::counters::WorkerCounters;
 
 use std::time::{Duration, Instant};
 
@@ -228,7 +227,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     ctx.sim.reset_stats().await?;
     let child = worker.child();
     let worker_rss_ready_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(rss, _)| rss);
-    let mut sampler = Sampler::start(spec.sample_rss, spec.jobs == 0, worker.stats(), child);
+    let mut sampler = Sampler::start(spec.sample_rss, spec.jobs == 0, worker.live(), child);
     if !spec.timeline.is_empty() {
         sampler = sampler.with_series();
     }
@@ -247,7 +246,7 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
         collector.as_ref(),
         load,
         &sampler,
-        &worker.stats(),
+        &*worker.live(),
     )
     .await?;
     let usage = window.close(ctx.sim, child);
@@ -255,9 +254,9 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     let series = sampler.series();
     drop(sampler);
     let sim_stats = ctx.sim.stats().await?;
-    let stats = worker.stats();
+    let live = worker.live();
     worker.stop().await;
-    let http_times = stats.http_times();
+    let http_times = live.http_times();
 
     let latencies = Latencies::of(&received, published.as_ref(), &http_times);
     Ok(Batch {
@@ -404,7 +403,7 @@ async fn drive(
     collector: Option<&Collector>,
     load: Load<'_>,
     sampler: &Sampler<'_>,
-    stats: &WorkerCounters,
+    stats: &dyn WorkerGauges,
 ) -> anyhow::Result<(Option<Published>, Received)> {
     let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
     let deadline = silentauth_worker::clock::from_now_std(limit);
@@ -443,7 +442,7 @@ async fn collect(
     load: Load<'_>,
     spec: &BatchSpec,
     deadline: Instant,
-    stats: &WorkerCounters,
+    stats: &dyn WorkerGauges,
 ) -> anyhow::Result<(Option<Published>, Received)> {
     let want = spec.jobs as u64;
     if let Some(p) = load.backlog {

@@ -2,9 +2,9 @@
 //! of the bench's process (for what needs the worker's memory: each job's HTTP time).
 
 use super::child::WorkerProcess;
+use super::sample::{ChildFigures, Live};
 use crate::tools::demo::{stop_worker, wait_ready};
 use silentauth_worker::config::Config;
-use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +13,17 @@ use tokio_util::sync::CancellationToken;
 
 /// The worker of a batch: a child process (the default) or a task in this process.
 pub(super) enum Running {
-    /// `silentauth-worker run` in its own process: its CPU and memory are its own; `stats`
-    /// mirrors what the sampler reads of its status.
+    /// `silentauth-worker run` in its own process: its CPU and memory are its own; `live`
+    /// holds what the sampler last read of its status.
     Child {
         process: Box<WorkerProcess>,
-        stats: Arc<WorkerCounters>,
+        live: Arc<Live>,
     },
     /// The worker as a task of this process (S6, which needs each job's HTTP time).
     InProcess {
         cancel: CancellationToken,
         handle: JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
-        stats: Arc<WorkerCounters>,
+        live: Arc<Live>,
     },
 }
 
@@ -37,7 +37,7 @@ impl Running {
         if !in_process {
             return Ok(Running::Child {
                 process: Box::new(WorkerProcess::spawn(&config).await?),
-                stats: Arc::new(WorkerCounters::default()),
+                live: Arc::new(Live::Child(ChildFigures::default())),
             });
         }
         let worker = Worker::new(config);
@@ -54,14 +54,14 @@ impl Running {
         Ok(Running::InProcess {
             cancel,
             handle,
-            stats,
+            live: Arc::new(Live::InProcess(stats)),
         })
     }
 
-    /// The worker's counters (for a child, those the sampler mirrors).
-    pub(super) fn stats(&self) -> Arc<WorkerCounters> {
+    /// The worker's figures as the bench sees them.
+    pub(super) fn live(&self) -> Arc<Live> {
         match self {
-            Running::Child { stats, .. } | Running::InProcess { stats, .. } => stats.clone(),
+            Running::Child { live, .. } | Running::InProcess { live, .. } => live.clone(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! of the bench's process (for what needs the worker's memory: each job's HTTP time).
 
 use super::child::WorkerProcess;
-use super::sample::{ChildFigures, Live};
+use super::sample::{ChildFigures, HttpTimes, Live};
 use crate::tools::demo::{stop_worker, wait_ready};
 use silentauth_worker::config::Config;
 use silentauth_worker::worker::Worker;
@@ -42,9 +42,7 @@ impl Running {
         }
         let worker = Worker::new(config);
         let stats = worker.stats();
-        if keep_http_times {
-            stats.keep_http_times();
-        }
+        let http_times = keep_http_times.then(|| HttpTimes::observe(&stats));
         let cancel = CancellationToken::new();
         let mut handle = tokio::spawn(worker.run(cancel.clone()));
         if let Err(e) = wait_ready(&stats, &mut handle).await {
@@ -54,7 +52,10 @@ impl Running {
         Ok(Running::InProcess {
             cancel,
             handle,
-            live: Arc::new(Live::InProcess(stats)),
+            live: Arc::new(Live::InProcess {
+                counters: stats,
+                http_times,
+            }),
         })
     }
 

@@ -55,10 +55,34 @@ pub struct SeriesPoint {
 /// The worker's figures as the bench sees them while a batch runs.
 #[derive(Debug)]
 pub(super) enum Live {
-    /// The counters of the worker running in this process.
-    InProcess(Arc<WorkerCounters>),
+    /// The counters of the worker running in this process, and the HTTP times of its jobs
+    /// when the batch keeps them.
+    InProcess {
+        counters: Arc<WorkerCounters>,
+        http_times: Option<Arc<HttpTimes>>,
+    },
     /// A child worker's figures, as the sampler last read them from its `/status.json`.
     Child(ChildFigures),
+}
+
+/// Each job's HTTP time, by job_id, as the worker in this process tells them (S6 subtracts it
+/// from the job's latency).
+#[derive(Debug, Default)]
+pub(super) struct HttpTimes(Mutex<HashMap<String, Duration>>);
+
+impl HttpTimes {
+    /// Starts keeping the HTTP time of every job `counters` sees verified from now on.
+    pub(super) fn observe(counters: &WorkerCounters) -> Arc<HttpTimes> {
+        let times = Arc::new(HttpTimes::default());
+        let kept = times.clone();
+        counters.observe_http_times(move |job_id, took| {
+            kept.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job_id.to_owned(), took);
+        });
+        times
+    }
 }
 
 /// What the sampler last read of a child worker's counters.
@@ -82,8 +106,11 @@ impl Live {
     /// keep them; empty otherwise.
     pub(super) fn http_times(&self) -> HashMap<String, Duration> {
         match self {
-            Live::InProcess(c) => c.http_times(),
-            Live::Child(_) => HashMap::new(),
+            Live::InProcess {
+                http_times: Some(t),
+                ..
+            } => t.0.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Live::InProcess { .. } | Live::Child(_) => HashMap::new(),
         }
     }
 }
@@ -91,14 +118,14 @@ impl Live {
 impl WorkerGauges for Live {
     fn in_flight(&self) -> u64 {
         match self {
-            Live::InProcess(c) => c.in_flight(),
+            Live::InProcess { counters, .. } => counters.in_flight(),
             Live::Child(f) => f.in_flight.load(Ordering::Relaxed),
         }
     }
 
     fn http_requests(&self) -> u64 {
         match self {
-            Live::InProcess(c) => c.http_requests(),
+            Live::InProcess { counters, .. } => counters.http_requests(),
             Live::Child(f) => f.http_requests.load(Ordering::Relaxed),
         }
     }

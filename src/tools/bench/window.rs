@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 pub(super) struct Window {
     started: Instant,
     usage: usage::Usage,
-    pub(super) sim_cpu: Option<f64>,
-    pub(super) worker_cpu: Option<f64>,
+    sim_cpu: Option<f64>,
+    worker_cpu: Option<f64>,
 }
 
 /// What the measured window used.
 pub(super) struct WindowUsage {
+    /// How long the window lasted.
     pub(super) elapsed: Duration,
     /// CPU of this process.
     pub(super) cpu: Duration,
@@ -32,6 +33,8 @@ pub(super) struct WindowUsage {
 }
 
 impl Window {
+    /// Reads the CPU of this process, the simulator and the worker process, then starts the
+    /// clock.
     pub(super) fn open(sim: &SimProcess, child: Option<&WorkerProcess>) -> Window {
         Window {
             usage: usage::self_usage(),
@@ -41,6 +44,7 @@ impl Window {
         }
     }
 
+    /// Stops the clock and reads what the window used.
     pub(super) fn close(self, sim: &SimProcess, child: Option<&WorkerProcess>) -> WindowUsage {
         let elapsed = self.started.elapsed();
         let usage = usage::self_usage();
@@ -76,6 +80,8 @@ pub(super) struct Latencies {
 }
 
 impl Latencies {
+    /// The latencies of `received`: end to end from when each job was `published`, and less
+    /// each job's HTTP time where `http_times` has it.
     pub(super) fn of(
         received: &Received,
         published: Option<&Published>,

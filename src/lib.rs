@@ -21,6 +21,8 @@
 //! - [`worker`]: consume, verify concurrently, publish, store offsets; its shared state,
 //!   rebalance handling and exactly-once committer.
 //! - [`replay`], [`doctor`]: `replay-dlq`; the configuration checked against Kafka and the APIs.
+//! - [`harness`]: test and tool support (the embedded Kafka cluster of `demo`, `bench` and the
+//!   tests), outside the product's path.
 //!
 //! The library is what the binary's `run` needs and what its other commands share; it carries
 //! no tools. The simulator is the crate `silentauth-simulator` (`crates/simulator/`); `demo` and
@@ -39,6 +41,7 @@ pub mod doctor;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod harness;
 pub mod idempotency;
 pub mod kafka;
 pub mod network_signals;

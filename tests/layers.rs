@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["network_signals", "verify"],
     &["idempotency", "kafka", "telemetry"],
     &["worker"],
-    &["replay", "doctor", "fuzzing"],
+    &["replay", "doctor", "fuzzing", "harness"],
     &["lib"],
     &["bin"],
 ];

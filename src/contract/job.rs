@@ -175,7 +175,46 @@ impl Job {
         }
         let job_id = read_job_id(obj)?;
         let login_hint = read_login_hint(obj)?;
+        let asked = Asked::read(obj)?;
+        let error_description = optional_string(obj, "error_description")?;
+        let state = optional_string(obj, "state")?;
+        let client = read_client(obj)?;
+        let issued_at = read_issued_at(obj)?;
+        let attributes = read_attributes(obj)?;
+        Ok(Job {
+            job_id,
+            login_hint,
+            // A job with an authorize error never spends a code: do not carry the secret on.
+            code: if asked.error.is_some() {
+                None
+            } else {
+                asked.code.map(Secret::new)
+            },
+            redirect_uri: asked.redirect_uri,
+            error: asked.error,
+            error_description,
+            state,
+            client,
+            issued_at,
+            attributes,
+            signals: asked.signals,
+        })
+    }
+}
 
+/// What a job asks the worker to do: present a code, conclude an authorize error, run
+/// network-signal checks.
+struct Asked {
+    error: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    signals: Option<SignalsRequest>,
+}
+
+impl Asked {
+    /// Reads `error`, `code`, `redirect_uri` and `signals`; without an `error`, a code needs a
+    /// `redirect_uri`, and a job without a code must ask for at least one signal check.
+    fn read(obj: &Map<String, Value>) -> Result<Asked, JobError> {
         let error = optional_string(obj, "error")?;
         if error.as_deref() == Some("") {
             return Err(JobError::invalid("error", "must not be empty"));
@@ -211,46 +250,34 @@ impl Job {
                 None => {}
             }
         }
-
-        let error_description = optional_string(obj, "error_description")?;
-        let state = optional_string(obj, "state")?;
-        let client = match optional_string(obj, "client")? {
-            None => DEFAULT_CLIENT.to_owned(),
-            Some(c) if is_valid_client(&c) => c,
-            Some(_) => {
-                return Err(JobError::invalid(
-                    "client",
-                    "must be 1..64 characters of [A-Za-z0-9_-]",
-                ))
-            }
-        };
-        let issued_at =
-            match optional_string(obj, "issued_at")? {
-                None => None,
-                Some(s) => Some(parse_rfc3339(&s).ok_or_else(|| {
-                    JobError::invalid("issued_at", "must be an RFC 3339 date-time")
-                })?),
-            };
-        let attributes = read_attributes(obj)?;
-
-        Ok(Job {
-            job_id,
-            login_hint,
-            // A job with an authorize error never spends a code: do not carry the secret on.
-            code: if error.is_some() {
-                None
-            } else {
-                code.map(Secret::new)
-            },
-            redirect_uri,
+        Ok(Asked {
             error,
-            error_description,
-            state,
-            client,
-            issued_at,
-            attributes,
+            code,
+            redirect_uri,
             signals,
         })
+    }
+}
+
+/// `client`, [`DEFAULT_CLIENT`] when absent.
+fn read_client(obj: &Map<String, Value>) -> Result<String, JobError> {
+    match optional_string(obj, "client")? {
+        None => Ok(DEFAULT_CLIENT.to_owned()),
+        Some(c) if is_valid_client(&c) => Ok(c),
+        Some(_) => Err(JobError::invalid(
+            "client",
+            "must be 1..64 characters of [A-Za-z0-9_-]",
+        )),
+    }
+}
+
+/// `issued_at`, an RFC 3339 date-time when present.
+fn read_issued_at(obj: &Map<String, Value>) -> Result<Option<DateTime<Utc>>, JobError> {
+    match optional_string(obj, "issued_at")? {
+        None => Ok(None),
+        Some(s) => parse_rfc3339(&s)
+            .map(Some)
+            .ok_or_else(|| JobError::invalid("issued_at", "must be an RFC 3339 date-time")),
     }
 }
 

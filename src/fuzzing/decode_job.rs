@@ -167,6 +167,14 @@ fn check_object_failure(obj: &Map<String, Value>, failure: &DecodeFailure) -> Re
 
 /// A decoded job: every Job v1 field echoes the input and obeys the contract's syntax.
 fn check_job(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
+    check_identity(obj, job)?;
+    check_verification(obj, job)?;
+    check_echoed(obj, job)?;
+    check_attributes(obj, job)
+}
+
+/// `schema_version` 1 when present; `job_id` and `login_hint` readable and echoed.
+fn check_identity(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
     if let Some(v) = present(obj, "schema_version") {
         if v.as_f64() != Some(1.0) {
             return Err(format!("accepted schema_version {v}"));
@@ -178,7 +186,12 @@ fn check_job(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
     if readable(obj, "login_hint", login_hint_syntax) != Some(job.login_hint.as_str()) {
         return Err(format!("accepted login_hint {:?}", job.login_hint));
     }
+    Ok(())
+}
 
+/// What the job asks for: `error`, `code`, `redirect_uri` and `signals` echoed (no code beside
+/// an error), and at least one thing to do.
+fn check_verification(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
     let error = optional_str(obj, "error")?;
     if job.error.as_deref() != error || error == Some("") {
         return Err(format!("accepted error {error:?} as {:?}", job.error));
@@ -221,7 +234,11 @@ fn check_job(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
     if error.is_none() && code.is_none() && !asks_for_signals {
         return Err("accepted a job with neither an error, a code nor a signal check".into());
     }
+    Ok(())
+}
 
+/// `error_description`, `state`, `client` (or its default) and `issued_at` echoed.
+fn check_echoed(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
     let echoed = [
         ("error_description", job.error_description.as_deref()),
         ("state", job.state.as_deref()),
@@ -249,6 +266,11 @@ fn check_job(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
         }
         (text, at) => return Err(format!("accepted issued_at {text:?} as {at:?}")),
     }
+    Ok(())
+}
+
+/// `attributes`: an object of strings, echoed.
+fn check_attributes(obj: &Map<String, Value>, job: &Job) -> Result<(), String> {
     let attributes = match present(obj, "attributes") {
         None => BTreeMap::new(),
         Some(Value::Object(map)) => map

@@ -1,11 +1,10 @@
 //! Kafka plumbing: the group consumer's settings, the producer and its client context, the transactional producer's
-//! calls, the per-partition offset tracker, topic checks, the idempotency-cache warm-up (a
-//! results-topic reader) and an embedded cluster for `demo` and tests. Nothing here knows the
-//! worker; the worker (`crate::worker`) builds on it.
+//! calls, the per-partition offset tracker, topic checks and the idempotency-cache warm-up (a
+//! results-topic reader). Nothing here knows the worker; the worker (`crate::worker`) builds on
+//! it. The embedded cluster of `demo`, `bench` and the tests is in `crate::harness`.
 
 pub mod consumer;
 pub mod context;
-pub mod embedded;
 pub mod ledger;
 pub mod offsets;
 pub mod producer;

@@ -205,20 +205,39 @@ impl ResultsReader {
         cache: &IdempotencyCache,
         since_ms: i64,
     ) -> Result<usize, WarmupError> {
+        let Some(partitions) = self.partitions()? else {
+            // The topic does not exist yet: nothing was ever published.
+            return Ok(0);
+        };
+        let from = self.start_positions(&partitions, since_ms)?;
+        let (todo, ends) = self.unread(&partitions)?;
+        if ends.is_empty() {
+            return Ok(0);
+        }
+        self.consumer.assign(&todo)?;
+        let read = self.read_to_ends(cache, ends, from);
+        self.consumer.unassign()?;
+        read
+    }
+
+    /// The topic's partitions; `None` when it does not exist or has none.
+    fn partitions(&self) -> KafkaResult<Option<Vec<i32>>> {
         let meta = self
             .consumer
             .fetch_metadata(Some(&self.topic), self.timeout)?;
         let Some(t) = meta.topics().iter().find(|t| t.name() == self.topic) else {
-            return Ok(0);
+            return Ok(None);
         };
         if t.error().is_some() || t.partitions().is_empty() {
-            // The topic does not exist yet: nothing was ever published.
-            return Ok(0);
+            return Ok(None);
         }
-        let partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        Ok(Some(t.partitions().iter().map(|p| p.id()).collect()))
+    }
 
-        // Where to start: from `since_ms` everywhere when that is earlier than what was read
-        // already; otherwise where the last read stopped (new partitions: from `covered_ms`).
+    /// Sets where to start: from `since_ms` everywhere when that is earlier than what was read
+    /// already; otherwise where the last read stopped (new partitions: from `covered_ms`).
+    /// Returns the time read from.
+    fn start_positions(&mut self, partitions: &[i32], since_ms: i64) -> KafkaResult<i64> {
         let (seek, from): (Vec<i32>, i64) = match self.covered_ms {
             Some(c) if c <= since_ms => (
                 partitions
@@ -228,18 +247,22 @@ impl ResultsReader {
                     .collect(),
                 c,
             ),
-            _ => (partitions.clone(), since_ms),
+            _ => (partitions.to_vec(), since_ms),
         };
         if !seek.is_empty() {
             let starts = self.offsets_at(&seek, from)?;
             self.positions.extend(starts);
         }
         self.covered_ms = Some(from);
+        Ok(from)
+    }
 
-        // Where to stop: each partition's end now.
+    /// Where to stop: the partitions with records between their position and their end now,
+    /// as an assignment from the positions, and their ends.
+    fn unread(&self, partitions: &[i32]) -> KafkaResult<(TopicPartitionList, HashMap<i32, i64>)> {
         let mut todo = TopicPartitionList::new();
         let mut ends = HashMap::new();
-        for &p in &partitions {
+        for &p in partitions {
             let (_, high) = self
                 .consumer
                 .fetch_watermarks(&self.topic, p, self.timeout)?;
@@ -249,21 +272,27 @@ impl ResultsReader {
                 ends.insert(p, high);
             }
         }
-        if ends.is_empty() {
-            return Ok(0);
-        }
-        // Every result is indexed; the newest of each partition (as many as the cache holds)
-        // are decoded into the cache too, so the usual redelivery needs no read-back.
+        Ok((todo, ends))
+    }
+
+    /// Reads the assigned partitions up to `ends` (or until the brokers stop answering for
+    /// `timeout`), remembering the records stamped at or after `from_ms`. Every result is
+    /// indexed; the newest of each partition (as many as the cache holds) are decoded into the
+    /// cache too, so the usual redelivery needs no read-back.
+    fn read_to_ends(
+        &mut self,
+        cache: &IdempotencyCache,
+        mut ends: HashMap<i32, i64>,
+        from_ms: i64,
+    ) -> Result<usize, WarmupError> {
         let tail = (cache.result_capacity() / ends.len()) as i64;
         let decode_from: HashMap<i32, i64> = ends.iter().map(|(&p, &e)| (p, e - tail)).collect();
-        self.consumer.assign(&todo)?;
         let mut read = 0;
         // Gives up only when the brokers stop answering: every record or partition end read
         // gives the read another `timeout`, so a long range on a busy machine is read whole.
         let mut deadline = crate::clock::from_now_std(self.timeout);
         while !ends.is_empty() {
             if Instant::now() > deadline {
-                self.consumer.unassign()?;
                 return Err(KafkaError::MessageConsumption(
                     rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
                 )
@@ -278,16 +307,13 @@ impl ResultsReader {
                         *pos = (*pos).max(end);
                     }
                 }
-                Some(Err(e)) => {
-                    self.consumer.unassign()?;
-                    return Err(e.into());
-                }
+                Some(Err(e)) => return Err(e.into()),
                 Some(Ok(m)) => {
                     deadline = crate::clock::from_now_std(self.timeout);
                     let p = m.partition();
                     self.positions.insert(p, m.offset() + 1);
                     // The search over timestamps may start a little early: skip what is older.
-                    let recent = m.timestamp().to_millis().is_none_or(|ts| ts >= from);
+                    let recent = m.timestamp().to_millis().is_none_or(|ts| ts >= from_ms);
                     let newest = decode_from.get(&p).is_some_and(|&d| m.offset() >= d);
                     let kind = match (self.ledger, newest) {
                         (true, _) => Record::Presentation,
@@ -302,7 +328,6 @@ impl ResultsReader {
                 }
             }
         }
-        self.consumer.unassign()?;
         Ok(read)
     }
 

@@ -141,7 +141,30 @@ struct Run<'a> {
     bar: ProgressBar,
 }
 
+/// What reading the dead-letter topic gave.
+enum Next {
+    /// Stop reading: cancelled.
+    Stop,
+    /// Nothing to handle this time (an error logged, a partition finished).
+    Again,
+    /// A record below its partition's end.
+    Record(Fetched),
+}
+
+/// A dead letter copied out of the consumer's buffer.
+struct Fetched {
+    partition: i32,
+    offset: i64,
+    headers: RawHeaders,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    /// The record's own timestamp, in milliseconds.
+    record_ms: Option<i64>,
+}
+
 impl Run<'_> {
+    /// Reads, decides and sends until every partition reached its end, `--limit`, or `cancel`;
+    /// commits every [`COMMIT_EVERY`] records handled.
     async fn read(
         &mut self,
         source: &Source,
@@ -149,132 +172,177 @@ impl Run<'_> {
         cancel: &CancellationToken,
         config: &Config,
     ) -> Result<(), ReplayError> {
-        let idle = config.kafka.connect_timeout;
         let mut handled = 0usize;
         while !self.ends.is_empty() {
             if self.opts.limit.is_some_and(|l| self.selected >= l) {
                 self.report.limit_reached = true;
                 break;
             }
-            let next = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => {
-                    self.report.interrupted = true;
-                    break;
-                }
-                r = tokio::time::timeout(idle, source.recv()) => r,
+            let record = match self.next(source, cancel, config).await? {
+                Next::Stop => break,
+                Next::Again => continue,
+                Next::Record(r) => r,
             };
-            let m = match next {
-                Err(_) => {
-                    return Err(ReplayError::broker(
-                        format!(
-                            "reading {}: nothing received for {idle:?} (kafka.connect_timeout)",
-                            config.topics.dead_letter
-                        ),
-                        KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
-                    ))
-                }
-                Ok(Err(KafkaError::PartitionEOF(p))) => {
-                    // Nothing more to read below `end` now: only control records, or records
-                    // of transactions still open (read_committed stops at the last stable
-                    // offset). The position stays after the last record handled, so the next
-                    // run reads what those transactions commit.
-                    self.ends.remove(&p);
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer error while replaying");
-                    continue;
-                }
-                Ok(Ok(m)) => m,
-            };
-            let (partition, offset) = (m.partition(), m.offset());
-            let Some(&end) = self.ends.get(&partition) else {
-                continue;
-            };
-            if offset >= end {
-                self.ends.remove(&partition);
-                self.positions.insert(partition, end);
-                continue;
+            if !self.handle(record, sink.as_deref_mut(), cancel).await? {
+                break;
             }
-            let headers: RawHeaders = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let key = m.key().map(<[u8]>::to_vec);
-            let value = m.payload().map(<[u8]>::to_vec);
-            let record_ms = m.timestamp().to_millis();
-            drop(m);
-
-            let dl = Inspected::new(&headers, record_ms, value.as_deref());
-            let decision = dl.decide(self.opts);
-            if let (Decision::Republish, Some(s)) = (decision, sink.as_deref()) {
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => {
-                        self.report.interrupted = true;
-                        break;
-                    }
-                    _ = s.ready() => {}
-                }
-            }
-            let counts = self.report.entry(&dl.class_label);
-            counts.read += 1;
-            counts.garbled += dl.garbled() as u64;
-            let out = match decision {
-                Decision::Skip => {
-                    counts.skipped += 1;
-                    None
-                }
-                Decision::Republish => {
-                    counts.selected += 1;
-                    counts.republished += 1;
-                    Some(Outgoing {
-                        topic: self.target.clone(),
-                        key,
-                        value,
-                        headers: dl.replay_headers(&headers),
-                        timestamp: dl.original_timestamp(),
-                    })
-                }
-                Decision::AtMaxReplays | Decision::CodeSpent => {
-                    counts.selected += 1;
-                    let park = self.opts.park.as_ref();
-                    match (decision, park) {
-                        (Decision::CodeSpent, _) => counts.code_spent += 1,
-                        (_, Some(_)) => counts.parked += 1,
-                        (_, None) => counts.held += 1,
-                    }
-                    park.map(|park| Outgoing {
-                        topic: park.clone(),
-                        key,
-                        value,
-                        headers,
-                        timestamp: record_ms,
-                    })
-                }
-            };
-            if decision != Decision::Skip {
-                self.selected += 1;
-            }
-            if let (Some(out), Some(s)) = (out, sink.as_deref_mut()) {
-                s.send(out).await?;
-            }
-            self.positions.insert(partition, offset + 1);
-            if offset + 1 >= end {
-                self.ends.remove(&partition);
-            }
-            self.bar.inc(1);
             handled += 1;
             if handled % COMMIT_EVERY == 0 {
                 self.checkpoint(source, sink.as_deref_mut()).await?;
             }
         }
         Ok(())
+    }
+
+    /// The next record below its partition's end; finishes the partitions that reached theirs.
+    /// An error when nothing arrives for `kafka.connect_timeout`.
+    async fn next(
+        &mut self,
+        source: &Source,
+        cancel: &CancellationToken,
+        config: &Config,
+    ) -> Result<Next, ReplayError> {
+        let idle = config.kafka.connect_timeout;
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                self.report.interrupted = true;
+                return Ok(Next::Stop);
+            }
+            r = tokio::time::timeout(idle, source.recv()) => r,
+        };
+        let m = match next {
+            Err(_) => {
+                return Err(ReplayError::broker(
+                    format!(
+                        "reading {}: nothing received for {idle:?} (kafka.connect_timeout)",
+                        config.topics.dead_letter
+                    ),
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
+                ))
+            }
+            Ok(Err(KafkaError::PartitionEOF(p))) => {
+                // Nothing more to read below `end` now: only control records, or records
+                // of transactions still open (read_committed stops at the last stable
+                // offset). The position stays after the last record handled, so the next
+                // run reads what those transactions commit.
+                self.ends.remove(&p);
+                return Ok(Next::Again);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error while replaying");
+                return Ok(Next::Again);
+            }
+            Ok(Ok(m)) => m,
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        let Some(&end) = self.ends.get(&partition) else {
+            return Ok(Next::Again);
+        };
+        if offset >= end {
+            self.ends.remove(&partition);
+            self.positions.insert(partition, end);
+            return Ok(Next::Again);
+        }
+        let headers: RawHeaders = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Next::Record(Fetched {
+            partition,
+            offset,
+            headers,
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            record_ms: m.timestamp().to_millis(),
+        }))
+    }
+
+    /// Decides what to do with `record`, counts it, and sends it where it goes (nothing in a
+    /// dry run); its position is then handled. False when `cancel` came while waiting for
+    /// room to send (the record is not handled).
+    async fn handle(
+        &mut self,
+        record: Fetched,
+        sink: Option<&mut Sink>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, ReplayError> {
+        let dl = Inspected::new(&record.headers, record.record_ms, record.value.as_deref());
+        let decision = dl.decide(self.opts);
+        if let (Decision::Republish, Some(s)) = (decision, sink.as_deref()) {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    self.report.interrupted = true;
+                    return Ok(false);
+                }
+                _ = s.ready() => {}
+            }
+        }
+        let (partition, offset) = (record.partition, record.offset);
+        let out = self.route(decision, &dl, record);
+        if let (Some(out), Some(s)) = (out, sink) {
+            s.send(out).await?;
+        }
+        self.positions.insert(partition, offset + 1);
+        if self
+            .ends
+            .get(&partition)
+            .is_some_and(|&end| offset + 1 >= end)
+        {
+            self.ends.remove(&partition);
+        }
+        self.bar.inc(1);
+        Ok(true)
+    }
+
+    /// Counts `record` under its class and `decision`, and returns where it goes: the target
+    /// topic with the replay headers, the park topic as it is, or nowhere.
+    fn route(&mut self, decision: Decision, dl: &Inspected, record: Fetched) -> Option<Outgoing> {
+        let counts = self.report.entry(&dl.class_label);
+        counts.read += 1;
+        counts.garbled += dl.garbled() as u64;
+        let out = match decision {
+            Decision::Skip => {
+                counts.skipped += 1;
+                None
+            }
+            Decision::Republish => {
+                counts.selected += 1;
+                counts.republished += 1;
+                Some(Outgoing {
+                    topic: self.target.clone(),
+                    key: record.key,
+                    value: record.value,
+                    headers: dl.replay_headers(&record.headers),
+                    timestamp: dl.original_timestamp(),
+                })
+            }
+            Decision::AtMaxReplays | Decision::CodeSpent => {
+                counts.selected += 1;
+                let park = self.opts.park.as_ref();
+                match (decision, park) {
+                    (Decision::CodeSpent, _) => counts.code_spent += 1,
+                    (_, Some(_)) => counts.parked += 1,
+                    (_, None) => counts.held += 1,
+                }
+                park.map(|park| Outgoing {
+                    topic: park.clone(),
+                    key: record.key,
+                    value: record.value,
+                    headers: record.headers,
+                    timestamp: record.record_ms,
+                })
+            }
+        };
+        if decision != Decision::Skip {
+            self.selected += 1;
+        }
+        out
     }
 
     /// Waits for every pending record's acknowledgement, then commits the positions. Commits

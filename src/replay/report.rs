@@ -77,34 +77,17 @@ impl ReplayReport {
 
     /// A plain-text table, one row per class and a total, plus footnotes.
     pub fn render_table(&self) -> String {
-        const HEAD: [&str; 9] = [
-            "class",
-            "read",
-            "skipped",
-            "selected",
-            "re-published",
-            "parked",
-            "held",
-            "code spent",
-            "garbled headers",
-        ];
-        let row = |name: &str, c: &ClassCounts| -> [String; 9] {
-            [
-                name.to_owned(),
-                c.read.to_string(),
-                c.skipped.to_string(),
-                c.selected.to_string(),
-                c.republished.to_string(),
-                c.parked.to_string(),
-                c.held.to_string(),
-                c.code_spent.to_string(),
-                c.garbled.to_string(),
-            ]
-        };
+        let mut out = self.rows();
+        self.footnotes(&mut out);
+        out
+    }
+
+    /// The table: a header, one row per class, a rule and the total; columns as wide as their
+    /// widest cell, numbers right-aligned.
+    fn rows(&self) -> String {
         let mut rows: Vec<[String; 9]> = vec![HEAD.map(str::to_owned)];
         rows.extend(self.by_class.iter().map(|(k, c)| row(k, c)));
-        let totals = self.totals();
-        rows.push(row("total", &totals));
+        rows.push(row("total", &self.totals()));
         let widths: Vec<usize> = (0..HEAD.len())
             .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
             .collect();
@@ -120,6 +103,13 @@ impl ReplayReport {
             }
             let _ = writeln!(out, "{}", line.trim_end());
         }
+        out
+    }
+
+    /// What the table's numbers mean for this run: dry run, held back, spent codes, garbled
+    /// headers, and why it stopped early.
+    fn footnotes(&self, out: &mut String) {
+        let totals = self.totals();
         if self.dry_run {
             let _ = writeln!(
                 out,
@@ -160,8 +150,35 @@ impl ReplayReport {
                 "interrupted: acknowledged records are committed; run again to continue"
             );
         }
-        out
     }
+}
+
+/// The table's columns.
+const HEAD: [&str; 9] = [
+    "class",
+    "read",
+    "skipped",
+    "selected",
+    "re-published",
+    "parked",
+    "held",
+    "code spent",
+    "garbled headers",
+];
+
+/// One row of the table: `name` and the counters, in [`HEAD`]'s order.
+fn row(name: &str, c: &ClassCounts) -> [String; 9] {
+    [
+        name.to_owned(),
+        c.read.to_string(),
+        c.skipped.to_string(),
+        c.selected.to_string(),
+        c.republished.to_string(),
+        c.parked.to_string(),
+        c.held.to_string(),
+        c.code_spent.to_string(),
+        c.garbled.to_string(),
+    ]
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::config::BreakerTrigger;
 use crate::contract::{ErrorClass, Status};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -70,10 +70,9 @@ pub struct WorkerCounters {
     admin_addr: OnceLock<SocketAddr>,
     by_outcome: Mutex<BTreeMap<(Status, Option<ErrorClass>), u64>>,
     dead_letters_by_class: Mutex<BTreeMap<ErrorClass, u64>>,
-    /// Per-job HTTP time (job_id -> time), present only after [`WorkerCounters::keep_http_times`]
-    /// (the benchmark's S6 subtracts it from the job latency; Result v1 does not carry it). Unset,
-    /// a job pays one atomic load for it.
-    http_times: OnceLock<Mutex<HashMap<String, Duration>>>,
+    /// Told each verified job's HTTP time, once set by [`WorkerCounters::observe_http_times`]
+    /// (Result v1 does not carry it). Unset, a job pays one atomic load for it.
+    http_time_observer: OnceLock<HttpTimeObserver>,
 }
 
 impl WorkerCounters {
@@ -230,28 +229,32 @@ impl WorkerCounters {
         self.admin_addr.get().copied()
     }
 
-    /// Starts keeping each job's HTTP time (for `bench`; off by default, so it costs nothing).
-    pub fn keep_http_times(&self) {
-        self.http_times.get_or_init(Mutex::default);
+    /// Calls `observer` with each verified job's `job_id` and the time it spent waiting for
+    /// HTTP answers, from now on (off by default, so it costs nothing; the first observer set
+    /// stays). The worker keeps none of them: whoever measures keeps what it needs.
+    pub fn observe_http_times(&self, observer: impl Fn(&str, Duration) + Send + Sync + 'static) {
+        let _ = self
+            .http_time_observer
+            .set(HttpTimeObserver(Box::new(observer)));
     }
 
-    /// Records the time `job_id` spent waiting for HTTP answers, if asked to keep them: without
-    /// [`WorkerCounters::keep_http_times`] this is one atomic load (no lock, no allocation).
+    /// Tells the observer, if one is set, the time `job_id` spent waiting for HTTP answers:
+    /// without one this is one atomic load (no lock, no allocation).
     pub(super) fn http_time(&self, job_id: &str, took: Duration) {
-        if let Some(times) = self.http_times.get() {
-            times
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(job_id.to_owned(), took);
+        if let Some(observer) = self.http_time_observer.get() {
+            (observer.0)(job_id, took);
         }
     }
+}
 
-    /// The HTTP times kept so far, by job_id (empty unless [`WorkerCounters::keep_http_times`]
-    /// was called).
-    pub fn http_times(&self) -> HashMap<String, Duration> {
-        self.http_times
-            .get()
-            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .unwrap_or_default()
+/// Told a verified job's `job_id` and HTTP time.
+type ObserveHttpTime = dyn Fn(&str, Duration) + Send + Sync;
+
+/// What [`WorkerCounters::observe_http_times`] set.
+struct HttpTimeObserver(Box<ObserveHttpTime>);
+
+impl std::fmt::Debug for HttpTimeObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpTimeObserver")
     }
 }

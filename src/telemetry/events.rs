@@ -42,12 +42,12 @@ pub struct JobVerified<'a> {
     pub requests: u32,
     /// Of which retries.
     pub retries: u32,
-    /// Time spent waiting for HTTP answers (kept only for the benchmark).
+    /// Time spent waiting for HTTP answers (told to an observer, if one is set).
     pub http_time: Duration,
 }
 
 impl JobVerified<'_> {
-    /// Counts the requests and retries; keeps the HTTP time if asked to.
+    /// Counts the requests and retries; tells the HTTP time to an observer, if one is set.
     pub fn emit(self, counters: &WorkerCounters) {
         counters
             .http_requests
@@ -409,25 +409,6 @@ impl BreakerClosed {
     }
 }
 
-// ---- Benchmark ----
-
-/// The benchmark read a child worker's counters from its `/status.json`.
-#[derive(Debug, Clone, Copy)]
-pub struct ChildWorkerSampled {
-    /// The child's jobs in flight.
-    pub in_flight: u64,
-    /// The child's HTTP requests so far.
-    pub http_requests: u64,
-}
-
-impl ChildWorkerSampled {
-    /// Mirrors the child's figures into the benchmark's own counters.
-    pub fn emit(self, counters: &WorkerCounters) {
-        counters.in_flight.store(self.in_flight, Relaxed);
-        counters.http_requests.store(self.http_requests, Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,7 +440,6 @@ mod tests {
             ("breaker_open", b(&c.breaker_open)),
             ("breaker_reason", u64::from(c.breaker_reason().is_some())),
             ("unready", c.unready_reasons().len() as u64),
-            ("http_times", c.http_times().len() as u64),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -535,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn http_time_is_kept_only_when_asked() {
+    fn http_time_goes_to_the_observer_once_one_is_set() {
         let c = WorkerCounters::default();
         let verified = |job_id| JobVerified {
             job_id,
@@ -544,11 +524,17 @@ mod tests {
             http_time: Duration::from_millis(25),
         };
         verified("before").emit(&c);
-        assert!(c.http_times().is_empty());
-        c.keep_http_times();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        c.observe_http_times(move |job_id, took| {
+            sink.lock().unwrap().push((job_id.to_owned(), took));
+        });
         let v = moved(&c, |c| verified("after").emit(c));
-        assert_eq!(v, [m("http_requests", 2, 4), m("http_times", 0, 1)]);
-        assert_eq!(c.http_times()["after"], Duration::from_millis(25));
+        assert_eq!(v, [m("http_requests", 2, 4)]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [("after".to_owned(), Duration::from_millis(25))]
+        );
     }
 
     #[test]
@@ -688,19 +674,6 @@ mod tests {
         assert_eq!(
             moved(&c, |c| closed.emit(c)),
             [m("breaker_open", 1, 0), m("breaker_reason", 1, 0)]
-        );
-    }
-
-    #[test]
-    fn a_child_sample_mirrors_its_figures() {
-        let c = WorkerCounters::default();
-        let sample = ChildWorkerSampled {
-            in_flight: 7,
-            http_requests: 90,
-        };
-        assert_eq!(
-            moved(&c, |c| sample.emit(c)),
-            [m("http_requests", 0, 90), m("in_flight", 0, 7)]
         );
     }
 }

@@ -41,7 +41,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use silentauth_worker::kafka::embedded::EmbeddedCluster;
+use silentauth_worker::harness::embedded::EmbeddedCluster;
 use tempfile::TempDir;
 
 /// How long a tansu child may take to answer a metadata request after spawning.

@@ -2,25 +2,21 @@
 //! a task of this one for S6), the jobs published (all at once, paced, or as a backlog before the worker starts) while the
 //! results are read back, and the measurements of that window.
 
-use super::child::WorkerProcess;
 use super::load::{self, Broker};
+use super::running::Running;
 pub use super::sample::Dist;
 use super::sample::{Sampler, SeriesPoint};
 use super::sim::SimProcess;
 use super::usage;
-use crate::tools::demo::collect::{Collector, JobPublisher, Published, Received};
+use super::window::{Latencies, Window};
+use crate::tools::demo::collect::{Collector, JobPublisher, Published, Received, WorkerGauges};
 use crate::tools::demo::plan::Record;
-use crate::tools::demo::{stop_worker, wait_ready, DemoOptions};
+use crate::tools::demo::DemoOptions;
 use anyhow::Context;
 use silentauth_simulator::{Latency, Scenario};
-use silentauth_worker::config::ConcurrencyMode;
-use silentauth_worker::telemetry::counters::WorkerCounters;
-use silentauth_worker::worker::Worker;
+use silentauth_worker::config::{ConcurrencyMode, Config};
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Partitions of the dead-letter topic.
 const DEAD_LETTER_PARTITIONS: i32 = 2;
@@ -206,64 +202,157 @@ async fn follow_timeline(
     std::future::pending().await
 }
 
-/// Runs one batch and measures it.
+/// Runs one batch and measures it: fresh topics and codes, a worker started on them, the jobs
+/// published and their results read within a measured window, then the worker stopped.
 pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let prefix = format!("bench-{}-{}", spec.name.to_lowercase(), &id[..8]);
-    let (jobs_topic, results_topic, dlq_topic, warm_up) = (
-        format!("{prefix}.jobs"),
-        format!("{prefix}.results"),
-        format!("{prefix}.dlq"),
-        format!("{prefix}.warm-up"),
-    );
-    let ledger_topic = format!("{prefix}.ledger");
-    ctx.broker
-        .create_topics(&[
-            (&jobs_topic, spec.partitions),
-            (&results_topic, spec.partitions),
-            (&dlq_topic, DEAD_LETTER_PARTITIONS),
-            (&ledger_topic, LEDGER_PARTITIONS),
-            (&warm_up, 1),
-        ])
-        .await?;
-    let base_url = ctx.sim.base_url().to_owned();
+    let topics = Topics::create(ctx, spec).await?;
+    let records = mint(ctx, spec, &topics.prefix).await?;
+    let bootstrap = ctx.broker.bootstrap();
+    let publisher = JobPublisher::new(&bootstrap)?;
+    publisher.warm_up(&topics.warm_up).await?;
+    // No reader on an idle run: its background fetches would count as the worker's idle CPU.
+    let collector = (spec.jobs > 0)
+        .then(|| {
+            Collector::new(
+                &bootstrap,
+                (&topics.results, spec.partitions),
+                (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
+            )
+        })
+        .transpose()?;
+    let config = worker_config(ctx, spec, &topics)?;
+    let backlog = publish_backlog(spec, &publisher, &topics.jobs, &records).await?;
+    let rss_before_kib = usage::current_rss_kib().unwrap_or(0);
+    let worker = Running::start(spec.in_process, spec.keep_http_times, config).await?;
+    ctx.sim.reset_stats().await?;
+    let child = worker.child();
+    let worker_rss_ready_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(rss, _)| rss);
+    let mut sampler = Sampler::start(spec.sample_rss, spec.jobs == 0, worker.live(), child);
+    if !spec.timeline.is_empty() {
+        sampler = sampler.with_series();
+    }
+
+    eprintln!("bench: {}: running ...", spec.name);
+    let window = Window::open(ctx.sim, child);
+    let load = Load {
+        publisher: &publisher,
+        topic: &topics.jobs,
+        records: &records,
+        backlog,
+    };
+    let (published, received) = drive(
+        ctx,
+        spec,
+        collector.as_ref(),
+        load,
+        &sampler,
+        &*worker.live(),
+    )
+    .await?;
+    let usage = window.close(ctx.sim, child);
+    let peaks = sampler.peaks();
+    let series = sampler.series();
+    drop(sampler);
+    let sim_stats = ctx.sim.stats().await?;
+    let live = worker.live();
+    worker.stop().await;
+    let http_times = live.http_times();
+
+    let latencies = Latencies::of(&received, published.as_ref(), &http_times);
+    Ok(Batch {
+        spec: spec.clone(),
+        results: received.result_count,
+        dead_letters: received.dead_letter_count,
+        timed_out: received.timed_out && spec.stop_after.is_none(),
+        result_span: latencies.span,
+        duration_ms: Dist::new(latencies.duration),
+        end_to_end: Dist::new(latencies.end_to_end),
+        overhead: Dist::new(latencies.overhead),
+        worker_overhead: Dist::new(latencies.worker_overhead),
+        cpu: usage.cpu,
+        worker_cpu: usage.worker_cpu,
+        sim_cpu: usage.sim_cpu,
+        max_rss_kib: usage.max_rss_kib,
+        sim: sim_stats,
+        window: usage.elapsed,
+        rss_before_kib,
+        rss_peak_kib: peaks.rss_kib,
+        worker_rss_ready_kib,
+        worker_hwm_kib: usage.worker_hwm_kib,
+        series,
+        in_flight_peak: peaks.in_flight,
+    })
+}
+
+/// The topics of one batch, named after it and a random id.
+struct Topics {
+    /// `bench-<scenario>-<id>`: the topics' and the worker group's prefix.
+    prefix: String,
+    jobs: String,
+    results: String,
+    dead_letter: String,
+    ledger: String,
+    /// The bench producer's own topic, written once before the measured window.
+    warm_up: String,
+}
+
+impl Topics {
+    /// Creates the batch's topics on the broker.
+    async fn create(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Topics> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("bench-{}-{}", spec.name.to_lowercase(), &id[..8]);
+        let topics = Topics {
+            jobs: format!("{prefix}.jobs"),
+            results: format!("{prefix}.results"),
+            dead_letter: format!("{prefix}.dlq"),
+            ledger: format!("{prefix}.ledger"),
+            warm_up: format!("{prefix}.warm-up"),
+            prefix,
+        };
+        ctx.broker
+            .create_topics(&[
+                (&topics.jobs, spec.partitions),
+                (&topics.results, spec.partitions),
+                (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
+                (&topics.ledger, LEDGER_PARTITIONS),
+                (&topics.warm_up, 1),
+            ])
+            .await?;
+        Ok(topics)
+    }
+}
+
+/// Sets the simulator to the batch's latency and mints one code per job over HTTP.
+async fn mint(ctx: &Ctx<'_>, spec: &BatchSpec, prefix: &str) -> anyhow::Result<Vec<Record>> {
     ctx.sim.set_scenario(&sim_scenario(spec.latency)).await?;
     eprintln!(
         "bench: {}: minting {} codes over HTTP ...",
         spec.name, spec.jobs
     );
     let minting = Instant::now();
-    let records = load::jobs(ctx.http, &base_url, &prefix, spec.jobs).await?;
+    let records = load::jobs(ctx.http, ctx.sim.base_url(), prefix, spec.jobs).await?;
     eprintln!(
         "bench: {}: minted in {:.1} s",
         spec.name,
         minting.elapsed().as_secs_f64()
     );
+    Ok(records)
+}
 
-    let bootstrap = ctx.broker.bootstrap();
-    let publisher = JobPublisher::new(&bootstrap)?;
-    publisher.warm_up(&warm_up).await?;
-    // No reader on an idle run: its background fetches would count as the worker's idle CPU.
-    let collector = (spec.jobs > 0)
-        .then(|| {
-            Collector::new(
-                &bootstrap,
-                (&results_topic, spec.partitions),
-                (&dlq_topic, DEAD_LETTER_PARTITIONS),
-            )
-        })
-        .transpose()?;
+/// The demo's worker configuration on the batch's topics, with the batch's limits.
+fn worker_config(ctx: &Ctx<'_>, spec: &BatchSpec, topics: &Topics) -> anyhow::Result<Config> {
     let demo = DemoOptions {
         latency: spec.latency,
         max_in_flight: spec.max_in_flight,
         ..DemoOptions::default()
     };
-    let mut config = crate::tools::demo::config(&bootstrap, &base_url, &demo);
-    config.kafka.group_id = format!("{prefix}-worker");
-    config.topics.jobs = jobs_topic.clone();
-    config.topics.results = results_topic;
-    config.topics.dead_letter = dlq_topic;
-    config.topics.ledger = ledger_topic;
+    let bootstrap = ctx.broker.bootstrap();
+    let mut config = crate::tools::demo::config(&bootstrap, ctx.sim.base_url(), &demo);
+    config.kafka.group_id = format!("{}-worker", topics.prefix);
+    config.topics.jobs = topics.jobs.clone();
+    config.topics.results = topics.results.clone();
+    config.topics.dead_letter = topics.dead_letter.clone();
+    config.topics.ledger = topics.ledger.clone();
     config.worker.ledger = spec.ledger;
     if matches!(ctx.broker, Broker::Embedded(_)) && spec.jobs > 0 {
         // The MockCluster holds every fetch for the full fetch.wait.max.ms (500 ms by default)
@@ -284,177 +373,82 @@ pub async fn run(ctx: &Ctx<'_>, spec: &BatchSpec) -> anyhow::Result<Batch> {
     }
     config.worker.concurrency = spec.concurrency;
     config.validate().context("bench configuration")?;
+    Ok(config)
+}
 
-    let backlog = if spec.backlog_first && !records.is_empty() {
-        eprintln!(
-            "bench: {}: publishing a backlog of {} jobs ...",
-            spec.name,
-            records.len()
-        );
-        Some(publisher.publish(&jobs_topic, &records).await?)
-    } else {
-        None
-    };
-    let rss_before_kib = usage::current_rss_kib().unwrap_or(0);
-    let stats = Arc::new(WorkerCounters::default());
-    let mut worker = if spec.in_process {
-        let worker = Worker::new(config.clone());
-        let stats = worker.stats();
-        if spec.keep_http_times {
-            stats.keep_http_times();
-        }
-        let cancel = CancellationToken::new();
-        let mut handle = tokio::spawn(worker.run(cancel.clone()));
-        if let Err(e) = wait_ready(&stats, &mut handle).await {
-            cancel.cancel();
-            return Err(e);
-        }
-        Running::InProcess {
-            cancel,
-            handle,
-            stats,
-        }
-    } else {
-        Running::Child(Box::new(WorkerProcess::spawn(&config).await?))
-    };
-    let stats = match &worker {
-        Running::InProcess { stats, .. } => stats.clone(),
-        Running::Child(_) => stats,
-    };
-    ctx.sim.reset_stats().await?;
-    let child = match &worker {
-        Running::Child(c) => Some(&**c),
-        Running::InProcess { .. } => None,
-    };
-    let worker_rss_ready_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(rss, _)| rss);
-    let mut sampler = Sampler::start(spec.sample_rss, spec.jobs == 0, stats.clone(), child);
-    if !spec.timeline.is_empty() {
-        sampler = sampler.with_series();
+/// Publishes every job before the worker starts, when the batch asks for a backlog.
+async fn publish_backlog(
+    spec: &BatchSpec,
+    publisher: &JobPublisher,
+    topic: &str,
+    records: &[Record],
+) -> anyhow::Result<Option<Published>> {
+    if !spec.backlog_first || records.is_empty() {
+        return Ok(None);
     }
+    eprintln!(
+        "bench: {}: publishing a backlog of {} jobs ...",
+        spec.name,
+        records.len()
+    );
+    Ok(Some(publisher.publish(topic, records).await?))
+}
 
-    eprintln!("bench: {}: running ...", spec.name);
-    let u0 = usage::self_usage();
-    let sim0 = ctx.sim.cpu_seconds();
-    let w0 = child.and_then(WorkerProcess::cpu_seconds);
-    let t0 = Instant::now();
+/// The measured window: the jobs published and the results read (or, on an idle run, the
+/// batch's whole `stop_after`), while the sampler samples and the simulator follows the
+/// timeline.
+async fn drive(
+    ctx: &Ctx<'_>,
+    spec: &BatchSpec,
+    collector: Option<&Collector>,
+    load: Load<'_>,
+    sampler: &Sampler<'_>,
+    stats: &dyn WorkerGauges,
+) -> anyhow::Result<(Option<Published>, Received)> {
     let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
     let deadline = silentauth_worker::clock::from_now_std(limit);
-    let (published, received) = if let Some(collector) = &collector {
-        let collected = collect(
-            collector,
-            &publisher,
-            &jobs_topic,
-            &records,
-            backlog,
-            spec,
-            deadline,
-            &stats,
-        );
-        tokio::select! {
-            biased;
-            r = collected => r?,
-            never = sampler.run() => match never {},
-            r = follow_timeline(ctx.sim, &spec.timeline) => {
-                r?;
-                unreachable!("follow_timeline waits forever once done")
-            }
-        }
-    } else {
+    let Some(collector) = collector else {
         tokio::select! {
             biased;
             _ = tokio::time::sleep(limit) => {}
             never = sampler.run() => match never {},
         }
-        (None, Default::default())
+        return Ok((None, Received::default()));
     };
-    let window = t0.elapsed();
-    let u1 = usage::self_usage();
-    let sim1 = ctx.sim.cpu_seconds();
-    let w1 = child.and_then(WorkerProcess::cpu_seconds);
-    let worker_hwm_kib = child.and_then(|c| c.rss_kib()).map_or(0, |(_, hwm)| hwm);
-    let peaks = sampler.peaks();
-    let series = sampler.series();
-    drop(sampler);
-    let sim_stats = ctx.sim.stats().await?;
-    match &mut worker {
-        Running::InProcess { cancel, handle, .. } => {
-            stop_worker(cancel, handle, Duration::from_secs(30), "bench").await;
+    let collected = collect(collector, load, spec, deadline, stats);
+    tokio::select! {
+        biased;
+        r = collected => r,
+        never = sampler.run() => match never {},
+        r = follow_timeline(ctx.sim, &spec.timeline) => {
+            r?;
+            unreachable!("follow_timeline waits forever once done")
         }
-        Running::Child(_) => {}
     }
-    if let Running::Child(c) = worker {
-        c.stop(Duration::from_secs(30)).await;
-    }
+}
 
-    let http_times = stats.http_times();
-    let sent_at = published.as_ref().map(|p| &p.sent_at);
-    let (mut duration, mut e2e, mut overhead, mut worker_overhead) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut span: Option<(Instant, Instant)> = None;
-    for (job_id, seen) in &received.results {
-        let Some(first) = seen.first() else { continue };
-        span = Some(match span {
-            None => (first.at, first.at),
-            Some((a, b)) => (a.min(first.at), b.max(first.at)),
-        });
-        let d_ms = first.result.duration_ms as f64;
-        duration.push(d_ms);
-        let http_ms = http_times.get(job_id).map(|d| d.as_secs_f64() * 1e3);
-        if let Some(http_ms) = http_ms {
-            worker_overhead.push(d_ms - http_ms);
-        }
-        if let Some(sent) = sent_at.and_then(|s| s.get(job_id)) {
-            let ms = first.at.saturating_duration_since(*sent).as_secs_f64() * 1e3;
-            e2e.push(ms);
-            if let Some(http_ms) = http_ms {
-                overhead.push(ms - http_ms);
-            }
-        }
-    }
-    Ok(Batch {
-        spec: spec.clone(),
-        results: received.result_count,
-        dead_letters: received.dead_letter_count,
-        timed_out: received.timed_out && spec.stop_after.is_none(),
-        result_span: span,
-        duration_ms: Dist::new(duration),
-        end_to_end: Dist::new(e2e),
-        overhead: Dist::new(overhead),
-        worker_overhead: Dist::new(worker_overhead),
-        cpu: u1.cpu.saturating_sub(u0.cpu),
-        worker_cpu: w0
-            .zip(w1)
-            .map(|(a, b)| Duration::from_secs_f64((b - a).max(0.0))),
-        sim_cpu: sim0.zip(sim1).map(|(a, b)| b - a),
-        max_rss_kib: u1.max_rss_kib,
-        sim: sim_stats,
-        window,
-        rss_before_kib,
-        rss_peak_kib: peaks.rss_kib,
-        worker_rss_ready_kib,
-        worker_hwm_kib,
-        series,
-        in_flight_peak: peaks.in_flight,
-    })
+/// The jobs of a batch and where they go.
+struct Load<'a> {
+    publisher: &'a JobPublisher,
+    topic: &'a str,
+    records: &'a [Record],
+    /// The jobs published before the worker started, if the batch asked for a backlog.
+    backlog: Option<Published>,
 }
 
 /// Publishes the jobs (unless the backlog is already there) while reading the results.
-#[allow(clippy::too_many_arguments)]
 async fn collect(
     collector: &Collector,
-    publisher: &JobPublisher,
-    topic: &str,
-    records: &[Record],
-    backlog: Option<Published>,
+    load: Load<'_>,
     spec: &BatchSpec,
     deadline: Instant,
-    stats: &WorkerCounters,
+    stats: &dyn WorkerGauges,
 ) -> anyhow::Result<(Option<Published>, Received)> {
     let want = spec.jobs as u64;
-    if let Some(p) = backlog {
+    if let Some(p) = load.backlog {
         return Ok((Some(p), collector.collect(want, 0, deadline, stats).await));
     }
-    let publish = publish_paced(publisher, topic, records, spec.publish_rate);
+    let publish = publish_paced(load.publisher, load.topic, load.records, spec.publish_rate);
     let collect = collector.collect(want, 0, deadline, stats);
     let (p, r) = tokio::join!(publish, collect);
     Ok((Some(p?), r))
@@ -489,18 +483,6 @@ async fn publish_paced(
         }
     }
     all.context("nothing to publish")
-}
-
-/// The worker of a batch: a child process (the default) or a task in this process.
-enum Running {
-    /// `silentauth-worker run` in its own process: its CPU and memory are its own.
-    Child(Box<WorkerProcess>),
-    /// The worker as a task of this process (S6, which needs each job's HTTP time).
-    InProcess {
-        cancel: CancellationToken,
-        handle: JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
-        stats: Arc<WorkerCounters>,
-    },
 }
 
 #[cfg(test)]

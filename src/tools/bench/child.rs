@@ -8,11 +8,11 @@
 use anyhow::{bail, Context};
 use silentauth_worker::config::Config;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
 
 /// How long the child may take to log its admin address and then to turn ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,38 +86,8 @@ impl WorkerProcess {
         let mut config = config.clone();
         // Port 0: the child logs the port it got, which avoids a race for a "free" port.
         config.admin.listen = "127.0.0.1:0".into();
-        let text = toml::to_string(&config).context("cannot serialize the worker config")?;
-        let config_path = std::env::temp_dir().join(format!(
-            "silentauth-bench-{}.toml",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::write(&config_path, text)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
-        let exe = std::env::current_exe().context("cannot find the current executable")?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["--log-format", "json", "run", "--config"])
-            .arg(&config_path)
-            // Errors only, plus the one line that carries the admin address.
-            .env("RUST_LOG", "error,silentauth_worker::telemetry::admin=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // The file is the whole configuration: nothing from the bench's own environment.
-        for (name, _) in std::env::vars_os() {
-            if name
-                .to_str()
-                .is_some_and(|n| n.to_ascii_uppercase().starts_with("SILENTAUTH__"))
-            {
-                cmd.env_remove(name);
-            }
-        }
-        for (name, profile) in &config.clients {
-            let var = |key: &str| format!("SILENTAUTH__CLIENTS__{}__{key}", name.to_uppercase());
-            cmd.env(var("CLIENT_SECRET"), profile.client_secret.expose())
-                .env(var("API_KEY"), profile.api_key.expose());
-        }
-        let mut child = match cmd.spawn() {
+        let config_path = write_config(&config)?;
+        let mut child = match run_command(&config, &config_path)?.spawn() {
             Ok(c) => c,
             Err(e) => {
                 let _ = std::fs::remove_file(&config_path);
@@ -127,18 +97,7 @@ impl WorkerProcess {
         let pid = child.id().context("the worker process has no pid")?;
         let stderr = child.stderr.take().context("the worker has no stderr")?;
         let mut lines = BufReader::new(stderr).lines();
-        let find_addr = async {
-            loop {
-                let Some(line) = lines.next_line().await? else {
-                    bail!("the worker exited before starting its admin listener");
-                };
-                match admin_addr(&line) {
-                    Some(addr) => return Ok(addr),
-                    None => eprintln!("worker: {line}"),
-                }
-            }
-        };
-        let admin = match tokio::time::timeout(READY_TIMEOUT, find_addr).await {
+        let admin = match tokio::time::timeout(READY_TIMEOUT, find_admin_addr(&mut lines)).await {
             Ok(Ok(addr)) => addr,
             Ok(Err(e)) => {
                 let _ = std::fs::remove_file(&config_path);
@@ -250,6 +209,62 @@ fn admin_addr(line: &str) -> Option<SocketAddr> {
         return None;
     }
     fields["addr"].as_str()?.parse().ok()
+}
+
+/// Writes `config` to a fresh temporary TOML file (secrets as `***`) and returns its path.
+fn write_config(config: &Config) -> anyhow::Result<PathBuf> {
+    let text = toml::to_string(config).context("cannot serialize the worker config")?;
+    let config_path = std::env::temp_dir().join(format!(
+        "silentauth-bench-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    Ok(config_path)
+}
+
+/// `<this executable> run --config <config_path>`, logging errors and the admin address as
+/// JSON on a piped stderr, with the secrets in `SILENTAUTH__CLIENTS__*` variables and nothing
+/// else of the bench's own `SILENTAUTH__` environment.
+fn run_command(config: &Config, config_path: &Path) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("cannot find the current executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--log-format", "json", "run", "--config"])
+        .arg(config_path)
+        // Errors only, plus the one line that carries the admin address.
+        .env("RUST_LOG", "error,silentauth_worker::telemetry::admin=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // The file is the whole configuration: nothing from the bench's own environment.
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.to_ascii_uppercase().starts_with("SILENTAUTH__"))
+        {
+            cmd.env_remove(name);
+        }
+    }
+    for (name, profile) in &config.clients {
+        let var = |key: &str| format!("SILENTAUTH__CLIENTS__{}__{key}", name.to_uppercase());
+        cmd.env(var("CLIENT_SECRET"), profile.client_secret.expose())
+            .env(var("API_KEY"), profile.api_key.expose());
+    }
+    Ok(cmd)
+}
+
+/// Reads the child's log until the admin listener's line, echoing the lines before it.
+async fn find_admin_addr(lines: &mut Lines<BufReader<ChildStderr>>) -> anyhow::Result<SocketAddr> {
+    loop {
+        let Some(line) = lines.next_line().await? else {
+            bail!("the worker exited before starting its admin listener");
+        };
+        match admin_addr(&line) {
+            Some(addr) => return Ok(addr),
+            None => eprintln!("worker: {line}"),
+        }
+    }
 }
 
 #[cfg(test)]

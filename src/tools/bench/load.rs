@@ -10,7 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use serde_json::json;
-use silentauth_worker::kafka::embedded::EmbeddedCluster;
+use silentauth_worker::harness::embedded::EmbeddedCluster;
 use std::time::Duration;
 
 /// The callback URL every bench job was issued for.

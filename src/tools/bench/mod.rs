@@ -25,11 +25,13 @@ pub mod child;
 pub mod limits;
 pub mod load;
 mod render;
+mod running;
 use render::{render_s1, render_s2, render_s3, render_s4, render_s5, render_s6};
 mod sample;
 pub mod sim;
 pub mod usage;
 pub mod warmup;
+mod window;
 
 use anyhow::{bail, Context};
 use batch::BatchSpec;
@@ -127,18 +129,41 @@ pub async fn run_scenarios(opts: BenchOptions) -> anyhow::Result<()> {
         sim: &sim,
         http: &http,
     };
+    print_preamble(&ctx, opts.in_process);
+    let wants_limits = !opts.skip_limits
+        && opts
+            .scenarios
+            .iter()
+            .any(|s| matches!(s, ScenarioId::S1 | ScenarioId::S6));
+    let mut run = Sequence {
+        limits: None,
+        s1_rate: None,
+    };
+    if wants_limits {
+        run.limits = Some(measure_limits(&ctx, &opts).await?);
+    }
+    for id in &opts.scenarios {
+        println!("{}", run.scenario(&ctx, &opts, *id).await?);
+    }
+    sim.stop().await;
+    drop(broker);
+    Ok(())
+}
+
+/// Says where the broker, the simulator and the worker run, and what the CPU figures cover.
+fn print_preamble(ctx: &batch::Ctx<'_>, in_process: bool) {
     println!(
         "silentauth-worker bench: {}, simulator at {} (its own process), \
          {} CPUs; numbers are noisy when anything else runs on the machine",
-        broker.describe(),
-        sim.base_url(),
+        ctx.broker.describe(),
+        ctx.sim.base_url(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    if opts.in_process {
+    if in_process {
         println!(
             "The worker runs in this process (--in-process): CPU is getrusage(RUSAGE_SELF) of \
              the worker plus {}the bench's producer and reader.\n",
-            match broker {
+            match ctx.broker {
                 load::Broker::Embedded(_) => "the embedded broker plus ",
                 load::Broker::External(_) => "",
             }
@@ -148,58 +173,59 @@ pub async fn run_scenarios(opts: BenchOptions) -> anyhow::Result<()> {
             "The worker runs as a child process (S6: in this process); its CPU is user+sys from \
              /proc/<pid>/stat, its memory VmRSS/VmHWM from /proc/<pid>/status. The bench \
              process ({}the bench's producer and reader) is reported apart.\n",
-            match broker {
+            match ctx.broker {
                 load::Broker::Embedded(_) => "the embedded broker, ",
                 load::Broker::External(_) => "",
             }
         );
     }
-    let mut s1_rate = None;
-    let mut limits = None;
-    let wants_limits = !opts.skip_limits
-        && opts
-            .scenarios
-            .iter()
-            .any(|s| matches!(s, ScenarioId::S1 | ScenarioId::S6));
-    if wants_limits {
-        limits = Some(measure_limits(&ctx, &opts).await?);
-    }
-    for id in &opts.scenarios {
-        let out = match id {
+}
+
+/// What one scenario of a run hands to the next: the limits, and S1's rate for S6.
+struct Sequence {
+    limits: Option<Limits>,
+    s1_rate: Option<f64>,
+}
+
+impl Sequence {
+    /// Runs scenario `id` and returns its report.
+    async fn scenario(
+        &mut self,
+        ctx: &batch::Ctx<'_>,
+        opts: &BenchOptions,
+        id: ScenarioId,
+    ) -> anyhow::Result<String> {
+        Ok(match id {
             ScenarioId::S1 => {
-                let b = batch::run(&ctx, &s1_spec(&opts)).await?;
-                s1_rate = Some(b.throughput());
-                render_s1(&b, limits)
+                let b = batch::run(ctx, &s1_spec(opts)).await?;
+                self.s1_rate = Some(b.throughput());
+                render_s1(&b, self.limits)
             }
-            ScenarioId::S2 => render_s2(&batch::run(&ctx, &s2_spec(&opts)).await?),
-            ScenarioId::S3 => render_s3(&batch::run(&ctx, &s3_spec(&opts)).await?),
-            ScenarioId::S4 => render_s4(&batch::run(&ctx, &s4_spec(&opts)).await?),
-            ScenarioId::S5 => render_s5(&batch::run(&ctx, &s5_spec(&opts)).await?),
+            ScenarioId::S2 => render_s2(&batch::run(ctx, &s2_spec(opts)).await?),
+            ScenarioId::S3 => render_s3(&batch::run(ctx, &s3_spec(opts)).await?),
+            ScenarioId::S4 => render_s4(&batch::run(ctx, &s4_spec(opts)).await?),
+            ScenarioId::S5 => render_s5(&batch::run(ctx, &s5_spec(opts)).await?),
             ScenarioId::S6 => {
-                let rate = match s1_rate {
+                let rate = match self.s1_rate {
                     Some(r) => r,
                     None => {
                         eprintln!("bench: S6 needs S1's rate; running S1 first");
-                        batch::run(&ctx, &s1_spec(&opts)).await?.throughput()
+                        batch::run(ctx, &s1_spec(opts)).await?.throughput()
                     }
                 };
-                render_s6(&batch::run(&ctx, &s6_spec(&opts, rate / 2.0)).await?, rate)
+                render_s6(&batch::run(ctx, &s6_spec(opts, rate / 2.0)).await?, rate)
             }
             ScenarioId::Adapt => {
-                let spec = adapt::spec(spec(&opts, "adapt", adapt::JOBS));
-                adapt::render(&batch::run(&ctx, &spec).await?)
+                let spec = adapt::spec(spec(opts, "adapt", adapt::JOBS));
+                adapt::render(&batch::run(ctx, &spec).await?)
             }
             ScenarioId::Warmup => {
                 let sizes = opts.jobs.map_or(warmup::SIZES.to_vec(), |n| vec![n]);
                 let partitions = opts.partitions.unwrap_or(warmup::RESULTS_PARTITIONS);
-                warmup::run(&ctx, &sizes, partitions).await?
+                warmup::run(ctx, &sizes, partitions).await?
             }
-        };
-        println!("{out}");
+        })
     }
-    sim.stop().await;
-    drop(broker);
-    Ok(())
 }
 
 fn jobs_topic_partitions(opts: &BenchOptions, jobs: usize) -> i32 {

@@ -1,11 +1,11 @@
 //! What a batch measures while it runs: the distribution of latencies, and the peaks of the
 //! worker's memory and in-flight jobs sampled every few milliseconds.
 
-use super::child::MetricsSample;
-use super::child::WorkerProcess;
+use super::child::{Counters, MetricsSample, WorkerProcess};
 use super::usage;
+use crate::tools::demo::collect::WorkerGauges;
 use silentauth_worker::telemetry::counters::WorkerCounters;
-use silentauth_worker::telemetry::events::ChildWorkerSampled;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +52,85 @@ pub struct SeriesPoint {
     pub metrics: MetricsSample,
 }
 
+/// The worker's figures as the bench sees them while a batch runs.
+#[derive(Debug)]
+pub(super) enum Live {
+    /// The counters of the worker running in this process, and the HTTP times of its jobs
+    /// when the batch keeps them.
+    InProcess {
+        counters: Arc<WorkerCounters>,
+        http_times: Option<Arc<HttpTimes>>,
+    },
+    /// A child worker's figures, as the sampler last read them from its `/status.json`.
+    Child(ChildFigures),
+}
+
+/// Each job's HTTP time, by job_id, as the worker in this process tells them (S6 subtracts it
+/// from the job's latency).
+#[derive(Debug, Default)]
+pub(super) struct HttpTimes(Mutex<HashMap<String, Duration>>);
+
+impl HttpTimes {
+    /// Starts keeping the HTTP time of every job `counters` sees verified from now on.
+    pub(super) fn observe(counters: &WorkerCounters) -> Arc<HttpTimes> {
+        let times = Arc::new(HttpTimes::default());
+        let kept = times.clone();
+        counters.observe_http_times(move |job_id, took| {
+            kept.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job_id.to_owned(), took);
+        });
+        times
+    }
+}
+
+/// What the sampler last read of a child worker's counters.
+#[derive(Debug, Default)]
+pub(super) struct ChildFigures {
+    in_flight: AtomicU64,
+    http_requests: AtomicU64,
+}
+
+impl ChildFigures {
+    /// Keeps the child's figures of one sample.
+    fn record(&self, sample: Counters) {
+        self.in_flight.store(sample.in_flight, Ordering::Relaxed);
+        self.http_requests
+            .store(sample.http_requests, Ordering::Relaxed);
+    }
+}
+
+impl Live {
+    /// Each job's HTTP time, by job_id: kept only by a worker in this process that was asked to
+    /// keep them; empty otherwise.
+    pub(super) fn http_times(&self) -> HashMap<String, Duration> {
+        match self {
+            Live::InProcess {
+                http_times: Some(t),
+                ..
+            } => t.0.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Live::InProcess { .. } | Live::Child(_) => HashMap::new(),
+        }
+    }
+}
+
+impl WorkerGauges for Live {
+    fn in_flight(&self) -> u64 {
+        match self {
+            Live::InProcess { counters, .. } => counters.in_flight(),
+            Live::Child(f) => f.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    fn http_requests(&self) -> u64 {
+        match self {
+            Live::InProcess { counters, .. } => counters.http_requests(),
+            Live::Child(f) => f.http_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The highest values a [`Sampler`] saw.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Peaks {
@@ -64,7 +143,7 @@ pub(super) struct Peaks {
 /// nothing); its counters from its `/status.json`, every 100 ms only when `sample_rss` asks
 /// for the in-flight peak, else every second for the progress line, and never on an idle run.
 pub(super) struct Sampler<'a> {
-    stats: Arc<WorkerCounters>,
+    live: Arc<Live>,
     child: Option<&'a WorkerProcess>,
     sample_rss: bool,
     idle: bool,
@@ -75,16 +154,16 @@ pub(super) struct Sampler<'a> {
 }
 
 impl<'a> Sampler<'a> {
-    /// A sampler of `stats` (and of `child`'s memory when `sample_rss`); `idle` for a batch of
+    /// A sampler of `live` (and of `child`'s memory when `sample_rss`); `idle` for a batch of
     /// no jobs.
     pub(super) fn start(
         sample_rss: bool,
         idle: bool,
-        stats: Arc<WorkerCounters>,
+        live: Arc<Live>,
         child: Option<&'a WorkerProcess>,
     ) -> Self {
         Sampler {
-            stats,
+            live,
             child,
             sample_rss,
             idle,
@@ -132,21 +211,15 @@ impl<'a> Sampler<'a> {
                 None => usage::current_rss_kib(),
             };
             self.rss_kib.fetch_max(rss.unwrap_or(0), Ordering::Relaxed);
-            if let Some(c) = self.child {
+            if let (Some(c), Live::Child(figures)) = (self.child, &*self.live) {
                 if !self.idle && (self.sample_rss || n % 10 == 0) {
                     if let Some(counters) = c.counters().await {
-                        ChildWorkerSampled {
-                            in_flight: counters.in_flight,
-                            http_requests: counters.http_requests,
-                        }
-                        .emit(&self.stats);
+                        figures.record(counters);
                     }
                 }
             }
-            self.in_flight.fetch_max(
-                WorkerCounters::get(&self.stats.in_flight),
-                Ordering::Relaxed,
-            );
+            self.in_flight
+                .fetch_max(self.live.in_flight(), Ordering::Relaxed);
         }
         unreachable!("the sampler's loop does not end")
     }

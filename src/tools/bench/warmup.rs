@@ -8,6 +8,7 @@ use super::batch::{sim_scenario, Ctx};
 use super::child::WorkerProcess;
 use super::load::{self, Broker};
 use crate::tools::demo::collect::JobPublisher;
+use crate::tools::demo::plan::Record;
 use crate::tools::demo::DemoOptions;
 use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
@@ -16,6 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use silentauth_worker::config::Config;
 use silentauth_worker::contract::{result::SCHEMA_VERSION, JobResult, Status};
 use silentauth_worker::kafka::producer::{FINGERPRINT_HEADER, REPLAY_COUNT_HEADER};
 use std::fmt::Write as _;
@@ -63,9 +65,50 @@ pub async fn run(ctx: &Ctx<'_>, sizes: &[usize], partitions: i32) -> anyhow::Res
     Ok(render(&rows, partitions, ctx.broker))
 }
 
+/// One restart against a results topic pre-filled with `n` results over `partitions`.
 async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Restart> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("bench-warmup-{}", &id[..8]);
+    let config = restart_config(ctx, &prefix, n, partitions).await?;
+    let records = load::jobs(ctx.http, ctx.sim.base_url(), &prefix, 2 * JOBS).await?;
+    let publisher = JobPublisher::new(&ctx.broker.bootstrap())?;
+    commit_first_jobs(ctx, &config, &prefix, &publisher, &records[..JOBS]).await?;
+    publisher
+        .publish(&config.topics.jobs, &records[JOBS..])
+        .await?;
+
+    eprintln!("bench: warmup: pre-filling {n} results over {partitions} partitions ...");
+    let started = Instant::now();
+    let (b, t) = (ctx.broker.bootstrap(), config.topics.results.clone());
+    let held = tokio::task::spawn_blocking(move || prefill(&b, &t, n))
+        .await
+        .context("pre-fill panicked")??;
+    let prefill = started.elapsed();
+    eprintln!(
+        "bench: warmup: {n} results in {:.1} s (the topic holds {held}); restarting the worker ...",
+        prefill.as_secs_f64()
+    );
+
+    let ready = time_to_ready(&config).await?;
+    let mut fresh = config.clone();
+    fresh.kafka.group_id = format!("{prefix}-fresh");
+    let ready_all = time_to_ready(&fresh).await?;
+    Ok(Restart {
+        prefilled: n,
+        held,
+        prefill,
+        ready,
+        ready_all,
+    })
+}
+
+/// Creates the restart's topics and returns the worker's configuration on them.
+async fn restart_config(
+    ctx: &Ctx<'_>,
+    prefix: &str,
+    n: usize,
+    partitions: i32,
+) -> anyhow::Result<Config> {
     let (jobs_topic, results_topic, dlq_topic) = (
         format!("{prefix}.jobs"),
         format!("{prefix}.results"),
@@ -80,13 +123,13 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
             (&format!("{prefix}.ledger"), 1),
         ])
         .await?;
-    let base_url = ctx.sim.base_url().to_owned();
     ctx.sim.set_scenario(&sim_scenario(Duration::ZERO)).await?;
     let bootstrap = ctx.broker.bootstrap();
-    let mut config = crate::tools::demo::config(&bootstrap, &base_url, &DemoOptions::default());
+    let mut config =
+        crate::tools::demo::config(&bootstrap, ctx.sim.base_url(), &DemoOptions::default());
     config.kafka.group_id = format!("{prefix}-worker");
-    config.topics.jobs = jobs_topic.clone();
-    config.topics.results = results_topic.clone();
+    config.topics.jobs = jobs_topic;
+    config.topics.results = results_topic;
     config.topics.dead_letter = dlq_topic;
     config.topics.ledger = format!("{prefix}.ledger");
     // Room for every pre-filled result in range (the default holds 1,000,000).
@@ -104,59 +147,45 @@ async fn restart(ctx: &Ctx<'_>, n: usize, partitions: i32) -> anyhow::Result<Res
         }
     }
     config.validate().context("bench configuration")?;
+    Ok(config)
+}
 
-    // A first worker verifies and commits JOBS jobs; JOBS more arrive after it stopped.
-    let records = load::jobs(ctx.http, &base_url, &prefix, 2 * JOBS).await?;
-    let publisher = JobPublisher::new(&bootstrap)?;
-    publisher.publish(&jobs_topic, &records[..JOBS]).await?;
+/// A first worker verifies and commits `first` (JOBS jobs), then stops.
+async fn commit_first_jobs(
+    ctx: &Ctx<'_>,
+    config: &Config,
+    prefix: &str,
+    publisher: &JobPublisher,
+    first: &[Record],
+) -> anyhow::Result<()> {
+    publisher.publish(&config.topics.jobs, first).await?;
     // Its results go elsewhere: appended before the pre-fill, they would sit in front of
     // results stamped earlier, which a log written as time passes never holds.
     let mut first_config = config.clone();
     first_config.topics.results = format!("{prefix}.results-first");
-    let first = WorkerProcess::spawn(&first_config).await?;
+    let worker = WorkerProcess::spawn(&first_config).await?;
     let committed = |wait: Duration| {
         let (b, g, t) = (
-            bootstrap.clone(),
+            ctx.broker.bootstrap(),
             config.kafka.group_id.clone(),
-            jobs_topic.clone(),
+            config.topics.jobs.clone(),
         );
         tokio::task::spawn_blocking(move || wait_committed(&b, &g, &t, JOBS as i64, wait))
     };
     // Its periodic commits, or else the one at shutdown.
     committed(Duration::from_secs(30)).await?.ok();
-    first.stop(Duration::from_secs(30)).await;
+    worker.stop(Duration::from_secs(30)).await;
     committed(Duration::from_secs(10)).await??;
-    publisher.publish(&jobs_topic, &records[JOBS..]).await?;
+    Ok(())
+}
 
-    eprintln!("bench: warmup: pre-filling {n} results over {partitions} partitions ...");
+/// Starts a worker process on `config`, times it to its first `/readyz` 200, and stops it.
+async fn time_to_ready(config: &Config) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let (b, t) = (bootstrap.clone(), results_topic.clone());
-    let held = tokio::task::spawn_blocking(move || prefill(&b, &t, n))
-        .await
-        .context("pre-fill panicked")??;
-    let prefill = started.elapsed();
-    eprintln!(
-        "bench: warmup: {n} results in {:.1} s (the topic holds {held}); restarting the worker ...",
-        prefill.as_secs_f64()
-    );
-
-    let started = Instant::now();
-    let worker = WorkerProcess::spawn(&config).await?;
+    let worker = WorkerProcess::spawn(config).await?;
     let ready = started.elapsed();
     worker.stop(Duration::from_secs(30)).await;
-    let mut fresh = config.clone();
-    fresh.kafka.group_id = format!("{prefix}-fresh");
-    let started = Instant::now();
-    let worker = WorkerProcess::spawn(&fresh).await?;
-    let ready_all = started.elapsed();
-    worker.stop(Duration::from_secs(30)).await;
-    Ok(Restart {
-        prefilled: n,
-        held,
-        prefill,
-        ready,
-        ready_all,
-    })
+    Ok(ready)
 }
 
 /// Waits until `group` committed `total` offsets over `topic` (`wait` at most).

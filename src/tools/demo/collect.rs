@@ -212,7 +212,7 @@ impl Collector {
         want_results: u64,
         want_dead_letters: u64,
         deadline: Instant,
-        stats: &WorkerCounters,
+        stats: &dyn WorkerGauges,
     ) -> Received {
         let mut got = Received::default();
         let progress = Progress::new(want_results, stats);
@@ -285,9 +285,27 @@ fn header<M: Message>(m: &M, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// What the progress line shows of the running worker.
+pub trait WorkerGauges: Sync {
+    /// Its jobs in flight now.
+    fn in_flight(&self) -> u64;
+    /// Its HTTP requests so far.
+    fn http_requests(&self) -> u64;
+}
+
+impl WorkerGauges for WorkerCounters {
+    fn in_flight(&self) -> u64 {
+        WorkerCounters::get(&self.in_flight)
+    }
+
+    fn http_requests(&self) -> u64 {
+        WorkerCounters::get(&self.http_requests)
+    }
+}
+
 /// A progress bar on a terminal, a line every two seconds otherwise (stderr).
 struct Progress<'a> {
-    stats: &'a WorkerCounters,
+    stats: &'a dyn WorkerGauges,
     bar: Option<ProgressBar>,
     total: u64,
     started: Instant,
@@ -295,7 +313,7 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(total: u64, stats: &'a WorkerCounters) -> Progress<'a> {
+    fn new(total: u64, stats: &'a dyn WorkerGauges) -> Progress<'a> {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(
@@ -332,8 +350,8 @@ impl<'a> Progress<'a> {
     fn message(&self, dead_letters: u64) -> String {
         format!(
             "{dead_letters} dead letters, {} in flight, {} HTTP requests",
-            WorkerCounters::get(&self.stats.in_flight),
-            WorkerCounters::get(&self.stats.http_requests)
+            self.stats.in_flight(),
+            self.stats.http_requests()
         )
     }
 

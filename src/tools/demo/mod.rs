@@ -24,7 +24,7 @@ use collect::Collector;
 use plan::{Plan, STALE_PROFILE};
 use silentauth_simulator::SimHandle;
 use silentauth_worker::config::{Config, ProfileConfig, TopicsConfig};
-use silentauth_worker::kafka::embedded::EmbeddedCluster;
+use silentauth_worker::harness::embedded::EmbeddedCluster;
 use silentauth_worker::secret::Secret;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::{Worker, WorkerError};
@@ -159,7 +159,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     };
     let deadline = published.first + opts.timeout;
     let received = collector
-        .collect(want_results, want_dead_letters, deadline, &stats)
+        .collect(want_results, want_dead_letters, deadline, &*stats)
         .await;
 
     let stop = config

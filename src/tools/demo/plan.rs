@@ -83,81 +83,11 @@ impl Plan {
             kinds.extend(std::iter::repeat_n(kind, count));
         }
         kinds.shuffle(&mut rng);
-
-        let pools: Vec<Vec<String>> = Kind::ALL
-            .iter()
-            .map(|k| {
-                if k.pooled() {
-                    (0..POOL).map(|_| number(&mut rng, k.range())).collect()
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
-        let mut scenario = Scenario {
-            seed,
-            ..Scenario::default()
-        };
-        let mut signal_rules = Vec::new();
-        for kind in Kind::ALL {
-            if let Some(mut rule) = kind.fault() {
-                rule.login_hints = Some(pools[kind.range()].clone());
-                scenario.faults.push(rule);
-            }
-            if let Some(mut rule) = kind.signal_rule() {
-                rule.numbers = Some(pools[kind.range()].clone());
-                signal_rules.push(rule);
-            }
-        }
-        scenario.signals = SignalsConfig {
-            rules: signal_rules,
-        };
-
-        let mismatch_devices = Kind::ALL.len();
+        let pools = number_pools(&mut rng);
+        let mut scenario = scenario(seed, &pools);
         let jobs = kinds
             .into_iter()
-            .map(|kind| {
-                let login_hint = match pools[kind.range()].choose(&mut rng) {
-                    Some(n) => n.clone(),
-                    None => number(&mut rng, kind.range()),
-                };
-                let device = match kind {
-                    Kind::Mismatch => number(&mut rng, mismatch_devices),
-                    Kind::NotVerified => {
-                        // The network sees this device as someone else's number.
-                        let other = number(&mut rng, mismatch_devices + 1);
-                        scenario.devices.insert(login_hint.clone(), other);
-                        login_hint.clone()
-                    }
-                    _ => login_hint.clone(),
-                };
-                JobSpec {
-                    job_id: uuid::Builder::from_random_bytes(rng.random())
-                        .into_uuid()
-                        .to_string(),
-                    kind,
-                    login_hint,
-                    device,
-                    traceparent: rng.random_bool(0.3).then(|| {
-                        format!(
-                            "00-{:032x}-{:016x}-01",
-                            rng.random::<u128>(),
-                            rng.random::<u64>() | 1
-                        )
-                    }),
-                    state: format!("{:08x}", rng.random::<u32>()),
-                    tenant: ["acme", "globex", "initech", "umbrella"]
-                        .choose(&mut rng)
-                        .copied()
-                        .unwrap_or("acme"),
-                    error: AUTHORIZE_ERRORS
-                        .choose(&mut rng)
-                        .copied()
-                        .unwrap_or("server_error"),
-                    late_minutes: rng.random_range(1..=120),
-                    stamp_issued_at: rng.random_bool(0.5),
-                }
-            })
+            .map(|kind| job(kind, &pools, &mut rng, &mut scenario))
             .collect();
         Plan { jobs, scenario }
     }
@@ -205,6 +135,91 @@ fn counts(n: usize) -> Vec<(Kind, usize)> {
     let rest = n - counts.iter().map(|(_, c)| c).sum::<usize>();
     counts.insert(0, (Kind::Verified, rest));
     counts
+}
+
+/// Per kind (by its range), the numbers its jobs draw from: [`POOL`] of them for a pooled kind
+/// (its fault or signal rule names them), none for the others.
+fn number_pools(rng: &mut StdRng) -> Vec<Vec<String>> {
+    Kind::ALL
+        .iter()
+        .map(|k| {
+            if k.pooled() {
+                (0..POOL).map(|_| number(rng, k.range())).collect()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
+}
+
+/// The simulator scenario: each kind's fault and signal rule, on its pool of numbers.
+fn scenario(seed: u64, pools: &[Vec<String>]) -> Scenario {
+    let mut scenario = Scenario {
+        seed,
+        ..Scenario::default()
+    };
+    let mut signal_rules = Vec::new();
+    for kind in Kind::ALL {
+        if let Some(mut rule) = kind.fault() {
+            rule.login_hints = Some(pools[kind.range()].clone());
+            scenario.faults.push(rule);
+        }
+        if let Some(mut rule) = kind.signal_rule() {
+            rule.numbers = Some(pools[kind.range()].clone());
+            signal_rules.push(rule);
+        }
+    }
+    scenario.signals = SignalsConfig {
+        rules: signal_rules,
+    };
+    scenario
+}
+
+/// One job of `kind`: its number from the kind's pool (or a fresh one), the device that
+/// answers for it (a not-verified job's device is registered in `scenario` as another
+/// number's), and its random fields.
+fn job(kind: Kind, pools: &[Vec<String>], rng: &mut StdRng, scenario: &mut Scenario) -> JobSpec {
+    let mismatch_devices = Kind::ALL.len();
+    let login_hint = match pools[kind.range()].choose(rng) {
+        Some(n) => n.clone(),
+        None => number(rng, kind.range()),
+    };
+    let device = match kind {
+        Kind::Mismatch => number(rng, mismatch_devices),
+        Kind::NotVerified => {
+            // The network sees this device as someone else's number.
+            let other = number(rng, mismatch_devices + 1);
+            scenario.devices.insert(login_hint.clone(), other);
+            login_hint.clone()
+        }
+        _ => login_hint.clone(),
+    };
+    JobSpec {
+        job_id: uuid::Builder::from_random_bytes(rng.random())
+            .into_uuid()
+            .to_string(),
+        kind,
+        login_hint,
+        device,
+        traceparent: rng.random_bool(0.3).then(|| {
+            format!(
+                "00-{:032x}-{:016x}-01",
+                rng.random::<u128>(),
+                rng.random::<u64>() | 1
+            )
+        }),
+        state: format!("{:08x}", rng.random::<u32>()),
+        tenant: ["acme", "globex", "initech", "umbrella"]
+            .choose(rng)
+            .copied()
+            .unwrap_or("acme"),
+        error: AUTHORIZE_ERRORS
+            .choose(rng)
+            .copied()
+            .unwrap_or("server_error"),
+        late_minutes: rng.random_range(1..=120),
+        stamp_issued_at: rng.random_bool(0.5),
+    }
 }
 
 /// A 12-digit MSISDN in range `range`: `381`, two digits, seven random digits.

@@ -1,11 +1,12 @@
 //! The demo's verdict: every job's results and dead letters compared with what docs/contract.md
 //! prescribes for it, plus the measurements (throughput, latency, HTTP) the summary prints.
 
-use super::collect::{Published, Received};
-use super::plan::{Kind, Plan, Record};
+use super::collect::{Published, Received, SeenDeadLetter, SeenResult};
+use super::kind::{Expected, ExpectedResult};
+use super::plan::{JobSpec, Kind, Plan, Record};
 use silentauth_worker::contract::{ErrorClass, JobResult, Status};
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// p50, p99 and max of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -125,181 +126,258 @@ impl DemoReport {
         mut received: Received,
         max_attempts: u32,
     ) -> DemoReport {
-        let mut r = DemoReport {
-            jobs: plan.jobs.len(),
-            records_published: published.records,
-            results: received.result_count,
-            dead_letters: received.dead_letter_count,
-            timed_out: received.timed_out,
-            publish_time: published.last_ack.duration_since(published.first),
-            ..DemoReport::default()
+        let mut check = Check {
+            report: DemoReport {
+                jobs: plan.jobs.len(),
+                records_published: published.records,
+                results: received.result_count,
+                dead_letters: received.dead_letter_count,
+                timed_out: received.timed_out,
+                publish_time: published.last_ack.duration_since(published.first),
+                ..DemoReport::default()
+            },
+            payloads: records
+                .iter()
+                .map(|rec| (rec.key.as_str(), rec.payload.as_slice()))
+                .collect(),
+            worker_ms: Vec::new(),
+            e2e_ms: Vec::new(),
         };
-        let payloads: HashMap<&str, &[u8]> = records
-            .iter()
-            .map(|rec| (rec.key.as_str(), rec.payload.as_slice()))
-            .collect();
-        let mut worker_ms = Vec::new();
-        let mut e2e_ms = Vec::new();
         for job in &plan.jobs {
-            let expected = job.kind.expected(max_attempts);
-            let tally = r.kinds.entry(job.kind).or_default();
-            tally.jobs += 1;
-            let before = r.mismatches.len();
-            let what = format!("job {} ({})", job.job_id, job.kind.label());
-            let results = received.results.remove(&job.job_id).unwrap_or_default();
-            let sent = published.sent_at.get(&job.job_id).copied();
-            for seen in &results {
-                let res = &seen.result;
-                let class = res.error.as_ref().map(|e| e.class);
-                *r.outcomes.entry((res.status, class)).or_default() += 1;
-                if !res.duplicate {
-                    count_signals(&mut r.signals, res);
-                }
-                r.duplicates += u64::from(res.duplicate);
-                if !res.duplicate {
-                    worker_ms.push(res.duration_ms as f64);
-                    if let Some(sent) = sent {
-                        e2e_ms.push(seen.at.duration_since(sent).as_secs_f64() * 1000.0);
-                    }
-                }
-            }
-            match expected.result {
-                None => {
-                    r.unreadable_jobs += 1;
-                    if !results.is_empty() {
-                        r.mismatches
-                            .push(format!("{what}: expected no result, got {}", results.len()));
-                    }
-                }
-                Some(want) => {
-                    *r.expected_outcomes
-                        .entry((want.status, want.class))
-                        .or_default() += u64::from(expected.copies);
-                    if results.len() != expected.copies as usize {
-                        r.mismatches.push(format!(
-                            "{what}: expected {} result(s), got {}",
-                            expected.copies,
-                            results.len()
-                        ));
-                    }
-                    for seen in &results {
-                        let res = &seen.result;
-                        let class = res.error.as_ref().map(|e| e.class);
-                        if res.status != want.status || class != want.class {
-                            r.mismatches.push(format!(
-                                "{what}: expected {}, got {}",
-                                outcome_name(want.status, want.class),
-                                outcome_name(res.status, class)
-                            ));
-                        } else if res.attempts > want.attempts
-                            && want.attempts > 0
-                            && job.kind != Kind::Outage
-                        {
-                            // Timeouts or connection errors under load: retries the contract
-                            // allows, but not part of the plan.
-                            r.unplanned_retries += 1;
-                        } else if res.attempts != want.attempts {
-                            r.mismatches.push(format!(
-                                "{what}: expected {} HTTP attempt(s), got {}",
-                                want.attempts, res.attempts
-                            ));
-                        }
-                        let signals = res.signals.as_ref().map(|_| signals_summary(res));
-                        if signals.as_deref() != want.signals {
-                            r.mismatches.push(format!(
-                                "{what}: expected signals {:?}, got {signals:?}",
-                                want.signals
-                            ));
-                        }
-                        if job.traceparent.is_some() && seen.traceparent != job.traceparent {
-                            r.mismatches
-                                .push(format!("{what}: result lacks the job's traceparent"));
-                        }
-                    }
-                    let dups = results.iter().filter(|s| s.result.duplicate).count();
-                    if results.len() == expected.copies as usize
-                        && dups + 1 != expected.copies as usize
-                    {
-                        r.mismatches.push(format!(
-                            "{what}: expected {} duplicate result(s), got {dups}",
-                            expected.copies - 1
-                        ));
-                    }
+            let arrived = Arrived {
+                results: received.results.remove(&job.job_id).unwrap_or_default(),
+                dead_letters: received
+                    .dead_letters
+                    .remove(&job.job_id)
+                    .unwrap_or_default(),
+                sent: published.sent_at.get(&job.job_id).copied(),
+            };
+            check.job(job, job.kind.expected(max_attempts), &arrived);
+        }
+        check.unclaimed(&received);
+        check.finish(published.first, received.last_result.take())
+    }
+}
+
+/// What arrived for one job of the plan.
+struct Arrived {
+    results: Vec<SeenResult>,
+    dead_letters: Vec<SeenDeadLetter>,
+    /// When the job was handed to the producer.
+    sent: Option<Instant>,
+}
+
+/// A report being built job by job, with the latency samples it ends with.
+struct Check<'a> {
+    report: DemoReport,
+    /// The published job bytes by key (a dead letter must carry them unchanged).
+    payloads: HashMap<&'a str, &'a [u8]>,
+    /// The results' `duration_ms`.
+    worker_ms: Vec<f64>,
+    /// From publishing a job to reading its result.
+    e2e_ms: Vec<f64>,
+}
+
+impl Check<'_> {
+    /// Counts what arrived for `job` and notes every way it differs from `expected`.
+    fn job(&mut self, job: &JobSpec, expected: Expected, arrived: &Arrived) {
+        let before = self.report.mismatches.len();
+        let what = format!("job {} ({})", job.job_id, job.kind.label());
+        self.count_results(&arrived.results, arrived.sent);
+        match expected.result {
+            None => {
+                self.report.unreadable_jobs += 1;
+                if !arrived.results.is_empty() {
+                    self.mismatch(format!(
+                        "{what}: expected no result, got {}",
+                        arrived.results.len()
+                    ));
                 }
             }
-            let letters = received
-                .dead_letters
-                .remove(&job.job_id)
-                .unwrap_or_default();
-            for dl in &letters {
-                let class = dl.class.clone().unwrap_or_else(|| "<none>".into());
-                *r.dead_letters_by_class.entry(class).or_default() += 1;
+            Some(want) => self.check_results(job, &what, (want, expected.copies), &arrived.results),
+        }
+        self.check_dead_letters(job, &what, expected.dead_letter, &arrived.dead_letters);
+        let tally = self.report.kinds.entry(job.kind).or_default();
+        tally.jobs += 1;
+        if self.report.mismatches.len() == before {
+            tally.ok += 1;
+        }
+    }
+
+    fn mismatch(&mut self, what: String) {
+        self.report.mismatches.push(what);
+    }
+
+    /// Counts the results by outcome and their signals, and samples the latencies of the
+    /// first copies (duplicates are answered from the cache).
+    fn count_results(&mut self, results: &[SeenResult], sent: Option<Instant>) {
+        let r = &mut self.report;
+        for seen in results {
+            let res = &seen.result;
+            let class = res.error.as_ref().map(|e| e.class);
+            *r.outcomes.entry((res.status, class)).or_default() += 1;
+            if !res.duplicate {
+                count_signals(&mut r.signals, res);
             }
-            if let Some(class) = expected.dead_letter {
-                *r.expected_dead_letters
-                    .entry(class.as_str().to_owned())
-                    .or_default() += 1;
-            }
-            match (expected.dead_letter, letters.as_slice()) {
-                (None, []) => {}
-                (None, got) => r.mismatches.push(format!(
-                    "{what}: unexpected dead letter(s) of class {}",
-                    got.iter()
-                        .map(|d| d.class.as_deref().unwrap_or("<none>"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                (Some(class), [dl]) => {
-                    if dl.class.as_deref() != Some(class.as_str()) {
-                        r.mismatches.push(format!(
-                            "{what}: dead letter of class {}, expected {class}",
-                            dl.class.as_deref().unwrap_or("<none>")
-                        ));
-                    }
-                    if payloads.get(job.job_id.as_str()).copied() != Some(dl.value.as_slice()) {
-                        r.mismatches
-                            .push(format!("{what}: dead letter value differs from the job"));
-                    }
-                    if job.traceparent.is_some() && dl.traceparent != job.traceparent {
-                        r.mismatches
-                            .push(format!("{what}: dead letter lacks the job's traceparent"));
-                    }
+            r.duplicates += u64::from(res.duplicate);
+            if !res.duplicate {
+                self.worker_ms.push(res.duration_ms as f64);
+                if let Some(sent) = sent {
+                    self.e2e_ms
+                        .push(seen.at.duration_since(sent).as_secs_f64() * 1000.0);
                 }
-                (Some(class), got) => r.mismatches.push(format!(
-                    "{what}: expected one {class} dead letter, got {}",
-                    got.len()
-                )),
-            }
-            if r.mismatches.len() == before {
-                tally.ok += 1;
             }
         }
+    }
+
+    /// Checks the results of a job with a readable `job_id`: `copies` of them, each as `want`,
+    /// all but the first duplicates.
+    fn check_results(
+        &mut self,
+        job: &JobSpec,
+        what: &str,
+        (want, copies): (ExpectedResult, u32),
+        results: &[SeenResult],
+    ) {
+        *self
+            .report
+            .expected_outcomes
+            .entry((want.status, want.class))
+            .or_default() += u64::from(copies);
+        if results.len() != copies as usize {
+            self.mismatch(format!(
+                "{what}: expected {copies} result(s), got {}",
+                results.len()
+            ));
+        }
+        for seen in results {
+            self.check_result(job, what, want, seen);
+        }
+        let dups = results.iter().filter(|s| s.result.duplicate).count();
+        if results.len() == copies as usize && dups + 1 != copies as usize {
+            self.mismatch(format!(
+                "{what}: expected {} duplicate result(s), got {dups}",
+                copies - 1
+            ));
+        }
+    }
+
+    /// Checks one result's outcome, attempts, signals and trace context.
+    fn check_result(&mut self, job: &JobSpec, what: &str, want: ExpectedResult, seen: &SeenResult) {
+        let res = &seen.result;
+        let class = res.error.as_ref().map(|e| e.class);
+        if res.status != want.status || class != want.class {
+            self.mismatch(format!(
+                "{what}: expected {}, got {}",
+                outcome_name(want.status, want.class),
+                outcome_name(res.status, class)
+            ));
+        } else if res.attempts > want.attempts && want.attempts > 0 && job.kind != Kind::Outage {
+            // Timeouts or connection errors under load: retries the contract allows, but not
+            // part of the plan.
+            self.report.unplanned_retries += 1;
+        } else if res.attempts != want.attempts {
+            self.mismatch(format!(
+                "{what}: expected {} HTTP attempt(s), got {}",
+                want.attempts, res.attempts
+            ));
+        }
+        let signals = res.signals.as_ref().map(|_| signals_summary(res));
+        if signals.as_deref() != want.signals {
+            self.mismatch(format!(
+                "{what}: expected signals {:?}, got {signals:?}",
+                want.signals
+            ));
+        }
+        if job.traceparent.is_some() && seen.traceparent != job.traceparent {
+            self.mismatch(format!("{what}: result lacks the job's traceparent"));
+        }
+    }
+
+    /// Counts a job's dead letters by class and checks them against the one expected (its
+    /// class, the job's bytes unchanged, its trace context).
+    fn check_dead_letters(
+        &mut self,
+        job: &JobSpec,
+        what: &str,
+        expected: Option<ErrorClass>,
+        letters: &[SeenDeadLetter],
+    ) {
+        let r = &mut self.report;
+        for dl in letters {
+            let class = dl.class.clone().unwrap_or_else(|| "<none>".into());
+            *r.dead_letters_by_class.entry(class).or_default() += 1;
+        }
+        if let Some(class) = expected {
+            *r.expected_dead_letters
+                .entry(class.as_str().to_owned())
+                .or_default() += 1;
+        }
+        match (expected, letters) {
+            (None, []) => {}
+            (None, got) => self.mismatch(format!(
+                "{what}: unexpected dead letter(s) of class {}",
+                got.iter()
+                    .map(|d| d.class.as_deref().unwrap_or("<none>"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            (Some(class), [dl]) => {
+                if dl.class.as_deref() != Some(class.as_str()) {
+                    self.mismatch(format!(
+                        "{what}: dead letter of class {}, expected {class}",
+                        dl.class.as_deref().unwrap_or("<none>")
+                    ));
+                }
+                if self.payloads.get(job.job_id.as_str()).copied() != Some(dl.value.as_slice()) {
+                    self.mismatch(format!("{what}: dead letter value differs from the job"));
+                }
+                if job.traceparent.is_some() && dl.traceparent != job.traceparent {
+                    self.mismatch(format!("{what}: dead letter lacks the job's traceparent"));
+                }
+            }
+            (Some(class), got) => self.mismatch(format!(
+                "{what}: expected one {class} dead letter, got {}",
+                got.len()
+            )),
+        }
+    }
+
+    /// Notes what arrived for no job of the plan (left in `received` once every job took its
+    /// own), and records that are not Result v1.
+    fn unclaimed(&mut self, received: &Received) {
         for (id, results) in &received.results {
-            r.mismatches.push(format!(
+            self.mismatch(format!(
                 "{} result(s) for unknown job_id {id}",
                 results.len()
             ));
         }
         for (key, letters) in &received.dead_letters {
-            r.mismatches.push(format!(
+            self.mismatch(format!(
                 "{} dead letter(s) for unknown key {key:?}",
                 letters.len()
             ));
         }
         if received.unreadable_results > 0 {
-            r.mismatches.push(format!(
+            self.mismatch(format!(
                 "{} record(s) on the results topic are not Result v1",
                 received.unreadable_results
             ));
         }
-        if let Some(last) = received.last_result.take() {
-            r.elapsed = last.saturating_duration_since(published.first);
+    }
+
+    /// The report with its rates and latencies: from the first job published to the last
+    /// result read.
+    fn finish(self, first_sent: Instant, last_result: Option<Instant>) -> DemoReport {
+        let mut r = self.report;
+        if let Some(last) = last_result {
+            r.elapsed = last.saturating_duration_since(first_sent);
         }
         if !r.elapsed.is_zero() {
             r.jobs_per_second = r.jobs as f64 / r.elapsed.as_secs_f64();
         }
-        r.worker_latency = Percentiles::of(worker_ms);
-        r.end_to_end_latency = Percentiles::of(e2e_ms);
+        r.worker_latency = Percentiles::of(self.worker_ms);
+        r.end_to_end_latency = Percentiles::of(self.e2e_ms);
         r
     }
 }

@@ -17,6 +17,16 @@ impl DemoReport {
     }
 
     fn render_into(&self, o: &mut String) -> std::fmt::Result {
+        self.render_outcomes(o)?;
+        self.render_dead_letters(o)?;
+        self.render_signals(o)?;
+        self.render_kinds(o)?;
+        self.render_measurements(o)?;
+        self.render_verdict(o)
+    }
+
+    /// Results by status and class, actual next to expected.
+    fn render_outcomes(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o)?;
         writeln!(
             o,
@@ -48,6 +58,11 @@ impl DemoReport {
             self.results,
             self.expected_outcomes.values().sum::<u64>()
         )?;
+        Ok(())
+    }
+
+    /// Dead letters by class, actual next to expected.
+    fn render_dead_letters(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o)?;
         writeln!(
             o,
@@ -66,6 +81,11 @@ impl DemoReport {
             let flag = if got == want { "" } else { "   <-- differs" };
             writeln!(o, "  {c:<44} {got:>8} {want:>10}{flag}")?;
         }
+        Ok(())
+    }
+
+    /// Network-signal outcomes and risk flags, when any job asked for signals.
+    fn render_signals(&self, o: &mut String) -> std::fmt::Result {
         if !self.signals.is_empty() {
             writeln!(o)?;
             writeln!(o, "Network signals                                  count")?;
@@ -73,6 +93,11 @@ impl DemoReport {
                 writeln!(o, "  {what:<44} {n:>8}")?;
             }
         }
+        Ok(())
+    }
+
+    /// Jobs by scenario: the outcome each must get, and how many got it.
+    fn render_kinds(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o)?;
         writeln!(
             o,
@@ -98,6 +123,11 @@ impl DemoReport {
                 t.ok
             )?;
         }
+        Ok(())
+    }
+
+    /// Throughput, latency, HTTP counts and duplicates.
+    fn render_measurements(&self, o: &mut String) -> std::fmt::Result {
         writeln!(o)?;
         writeln!(
             o,
@@ -143,6 +173,11 @@ impl DemoReport {
             self.duplicates
         )?;
         writeln!(o)?;
+        Ok(())
+    }
+
+    /// Timed out, OK, or the mismatches (the first [`MAX_LISTED`]).
+    fn render_verdict(&self, o: &mut String) -> std::fmt::Result {
         if self.timed_out {
             writeln!(
                 o,

@@ -16,8 +16,10 @@ pub struct PartitionOffsets {
 impl PartitionOffsets {
     /// Records that `offset` was taken for processing.
     pub fn start(&mut self, offset: i64) {
-        if self.stored.is_none() && self.pending.is_empty() && self.next.is_none() {
-            // The assignment's starting position: storing it again would change nothing.
+        if self.next.is_none() {
+            // Nothing taken yet (only `start` sets `next`, and nothing is stored or pending
+            // before it): the assignment's starting position, storing it again would change
+            // nothing.
             self.stored = Some(offset);
         }
         self.pending.insert(offset);
@@ -150,6 +152,24 @@ mod tests {
         assert_eq!(t.finish(0, e1, 5), None);
         assert_eq!(t.finish(0, e2, 7), Some(8));
         assert!(!t.start(3, e2, 1), "unassigned partition");
+    }
+
+    #[test]
+    fn a_redelivered_offset_belongs_to_the_new_assignment_only() {
+        let mut t = OffsetTracker::default();
+        let old = t.assign(0);
+        assert!(t.start(0, old, 5));
+        t.revoke(0);
+        let new = t.assign(0);
+        // The next owner redelivers 5 and takes 6; the old job of offset 5 ends late.
+        assert!(t.start(0, new, 5));
+        assert!(t.start(0, new, 6));
+        assert!(!t.start(0, old, 7), "a stale epoch takes nothing");
+        assert_eq!(t.in_flight(0), 2);
+        assert_eq!(t.finish(0, old, 5), None, "the old job stores nothing");
+        assert_eq!(t.in_flight(0), 2, "nor finishes the new one's offset");
+        assert_eq!(t.finish(0, new, 6), None);
+        assert_eq!(t.finish(0, new, 5), Some(7));
     }
 
     #[test]

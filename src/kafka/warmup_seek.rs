@@ -315,10 +315,12 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn no_record_of_the_time_is_skipped_and_few_older_are_read(
             logs in proptest::collection::vec(
-                (0i64..5_000, proptest::collection::vec((1i64..4, 0i64..30, any::<bool>()), 0..3_000)),
+                (0i64..5_000, proptest::collection::vec((1i64..4, 0i64..30, any::<bool>()), 0..2_000)),
                 1..4,
             ),
             at in 0i64..100_000,

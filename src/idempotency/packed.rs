@@ -53,30 +53,38 @@ pub(super) fn encode(result: &JobResult) -> serde_json::Result<Box<[u8]>> {
     SCRATCH.with_borrow_mut(|(json, packed)| {
         json.clear();
         serde_json::to_writer(&mut *json, result)?;
-        packed.clear();
-        let mut rest = json.as_slice();
-        while let Some((&first, tail)) = rest.split_first() {
-            debug_assert!(first >= 0x20, "compact JSON holds no raw control character");
-            let key = (first == b'"')
-                .then(|| PACKED_KEYS.iter().find(|(_, k)| rest.starts_with(k)))
-                .flatten();
-            match key {
-                Some(&(byte, k)) => {
-                    packed.push(byte);
-                    rest = &rest[k.len()..];
-                }
-                None => {
-                    packed.push(first);
-                    rest = tail;
-                }
-            }
-        }
+        pack(json, packed);
         Ok(Box::from(packed.as_slice()))
     })
 }
 
-/// The result [`encode`] stored.
-pub(super) fn decode(packed: &[u8]) -> serde_json::Result<JobResult> {
+/// Compact JSON `json` into `packed` (cleared first), each of [`PACKED_KEYS`] replaced by its
+/// byte. Its text may also start at an escaped quote inside a string (a key `a\"status`):
+/// [`unpack`] puts the same bytes back there too, so the round trip is exact for any compact
+/// JSON, whose bytes are all 0x20 or above (serde_json escapes control characters).
+fn pack(json: &[u8], packed: &mut Vec<u8>) {
+    packed.clear();
+    let mut rest = json;
+    while let Some((&first, tail)) = rest.split_first() {
+        debug_assert!(first >= 0x20, "compact JSON holds no raw control character");
+        let key = (first == b'"')
+            .then(|| PACKED_KEYS.iter().find(|(_, k)| rest.starts_with(k)))
+            .flatten();
+        match key {
+            Some(&(byte, k)) => {
+                packed.push(byte);
+                rest = &rest[k.len()..];
+            }
+            None => {
+                packed.push(first);
+                rest = tail;
+            }
+        }
+    }
+}
+
+/// The JSON [`pack`] was given.
+fn unpack(packed: &[u8]) -> Vec<u8> {
     let mut json = Vec::with_capacity(packed.len() * 2);
     for &b in packed {
         match key_of(b) {
@@ -84,7 +92,12 @@ pub(super) fn decode(packed: &[u8]) -> serde_json::Result<JobResult> {
             None => json.push(b),
         }
     }
-    serde_json::from_slice(&json)
+    json
+}
+
+/// The result [`encode`] stored.
+pub(super) fn decode(packed: &[u8]) -> serde_json::Result<JobResult> {
+    serde_json::from_slice(&unpack(packed))
 }
 
 #[cfg(test)]
@@ -93,6 +106,7 @@ mod tests {
     use super::*;
     use crate::contract::Status;
     use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
 
     /// A result using every key, with strings that look like keys, quotes, escapes and control
     /// characters, and a nested error and signals.
@@ -160,6 +174,94 @@ mod tests {
             );
             assert_eq!(decode(&packed).unwrap(), r);
         }
+    }
+
+    /// A key or string: one of the packed keys' names, a fragment that looks like a key
+    /// (quotes, a colon), or any text, control characters and escapes included.
+    fn text() -> impl Strategy<Value = String> {
+        let names: Vec<String> = PACKED_KEYS
+            .iter()
+            .map(|(_, k)| String::from_utf8_lossy(&k[1..k.len() - 2]).into_owned())
+            .collect();
+        prop_oneof![
+            proptest::sample::select(names.clone()),
+            proptest::sample::select(names).prop_map(|n| format!("x\"{n}\":")),
+            any::<String>(),
+            "[\"\\\\:\\x00-\\x1f a-z]{0,12}",
+        ]
+    }
+
+    /// Any JSON object, nested objects and arrays included (integers only: a float may not
+    /// survive a text round trip, which is serde_json's business, not the packing's).
+    fn object() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            text().prop_map(Value::String),
+        ];
+        let value = leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(text(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        proptest::collection::btree_map(text(), value, 0..8)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_object_packs_and_unpacks_to_the_same_bytes(value in object()) {
+            let json = serde_json::to_vec(&value).unwrap();
+            let mut packed = Vec::new();
+            pack(&json, &mut packed);
+            prop_assert!(packed.iter().all(|&b| b >= 0x20 || key_of(b).is_some()));
+            prop_assert!(packed.len() <= json.len());
+            let back = unpack(&packed);
+            prop_assert_eq!(&back, &json);
+            prop_assert_eq!(serde_json::from_slice::<serde_json::Value>(&back).unwrap(), value);
+        }
+
+        #[test]
+        fn any_result_decodes_to_itself(
+            job_id in text(),
+            sub in proptest::option::of(text()),
+            state in proptest::option::of(text()),
+            attributes in proptest::collection::btree_map(text(), text(), 0..6),
+            description in text(),
+        ) {
+            use crate::contract::{ErrorClass, ErrorInfo, Stage};
+            let mut r = result(&job_id, 1);
+            r.sub = sub;
+            r.state = state;
+            r.attributes = attributes;
+            r.error = Some(ErrorInfo::new(ErrorClass::ProtocolError, Stage::Token, description));
+            prop_assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn keys_are_packed_wherever_their_text_occurs_and_restored() {
+        let json = br#"{"status":"verified","a\"status":1,"job_id":"\"job_id\":"}"#;
+        let mut packed = Vec::new();
+        pack(json, &mut packed);
+        // `"status":` after the escaped quote of the key `a\"status` is packed too; the
+        // `"job_id\":` inside the string is not a key's text.
+        let expected = [
+            &b"{\x03"[..],
+            br#""verified","a\"#,
+            b"\x03",
+            br#"1,"#,
+            b"\x02",
+            br#""\"job_id\":"}"#,
+        ]
+        .concat();
+        assert_eq!(packed, expected);
+        assert_eq!(unpack(&packed), json);
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub struct PartitionOffsets {
 impl PartitionOffsets {
     /// Records that `offset` was taken for processing.
     pub fn start(&mut self, offset: i64) {
-        if self.stored.is_none() && self.pending.is_empty() && self.next.is_none() {
-            // The assignment's starting position: storing it again would change nothing.
+        if self.next.is_none() {
+            // Nothing taken yet (only `start` sets `next`, and nothing is stored or pending
+            // before it): the assignment's starting position, storing it again would change
+            // nothing.
             self.stored = Some(offset);
         }
         self.pending.insert(offset);
@@ -168,6 +170,115 @@ mod tests {
         assert_eq!(t.finish(ticket(0, e1, 5)), None);
         assert_eq!(t.finish(ticket(0, e2, 7)), Some(8));
         assert!(!t.start(ticket(3, e2, 1)), "unassigned partition");
+    }
+
+    #[test]
+    fn a_redelivered_offset_belongs_to_the_new_assignment_only() {
+        let mut t = OffsetTracker::default();
+        let old = t.assign(0);
+        assert!(t.start(0, old, 5));
+        t.revoke(0);
+        let new = t.assign(0);
+        // The next owner redelivers 5 and takes 6; the old job of offset 5 ends late.
+        assert!(t.start(0, new, 5));
+        assert!(t.start(0, new, 6));
+        assert!(!t.start(0, old, 7), "a stale epoch takes nothing");
+        assert_eq!(t.in_flight(0), 2);
+        assert_eq!(t.finish(0, old, 5), None, "the old job stores nothing");
+        assert_eq!(t.in_flight(0), 2, "nor finishes the new one's offset");
+        assert_eq!(t.finish(0, new, 6), None);
+        assert_eq!(t.finish(0, new, 5), Some(7));
+    }
+
+    #[test]
+    fn the_first_offset_taken_is_where_the_assignment_starts() {
+        let mut p = PartitionOffsets::default();
+        p.start(10);
+        p.start(11);
+        // The position is still 10, where consumption began: nothing new to store.
+        assert_eq!(p.finish(11), None);
+        assert_eq!(p.in_flight(), 1);
+        assert_eq!(p.committable(), Some(10));
+        assert_eq!(p.finish(10), Some(12));
+        assert_eq!(p.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_single_offset_moves_the_position_one_past_it() {
+        let mut p = PartitionOffsets::default();
+        p.start(0);
+        assert_eq!(p.committable(), Some(0));
+        assert_eq!(p.finish(0), Some(1));
+        assert_eq!(p.committable(), Some(1));
+    }
+
+    #[test]
+    fn offsets_after_a_gap_move_the_stored_position_forward() {
+        // Everything up to 10 finished; the next records are 12 and 13 (11 was never taken:
+        // a transaction marker or a compacted record).
+        let mut p = PartitionOffsets::default();
+        p.start(10);
+        assert_eq!(p.finish(10), Some(11));
+        p.start(12);
+        p.start(13);
+        assert_eq!(p.committable(), Some(12));
+        assert_eq!(
+            p.finish(13),
+            Some(12),
+            "12 is the lowest unfinished, past 11"
+        );
+        assert_eq!(p.finish(12), Some(14));
+    }
+
+    #[test]
+    fn an_offset_never_taken_stores_nothing() {
+        let mut p = PartitionOffsets::default();
+        assert_eq!(p.committable(), None);
+        assert_eq!(p.finish(3), None);
+        p.start(5);
+        assert_eq!(p.finish(4), None);
+        assert_eq!(p.finish(6), None);
+        assert_eq!(p.in_flight(), 1);
+    }
+
+    #[test]
+    fn the_tracker_reports_each_partition_apart() {
+        let mut t = OffsetTracker::default();
+        assert!(t.partitions().is_empty());
+        assert!(t.positions().is_empty());
+        let e0 = t.assign(0);
+        let e2 = t.assign(2);
+        assert_ne!(e0, e2, "each assignment has its own epoch");
+        assert_eq!(t.epoch(0), Some(e0));
+        assert_eq!(t.epoch(2), Some(e2));
+        assert_eq!(t.epoch(1), None);
+        let mut parts = t.partitions();
+        parts.sort_unstable();
+        assert_eq!(parts, [0, 2]);
+        assert!(t.positions().is_empty(), "nothing taken yet");
+        for o in [7, 8, 9] {
+            assert!(t.start(2, e2, o));
+        }
+        assert!(t.start(0, e0, 3));
+        assert_eq!(t.in_flight(2), 3);
+        assert_eq!(t.in_flight(0), 1);
+        assert_eq!(t.in_flight(5), 0);
+        assert_eq!(t.finish(2, e2, 7), Some(8));
+        let mut positions = t.positions();
+        positions.sort_unstable();
+        assert_eq!(positions, [(0, 3), (2, 8)]);
+        let revoked = t.revoke(2).expect("partition 2 was tracked");
+        assert_eq!(revoked.in_flight(), 2);
+        assert_eq!(revoked.committable(), Some(8));
+        assert!(t.revoke(2).is_none());
+        assert_eq!(t.epoch(2), None);
+        assert_eq!(t.in_flight(2), 0);
+        assert_eq!(t.finish(2, e2, 8), None, "revoked: nothing to store");
+        assert_eq!(t.partitions(), [0]);
+        // A later assignment of the same partition gets a newer epoch and starts afresh.
+        let again = t.assign(2);
+        assert!(again > e2);
+        assert_eq!(t.in_flight(2), 0);
     }
 
     proptest! {

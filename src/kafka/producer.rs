@@ -409,3 +409,62 @@ pub fn stored_at<Dropped>(
         Err(_canceled) => Err(KafkaError::Canceled.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{OwnedMessage, Timestamp};
+    use rdkafka::producer::future_producer::Delivery;
+
+    fn delivered(partition: i32, offset: i64) -> Result<OwnedDeliveryResult, ()> {
+        Ok(Ok(Delivery {
+            partition,
+            offset,
+            timestamp: Timestamp::NotAvailable,
+        }))
+    }
+
+    #[test]
+    fn a_delivery_at_an_offset_is_an_acknowledgement() {
+        let at = stored_at(delivered(2, 0)).unwrap();
+        assert_eq!((at.partition, at.offset), (2, 0));
+        let at = stored_at(delivered(1, 41)).unwrap();
+        assert_eq!((at.partition, at.offset), (1, 41));
+        assert!(stored(delivered(0, 7)).is_ok());
+    }
+
+    #[test]
+    fn a_delivery_without_an_offset_is_not_an_acknowledgement() {
+        // -1001 is librdkafka's "invalid offset"; any negative offset says "stored, where?".
+        for offset in [-1001, -1] {
+            match stored_at(delivered(3, offset)) {
+                Err(ProduceFailure::NoOffset { partition: 3 }) => {}
+                other => panic!("offset {offset}: {other:?}"),
+            }
+            assert!(matches!(
+                stored(delivered(3, offset)),
+                Err(ProduceFailure::NoOffset { partition: 3 })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_refused_or_lost_report_is_not_an_acknowledgement() {
+        let message =
+            OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, -1, None);
+        let refused: Result<OwnedDeliveryResult, ()> = Ok(Err((
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            message,
+        )));
+        assert!(matches!(
+            stored(refused),
+            Err(ProduceFailure::Kafka(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut
+            )))
+        ));
+        assert!(matches!(
+            stored_at(Err::<OwnedDeliveryResult, _>("sender dropped")),
+            Err(ProduceFailure::Kafka(KafkaError::Canceled))
+        ));
+    }
+}

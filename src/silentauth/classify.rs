@@ -546,6 +546,109 @@ mod tests {
         assert!(c.code.unwrap().ends_with("***"));
     }
 
+    #[test]
+    fn each_failure_says_why_in_its_reason() {
+        let reason = |stage, status, body: &[u8], t: Option<&Transport>| {
+            classify(stage, status, body, t, &[]).reason
+        };
+        let refused = Transport::Connect("connection refused".into());
+        let reset = Transport::Reset("connection reset by peer".into());
+        assert_eq!(
+            reason(Token, None, b"", Some(&refused)),
+            "connection failed before the request was sent: connection refused"
+        );
+        assert_eq!(
+            reason(Token, None, b"", Some(&Transport::Timeout)),
+            "no response within api.timeout"
+        );
+        assert_eq!(
+            reason(Userinfo, None, b"", Some(&reset)),
+            "connection broken after the request was sent: connection reset by peer"
+        );
+        assert_eq!(
+            reason(Token, Some(200), b"", Some(&reset)),
+            "token answered HTTP 200 but its body broke off: connection reset by peer"
+        );
+        assert_eq!(
+            reason(Userinfo, Some(200), b"", Some(&Transport::Timeout)),
+            "userinfo answered HTTP 200 but its body did not arrive in full within api.timeout"
+        );
+        assert_eq!(
+            reason(Token, Some(503), b"", Some(&refused)),
+            "token upstream answered HTTP 503 (its body broke off: connection refused)"
+        );
+        assert_eq!(
+            reason(Token, Some(400), &body("invalid_grant", "used"), None),
+            "token upstream answered HTTP 400 invalid_grant: used"
+        );
+        assert_eq!(
+            reason(Userinfo, Some(401), br#"{"error":"invalid_token"}"#, None),
+            "userinfo upstream answered HTTP 401 invalid_token"
+        );
+        assert_eq!(
+            reason(Token, Some(404), b"", None),
+            "token unexpected status HTTP 404"
+        );
+        assert_eq!(
+            reason(Token, Some(418), b"teapot", None),
+            "token unexpected status HTTP 418 (non-JSON body)"
+        );
+        // JSON without an `error`: nothing to add, and it is not "non-JSON".
+        assert_eq!(
+            reason(Userinfo, Some(500), br#"{"error_description":"d"}"#, None),
+            "userinfo upstream answered HTTP 500"
+        );
+    }
+
+    #[test]
+    fn a_status_without_a_transport_failure_is_an_answer() {
+        // `None` and a status: classified by the status; no status at all reads as status 0.
+        let c = classify(Token, None, b"", None, &[]);
+        assert_eq!(
+            (c.class, c.retry, c.http_status),
+            (ProtocolError, false, Some(0))
+        );
+        assert!(!Transport::Connect(String::new()).after_send());
+        assert!(Transport::Timeout.after_send());
+        assert!(Transport::Reset(String::new()).after_send());
+    }
+
+    #[test]
+    fn a_classification_becomes_the_stage_error() {
+        let c = classify(Token, Some(401), &body("invalid_client", "no"), None, &[]);
+        let info = c.error_info(Token);
+        assert_eq!(info.class, CredentialsRejected);
+        assert_eq!(info.stage, Token);
+        assert_eq!(info.code.as_deref(), Some("invalid_client"));
+        assert_eq!(info.http_status, Some(401));
+        assert_eq!(
+            info.description,
+            "token upstream answered HTTP 401 invalid_client: no"
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_the_start_and_marks_the_cut() {
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("日本語です", 2), "日本…");
+        let c = classify(
+            Token,
+            Some(400),
+            &body(&"c".repeat(MAX_CODE + 5), &"d".repeat(MAX_DESCRIPTION + 5)),
+            None,
+            &[],
+        );
+        let code = format!("{}…", "c".repeat(MAX_CODE));
+        assert_eq!(c.code.as_deref(), Some(code.as_str()));
+        assert!(
+            c.reason
+                .ends_with(&format!("{code}: {}…", "d".repeat(MAX_DESCRIPTION))),
+            "{}",
+            c.reason
+        );
+    }
+
     fn camara(status: u16, code: &str) -> Vec<u8> {
         serde_json::json!({"status": status, "code": code, "message": "from the operator"})
             .to_string()

@@ -647,6 +647,309 @@ mod tests {
         assert_eq!(c.gate.available_permits(), 3);
     }
 
+    /// A controller past slow start at `limit`, with a steady 50 ms baseline (so a window
+    /// lasts 50 ms and 50 ms answers are not congestion).
+    fn steady(limit: usize, max: usize, t0: Instant) -> Aimd {
+        let mut a = Aimd::new(limit, max, t0);
+        a.slow_start = false;
+        a.past = Some((0.05, 0.0));
+        a
+    }
+
+    const RTT: Duration = Duration::from_millis(50);
+
+    /// One window of `n` answers of round trip `rtt`, the first `pushed` of them push-back,
+    /// ending `len` after the window began; `reached`: whether the limit was reached in it.
+    /// Returns the limit the window ends with.
+    fn window(
+        a: &mut Aimd,
+        len: Duration,
+        n: u32,
+        rtt: Duration,
+        pushed: u32,
+        reached: bool,
+    ) -> usize {
+        let start = a.window_start;
+        a.reached = reached;
+        for i in 0..n - 1 {
+            let signal = if i < pushed {
+                Signal::Backpressure
+            } else {
+                Signal::Answered
+            };
+            assert_eq!(
+                a.observe(start, rtt, signal),
+                None,
+                "the window is not over"
+            );
+        }
+        let last = if n <= pushed {
+            Signal::Backpressure
+        } else {
+            Signal::Answered
+        };
+        a.observe(start + len, rtt, last)
+            .expect("the window is over")
+    }
+
+    /// A full window at the limit: `n` answers of 50 ms in 50 ms.
+    fn busy(a: &mut Aimd, n: u32) -> usize {
+        window(a, MIN_WINDOW, n, RTT, 0, true)
+    }
+
+    #[test]
+    fn a_window_lasts_at_least_min_window_and_one_baseline_round_trip() {
+        let t0 = Instant::now();
+        let mut a = Aimd::new(8, 64, t0);
+        assert_eq!(a.window(), MIN_WINDOW);
+        assert_eq!(
+            a.observe(t0 + Duration::from_millis(49), RTT, Signal::Answered),
+            None
+        );
+        assert_eq!(
+            a.observe(t0 + MIN_WINDOW, RTT, Signal::Answered),
+            Some(8),
+            "not reached: the limit stays"
+        );
+        // A window of 200 ms answers moves the baseline from 50 to 110 ms, and the next
+        // window lasts that long.
+        window(&mut a, MIN_WINDOW, 4, Duration::from_millis(200), 0, false);
+        let len = a.window().as_secs_f64();
+        assert!((0.1099..0.1101).contains(&len), "{len}");
+        let start = a.window_start;
+        assert_eq!(
+            a.observe(start + Duration::from_millis(100), RTT, Signal::Answered),
+            None
+        );
+        assert!(a
+            .observe(start + a.window(), RTT, Signal::Answered)
+            .is_some());
+    }
+
+    #[test]
+    fn slow_start_doubles_up_to_max_and_ends_on_a_rising_round_trip() {
+        let t0 = Instant::now();
+        let mut a = Aimd::new(128, 1024, t0);
+        a.past = Some((0.05, 0.0));
+        assert_eq!(busy(&mut a, 100), 256);
+        assert!(a.probe.is_none(), "slow start is not judged");
+        assert_eq!(busy(&mut a, 100), 512);
+        assert_eq!(busy(&mut a, 100), 1024);
+        assert_eq!(busy(&mut a, 100), 1024, "never past max");
+        assert!(a.slow_start);
+        // A mean round trip up to 1.5 times the baseline is no congestion in slow start...
+        a.limit = 100.0;
+        a.past = Some((0.05, 0.0));
+        let rtt = Duration::from_secs_f64(0.074);
+        assert_eq!(window(&mut a, MIN_WINDOW, 50, rtt, 0, true), 200);
+        // ... beyond it, the limit is cut to 90% and slow start ends.
+        a.past = Some((0.05, 0.0));
+        let rtt = Duration::from_secs_f64(0.076);
+        assert_eq!(window(&mut a, MIN_WINDOW, 50, rtt, 0, true), 180);
+        assert!(!a.slow_start);
+    }
+
+    #[test]
+    fn past_slow_start_congestion_is_a_rise_beyond_the_deviation_or_five_percent() {
+        let t0 = Instant::now();
+        // A steady baseline: 5% above it is the threshold.
+        for (mean, limit) in [(0.0524, 112), (0.0526, 90)] {
+            let mut a = steady(100, 1024, t0);
+            let rtt = Duration::from_secs_f64(mean);
+            assert_eq!(
+                window(&mut a, MIN_WINDOW, 50, rtt, 0, true),
+                limit,
+                "{mean}"
+            );
+        }
+        // A noisy one: 2.5 deviations above it.
+        for (mean, limit) in [(0.0595, 112), (0.0605, 90)] {
+            let mut a = steady(100, 1024, t0);
+            a.past = Some((0.05, 0.004));
+            let rtt = Duration::from_secs_f64(mean);
+            assert_eq!(
+                window(&mut a, MIN_WINDOW, 50, rtt, 0, true),
+                limit,
+                "{mean}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raise_that_pays_is_followed_by_the_next_and_one_that_does_not_is_taken_back() {
+        let t0 = Instant::now();
+        let mut a = steady(64, 1024, t0);
+        // 64 answers in 50 ms: 1,280/s. An eighth more slots.
+        assert_eq!(busy(&mut a, 64), 72);
+        let probe = a.probe.expect("a raise past slow start is judged");
+        assert_eq!((probe.from, probe.settling), (64.0, true));
+        assert!((probe.rate - 1280.0).abs() < 1e-6, "{}", probe.rate);
+        // The first window after it still carries the old limit's answers: not judged.
+        assert_eq!(busy(&mut a, 90), 72);
+        assert!(a.probe.is_some_and(|p| !p.settling));
+        // 66 answers: 3.1% more for 12.5% more slots, a quarter of the raise's share: it pays,
+        // and the next raise follows.
+        assert_eq!(busy(&mut a, 66), 81);
+        assert_eq!(a.probe.map(|p| p.from), Some(72.0));
+        busy(&mut a, 66);
+        // No more answers for the raise: taken back, and probing turns downwards after a hold.
+        assert_eq!(busy(&mut a, 66), 72);
+        assert!(a.downhill);
+        assert_eq!(a.hold, HOLD_WINDOWS);
+        assert!(a.probe.is_none());
+        for _ in 0..HOLD_WINDOWS {
+            assert_eq!(busy(&mut a, 66), 72, "held");
+        }
+        assert_eq!(busy(&mut a, 66), 64, "a tenth down");
+        assert_eq!(a.probe.map(|p| (p.from, p.settling)), Some((72.0, true)));
+    }
+
+    #[test]
+    fn a_raise_pays_from_payoff_of_its_share_on() {
+        let t0 = Instant::now();
+        let judge = |rate: f64| {
+            let mut a = steady(200, 1024, t0);
+            a.judge(
+                Probe {
+                    from: 100.0,
+                    rate: 1000.0,
+                    settling: false,
+                },
+                rate,
+            );
+            a
+        };
+        // Twice the slots: 15% more answers is the bound.
+        let rate = 1000.0 * (1.0 + PAYOFF) + 0.01;
+        let paid = judge(rate);
+        assert_eq!(paid.limit, 225.0, "the next raise: an eighth more");
+        assert!(!paid.downhill && paid.hold == 0);
+        assert_eq!(paid.probe.map(|p| (p.from, p.rate)), Some((200.0, rate)));
+        let unpaid = judge(1000.0 * (1.0 + PAYOFF) - 0.01);
+        assert_eq!(unpaid.limit, 100.0);
+        assert!(unpaid.downhill && unpaid.hold == HOLD_WINDOWS && unpaid.probe.is_none());
+    }
+
+    #[test]
+    fn a_cut_that_costs_is_taken_back_and_one_that_does_not_is_kept() {
+        let t0 = Instant::now();
+        let judge = |rate: f64| {
+            let mut a = steady(90, 1024, t0);
+            a.downhill = true;
+            a.judge(
+                Probe {
+                    from: 100.0,
+                    rate: 1000.0,
+                    settling: false,
+                },
+                rate,
+            );
+            a
+        };
+        // A tenth fewer slots: losing 1.5% of the answers or more is a cost.
+        for (rate, limit) in [
+            (1000.0 * (1.0 - 0.1 * PAYOFF) - 0.01, 100.0),
+            (1000.0 * (1.0 - 0.1 * PAYOFF) + 0.01, 90.0),
+            (1100.0, 90.0),
+        ] {
+            let a = judge(rate);
+            assert_eq!(a.limit, limit, "{rate}");
+            assert!(!a.downhill, "either way the probing turns upwards");
+            assert_eq!(a.hold, HOLD_WINDOWS);
+        }
+    }
+
+    #[test]
+    fn steps_go_unjudged_below_min_judged_slots_and_stop_at_the_ends() {
+        let t0 = Instant::now();
+        let mut a = steady(16, 1024, t0);
+        a.step(100.0);
+        assert_eq!(a.limit, 18.0, "an eighth, at least one");
+        assert!(a.probe.is_none(), "too few slots to weigh");
+        let mut a = steady(4, 1024, t0);
+        a.step(100.0);
+        assert_eq!(a.limit, 5.0);
+        let mut a = steady(32, 1024, t0);
+        a.step(100.0);
+        assert_eq!(a.limit, 36.0);
+        assert!(a.probe.is_some());
+        // Downhill at 1, uphill at max: nothing to probe, and the direction turns.
+        let mut a = steady(1, 1024, t0);
+        a.downhill = true;
+        a.step(100.0);
+        assert_eq!(a.limit, 1.0);
+        assert!(!a.downhill && a.probe.is_none());
+        let mut a = steady(1024, 1024, t0);
+        a.step(100.0);
+        assert_eq!(a.limit, 1024.0);
+        assert!(a.probe.is_none());
+        let mut a = steady(1000, 1024, t0);
+        a.step(100.0);
+        assert_eq!(a.limit, 1024.0, "capped at max");
+        let mut a = steady(100, 1024, t0);
+        a.downhill = true;
+        a.step(100.0);
+        assert_eq!(a.limit, 90.0);
+        assert!(a.downhill);
+    }
+
+    #[test]
+    fn a_window_that_does_not_reach_the_limit_judges_nothing_and_steps_nowhere() {
+        let t0 = Instant::now();
+        let mut a = steady(64, 1024, t0);
+        assert_eq!(busy(&mut a, 64), 72);
+        assert_eq!(window(&mut a, MIN_WINDOW, 64, RTT, 0, false), 72);
+        assert!(a.probe.is_none(), "the raise stays, unjudged");
+        assert_eq!(window(&mut a, MIN_WINDOW, 64, RTT, 0, false), 72);
+        assert_eq!(busy(&mut a, 64), 81, "the next reached window steps");
+    }
+
+    #[test]
+    fn too_few_answers_keep_a_raise_and_take_a_cut_back() {
+        let t0 = Instant::now();
+        let mut a = steady(64, 1024, t0);
+        busy(&mut a, 64);
+        busy(&mut a, 64);
+        assert_eq!(busy(&mut a, MIN_JUDGED - 1), 72);
+        assert!(a.probe.is_none() && !a.downhill);
+        let mut a = steady(64, 1024, t0);
+        a.downhill = true;
+        assert_eq!(busy(&mut a, 64), 57);
+        busy(&mut a, 64);
+        assert_eq!(busy(&mut a, MIN_JUDGED - 1), 64, "the cut taken back");
+        // Exactly MIN_JUDGED answers are weighed: the same rate as before the cut is no cost.
+        let mut a = steady(64, 1024, t0);
+        a.downhill = true;
+        busy(&mut a, MIN_JUDGED);
+        busy(&mut a, MIN_JUDGED);
+        assert_eq!(busy(&mut a, MIN_JUDGED), 57, "kept");
+    }
+
+    #[test]
+    fn push_back_cuts_by_half_its_share_and_ends_any_probe() {
+        let t0 = Instant::now();
+        let mut a = steady(200, 1024, t0);
+        assert_eq!(window(&mut a, MIN_WINDOW, 40, RTT, 10, false), 175);
+        let mut a = steady(200, 1024, t0);
+        assert_eq!(window(&mut a, MIN_WINDOW, 40, RTT, 40, false), 100);
+        let mut a = steady(1, 1024, t0);
+        assert_eq!(
+            window(&mut a, MIN_WINDOW, 4, RTT, 4, false),
+            1,
+            "never below 1"
+        );
+        // In slow start, at a probe or downhill: push-back ends them all.
+        let mut a = Aimd::new(128, 1024, t0);
+        assert_eq!(window(&mut a, MIN_WINDOW, 40, RTT, 1, false), 126);
+        assert!(!a.slow_start);
+        let mut a = steady(64, 1024, t0);
+        a.downhill = true;
+        a.hold = 1;
+        busy(&mut a, 64);
+        window(&mut a, MIN_WINDOW, 64, RTT, 1, true);
+        assert!(a.probe.is_none() && !a.downhill && a.hold == 0);
+    }
+
     #[test]
     fn transport_failures_429_and_503_are_backpressure() {
         assert_eq!(Signal::of_status(None), Signal::Backpressure);

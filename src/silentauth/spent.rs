@@ -164,6 +164,36 @@ mod tests {
     }
 
     #[test]
+    fn each_reason_has_its_own_sentence() {
+        let exchanged = Spent::Exchanged.description();
+        let ambiguous = Spent::Ambiguous.description();
+        assert!(exchanged.contains("was exchanged"), "{exchanged}");
+        assert!(ambiguous.contains("may have been used"), "{ambiguous}");
+        for d in [exchanged, ambiguous] {
+            assert!(d.ends_with("the user has to authenticate again"), "{d}");
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_attempt_alone_is_spent_and_counted_once() {
+        let gauge = Arc::new(AtomicU64::new(0));
+        let code = SpentCode::counted(gauge.clone());
+        code.ambiguous();
+        code.ambiguous();
+        assert_eq!(code.get(), Some(Spent::Ambiguous));
+        assert!(code.is_spent());
+        assert_eq!(gauge.load(Ordering::Relaxed), 1);
+        let other = SpentCode::counted(gauge.clone());
+        other.exchanged();
+        assert_eq!(other.get(), Some(Spent::Exchanged));
+        assert_eq!(gauge.load(Ordering::Relaxed), 2, "one a spent code");
+        drop(code);
+        assert_eq!(gauge.load(Ordering::Relaxed), 1);
+        drop(other);
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn an_unspent_code_never_counts() {
         let gauge = Arc::new(AtomicU64::new(0));
         drop(SpentCode::counted(gauge.clone()));

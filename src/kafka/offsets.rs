@@ -139,6 +139,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn ticket(partition: i32, epoch: u64, offset: i64) -> Ticket {
+        Ticket {
+            partition,
+            epoch,
+            offset,
+        }
+    }
+
     #[test]
     fn stores_the_lowest_unfinished_offset() {
         let mut p = PartitionOffsets::default();
@@ -157,11 +165,6 @@ mod tests {
     #[test]
     fn a_stale_epoch_cannot_store() {
         let mut t = OffsetTracker::default();
-        let ticket = |partition, epoch, offset| Ticket {
-            partition,
-            epoch,
-            offset,
-        };
         let e1 = t.assign(0);
         assert!(t.start(ticket(0, e1, 5)));
         t.revoke(0);
@@ -176,18 +179,22 @@ mod tests {
     fn a_redelivered_offset_belongs_to_the_new_assignment_only() {
         let mut t = OffsetTracker::default();
         let old = t.assign(0);
-        assert!(t.start(0, old, 5));
+        assert!(t.start(ticket(0, old, 5)));
         t.revoke(0);
         let new = t.assign(0);
         // The next owner redelivers 5 and takes 6; the old job of offset 5 ends late.
-        assert!(t.start(0, new, 5));
-        assert!(t.start(0, new, 6));
-        assert!(!t.start(0, old, 7), "a stale epoch takes nothing");
+        assert!(t.start(ticket(0, new, 5)));
+        assert!(t.start(ticket(0, new, 6)));
+        assert!(!t.start(ticket(0, old, 7)), "a stale epoch takes nothing");
         assert_eq!(t.in_flight(0), 2);
-        assert_eq!(t.finish(0, old, 5), None, "the old job stores nothing");
+        assert_eq!(
+            t.finish(ticket(0, old, 5)),
+            None,
+            "the old job stores nothing"
+        );
         assert_eq!(t.in_flight(0), 2, "nor finishes the new one's offset");
-        assert_eq!(t.finish(0, new, 6), None);
-        assert_eq!(t.finish(0, new, 5), Some(7));
+        assert_eq!(t.finish(ticket(0, new, 6)), None);
+        assert_eq!(t.finish(ticket(0, new, 5)), Some(7));
     }
 
     #[test]
@@ -257,13 +264,13 @@ mod tests {
         assert_eq!(parts, [0, 2]);
         assert!(t.positions().is_empty(), "nothing taken yet");
         for o in [7, 8, 9] {
-            assert!(t.start(2, e2, o));
+            assert!(t.start(ticket(2, e2, o)));
         }
-        assert!(t.start(0, e0, 3));
+        assert!(t.start(ticket(0, e0, 3)));
         assert_eq!(t.in_flight(2), 3);
         assert_eq!(t.in_flight(0), 1);
         assert_eq!(t.in_flight(5), 0);
-        assert_eq!(t.finish(2, e2, 7), Some(8));
+        assert_eq!(t.finish(ticket(2, e2, 7)), Some(8));
         let mut positions = t.positions();
         positions.sort_unstable();
         assert_eq!(positions, [(0, 3), (2, 8)]);
@@ -273,7 +280,11 @@ mod tests {
         assert!(t.revoke(2).is_none());
         assert_eq!(t.epoch(2), None);
         assert_eq!(t.in_flight(2), 0);
-        assert_eq!(t.finish(2, e2, 8), None, "revoked: nothing to store");
+        assert_eq!(
+            t.finish(ticket(2, e2, 8)),
+            None,
+            "revoked: nothing to store"
+        );
         assert_eq!(t.partitions(), [0]);
         // A later assignment of the same partition gets a newer epoch and starts afresh.
         let again = t.assign(2);

@@ -85,6 +85,50 @@ async fn offsets_committed_in_transactions_are_the_groups_committed_offsets() {
         "the group's committed offsets are the ones sent with the transactions"
     );
     assert_eq!(read_topic(&w.broker, &w.dlq).await.len(), 1);
+
+    // Committed offsets at the log end do not tell transactions from at-least-once commits (a
+    // graceful at-least-once stop leaves them there too). Two things only transactions leave:
+    // (1) each commit or abort marker is a control record that takes an offset of every results
+    // partition the transaction wrote to and that no reader is given, so the partitions end past
+    // the records a read_committed reader gets; (2) the broker's transaction log
+    // (`__transaction_state`) holds, under the worker's `transactional.id`, transactions that
+    // took in the group's offsets partition (`__consumer_offsets`, added by
+    // `send_offsets_to_transaction`) beside the results topic.
+    let records = read_topic(&w.broker, &w.results).await.len() as i64;
+    let log_end = high_watermark(&w.broker, &w.results).await;
+    let txn_id = format!("{}.eos-offsets", w.group);
+    let txn_log = read_uncommitted(&w.broker, "__transaction_state").await;
+    let ours: Vec<&[u8]> = txn_log
+        .iter()
+        .filter(|m| contains(m.key().unwrap_or_default(), txn_id.as_bytes()))
+        .filter_map(|m| m.payload())
+        .collect();
+    let with_offsets = ours
+        .iter()
+        .filter(|v| contains(v, b"__consumer_offsets") && contains(v, w.results.as_bytes()))
+        .count();
+    println!(
+        "results: {records} records read_committed, log end {log_end} ({} control records); \
+         {} transaction log records of {txn_id}, {with_offsets} naming __consumer_offsets and \
+         the results topic",
+        log_end - records,
+        ours.len()
+    );
+    assert!(
+        log_end > records,
+        "the results partitions carry no transaction marker: {records} records, log end {log_end}"
+    );
+    assert!(
+        with_offsets >= 1,
+        "no transaction of {txn_id} took in the group's offsets ({} records of it in \
+         __transaction_state)",
+        ours.len()
+    );
+}
+
+/// True when `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

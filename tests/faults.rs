@@ -1,9 +1,10 @@
-//! Fault tests on librdkafka's MockCluster: brokers down mid-run, produce errors, and the worker
-//! binary SIGKILLed mid-batch and restarted. Nothing consumed may be lost.
+//! Fault tests on librdkafka's MockCluster: brokers down mid-run, produce, fetch, offset-commit
+//! and join-group errors, slow brokers, a flood of poison. Nothing consumed may be lost, and each
+//! test shows the worker met the fault it injects (not only the test's own clients).
 //!
 //! These need the mock's fault injection (broker down, request errors, round-trip time), so every
 //! test here runs on a fresh MockCluster ([`TestBroker::start_mock`]) whatever `TEST_BROKER`
-//! says (the SIGKILL-and-restart guarantee on Apache Kafka is `tests/reliability.rs`).
+//! says (the SIGKILL-and-restart guarantee is `tests/reliability.rs`).
 
 mod support;
 
@@ -12,8 +13,8 @@ use silentauth_simulator::Scenario;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::load::assert_never_written;
-use support::world::World;
+use support::load::{assert_never_written, publish};
+use support::world::{admin_addr, admin_get, World};
 use support::TestBroker;
 
 /// The tests of this file run one at a time: each runs a mock cluster, a worker (or the worker
@@ -37,21 +38,26 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
     let stats = worker.stats();
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
+    let admin = admin_addr(&stats, Duration::from_secs(10)).await;
     let ids = w.send_jobs("down", "38170", 300).await;
     // Let some work happen, then take every broker down for 10 s.
     w.wait_for_results(50).await;
-    assert!(stats.ready());
+    assert_eq!(admin_get(admin, "/readyz").await.0, 200);
     let mock = w.broker.mock().unwrap().mock();
     for b in 1..=3 {
         mock.broker_down(b).unwrap();
     }
     let down_at = tokio::time::Instant::now();
-    let mut saw_not_ready = false;
+    let mut saw_not_ready = None;
     while down_at.elapsed() < Duration::from_secs(10) {
-        saw_not_ready |= !stats.ready();
+        let (code, body) = admin_get(admin, "/readyz").await;
+        if code == 503 {
+            saw_not_ready.get_or_insert(body);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(saw_not_ready, "readiness must reflect the outage");
+    let body = saw_not_ready.expect("/readyz must answer 503 during the outage");
+    assert!(body.contains("brokers do not answer"), "{body}");
     for b in 1..=3 {
         mock.broker_up(b).unwrap();
     }
@@ -61,10 +67,10 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
     }
     // Ready again once the brokers answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !stats.ready() {
+    while admin_get(admin, "/readyz").await.0 != 200 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not ready again after the outage"
+            "/readyz not 200 again after the outage"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -140,108 +146,21 @@ async fn produce_errors_are_retried_and_nothing_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_binary_restarts_without_skipping_or_respending() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let w = World::with_broker(TestBroker::start_mock(), slow_scenario(20), 4).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = w.config();
-    config.worker.max_in_flight = 32;
-    config.kafka.commit_interval = Duration::from_millis(100);
-    // A killed member's partitions move once its session times out.
-    config
-        .kafka
-        .properties
-        .insert("session.timeout.ms".into(), "6000".into());
-    config
-        .kafka
-        .properties
-        .insert("heartbeat.interval.ms".into(), "500".into());
-    let path = dir.path().join("worker.toml");
-    std::fs::write(
-        &path,
-        toml::to_string(&config)
-            .unwrap()
-            .replace("\"***\"", "\"12345\""),
-    )
-    .unwrap();
-    // Secrets serialize as ***: give them back through the environment.
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_silentauth-worker"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("SILENTAUTH__CLIENTS__DEFAULT__API_KEY", "sim-api-key")
-            .env("SILENTAUTH__CLIENTS__WRONG__API_KEY", "sim-api-key")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn worker binary")
-    };
-    let n = 400;
-    let ids = w.send_jobs("kill", "38172", n).await;
-    let mut kills = 0;
-    let mut child = spawn();
-    for round in 1..=3 {
-        // Kill once some results exist and work is surely in flight.
-        w.wait_for_results(60 * round).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-        child = spawn();
-    }
-    let by_id = w.wait_until_all(&ids, Duration::from_secs(120)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut duplicates = 0;
-    let mut respent = 0;
-    for (id, rs) in &by_id {
-        // A published verdict is never followed by a result of a re-spent code.
-        if let Some(first) = rs.iter().position(|r| r["status"] == "verified") {
-            for r in &rs[first + 1..] {
-                assert_eq!(r["status"], "verified", "{id}: verdict overridden: {rs:?}");
-            }
-        } else {
-            // Only a job in flight at a kill (its result never published) can have its code
-            // spent by the dead process: it ends code_rejected.
-            assert!(
-                rs.iter().all(|r| r["error"]["class"] == "code_rejected"),
-                "{id}: {rs:?}"
-            );
-            respent += 1;
-        }
-        duplicates += rs.len() - 1;
-    }
-    eprintln!(
-        "sigkill: {kills} kills, {n} jobs, 0 lost, {duplicates} duplicate results, \
-         {respent} codes spent by a killed process"
-    );
-    // Both come only from jobs in flight at a kill (at most max_in_flight each time).
-    assert!(
-        duplicates <= kills * 32,
-        "{duplicates} duplicates after {kills} kills"
-    );
-    assert!(
-        respent <= kills * 32,
-        "{respent} re-spent codes after {kills} kills"
-    );
-    assert_eq!(by_id.len(), n);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
     let _one_at_a_time = SERIAL.lock().await;
     use RDKafkaRespErr::*;
     let w = World::with_broker(TestBroker::start_mock(), Scenario::default(), 4).await;
     let mock = w.broker.mock().unwrap().mock();
-    // Errors on the group's first requests: joining, fetching and committing all fail a few
-    // times before they succeed.
+    // The mock answers the next requests of a kind with the errors pushed for it, whichever
+    // client sends them. The test's own clients never join a group and never commit (they read
+    // with `assign`), so only the worker can meet the JoinGroup and OffsetCommit errors; the
+    // Fetch errors are pushed while the test reads nothing, so only the worker meets them too.
+    // Each is shown met by what follows it: a request of that kind that succeeded afterwards
+    // (an assignment, a commit, a record fetched) could only be sent once every error pushed
+    // before it had been answered.
     mock.request_errors(
         RDKafkaApiKey::JoinGroup,
         &[RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 3],
-    );
-    mock.request_errors(
-        RDKafkaApiKey::Fetch,
-        &[RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 4],
     );
     mock.request_errors(
         RDKafkaApiKey::OffsetCommit,
@@ -249,23 +168,85 @@ async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
     );
     let mut config = w.config();
     config.kafka.commit_interval = Duration::from_millis(100);
-    let (cancel, handle) = w.start(config);
-    let ids = w.send_jobs("brk", "38175", 200).await;
-    // Once work flows, every broker answers 500 ms late.
-    w.wait_for_results(50).await;
+    let worker = silentauth_worker::worker::Worker::new(config);
+    let stats = worker.stats();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(cancel.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !stats.assigned.load(std::sync::atomic::Ordering::Relaxed) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never assigned past 3 JoinGroup errors"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Assigned: the worker's JoinGroup went through, after the 3 errors before it.
+    mock.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 4],
+    );
+    let ids = w.send_jobs("brk", "38175", 100).await;
+    // Consumed: a Fetch of the worker's went through, after the 4 errors before it (the test
+    // has read nothing yet).
+    while WorkerCounters::get(&stats.consumed) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing consumed past 4 Fetch errors"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = w.wait_until_all(&ids, Duration::from_secs(60)).await;
+    // Then every broker answers 500 ms late, and 100 more jobs come (published at once, not
+    // one by one through the slow brokers).
+    let results_before_slow = WorkerCounters::get(&stats.results);
+    let commits_before_slow = WorkerCounters::get(&stats.commits);
     for b in 1..=3 {
         mock.broker_round_trip_time(b, Duration::from_millis(500))
             .unwrap();
     }
-    let by_id = w.wait_until_all(&ids, Duration::from_secs(120)).await;
+    let slow_since = tokio::time::Instant::now();
+    let jobs: Vec<_> = (0..100)
+        .map(|i| w.job(&format!("slow-{i}"), &format!("38177{i:07}")))
+        .collect();
+    publish(&w, &jobs).await;
+    let slow_ids = jobs
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap().to_owned())
+        .collect();
+    let second = w.wait_until_all(&slow_ids, Duration::from_secs(120)).await;
+    // The last commit may still be on its way: wait for one through the slow brokers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while WorkerCounters::get(&stats.commits) == commits_before_slow {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no commit through the slow brokers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let slow_for = slow_since.elapsed();
+    let results_slow = WorkerCounters::get(&stats.results) - results_before_slow;
+    let commits_slow = WorkerCounters::get(&stats.commits) - commits_before_slow;
     for b in 1..=3 {
         mock.broker_round_trip_time(b, Duration::ZERO).unwrap();
     }
-    for (id, rs) in &by_id {
+    for (id, rs) in first.iter().chain(second.iter()) {
         assert!(rs.iter().all(|r| r["status"] == "verified"), "{id}: {rs:?}");
     }
+    let commits = WorkerCounters::get(&stats.commits);
+    eprintln!(
+        "broker faults: 3 JoinGroup, 4 Fetch and 4 OffsetCommit errors met by the worker; \
+         {results_slow} results and {commits_slow} commits through 500 ms brokers in {slow_for:?}; \
+         {commits} commits in all"
+    );
+    // A commit succeeded: the worker's OffsetCommit requests answered the 4 errors first.
+    assert!(commits >= 1, "no offset commit went through");
+    // The worker itself produced and committed through the slow brokers.
+    assert!(
+        results_slow >= 100 && commits_slow >= 1,
+        "{results_slow} results and {commits_slow} commits through the slow brokers"
+    );
     cancel.cancel();
-    handle.await.unwrap();
+    handle.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

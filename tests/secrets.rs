@@ -2,8 +2,8 @@
 //! both log formats over every outcome (verified, not verified, mismatch, every error class,
 //! dead letters, duplicates) with distinctive credentials, and then its logs, every record it
 //! produced (keys, values, headers) and its `/metrics` text are scanned for the api key, the
-//! client secrets, every authorization code, every access/refresh/id token the simulator issued
-//! and every unmasked phone number.
+//! client secrets, a SASL password given through `kafka.properties`, every authorization code,
+//! every access/refresh/id token the simulator issued and every unmasked phone number.
 //!
 //! The contract puts two of these in records on purpose: a result carries the job's
 //! `login_hint`, and a dead letter's value is the original job (with its code and number). Those
@@ -29,6 +29,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_silentauth-worker");
 const API_KEY: &str = "ApiKey-Zq7Wv3Kp9Lm2Xr5T";
 const CLIENT_SECRET: &str = "ClientSecret-Hy4Nc8Bd6Fs1Jg0";
 const WRONG_SECRET: &str = "WrongSecret-Pt5Ue2Ow9Ia3Sd7";
+/// Passed to librdkafka through `kafka.properties` (no SASL mechanism is set, so it is unused).
+const SASL_PASSWORD: &str = "SaslPassword-Rb6Vq1Mx8Kd4";
 
 /// Numbers by what the simulator does with them (each phase adds its digit).
 const VERIFIED: &str = "3819500000";
@@ -231,6 +233,10 @@ async fn secrets_scan(phases: usize) {
     config.api.base_url = tap.base_url();
     config.retry.max_attempts = 2;
     config.admin.listen = format!("127.0.0.1:{admin_port}");
+    config
+        .kafka
+        .properties
+        .insert("sasl.password".into(), SASL_PASSWORD.into());
     let path = dir.path().join("worker.toml");
     // Secrets serialize as "***"; the real ones come from the environment.
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
@@ -316,7 +322,7 @@ async fn secrets_scan(phases: usize) {
     );
 
     // What to look for.
-    let secrets: BTreeSet<String> = [API_KEY, CLIENT_SECRET, WRONG_SECRET]
+    let secrets: BTreeSet<String> = [API_KEY, CLIENT_SECRET, WRONG_SECRET, SASL_PASSWORD]
         .map(String::from)
         .into();
     let tokens: BTreeSet<String> = tap.tokens_issued().into_iter().collect();

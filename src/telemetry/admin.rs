@@ -155,28 +155,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
-/// Why `/readyz` answers 503, or `None` when ready. Topics that cannot be used come before the
-/// assignment, because a worker waiting for a topic has none.
+/// Why `/readyz` answers 503, or `None` when ready: [`WorkerCounters::not_ready_reason`].
 fn not_ready_reason(s: &WorkerCounters) -> Option<String> {
-    use std::sync::atomic::Ordering::Relaxed;
-    if !s.brokers_ok.load(Relaxed) {
-        return Some("the Kafka brokers do not answer".to_owned());
-    }
-    let reasons = s.unready_reasons();
-    if !reasons.is_empty() {
-        return Some(reasons.join("; "));
-    }
-    if !s.assigned.load(Relaxed) {
-        return Some("no partition assigned".to_owned());
-    }
-    if s.breaker_open.load(Relaxed) {
-        let reason = s.breaker_reason().unwrap_or_default();
-        return Some(format!("circuit breaker open: {reason}"));
-    }
-    if !s.producer_ok.load(Relaxed) {
-        return Some("results cannot be produced".to_owned());
-    }
-    None
+    s.not_ready_reason()
 }
 
 async fn page() -> Html<&'static str> {

@@ -54,6 +54,11 @@ pub struct WorkerCounters {
     pub producer_ok: AtomicBool,
     /// Partitions paused now (0 unless `paused`).
     pub paused_partitions: AtomicU64,
+    /// Times the jobs partitions were paused (the in-flight window stayed full past the pause
+    /// threshold, or the breaker opened).
+    pub pauses: AtomicU64,
+    /// Revokes served by the rebalance callback (partitions taken away, lost ones included).
+    pub revokes: AtomicU64,
     /// True while the circuit breaker is open (consumption paused, `/readyz` 503).
     pub breaker_open: AtomicBool,
     /// Why the circuit breaker is open, while it is.
@@ -119,13 +124,33 @@ impl WorkerCounters {
         c.load(Ordering::Relaxed)
     }
 
-    /// True when the worker can take and publish jobs (`/readyz`).
+    /// True when the worker can take and publish jobs: `/readyz` answers 200.
     pub fn ready(&self) -> bool {
-        self.assigned.load(Ordering::Relaxed)
-            && self.producer_ok.load(Ordering::Relaxed)
-            && self.brokers_ok.load(Ordering::Relaxed)
-            && !self.breaker_open.load(Ordering::Relaxed)
-            && self.unready_reasons().is_empty()
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why the worker cannot take and publish jobs (what `/readyz` answers with its 503), or
+    /// `None` when it can. The one place readiness is decided. Topics that cannot be used come
+    /// before the assignment, because a worker waiting for a topic has none.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if !self.brokers_ok.load(Ordering::Relaxed) {
+            return Some("the Kafka brokers do not answer".to_owned());
+        }
+        let reasons = self.unready_reasons();
+        if !reasons.is_empty() {
+            return Some(reasons.join("; "));
+        }
+        if !self.assigned.load(Ordering::Relaxed) {
+            return Some("no partition assigned".to_owned());
+        }
+        if self.breaker_open.load(Ordering::Relaxed) {
+            let reason = self.breaker_reason().unwrap_or_default();
+            return Some(format!("circuit breaker open: {reason}"));
+        }
+        if !self.producer_ok.load(Ordering::Relaxed) {
+            return Some("results cannot be produced".to_owned());
+        }
+        None
     }
 
     /// Records why the worker is not ready: `source` (`"preflight"`, `"probe"`, `"publish"`)

@@ -268,6 +268,17 @@ impl PartitionsAssigned {
     }
 }
 
+/// The rebalance callback is revoking jobs partitions (lost ones included).
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionsRevoked;
+
+impl PartitionsRevoked {
+    /// Counts the revoke.
+    pub fn emit(self, counters: &WorkerCounters) {
+        counters.revokes.fetch_add(1, Relaxed);
+    }
+}
+
 /// A revoke took every partition this instance had.
 #[derive(Debug, Clone, Copy)]
 pub struct AllPartitionsRevoked;
@@ -287,8 +298,9 @@ pub struct PartitionsPaused {
 }
 
 impl PartitionsPaused {
-    /// Sets the paused gauge and flag.
+    /// Sets the paused gauge and flag, and counts the pause.
     pub fn emit(self, counters: &WorkerCounters) {
+        counters.pauses.fetch_add(1, Relaxed);
         counters.paused_partitions.store(self.count, Relaxed);
         counters.paused.store(true, Relaxed);
     }
@@ -437,6 +449,8 @@ mod tests {
             ("brokers_ok", b(&c.brokers_ok)),
             ("producer_ok", b(&c.producer_ok)),
             ("paused_partitions", n(&c.paused_partitions)),
+            ("pauses", n(&c.pauses)),
+            ("revokes", n(&c.revokes)),
             ("breaker_open", b(&c.breaker_open)),
             ("breaker_reason", u64::from(c.breaker_reason().is_some())),
             ("unready", c.unready_reasons().len() as u64),
@@ -615,13 +629,21 @@ mod tests {
             [m("assigned", 0, 1)]
         );
         assert_eq!(
+            moved(&c, |c| PartitionsRevoked.emit(c)),
+            [m("revokes", 0, 1)]
+        );
+        assert_eq!(
             moved(&c, |c| AllPartitionsRevoked.emit(c)),
             [m("assigned", 1, 0)]
         );
         let paused = PartitionsPaused { count: 4 };
         assert_eq!(
             moved(&c, |c| paused.emit(c)),
-            [m("paused", 0, 1), m("paused_partitions", 0, 4)]
+            [
+                m("paused", 0, 1),
+                m("paused_partitions", 0, 4),
+                m("pauses", 0, 1)
+            ]
         );
         assert_eq!(
             moved(&c, |c| PartitionsResumed.emit(c)),

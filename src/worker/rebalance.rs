@@ -11,7 +11,8 @@ use crate::kafka::consumer::{consumer_lags, partitions_of};
 use crate::kafka::warmup::{ResultsReader, WarmupError};
 use crate::silentauth::Limiter;
 use crate::telemetry::events::{
-    AllPartitionsRevoked, OffsetsCommitted, PartitionsAssigned, RevokeGraceExpired,
+    AllPartitionsRevoked, OffsetsCommitted, PartitionsAssigned, PartitionsRevoked,
+    RevokeGraceExpired,
 };
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -238,6 +239,7 @@ impl ConsumerContext for WorkerContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = partitions_of(tpl, &self.state.jobs_topic);
             if !parts.is_empty() {
+                PartitionsRevoked.emit(&self.state.stats);
                 self.revoke(consumer, &parts);
             }
             let remaining = consumer.assignment().map(|a| a.count()).unwrap_or(0);

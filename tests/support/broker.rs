@@ -238,21 +238,30 @@ impl TestBroker {
     /// The 3-node Apache Kafka cluster (replication factor 3, `min.insync.replicas=2`) for
     /// broker-failure tests, started once per machine (`scripts/kafka.sh ensure --nodes 3`,
     /// or the one at `KAFKA_CLUSTER3_DIR`). `None`, with a loud SKIPPED line naming what is
-    /// missing, where no such cluster can run (no `java`/`mvn`).
+    /// missing, only where no such cluster can run (`java` or `mvn` not installed) and the
+    /// environment did not ask for Apache Kafka. Under `TEST_BROKER=kafka`, and wherever the
+    /// tools are there, a cluster that does not start (a timeout, a taken port, bad storage)
+    /// panics with the script's message: the test fails instead of passing untested.
     pub async fn kafka_cluster3() -> Option<(TestBroker, KafkaNodes)> {
         let dir = env_nonempty("KAFKA_CLUSTER3_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target/kafka/cluster3"));
+        let missing: Vec<&str> = ["java", "mvn", "python3"]
+            .into_iter()
+            .filter(|tool| !on_path(tool))
+            .collect();
+        let asked = env_nonempty("TEST_BROKER").as_deref() == Some("kafka");
+        if !missing.is_empty() && !asked {
+            announce(&format!(
+                "SKIPPED: this test needs the 3-broker Apache Kafka cluster, which needs {} \
+                 (not found on PATH); TEST_BROKER=kafka makes this a failure",
+                missing.join(" and ")
+            ));
+            return None;
+        }
         let dir_arg = dir.to_string_lossy().into_owned();
-        let bootstrap = match kafka_script(&["ensure", "--nodes", "3", "--dir", &dir_arg]) {
-            Ok(bootstrap) => bootstrap,
-            Err(err) => {
-                announce(&format!(
-                    "SKIPPED: this test needs the 3-broker Apache Kafka cluster and cannot have one here: {err}"
-                ));
-                return None;
-            }
-        };
+        let bootstrap = kafka_script(&["ensure", "--nodes", "3", "--dir", &dir_arg])
+            .unwrap_or_else(|err| panic!("the 3-broker Apache Kafka cluster did not start: {err}"));
         announce(&format!(
             "broker: apache kafka {} 3-node cluster at {bootstrap}",
             kafka_version()
@@ -563,6 +572,16 @@ impl KafkaNodes {
         self.run(&["start-node", &id.to_string()]);
     }
 
+    /// Stops every node of the cluster (`scripts/kafka.sh stop`); a failure is printed, not
+    /// raised (this runs in `Drop`).
+    pub fn stop_all(&self) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        match kafka_script(&["stop", "--dir", &dir]) {
+            Ok(_) => announce(&format!("broker: 3-node cluster in {dir} stopped")),
+            Err(err) => announce(&format!("broker: stopping the 3-node cluster: {err}")),
+        }
+    }
+
     fn run(&self, args: &[&str]) {
         let dir = self.dir.to_string_lossy().into_owned();
         let mut all: Vec<&str> = args.to_vec();
@@ -772,6 +791,17 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .filter(|value| !value.trim().is_empty())
+}
+
+/// True when `tool` is an executable file in a `PATH` directory.
+fn on_path(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 fn docker_socket_present() -> bool {

@@ -1,8 +1,11 @@
-//! Kafka plumbing: the group consumer's settings, the producer and its client context, the transactional producer's
+//! Kafka plumbing: the first contact with the brokers (TLS, SASL) and the ACLs the worker needs,
+//! the group consumer's settings, the producer and its client context, the transactional producer's
 //! calls, the per-partition offset tracker, topic checks, the idempotency-cache warm-up (a
 //! results-topic reader) and an embedded cluster for `demo` and tests. Nothing here knows the
 //! worker; the worker (`crate::worker`) builds on it.
 
+pub mod acl;
+pub mod connect;
 pub mod consumer;
 pub mod context;
 pub mod embedded;

@@ -27,7 +27,7 @@
 # and either a SASL_SSL listener with SCRAM-SHA-512 users `worker` and `admin` (created at format
 # time) or an SSL listener that requires a client certificate (principal = the certificate's CN:
 # `worker`, `admin`). The StandardAuthorizer is on, with User:admin a super user; the worker's
-# principal (User:worker) has no ACL until one is given (`acl set`). The controller listener
+# principal (User:worker) has no ACL until one is given (`acl add`). The controller listener
 # stays PLAINTEXT on loopback (its principal, User:ANONYMOUS, is a super user so the broker can
 # register). Besides DIR/bootstrap it writes DIR/client.toml (a worker config: [kafka] brokers
 # and [kafka.properties] with the CA and the worker's credentials), DIR/admin.toml (the same
@@ -536,5 +536,5 @@ case "${1:-}" in
     start-node) [[ $# -ge 2 ]] || die "start-node N"; shift; n="$1"; shift; cmd_node start "$n" "$@" ;;
     status) shift; cmd_status "$@" ;;
     acl) shift; cmd_acl "$@" ;;
-    *) sed -n '2,40p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

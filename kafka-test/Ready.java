@@ -1,8 +1,10 @@
 // Waits until an Apache Kafka cluster answers a metadata request with the expected number of
 // brokers. Run by scripts/kafka.sh with the broker's own jars on the classpath:
-//   java -cp 'libs/*' Ready.java <bootstrap> <brokers> <timeout-seconds>
+//   java -cp 'libs/*' Ready.java <bootstrap> <brokers> <timeout-seconds> [client.properties]
+// (the properties file: a secured node's admin client settings, TLS and SASL).
 // Exit 0 when ready, 1 on timeout (the last error is printed).
 
+import java.io.FileReader;
 import java.util.Properties;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
@@ -14,6 +16,11 @@ public class Ready {
         int want = Integer.parseInt(args[1]);
         long deadline = System.nanoTime() + Long.parseLong(args[2]) * 1_000_000_000L;
         Properties props = new Properties();
+        if (args.length > 3) {
+            try (FileReader reader = new FileReader(args[3])) {
+                props.load(reader);
+            }
+        }
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "2000");
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "3000");

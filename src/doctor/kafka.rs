@@ -6,12 +6,13 @@ use super::capture::Capture;
 use super::check::Check;
 use super::retention::{admin_timeout, describe, retention};
 use crate::config::Config;
+use crate::kafka::acl::{self, Verdict};
+use crate::kafka::connect;
 use crate::kafka::topics::{self, Presence};
 use rdkafka::admin::AdminClient;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::time::Duration;
 
 /// The worker's connection settings: the brokers and `kafka.properties` (TLS, SASL).
 fn client_config(config: &Config) -> ClientConfig {
@@ -41,53 +42,37 @@ fn security(config: &Config) -> String {
 
 /// Every Kafka check, in order; later ones are skipped when the brokers do not answer.
 pub(super) async fn checks(config: &Config) -> Vec<Check> {
-    let ctx = Capture::default();
     let timeout = config.kafka.connect_timeout;
-    // A consumer without a group: polling it serves librdkafka's error events (connection, TLS,
-    // SASL failures) to `ctx`.
-    let probe: BaseConsumer<Capture> = match client_config(config).create_with_context(ctx.clone())
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![Check::fail(
-                "kafka.brokers",
-                format!("cannot create a Kafka client: {e}"),
-                "fix the librdkafka settings in kafka.properties",
-            )]
+    let c = config.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let metadata = connect::connect(&c, "silentauth-worker-doctor", timeout)?;
+        let mut states = topics::states(&metadata, &c);
+        if let Ok(client) =
+            client_config(&c).create_with_context::<_, BaseConsumer<Capture>>(Capture)
+        {
+            topics::refine(client.client(), &mut states, timeout);
         }
-    };
-    let metadata = tokio::task::spawn_blocking(move || {
-        let m = probe.fetch_metadata(None, timeout);
-        if m.is_err() {
-            for _ in 0..5 {
-                let _ = probe.poll(Duration::from_millis(20));
-            }
-        }
-        m
+        Ok::<_, connect::ConnectError>((metadata.brokers().len(), states))
     })
     .await
     .expect("metadata task panicked");
     let brokers = &config.kafka.brokers;
-    let metadata = match metadata {
-        Ok(m) => m,
+    let (broker_count, states) = match answer {
+        Ok(a) => a,
         Err(e) => {
-            let why = match ctx.first_error() {
-                Some(cause) => format!("{e} ({cause})"),
-                None => e.to_string(),
-            };
             let mut out = vec![Check::fail(
                 "kafka.brokers",
                 format!(
-                    "no answer from {brokers} within kafka.connect_timeout ({}) with {}: {why}",
+                    "no answer from {brokers} within kafka.connect_timeout ({}) with {}: {e}",
                     humantime::format_duration(timeout),
                     security(config)
                 ),
-                "check kafka.brokers and that they are reachable from here, and the TLS/SASL \
-                 settings in kafka.properties (security.protocol, ssl.*, sasl.*)",
+                e.fix(),
             )];
             for (key, _) in topics::configured(config) {
                 out.push(Check::skip(key, "the brokers do not answer"));
             }
+            out.push(Check::skip("kafka ACLs", "the brokers do not answer"));
             for key in ["topics.results retention", "topics.dead_letter retention"] {
                 out.push(Check::skip(key, "the brokers do not answer"));
             }
@@ -99,11 +84,10 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
         "kafka.brokers",
         format!(
             "{} broker(s) answer at {brokers} with {}",
-            metadata.brokers().len(),
+            broker_count,
             security(config)
         ),
     )];
-    let states = topics::states(&metadata, config);
     for s in &states {
         out.push(match (&s.presence, s.problem()) {
             (Presence::Present(n), _) => Check::pass(
@@ -118,6 +102,7 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
             (_, None) => unreachable!("a topic that is not present has a problem"),
         });
     }
+    let ctx = Capture;
     let admin: AdminClient<Capture> = match client_config(config).create_with_context(ctx) {
         Ok(a) => a,
         Err(e) => {
@@ -134,6 +119,12 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
             .iter()
             .any(|s| s.key == key && matches!(s.presence, Presence::Present(_)))
     };
+    // A topic that cannot be used (rather than one that does not exist) may lack an ACL.
+    out.push(if states.iter().all(|s| s.presence != Presence::Missing) {
+        acls(config).await
+    } else {
+        Check::skip("kafka ACLs", "a topic does not exist")
+    });
     let outputs = [
         ("topics.results", config.topics.results.as_str()),
         ("topics.dead_letter", config.topics.dead_letter.as_str()),
@@ -164,6 +155,45 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
     out
 }
 
+/// The ACLs `run` needs ([`acl::needed`]), from the operations the brokers say this client may
+/// do on the topics and the group: FAIL naming each missing one.
+async fn acls(config: &Config) -> Check {
+    let c = config.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer<Capture> = client_config(&c)
+            .create_with_context(Capture)
+            .map_err(|e| e.to_string())?;
+        acl::check(client.client(), &c, admin_timeout(&c))
+    })
+    .await
+    .expect("ACL task panicked");
+    let needed = acl::needed(config).len();
+    match verdict {
+        Ok(Verdict::Granted) => Check::pass(
+            "kafka ACLs",
+            format!("this client may do the {needed} operations the worker needs on its topics and group"),
+        ),
+        Ok(Verdict::Missing(missing)) => {
+            let detail: Vec<String> = missing.iter().map(acl::Needed::problem).collect();
+            Check::fail(
+                "kafka ACLs",
+                format!("{} of {needed} needed ACLs missing: {}", missing.len(), detail.join("; ")),
+                "grant the worker's principal the ACLs docs/operations.md lists",
+            )
+        }
+        Ok(Verdict::Unknown) => Check::warn(
+            "kafka ACLs",
+            "the brokers do not report this client's authorized operations; ACLs not checked",
+            "check the ACLs docs/operations.md lists by hand",
+        ),
+        Err(e) => Check::warn(
+            "kafka ACLs",
+            format!("the brokers did not say which operations this client may do: {e}"),
+            "check the ACLs docs/operations.md lists by hand",
+        ),
+    }
+}
+
 /// The consumer group: its state (when the brokers describe groups) and its committed lag on
 /// the jobs topic. The worker cannot run without reading the group's offsets, so a failure to
 /// read them fails the check.
@@ -175,7 +205,7 @@ async fn group(config: &Config, partitions: i32) -> Check {
     settings
         .set("group.id", &group_id)
         .set("enable.auto.commit", "false");
-    let consumer: BaseConsumer<Capture> = match settings.create_with_context(Capture::default()) {
+    let consumer: BaseConsumer<Capture> = match settings.create_with_context(Capture) {
         Ok(c) => c,
         Err(e) => {
             return Check::fail(

@@ -1,7 +1,8 @@
 //! `silentauth-worker doctor`: checks a configuration against the real Kafka cluster and the
 //! real APIs, one line per check with what to do when it fails, and exits 0 only when every
-//! check passes. Kafka (brokers with the configured TLS/SASL, topics, their retention, the
-//! consumer group) is in [`kafka`]; the API credentials of every client profile and Network
+//! check passes. Kafka (brokers with the configured TLS/SASL, topics, the ACLs the worker needs,
+//! their retention, the consumer group) is in [`kafka`], risky security settings in
+//! [`security`]; the API credentials of every client profile and Network
 //! Signals are in [`api`]. No code is spent and no secret is printed.
 
 mod api;
@@ -9,6 +10,7 @@ mod capture;
 mod check;
 mod kafka;
 mod retention;
+mod security;
 
 use crate::config::Config;
 pub use check::{Check, Status};
@@ -77,9 +79,11 @@ impl Report {
     }
 }
 
-/// Runs every check for `config`: Kafka first, then the APIs (which do not depend on Kafka).
+/// Runs every check for `config`: Kafka first (its security settings' warnings, then the
+/// brokers, topics, ACLs, retention and group), then the APIs (which do not depend on Kafka).
 pub async fn run(config: &Config) -> Report {
-    let mut checks = kafka::checks(config).await;
+    let mut checks = security::warnings(config);
+    checks.extend(kafka::checks(config).await);
     checks.extend(api::checks(config).await);
     Report::new(checks)
 }

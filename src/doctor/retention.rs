@@ -62,6 +62,12 @@ pub(super) fn retention(
     resource: Result<ConfigResource, String>,
 ) -> Check {
     let check = format!("{key} retention");
+    // A broker that may not describe the topic's configuration to this client can answer with
+    // no entries at all rather than an error: that is no answer, not an unlimited retention.
+    let resource = resource.and_then(|r| match r.get("cleanup.policy") {
+        Some(_) => Ok(r),
+        None => Err("the brokers returned no cleanup.policy".to_owned()),
+    });
     let resource = match resource {
         Ok(r) => r,
         Err(e) => {

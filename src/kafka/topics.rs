@@ -82,14 +82,35 @@ fn is_unknown_topic(e: RDKafkaRespErr) -> bool {
 }
 
 /// Every configured topic's state from one metadata request for all topics (which never
-/// creates a topic, whatever `allow.auto.create.topics` says). Blocking.
+/// creates a topic, whatever `allow.auto.create.topics` says), and one by name for a topic
+/// missing from it (telling an authorization failure apart). Blocking.
 pub fn inspect<C: ClientContext>(
     client: &Client<C>,
     config: &Config,
     timeout: Duration,
 ) -> Result<Vec<TopicState>, KafkaError> {
     let metadata = client.fetch_metadata(None, timeout)?;
-    Ok(states(&metadata, config))
+    let mut states = states(&metadata, config);
+    refine(client, &mut states, timeout);
+    Ok(states)
+}
+
+/// Asks again, by name, for each topic `states` has as missing: a topic this client may not
+/// describe is left out of the answer for every topic, as if it did not exist; asked for by
+/// name, the brokers say that authorization failed. Blocking.
+pub fn refine<C: ClientContext>(client: &Client<C>, states: &mut [TopicState], timeout: Duration) {
+    for s in states
+        .iter_mut()
+        .filter(|s| s.presence == Presence::Missing)
+    {
+        if let Ok(m) = client.fetch_metadata(Some(&s.topic), timeout) {
+            if let Presence::Error(e) = presence(&m, &s.topic) {
+                s.presence = Presence::Error(format!(
+                    "{e} (it may not exist, or this client's principal may not Describe it)"
+                ));
+            }
+        }
+    }
 }
 
 /// Every configured topic's state in `metadata`.

@@ -19,6 +19,28 @@ pub enum WorkerError {
         /// The client's error.
         source: KafkaError,
     },
+    /// The brokers refused this client's SASL credentials or the TLS handshake failed, or did
+    /// not answer within `kafka.connect_timeout`.
+    #[error(
+        "cannot reach Kafka at {brokers} within kafka.connect_timeout ({timeout:?}): {error}; {}",
+        error.fix()
+    )]
+    Connect {
+        /// `kafka.brokers`.
+        brokers: String,
+        /// `kafka.connect_timeout`.
+        timeout: Duration,
+        /// What went wrong.
+        error: crate::kafka::connect::ConnectError,
+    },
+    /// This client's principal lacks ACLs the worker needs: a configuration error.
+    #[error("missing ACLs at {brokers}: {}", problems.join("; "))]
+    Acls {
+        /// `kafka.brokers`.
+        brokers: String,
+        /// One line per missing ACL, naming its key, the resource and the operation.
+        problems: Vec<String>,
+    },
     /// A configured topic does not exist (or cannot be used), and `worker.wait_for_topics` is
     /// off: a configuration error.
     #[error(
@@ -47,10 +69,11 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
-    /// The process exit code: 2 for a configuration error (a missing topic), 1 otherwise.
+    /// The process exit code: 2 for a configuration error (a missing topic or ACL), 1
+    /// otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            WorkerError::Topics { .. } | WorkerError::Halted(_) => 2,
+            WorkerError::Topics { .. } | WorkerError::Acls { .. } | WorkerError::Halted(_) => 2,
             _ => 1,
         }
     }

@@ -6,6 +6,8 @@
 
 use super::error::WorkerError;
 use crate::config::Config;
+use crate::kafka::acl::{self, Verdict};
+use crate::kafka::connect;
 use crate::kafka::producer::Publisher;
 use crate::kafka::topics::{self, Presence, TopicState};
 use crate::telemetry::counters::WorkerCounters;
@@ -33,6 +35,19 @@ pub(super) async fn preflight(
     cancel: &CancellationToken,
 ) -> Result<bool, WorkerError> {
     let timeout = config.kafka.connect_timeout;
+    // Fail fast, and clearly, when the brokers are not there at all, refuse the credentials or
+    // fail the TLS handshake: a client of its own, which stops at the first such failure.
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        connect::connect(&c, "silentauth-worker-preflight", timeout).map(|_| ())
+    })
+    .await
+    .expect("connection check panicked")
+    .map_err(|error| WorkerError::Connect {
+        brokers: config.kafka.brokers.clone(),
+        timeout,
+        error,
+    })?;
     let mut first = true;
     let mut told = Vec::new();
     loop {
@@ -45,7 +60,6 @@ pub(super) async fn preflight(
         .expect("metadata probe panicked");
         let states = match fetched {
             Ok(s) => s,
-            // Fail fast, and clearly, when the brokers are not there at all.
             Err(source) if first => {
                 return Err(WorkerError::Unreachable {
                     brokers: config.kafka.brokers.clone(),
@@ -70,9 +84,17 @@ pub(super) async fn preflight(
                         tracing::info!(key = s.key, topic = %s.topic, partitions, "topic found");
                     }
                 }
+                check_acls(publisher, config).await?;
                 return Ok(true);
             }
             if !config.worker.wait_for_topics {
+                // A topic that cannot be used for want of an ACL: name the ACL.
+                if problems
+                    .iter()
+                    .any(|s| matches!(s.presence, Presence::Error(_)))
+                {
+                    check_acls(publisher, config).await?;
+                }
                 return Err(WorkerError::Topics {
                     brokers: config.kafka.brokers.clone(),
                     problems: problems.iter().filter_map(|s| s.problem()).collect(),
@@ -99,6 +121,40 @@ pub(super) async fn preflight(
         tokio::select! {
             _ = cancel.cancelled() => return Ok(false),
             _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
+}
+
+/// Every ACL `run` needs on the topics and the group ([`acl::needed`]): a missing one stops
+/// start-up naming it. Brokers that report no authorized operations (no authorizer) pass; a
+/// describe request that goes unanswered is logged and passes too (the worker's own requests
+/// then fail loudly on their own).
+async fn check_acls(publisher: &Arc<Publisher>, config: &Config) -> Result<(), WorkerError> {
+    let (p, c) = (publisher.clone(), config.clone());
+    let verdict = tokio::task::spawn_blocking(move || {
+        acl::check(p.producer().client(), &c, c.kafka.connect_timeout)
+    })
+    .await
+    .expect("ACL check panicked");
+    match verdict {
+        Ok(Verdict::Granted) => {
+            tracing::info!("the brokers grant every ACL the worker needs");
+            Ok(())
+        }
+        Ok(Verdict::Unknown) => Ok(()),
+        Ok(Verdict::Missing(missing)) => {
+            let problems: Vec<String> = missing.iter().map(acl::Needed::problem).collect();
+            for p in &problems {
+                tracing::error!("{p}");
+            }
+            Err(WorkerError::Acls {
+                brokers: config.kafka.brokers.clone(),
+                problems,
+            })
+        }
+        Err(e) => {
+            tracing::warn!("the brokers did not say which ACLs this client has: {e}");
+            Ok(())
         }
     }
 }

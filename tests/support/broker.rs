@@ -73,6 +73,8 @@ pub struct TestBroker {
     bootstrap: String,
     /// Replication factor of the topics [`TestBroker::create_topic`] makes.
     replication: i32,
+    /// librdkafka properties every client of the helpers gets (TLS and SASL of a secured node).
+    properties: Vec<(String, String)>,
     // Clients first: fields drop in declaration order, so these go before the broker does.
     producer: OnceLock<FutureProducer>,
     admin: OnceLock<Arc<AdminClient<DefaultClientContext>>>,
@@ -348,6 +350,7 @@ impl TestBroker {
             kind,
             bootstrap,
             replication: 1,
+            properties: Vec::new(),
             producer: OnceLock::new(),
             admin: OnceLock::new(),
             backend,
@@ -387,11 +390,23 @@ impl TestBroker {
         format!("{prefix}-group-{}", random_suffix())
     }
 
-    /// A client config with only `bootstrap.servers` set.
+    /// A client config with `bootstrap.servers` (and a secured node's TLS/SASL properties).
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
         config
+    }
+
+    /// A secured `scripts/kafka.sh` node, used through `properties` (its admin's TLS and SASL
+    /// settings), checked to answer metadata requests.
+    pub async fn secured(bootstrap: String, properties: Vec<(String, String)>) -> TestBroker {
+        let mut broker = Self::new(BrokerKind::Kafka, bootstrap, Backend::Kafka);
+        broker.properties = properties;
+        broker.check_metadata().await;
+        broker
     }
 
     /// Producer settings used by [`TestBroker::produce`]: idempotent, `acks=all`.
@@ -591,7 +606,7 @@ impl KafkaNodes {
 }
 
 /// Runs `scripts/kafka.sh` with `args`; its last stdout line on success, its stderr on failure.
-fn kafka_script(args: &[&str]) -> Result<String, String> {
+pub fn kafka_script(args: &[&str]) -> Result<String, String> {
     let script = repo_root().join("scripts/kafka.sh");
     let output = Command::new("bash")
         .arg(&script)
@@ -625,7 +640,7 @@ fn kafka_version() -> String {
         .to_owned()
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

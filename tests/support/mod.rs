@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod process;
+pub mod secured;
 pub mod world;
 
 #[allow(unused_imports)]

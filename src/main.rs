@@ -20,7 +20,6 @@ fn main() -> ExitCode {
         // its deliberate poison messages) out of it. Set before any thread exists.
         std::env::set_var("RUST_LOG", "error");
     }
-    init_tracing(cli.log_format, cli.log_color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,7 +30,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
+    let traces = start_traces(&cli.command, &runtime);
+    init_tracing(cli.log_format, cli.log_color, traces.as_ref().map(|t| &t.0));
+    if let Some((t, _)) = &traces {
+        let endpoint = silentauth_worker::config::mask_url_credentials(&t.endpoint);
+        tracing::info!(%endpoint, "traces are exported over OTLP");
+    }
+    let code = match cli.command {
         cli::Command::Run { config } => {
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
@@ -182,6 +187,36 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code.clamp(0, 255) as u8)
         }
+    };
+    if let Some((traces, grace)) = traces {
+        runtime.block_on(traces.shutdown(grace));
+    }
+    code
+}
+
+/// The trace exporter of a command that runs jobs (`run`, `replay-dlq`, `demo`, `bench`), when
+/// `telemetry` (or the `OTEL_*` variables) names an endpoint; with the time its flush may take at
+/// exit. A config that does not load starts none: the command reports the error itself.
+fn start_traces(
+    command: &cli::Command,
+    runtime: &tokio::runtime::Runtime,
+) -> Option<(
+    silentauth_worker::telemetry::traces::Traces,
+    std::time::Duration,
+)> {
+    let path = match command {
+        cli::Command::Run { config } | cli::Command::ReplayDlq { config, .. } => config.as_deref(),
+        cli::Command::Demo { .. } | cli::Command::Bench { .. } => None,
+        _ => return None,
+    };
+    let config = Config::load(path).ok()?;
+    let _entered = runtime.enter();
+    match silentauth_worker::telemetry::traces::Traces::start(&config.telemetry) {
+        Ok(t) => t.map(|t| (t, config.worker.shutdown_grace)),
+        Err(e) => {
+            eprintln!("warning: traces are off: {e}");
+            None
+        }
     }
 }
 
@@ -211,8 +246,14 @@ async fn cancel_on_signal(token: CancellationToken) {
 }
 
 /// Logs go to stderr: JSON lines, or text on a terminal; `RUST_LOG` filters (default `info`).
-/// Text carries ANSI colours only on a terminal (or with `--log-color always`).
-fn init_tracing(format: Option<cli::LogFormat>, color: cli::LogColor) {
+/// Text carries ANSI colours only on a terminal (or with `--log-color always`). With `traces`,
+/// the spans of a job are exported beside them (docs/tracing.md).
+fn init_tracing(
+    format: Option<cli::LogFormat>,
+    color: cli::LogColor,
+    traces: Option<&silentauth_worker::telemetry::traces::Traces>,
+) {
+    use silentauth_worker::telemetry::logging::{init, LogStyle};
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
@@ -227,13 +268,5 @@ fn init_tracing(format: Option<cli::LogFormat>, color: cli::LogColor) {
             std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
         }
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().with_current_span(true).init();
-    } else {
-        builder.init();
-    }
+    init(LogStyle { json, ansi }, filter, traces);
 }

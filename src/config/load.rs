@@ -51,6 +51,8 @@ impl Config {
         let mut table: Table = text
             .parse()
             .map_err(|e: toml::de::Error| syntax_error(origin, text, &e))?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        super::telemetry::overlay_otel_env(&mut table, &env)?;
         let sources = overlay_env(&mut table, env)?;
         stringify_properties(&mut table);
         let config: Config = serde_path_to_error::deserialize(Value::Table(table))
@@ -208,6 +210,9 @@ impl Config {
             "admin.listen",
             "must be a socket address such as 127.0.0.1:9464",
         );
+        for (key, rule) in self.telemetry.violations() {
+            v.fail(key, &rule);
+        }
         v.finish()
     }
 

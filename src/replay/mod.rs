@@ -28,6 +28,7 @@ pub use report::{ClassCounts, ReplayReport};
 pub use source::replay_group;
 
 use crate::config::Config;
+use crate::telemetry::traces;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -233,11 +234,13 @@ impl Run<'_> {
                 Decision::Republish => {
                     counts.selected += 1;
                     counts.republished += 1;
+                    let mut headers = dl.replay_headers(&headers);
+                    let _span = traces::replay_span(&mut headers, partition, offset);
                     Some(Outgoing {
                         topic: self.target.clone(),
                         key,
                         value,
-                        headers: dl.replay_headers(&headers),
+                        headers,
                         timestamp: dl.original_timestamp(),
                     })
                 }

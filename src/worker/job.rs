@@ -21,6 +21,7 @@ use crate::telemetry::events::{
     DeadLetterPublished, IdempotencyHit, JobEnded, JobLetGo, JobStarted, JobVerified,
     ProduceFailed, ProduceSucceeded, ResultPublished,
 };
+use crate::telemetry::traces;
 use crate::verify::{
     interrupted_result, invalid_job_result, reused_job_result, JobContext, LetGo,
     PresentationLedger, Verifier,
@@ -65,7 +66,10 @@ pub(super) struct Taken {
     timestamp_ms: Option<i64>,
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
+    /// The job span's context (the record's own when traces are off).
     traceparent: Option<String>,
+    /// The job's trace span (`telemetry::traces`), a child of the record's `traceparent`.
+    span: tracing::Span,
     replay_count: u32,
     /// `dlq.previous.*` headers of a replayed job: the earlier failures, kept for audit.
     previous: Vec<(String, Vec<u8>)>,
@@ -78,7 +82,7 @@ pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken
     let partition = m.partition();
     let offset = m.offset();
     let epoch = state.epoch(partition)?;
-    let mut traceparent = None;
+    let span = traces::job_span(&state.jobs_topic, m);
     let mut replay_count = 0;
     let mut previous = Vec::new();
     if let Some(h) = m.headers() {
@@ -87,12 +91,6 @@ pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken
         );
         for header in h.iter() {
             match header.key {
-                "traceparent" => {
-                    traceparent = header
-                        .value
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .map(str::to_owned)
-                }
                 k if k.starts_with(crate::contract::dead_letter::header::PREVIOUS_PREFIX) => {
                     previous.push((k.to_owned(), header.value.unwrap_or_default().to_vec()));
                 }
@@ -107,7 +105,8 @@ pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken
         timestamp_ms: m.timestamp().to_millis(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
-        traceparent,
+        traceparent: traces::outgoing_traceparent(&span, m),
+        span,
         replay_count,
         previous,
     })
@@ -127,6 +126,7 @@ pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
         debug_assert!(started, "the probe gate closed under the run loop");
     }
     JobStarted.emit(&env.stats);
+    traces::record_group(&taken.span, &env.group_id);
     let span = tracing::info_span!(
         "job",
         partition = taken.partition,
@@ -134,7 +134,10 @@ pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
         probe,
         job_id = tracing::field::Empty
     );
-    tokio::spawn(job_task(env.clone(), taken, hold, probe).instrument(span));
+    // The trace span outside the log span: `Span::current()` in the job is the log span.
+    let traced = taken.span.clone();
+    let task = job_task(env.clone(), taken, hold, probe).instrument(span);
+    tokio::spawn(task.instrument(traced));
 }
 
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
@@ -207,6 +210,7 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
         }
     };
     index(env, &out, stored);
+    traces::record_job_end(out.result.as_ref(), out.error.as_ref(), taken.replay_count);
     if let Some(r) = &out.result {
         ResultPublished {
             status: r.status,
@@ -276,10 +280,12 @@ async fn publish(env: &JobEnv, out: &Outputs, traceparent: Option<&str>) -> Opti
         result,
         fingerprint: out.fingerprint,
     });
+    let publishing = crate::spans::publish(result.is_some(), out.dead_letter.is_some());
     let stored = loop {
         match env
             .publisher
             .publish(result, out.dead_letter.as_ref(), traceparent)
+            .instrument(publishing.clone())
             .await
         {
             Ok(stored) => break stored,
@@ -432,6 +438,7 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
         Answer::Verified(r) => Some((r, Some(key.fingerprint))),
         Answer::Duplicate(mut r) => {
             r.duplicate = true;
+            crate::spans::idempotency_hit();
             IdempotencyHit.emit(&env.stats);
             Some((r, Some(key.fingerprint)))
         }

@@ -10,4 +10,5 @@ pub mod world;
 #[allow(unused_imports)]
 pub use broker::{BrokerKind, KafkaNodes, TestBroker};
 pub mod load;
+pub mod otlp;
 pub mod tap;

@@ -20,7 +20,10 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use std::time::Duration;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::Targets;
+use tracing::subscriber::Interest;
+use tracing::Metadata;
+use tracing_subscriber::filter::DynFilterFn;
+use tracing_subscriber::layer;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
@@ -32,6 +35,25 @@ pub struct Traces {
     /// Where spans go, for the start-up log line.
     pub endpoint: String,
 }
+
+/// The spans (and events) of [`TARGET`] the exporter takes: every job and replay span (they
+/// carry the sampling decision and the context the outputs propagate), their children only
+/// inside a sampled one. A job that is not sampled makes no child span at all, so its cost is
+/// one span, not one per wait and attempt.
+fn sampled_only<S: tracing::Subscriber>() -> impl layer::Filter<S> {
+    DynFilterFn::new(|meta: &Metadata<'_>, _: &layer::Context<'_, S>| {
+        meta.target() == TARGET
+            && (ROOTS.contains(&meta.name())
+                || Context::current().span().span_context().is_sampled())
+    })
+    .with_callsite_filter(|meta| match meta.target() == TARGET {
+        true => Interest::sometimes(),
+        false => Interest::never(),
+    })
+}
+
+/// The spans a trace of the worker starts with.
+const ROOTS: [&str; 2] = ["job", "replay"];
 
 impl Traces {
     /// Starts exporting as `c` says (on the current Tokio runtime); `Ok(None)` when traces are
@@ -97,7 +119,7 @@ impl Traces {
             .with_location(false)
             .with_target(false)
             .with_level(false)
-            .with_filter(Targets::new().with_target(TARGET, tracing::Level::TRACE))
+            .with_filter(sampled_only())
     }
 
     /// Sends what the queue holds, within `grace`; logs what could not be sent.

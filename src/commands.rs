@@ -4,9 +4,11 @@
 use crate::cli::Command;
 use crate::tools;
 use silentauth_worker::config::{check_config, Config};
-use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
+use silentauth_worker::telemetry::traces::Traces;
+use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 /// How a command failed: its exit code, and what to print on stderr (nothing when the command
@@ -43,28 +45,31 @@ impl CliError {
     }
 }
 
-/// Runs `command`.
-pub fn dispatch(command: Command) -> Result<(), CliError> {
+/// Runs `command` on `runtime`.
+pub fn dispatch(command: Command, runtime: &Runtime) -> Result<(), CliError> {
     match command {
-        Command::Run { config } => run(config.as_deref()),
+        Command::Run { config } => run(runtime, config.as_deref()),
         Command::Demo {
             jobs,
             seed,
             timeout,
             latency,
             max_in_flight,
-        } => demo(tools::demo::DemoOptions {
+        } => demo(
+            runtime,
+            tools::demo::DemoOptions {
             jobs,
             seed,
             timeout,
             latency: std::time::Duration::from_millis(latency),
             max_in_flight,
-        }),
+            },
+        ),
         Command::Simulate { listen, scenario } => {
-            let served = block_on(silentauth_simulator::run_cli(listen, scenario))?;
+            let served = runtime.block_on(silentauth_simulator::run_cli(listen, scenario));
             served.map_err(|e| CliError::new(1, format!("{e:#}")))
         }
-        Command::ReplayDlq { config, args } => replay_dlq(config.as_deref(), args),
+        Command::ReplayDlq { config, args } => replay_dlq(runtime, config.as_deref(), args),
         Command::Bench {
             scenario,
             jobs,
@@ -78,7 +83,9 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
         } => {
             let scenarios = tools::bench::ScenarioId::parse_list(&scenario)
                 .map_err(|e| CliError::new(2, format!("{e:#}")))?;
-            bench(tools::bench::BenchOptions {
+            bench(
+                runtime,
+                tools::bench::BenchOptions {
                 scenarios,
                 jobs,
                 partitions,
@@ -88,9 +95,10 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
                 max_in_flight,
                 concurrency: concurrency.into(),
                 ledger: ledger == crate::cli::Switch::On,
-            })
+                },
+            )
         }
-        Command::Doctor { config, json } => doctor(config.as_deref(), json),
+        Command::Doctor { config, json } => doctor(runtime, config.as_deref(), json),
         Command::CheckConfig { config } => {
             let (text, code) = check_config(config.as_deref());
             if code == 0 {
@@ -104,13 +112,13 @@ pub fn dispatch(command: Command) -> Result<(), CliError> {
 }
 
 /// `run`: the worker, until SIGINT or SIGTERM.
-fn run(config: Option<&Path>) -> Result<(), CliError> {
+fn run(runtime: &Runtime, config: Option<&Path>) -> Result<(), CliError> {
     let config = load(config)?;
     let cancel = CancellationToken::new();
-    let ran = block_on(async move {
+    let ran = runtime.block_on(async move {
         tokio::spawn(cancel_on_signal(cancel.clone()));
         silentauth_worker::worker::run(config, cancel).await
-    })?;
+    });
     ran.map_err(|e| {
         tracing::error!(error = %e, "worker failed");
         CliError::new(e.exit_code(), e)
@@ -118,8 +126,8 @@ fn run(config: Option<&Path>) -> Result<(), CliError> {
 }
 
 /// `demo`: exit 0 only when every job ended as expected (the summary says which did not).
-fn demo(opts: tools::demo::DemoOptions) -> Result<(), CliError> {
-    match block_on(tools::demo::run(opts))? {
+fn demo(runtime: &Runtime, opts: tools::demo::DemoOptions) -> Result<(), CliError> {
+    match runtime.block_on(tools::demo::run(opts)) {
         Ok(report) if report.success() => Ok(()),
         Ok(_) => Err(CliError::quiet(1)),
         Err(e) => Err(CliError::new(1, format!("{e:#}"))),
@@ -128,6 +136,7 @@ fn demo(opts: tools::demo::DemoOptions) -> Result<(), CliError> {
 
 /// `replay-dlq`: prints its report; exit 130 when a signal stopped it.
 fn replay_dlq(
+    runtime: &Runtime,
     config: Option<&Path>,
     args: silentauth_worker::replay::ReplayArgs,
 ) -> Result<(), CliError> {
@@ -135,10 +144,10 @@ fn replay_dlq(
     let config = load(config)?;
     let opts = ReplayOptions::from_args(args).map_err(|e| CliError::new(e.exit_code(), &e))?;
     let cancel = CancellationToken::new();
-    let replayed = block_on(async move {
+    let replayed = runtime.block_on(async move {
         tokio::spawn(cancel_on_signal(cancel.clone()));
         replay(&config, &opts, cancel).await
-    })?;
+    });
     let report = replayed.map_err(|e| {
         tracing::error!(error = %e, "replay failed");
         CliError::new(e.exit_code(), &e)
@@ -151,14 +160,16 @@ fn replay_dlq(
 }
 
 /// `bench`.
-fn bench(opts: tools::bench::BenchOptions) -> Result<(), CliError> {
-    block_on(tools::bench::run_scenarios(opts))?.map_err(|e| CliError::new(1, format!("{e:#}")))
+fn bench(runtime: &Runtime, opts: tools::bench::BenchOptions) -> Result<(), CliError> {
+    runtime
+        .block_on(tools::bench::run_scenarios(opts))
+        .map_err(|e| CliError::new(1, format!("{e:#}")))
 }
 
 /// `doctor`: prints its report (text or JSON); exit 0 only when every check passed.
-fn doctor(config: Option<&Path>, json: bool) -> Result<(), CliError> {
+fn doctor(runtime: &Runtime, config: Option<&Path>, json: bool) -> Result<(), CliError> {
     let config = load(config)?;
-    let report = block_on(async { silentauth_worker::doctor::run(&config).await })?;
+    let report = runtime.block_on(silentauth_worker::doctor::run(&config));
     match json {
         true => print!("{}", report.render_json()),
         false => print!("{}", report.render_text()),
@@ -174,13 +185,32 @@ fn load(path: Option<&Path>) -> Result<Config, CliError> {
     Config::load(path).map_err(|e| CliError::new(2, e))
 }
 
-/// Runs `future` to its end on a new multi-threaded runtime.
-fn block_on<F: Future>(future: F) -> Result<F::Output, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The multi-threaded runtime every command runs on.
+pub fn runtime() -> Result<Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(1, format!("cannot start the async runtime: {e}")))?;
-    Ok(runtime.block_on(future))
+        .map_err(|e| CliError::new(1, format!("cannot start the async runtime: {e}")))
+}
+
+/// The trace exporter of a command that runs jobs (`run`, `replay-dlq`, `demo`, `bench`), when
+/// `telemetry` (or the `OTEL_*` variables) names an endpoint; with the time its flush may take at
+/// exit. A config that does not load starts none: the command reports the error itself.
+pub fn start_traces(command: &Command, runtime: &Runtime) -> Option<(Traces, Duration)> {
+    let path = match command {
+        Command::Run { config } | Command::ReplayDlq { config, .. } => config.as_deref(),
+        Command::Demo { .. } | Command::Bench { .. } => None,
+        _ => return None,
+    };
+    let config = Config::load(path).ok()?;
+    let _entered = runtime.enter();
+    match Traces::start(&config.telemetry) {
+        Ok(t) => t.map(|t| (t, config.worker.shutdown_grace)),
+        Err(e) => {
+            eprintln!("warning: traces are off: {e}");
+            None
+        }
+    }
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -8,7 +8,8 @@
 //!
 //! Layers, lowest first; a module imports only from its own layer or below, and no file imports
 //! a file that imports it back (`tests/layers.rs` checks both):
-//! - [`clock`], [`secret`]: saturating time arithmetic; secrets and masking.
+//! - [`clock`], [`secret`], [`spans`]: saturating time arithmetic; secrets and masking; the
+//!   trace spans of a job (plain `tracing` spans of one target).
 //! - [`contract`], [`config`]: the wire formats of jobs, results and dead-letter headers (no
 //!   I/O); the typed configuration.
 //! - [`silentauth`]: the HTTP client, the error-class table, retries, the two-priority limiter,
@@ -48,6 +49,7 @@ pub mod network_signals;
 pub mod replay;
 pub mod secret;
 pub mod silentauth;
+pub mod spans;
 pub mod telemetry;
 #[cfg(feature = "test-faults")]
 pub mod test_faults;

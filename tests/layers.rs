@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// from layers below, never from a layer above. Every top-level module must be listed.
 const LAYERS: &[&[&str]] = &[
     &["simulator"],
-    &["clock", "secret"],
+    &["clock", "secret", "spans"],
     &["contract", "config"],
     &["silentauth", "test_faults"],
     &["network_signals", "verify"],

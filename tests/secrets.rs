@@ -1,7 +1,8 @@
 //! Secrets and privacy under a full mixed workload: the worker binary runs at debug level in
 //! both log formats over every outcome (verified, not verified, mismatch, every error class,
 //! dead letters, duplicates) with distinctive credentials, and then its logs, every record it
-//! produced (keys, values, headers) and its `/metrics` text are scanned for the api key, the
+//! produced (keys, values, headers), every trace span it exported (attributes, events, resource;
+//! to an OTLP receiver in the test) and its `/metrics` text are scanned for the api key, the
 //! client secrets, a SASL password given through `kafka.properties`, every authorization code,
 //! every access/refresh/id token the simulator issued and every unmasked phone number.
 //!
@@ -180,11 +181,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(config: &Path, format: &str, stderr: &Path) -> Child {
+fn spawn(config: &Path, format: &str, stderr: &Path, otlp: &str) -> Child {
     Command::new(BIN)
         .args(["--log-format", format, "run", "--config"])
         .arg(config)
         .env("RUST_LOG", "debug")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
         .env("SILENTAUTH__CLIENTS__DEFAULT__CLIENT_SECRET", CLIENT_SECRET)
         .env("SILENTAUTH__CLIENTS__DEFAULT__API_KEY", API_KEY)
         .env("SILENTAUTH__CLIENTS__WRONG__CLIENT_SECRET", WRONG_SECRET)
@@ -227,6 +229,7 @@ fn record_text(m: &OwnedMessage) -> (String, String, String) {
 async fn secrets_scan(phases: usize) {
     let w = World::new(scenario(), 2).await;
     let tap = HttpTap::start(w.sim.addr()).await;
+    let receiver = support::otlp::Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let admin_port = free_port();
     let mut config: Config = w.config();
@@ -249,7 +252,7 @@ async fn secrets_scan(phases: usize) {
     for phase in 1..=phases {
         let format = if phase % 2 == 1 { "json" } else { "text" };
         let stderr = dir.path().join(format!("stderr-{phase}.log"));
-        let child = spawn(&path, format, &stderr);
+        let child = spawn(&path, format, &stderr, &receiver.endpoint());
         let jobs = mix(&w, phase, &mut sent);
         let ids: BTreeSet<String> = jobs
             .iter()
@@ -370,6 +373,17 @@ async fn secrets_scan(phases: usize) {
                 .map(|l| format!("{format} log: {l}")),
         );
     }
+    // Every job's trace, its attempts and events, exported (flushed at each stop).
+    let spans = receiver.spans();
+    assert!(
+        spans.iter().any(|s| s.name == "token"),
+        "spans were exported"
+    );
+    found.extend(
+        leaks(&format!("{spans:?}"), &everything)
+            .into_iter()
+            .map(|l| format!("span: {l}")),
+    );
     for text in &metrics {
         assert!(text.contains("silentauth_results_total") || text.contains("\"results\""));
         found.extend(
@@ -407,11 +421,12 @@ async fn secrets_scan(phases: usize) {
     eprintln!(
         "secrets: {} jobs sent ({phases} phases, json and text logs at debug), {} results, \
          {} dead letters, {duplicates} duplicates; scanned {log_lines} log lines, {} admin \
-         pages, {} records for {} secrets, {} codes, {} tokens, {} numbers: {} found",
+         pages, {} spans, {} records for {} secrets, {} codes, {} tokens, {} numbers: {} found",
         sent.expect.len() + phases + duplicates_sent,
         records.len(),
         dead.len(),
         metrics.len(),
+        spans.len(),
         records.len() + dead.len(),
         secrets.len(),
         sent.codes.len(),

@@ -14,7 +14,7 @@ pub(super) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
         let Ok(name) = name.into_string() else {
             continue;
         };
-        if env_segments(&name).is_none() {
+        if env_segments(&name).is_none() && !super::telemetry::is_otel_var(&name) {
             continue;
         }
         let value = value.into_string().map_err(|_| ConfigError::Env {

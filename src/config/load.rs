@@ -51,6 +51,8 @@ impl Config {
         let mut table: Table = text
             .parse()
             .map_err(|e: toml::de::Error| syntax_error(origin, text, &e))?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        super::telemetry::overlay_otel_env(&mut table, &env)?;
         let sources = overlay_env(&mut table, env)?;
         stringify_properties(&mut table);
         let config: Config = serde_path_to_error::deserialize(Value::Table(table))
@@ -68,6 +70,7 @@ impl Config {
         self.validate_api(&mut v);
         self.validate_retry(&mut v);
         self.validate_worker(&mut v);
+        self.validate_telemetry(&mut v);
         v.finish()
     }
 
@@ -168,6 +171,13 @@ impl Config {
                 }
             }
             v.check(c.burst >= 1, &key("burst"), "must be >= 1");
+        }
+    }
+
+    /// `telemetry.*`.
+    fn validate_telemetry(&self, v: &mut Rules) {
+        for (key, rule) in self.telemetry.violations() {
+            v.fail(key, &rule);
         }
     }
 

@@ -28,12 +28,14 @@ mod load;
 mod origin;
 mod redact;
 mod sections;
+mod telemetry;
 
 pub use error::{env_var_for, ConfigError, Violation};
 pub use load::check_config;
 pub use origin::{DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT_TOML, ENV_PREFIX};
 pub use redact::{is_secret_property, mask_url_credentials};
 pub use sections::*;
+pub use telemetry::{TelemetryConfig, PROTOCOLS, SAMPLERS};
 
 #[cfg(test)]
 mod tests {

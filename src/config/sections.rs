@@ -35,6 +35,9 @@ pub struct Config {
     /// The admin HTTP listener.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Traces over OTLP (off unless an endpoint is set).
+    #[serde(default)]
+    pub telemetry: super::telemetry::TelemetryConfig,
 }
 
 /// Kafka settings.

@@ -15,7 +15,8 @@ pub struct JobRecord {
     pub key: Option<Vec<u8>>,
     /// Its value: the job.
     pub payload: Option<Vec<u8>>,
-    /// Its `traceparent` header, copied to the result and the dead letter.
+    /// The `traceparent` its result and dead letter carry: the job span's context when traces
+    /// are on, else the record's own header.
     pub traceparent: Option<String>,
     /// Its `dlq.replay_count` header: 0 unless it is a replayed job.
     pub replay_count: u32,

@@ -28,6 +28,7 @@ pub use report::{ClassCounts, ReplayReport};
 pub use source::replay_group;
 
 use crate::config::Config;
+use crate::telemetry::traces;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -314,11 +315,13 @@ impl Run<'_> {
             Decision::Republish => {
                 counts.selected += 1;
                 counts.republished += 1;
+                let mut headers = dl.replay_headers(&record.headers);
+                let _span = traces::replay_span(&mut headers, record.partition, record.offset);
                 Some(Outgoing {
                     topic: self.target.clone(),
                     key: record.key,
                     value: record.value,
-                    headers: dl.replay_headers(&record.headers),
+                    headers,
                     timestamp: dl.original_timestamp(),
                 })
             }

@@ -192,6 +192,7 @@ impl Api for SilentAuthClient {
             .post(self.token_url.clone())
             .header("apiKey", creds.api_key.expose())
             .form(&form);
+        crate::spans::record_server(&self.token_url);
         self.send(req).await
     }
 
@@ -200,6 +201,7 @@ impl Api for SilentAuthClient {
             .http
             .get(self.userinfo_url.clone())
             .bearer_auth(access_token.expose());
+        crate::spans::record_server(&self.userinfo_url);
         self.send(req).await
     }
 
@@ -216,6 +218,7 @@ impl Api for SilentAuthClient {
             .post(self.signal_urls[index].clone())
             .header("apiKey", api_key.expose())
             .json(&call.body(phone_number, max_age_minutes));
+        crate::spans::record_server(&self.signal_urls[index]);
         self.send(req).await
     }
 }

@@ -9,10 +9,12 @@ use super::limiter::{Limiter, Priority};
 use super::spent::SpentCode;
 use crate::config::RetryConfig;
 use crate::contract::{ErrorClass, Stage};
+use crate::spans::{self, AttemptEnd};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How failed requests are retried.
 #[derive(Debug, Clone)]
@@ -224,7 +226,8 @@ where
     let mut tries = 0u32;
     let mut last: Option<Classification> = None;
     loop {
-        if !permit(policy, limiter, deadline).await {
+        let waiting = permit(policy, limiter, deadline);
+        if !spans::waited(waiting, || spans::rate_limit_wait(stage.as_str())).await {
             return match last {
                 None => StageEnd::Expired,
                 Some(c) => StageEnd::Failed(with_note(c, "retries stopped at the code's deadline")),
@@ -236,16 +239,34 @@ where
             attempts.retries += 1;
         }
         let t0 = Instant::now();
-        let outcome = send().await;
+        let attempt = spans::http_attempt(stage.as_str(), method(stage), tries);
+        let outcome = send().instrument(attempt.clone()).await;
         let elapsed = t0.elapsed();
+        let status = outcome.complete_status();
         attempts.http_time += elapsed;
         if let Some(o) = call.observer {
-            o.request(stage, outcome.complete_status(), elapsed);
+            o.request(stage, status, elapsed);
         }
         let (mut c, retry_after) = match judge(policy, &call, outcome) {
-            Ok(success) => return StageEnd::Success(success),
+            Ok(success) => {
+                let end = AttemptEnd {
+                    status,
+                    class: None,
+                    ambiguous: false,
+                    code_spent: stage == Stage::Token,
+                };
+                spans::record_attempt(&attempt, &end);
+                return StageEnd::Success(success);
+            }
             Err(failure) => failure,
         };
+        let end = AttemptEnd {
+            status,
+            class: Some(c.class.as_str()),
+            ambiguous: c.ambiguous,
+            code_spent: stage == Stage::Token && (c.ambiguous || c.exchanged),
+        };
+        spans::record_attempt(&attempt, &end);
         if stage == Stage::Token && c.class == ErrorClass::CodeRejected && attempts.ambiguous {
             c = with_note(
                 c,
@@ -257,6 +278,7 @@ where
             return StageEnd::Failed(c);
         }
         if let (Some(ra), Some(429 | 503)) = (retry_after, c.http_status) {
+            spans::retry_after(stage.as_str(), ra);
             pause(limiter, stage, ra);
         }
         if tries >= policy.max_attempts {
@@ -274,6 +296,14 @@ where
         }
         last = Some(c);
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// The HTTP method of `stage`'s requests.
+fn method(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Userinfo => "GET",
+        _ => "POST",
     }
 }
 

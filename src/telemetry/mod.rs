@@ -7,6 +7,9 @@
 //!   event, whose `emit` bumps the counters with fixed labels and logs what is worth logging.
 //! - [`prometheus`]: the `/metrics` registry over the counters, and the [`HttpObserver`]
 //!   (`prometheus::HttpMetrics`) that counts and times every HTTP request by endpoint.
+//! - [`traces`]: the OpenTelemetry exporter under the spans of [`crate::spans`], the job span,
+//!   the `traceparent` of its outputs; [`span_queue`]: the bounded export queue that drops (and
+//!   counts) rather than block a job; [`logging`]: the log subscriber, with `trace_id`/`span_id`.
 //! - [`admin`]: the admin listener: `/metrics`, `/healthz`, `/readyz` and the status page
 //!   (`status.html`, polling `/status.json`).
 //!
@@ -15,4 +18,7 @@
 pub mod admin;
 pub mod counters;
 pub mod events;
+pub mod logging;
 pub mod prometheus;
+pub mod span_queue;
+pub mod traces;

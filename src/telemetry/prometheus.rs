@@ -44,6 +44,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "silentauth_ready",
     "silentauth_breaker_open",
     "silentauth_breaker_trips_total",
+    "silentauth_trace_spans_total",
 ];
 
 /// The API endpoint of a request (the `endpoint` label).
@@ -296,6 +297,23 @@ impl CountersCollector {
             for (class, n) in s.dead_letters_by_class() {
                 let labels = [("class", class.as_str())];
                 ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "silentauth_trace_spans",
+                "Finished sampled trace spans by fate: exported, failed (the export request failed or timed out), dropped (the export queue was full)",
+                None,
+                MetricType::Counter,
+            )?;
+            let c = &super::span_queue::SPAN_COUNTS;
+            for (fate, n) in [
+                ("exported", &c.exported),
+                ("failed", &c.failed),
+                ("dropped", &c.dropped),
+            ] {
+                let n = n.load(std::sync::atomic::Ordering::Relaxed);
+                ConstCounter::new(n).encode(m.encode_family(&[("fate", fate)])?)?;
             }
         }
         counter(

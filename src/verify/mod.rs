@@ -317,7 +317,8 @@ impl<A: Api> Verifier<A> {
         // One slot from the token request to the userinfo answer: a job whose code is spent
         // never waits for a slot.
         let concurrency = &*p.profile.concurrency;
-        let Ok(slot) = tokio::time::timeout_at(p.deadline_at, concurrency.acquire()).await else {
+        let slot = crate::spans::waited(concurrency.acquire(), crate::spans::concurrency_wait);
+        let Ok(slot) = tokio::time::timeout_at(p.deadline_at, slot).await else {
             return expired(p.deadline);
         };
         let creds = &p.profile.credentials;

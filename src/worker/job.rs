@@ -20,6 +20,7 @@ use crate::telemetry::events::{
     DeadLetterPublished, IdempotencyHit, JobEnded, JobLetGo, JobStarted, JobVerified,
     ProduceFailed, ProduceSucceeded, ResultPublished,
 };
+use crate::telemetry::traces;
 use crate::verify::{
     interrupted_result, invalid_job_result, reused_job_result, JobContext, LetGo,
     PresentationLedger, Verifier,
@@ -60,6 +61,10 @@ pub(super) struct JobEnv {
 pub(super) struct Taken {
     ticket: Ticket,
     record: JobRecord,
+    /// The job's trace span (`telemetry::traces`), a child of the record's `traceparent`; the
+    /// record carries this span's context as its `traceparent` (the record's own when traces
+    /// are off).
+    span: tracing::Span,
 }
 
 /// Takes a record: copies it out, unless its partition is no longer ours. Its offset is not
@@ -67,8 +72,9 @@ pub(super) struct Taken {
 /// keeps the stored offset at or below its own.
 pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken> {
     let ticket = state.ticket(m.partition(), m.offset())?;
+    let span = traces::job_span(&state.jobs_topic, m);
     let headers = m.headers().into_iter().flat_map(|h| h.iter());
-    let record = JobRecord::new(
+    let mut record = JobRecord::new(
         m.partition(),
         m.offset(),
         m.timestamp().to_millis(),
@@ -76,7 +82,12 @@ pub(super) fn take(state: &WorkerState, m: &BorrowedMessage<'_>) -> Option<Taken
         m.payload(),
         headers.map(|h| (h.key, h.value)),
     );
-    Some(Taken { ticket, record })
+    record.traceparent = traces::outgoing_traceparent(&span, m);
+    Some(Taken {
+        ticket,
+        record,
+        span,
+    })
 }
 
 /// Starts a job: registers its offset as in flight and spawns its task. A record whose partition
@@ -93,6 +104,7 @@ pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
         debug_assert!(started, "the probe gate closed under the run loop");
     }
     JobStarted.emit(&env.stats);
+    traces::record_group(&taken.span, &env.group_id);
     let span = tracing::info_span!(
         "job",
         partition = taken.ticket.partition,
@@ -100,7 +112,10 @@ pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
         probe,
         job_id = tracing::field::Empty
     );
-    tokio::spawn(job_task(env.clone(), taken, hold, probe).instrument(span));
+    // The trace span outside the log span: `Span::current()` in the job is the log span.
+    let traced = taken.span.clone();
+    let task = job_task(env.clone(), taken, hold, probe).instrument(span);
+    tokio::spawn(task.instrument(traced));
 }
 
 /// Runs one job to the end: its outputs acknowledged (or committed) and its offset finished.
@@ -145,6 +160,7 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
     };
     let stored = deliver(env, taken.ticket, &publication).await?;
     index(env, &publication, stored);
+    traces::record_job_end(&publication, taken.record.replay_count);
     if let Some(r) = publication.result() {
         ResultPublished {
             status: r.status,
@@ -211,8 +227,17 @@ fn index(env: &JobEnv, publication: &Publication, stored: Option<Stored>) {
 /// it fails, `/readyz` answers 503 naming the topic; the first success clears that.
 async fn publish(env: &JobEnv, publication: &Publication) -> Option<Stored> {
     let mut backoff = Duration::from_millis(100);
+    let publishing = crate::spans::publish(
+        publication.result.is_some(),
+        publication.dead_letter.is_some(),
+    );
     let stored = loop {
-        match env.publisher.publish(publication).await {
+        match env
+            .publisher
+            .publish(publication)
+            .instrument(publishing.clone())
+            .await
+        {
             Ok(stored) => break stored,
             Err(e) => {
                 ProduceFailed {
@@ -359,6 +384,7 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
         Answer::Verified(r) => Some((r, Some(key.fingerprint))),
         Answer::Duplicate(mut r) => {
             r.duplicate = true;
+            crate::spans::idempotency_hit();
             IdempotencyHit.emit(&env.stats);
             Some((r, Some(key.fingerprint)))
         }

@@ -11,4 +11,5 @@ pub mod world;
 #[allow(unused_imports)]
 pub use broker::{BrokerKind, KafkaNodes, TestBroker};
 pub mod load;
+pub mod otlp;
 pub mod tap;

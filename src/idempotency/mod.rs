@@ -386,6 +386,35 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn job_with(code: &str, number: &str) -> Job {
+        let json = format!(
+            r#"{{"job_id":"j-1","login_hint":"{number}","code":"{code}","redirect_uri":"https://client.example.com/cb"}}"#
+        );
+        Job::decode(json.as_bytes()).expect("a valid job")
+    }
+
+    #[test]
+    fn the_fingerprint_tells_codes_and_numbers_apart_and_reads_the_number_by_its_digits() {
+        let a = fingerprint(&job_with("code-a", "+381123456789"));
+        assert_eq!(a, fingerprint(&job_with("code-a", "+381123456789")));
+        assert_eq!(
+            a,
+            fingerprint(&job_with("code-a", "00381123456789")),
+            "00 is +"
+        );
+        assert_ne!(
+            a,
+            fingerprint(&job_with("code-b", "+381123456789")),
+            "another code"
+        );
+        assert_ne!(
+            a,
+            fingerprint(&job_with("code-a", "+381123456788")),
+            "another number"
+        );
+        assert!(a > 1, "a real hash, not the floor of 1");
+    }
+
     /// A verified result of `id` answering `replay_count` (also the packing tests').
     pub(super) fn result(id: &str, replay_count: u32) -> JobResult {
         JobResult {

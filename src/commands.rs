@@ -4,10 +4,10 @@
 use crate::cli::Command;
 use crate::tools;
 use silentauth_worker::config::{check_config, Config};
+use silentauth_worker::telemetry::traces::Traces;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
-use silentauth_worker::telemetry::traces::Traces;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -58,11 +58,11 @@ pub fn dispatch(command: Command, runtime: &Runtime) -> Result<(), CliError> {
         } => demo(
             runtime,
             tools::demo::DemoOptions {
-            jobs,
-            seed,
-            timeout,
-            latency: std::time::Duration::from_millis(latency),
-            max_in_flight,
+                jobs,
+                seed,
+                timeout,
+                latency: std::time::Duration::from_millis(latency),
+                max_in_flight,
             },
         ),
         Command::Simulate { listen, scenario } => {
@@ -86,15 +86,15 @@ pub fn dispatch(command: Command, runtime: &Runtime) -> Result<(), CliError> {
             bench(
                 runtime,
                 tools::bench::BenchOptions {
-                scenarios,
-                jobs,
-                partitions,
-                brokers,
-                skip_limits,
-                in_process,
-                max_in_flight,
-                concurrency: concurrency.into(),
-                ledger: ledger == crate::cli::Switch::On,
+                    scenarios,
+                    jobs,
+                    partitions,
+                    brokers,
+                    skip_limits,
+                    in_process,
+                    max_in_flight,
+                    concurrency: concurrency.into(),
+                    ledger: ledger == crate::cli::Switch::On,
                 },
             )
         }

@@ -25,7 +25,7 @@ async fn start(
     tokio::task::JoinHandle<Result<(), silentauth_worker::worker::WorkerError>>,
 ) {
     let worker = Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     let addr = admin_addr(&stats, Duration::from_secs(30)).await;

@@ -72,7 +72,7 @@ async fn metrics_add_up_after_a_mixed_run_and_the_page_serves() {
         .properties
         .insert("statistics.interval.ms".into(), "1000".into());
     let worker = Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
@@ -249,7 +249,7 @@ async fn not_ready_while_kafka_is_unreachable_and_gone_when_run_fails() {
     config.kafka.connect_timeout = Duration::from_secs(3);
     config.admin.listen = "127.0.0.1:0".into();
     let worker = Worker::new(config);
-    let stats: Arc<WorkerCounters> = worker.stats();
+    let stats: Arc<WorkerCounters> = worker.counters();
     let handle = tokio::spawn(worker.run(CancellationToken::new()));
     let addr = admin_addr(&stats, Duration::from_secs(10)).await;
     assert_eq!(get(addr, "/healthz").await.unwrap().0, 200);
@@ -274,7 +274,7 @@ async fn a_taken_admin_port_is_a_warning_not_a_failure() {
     config.kafka.connect_timeout = Duration::from_secs(1);
     config.admin.listen = taken.local_addr().unwrap().to_string();
     let worker = Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let r = worker.run(CancellationToken::new()).await;
     // It went on to the broker probe (which fails here) instead of stopping at the bind.
     assert!(

@@ -91,7 +91,7 @@ struct Running {
 
 async fn start(config: Config) -> Running {
     let worker = Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });

@@ -204,7 +204,7 @@ async fn start_run(broker: TestBroker, prefix: &str, number: &str, n: usize) -> 
     let mut config = w.config();
     config.worker.max_in_flight = 16;
     let worker = silentauth_worker::worker::Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     let admin = admin_addr(&stats, Duration::from_secs(30)).await;

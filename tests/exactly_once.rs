@@ -55,7 +55,7 @@ async fn offsets_committed_in_transactions_are_the_groups_committed_offsets() {
     };
     let w = World::with_broker(broker, Scenario::default(), 2).await;
     let worker = silentauth_worker::worker::Worker::new(exactly_once(&w, "eos-offsets"));
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     for i in 0..30 {

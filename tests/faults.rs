@@ -35,7 +35,7 @@ async fn all_brokers_down_for_seconds_loses_nothing() {
     let mut config = w.config();
     config.worker.max_in_flight = 64;
     let worker = silentauth_worker::worker::Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     let admin = admin_addr(&stats, Duration::from_secs(10)).await;
@@ -102,7 +102,7 @@ async fn produce_errors_are_retried_and_nothing_is_lost() {
     // (each job records its presentation before its token request): this test is about results.
     config.worker.ledger = false;
     let worker = silentauth_worker::worker::Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -169,7 +169,7 @@ async fn fetch_commit_and_join_errors_and_a_slow_broker_lose_nothing() {
     let mut config = w.config();
     config.kafka.commit_interval = Duration::from_millis(100);
     let worker = silentauth_worker::worker::Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -97,6 +97,187 @@ fn no_source_file_passes_about_400_lines_of_code() {
     );
 }
 
+/// The longest a function of the product may be, signature to closing brace.
+const MAX_FN_LINES: usize = 80;
+
+#[test]
+fn no_function_in_src_passes_80_lines() {
+    let graph = Graph::load(&crates(Path::new(env!("CARGO_MANIFEST_DIR"))));
+    let long: Vec<String> = graph
+        .modules
+        .iter()
+        .filter(|m| m.file.starts_with("src/"))
+        .flat_map(|m| {
+            long_functions(&m.text)
+                .into_iter()
+                .map(move |(name, line, n)| format!("  {}:{line} {name} ({n} lines)", m.file))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "functions past {MAX_FN_LINES} lines (split them into named phases):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_check_finds_a_long_function() {
+    let body = "    let x = 1;\n".repeat(MAX_FN_LINES - 1);
+    let text = format!(
+        "/// {{ in a comment\nfn short(a: [u8; 4]) -> &'static str {{\n    \"}}\"\n}}\n\
+         pub(crate) async fn long<T>(t: T) where T: Copy {{\n{body}}}\n\
+         fn exact() {{\n{}}}\n\
+         trait T {{ fn declared(&self); }}\n\
+         #[cfg(test)]\nmod tests {{\n    fn in_tests() {{\n{body}    }}\n}}\n",
+        "    let y = '{';\n".repeat(MAX_FN_LINES - 2)
+    );
+    assert_eq!(
+        long_functions(&text),
+        [("long".to_owned(), 5, MAX_FN_LINES + 1)]
+    );
+}
+
+/// The functions of `text` (its test module left out) longer than [`MAX_FN_LINES`]: name, line
+/// of the `fn`, lines from the `fn` to the closing brace.
+fn long_functions(text: &str) -> Vec<(String, usize, usize)> {
+    let code = blank(text);
+    let code = match test_module(&code) {
+        Some(at) => &code[..at],
+        None => &code[..],
+    };
+    let b = code.as_bytes();
+    let line_of = |i: usize| code[..i].matches('\n').count() + 1;
+    let mut long = Vec::new();
+    for (at, _) in code.match_indices("fn ") {
+        if at > 0 && (b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_') {
+            continue;
+        }
+        let name: String = code[at + 3..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        // The body: the first `{` outside parentheses and brackets, unless a `;` ends the
+        // declaration first.
+        let (mut depth, mut open) = (0i32, None);
+        for (i, &c) in b.iter().enumerate().skip(at) {
+            match c {
+                b'(' | b'[' => depth += 1,
+                b')' | b']' => depth -= 1,
+                b';' if depth == 0 => break,
+                b'{' if depth == 0 => {
+                    open = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(open) = open else { continue };
+        let mut braces = 0;
+        let close = b[open..].iter().position(|&c| {
+            braces += match c {
+                b'{' => 1,
+                b'}' => -1,
+                _ => 0,
+            };
+            braces == 0
+        });
+        let Some(close) = close else { continue };
+        let lines = line_of(open + close) - line_of(at) + 1;
+        if lines > MAX_FN_LINES {
+            long.push((name, line_of(at), lines));
+        }
+    }
+    long
+}
+
+/// `text` with its comments and the contents of its string and character literals blanked,
+/// newlines kept (so line numbers hold): only the code's own braces are left.
+fn blank(text: &str) -> String {
+    let c: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let blanked = |ch: char| if ch == '\n' { '\n' } else { ' ' };
+    let ident = |i: usize| i < c.len() && (c[i].is_alphanumeric() || c[i] == '_');
+    let mut i = 0;
+    while i < c.len() {
+        let next = c.get(i + 1).copied();
+        if c[i] == '/' && next == Some('/') {
+            while i < c.len() && c[i] != '\n' {
+                out.push(' ');
+                i += 1;
+            }
+        } else if c[i] == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < c.len() {
+                let pair = (c[i], c.get(i + 1).copied());
+                if pair == ('/', Some('*')) || pair == ('*', Some('/')) {
+                    depth += if pair.0 == '/' { 1 } else { -1 };
+                    out.push_str("  ");
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    out.push(blanked(c[i]));
+                    i += 1;
+                }
+            }
+        } else if c[i] == 'r'
+            && matches!(next, Some('#' | '"'))
+            && (i == 0 || !ident(i - 1) || (c[i - 1] == 'b' && (i < 2 || !ident(i - 2))))
+        {
+            // A raw string: r"…", r#"…"#, br"…".
+            let hashes = c[i + 1..].iter().take_while(|&&h| h == '#').count();
+            if c.get(i + 1 + hashes) != Some(&'"') {
+                out.push(c[i]);
+                i += 1;
+                continue;
+            }
+            let end: String = std::iter::once('"')
+                .chain("#".repeat(hashes).chars())
+                .collect();
+            out.push('"');
+            i += 2 + hashes;
+            while i < c.len() && !c[i..].starts_with(&end.chars().collect::<Vec<_>>()) {
+                out.push(blanked(c[i]));
+                i += 1;
+            }
+            out.push('"');
+            i += end.len();
+        } else if c[i] == '"' {
+            out.push('"');
+            i += 1;
+            while i < c.len() && c[i] != '"' {
+                let skip = if c[i] == '\\' { 2 } else { 1 };
+                for &ch in &c[i..(i + skip).min(c.len())] {
+                    out.push(blanked(ch));
+                }
+                i += skip;
+            }
+            out.push('"');
+            i += 1;
+        } else if c[i] == '\'' && (next == Some('\\') || c.get(i + 2) == Some(&'\'')) {
+            // A character literal (not a lifetime).
+            out.push('\'');
+            i += 1;
+            while i < c.len() && c[i] != '\'' {
+                let skip = if c[i] == '\\' { 2 } else { 1 };
+                out.push_str(&" ".repeat(skip));
+                i += skip;
+            }
+            out.push('\'');
+            i += 1;
+        } else {
+            out.push(c[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 #[test]
 fn the_check_finds_a_cycle_through_a_re_export() {
     // a.rs imports B from b.rs; b.rs imports A through the crate root's re-export of a::A.

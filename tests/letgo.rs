@@ -35,7 +35,7 @@ impl Instance {
         let mut config = config.clone();
         config.worker.instance_id = name.into();
         let worker = Worker::new(config);
-        let stats = worker.stats();
+        let stats = worker.counters();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(worker.run(cancel.clone()));
         Instance {

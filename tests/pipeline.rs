@@ -40,7 +40,7 @@ async fn a_window_full_past_the_pause_threshold_pauses_and_is_never_revoked() {
         config.kafka.properties.insert(k.into(), v.to_owned());
     }
     let worker = Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(worker.run(cancel.clone()));
     let started = Instant::now();

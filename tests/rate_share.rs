@@ -49,7 +49,7 @@ async fn partition_share_keeps_the_combined_rate_within_the_limit() {
     let mut handles = Vec::new();
     for _ in 0..INSTANCES {
         let worker = Worker::new(config.clone());
-        stats.push(worker.stats());
+        stats.push(worker.counters());
         handles.push(tokio::spawn(worker.run(cancel.clone())));
     }
     let deadline = Instant::now() + Duration::from_secs(30);

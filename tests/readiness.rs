@@ -147,7 +147,7 @@ async fn waits_for(key: &str) {
     };
     w.send_job(&job).await;
     let worker = Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
@@ -254,7 +254,7 @@ async fn topic_lost_while_running(key: &str) {
         _ => w.dlq.clone(),
     };
     let worker = Worker::new(w.config());
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });
@@ -324,7 +324,7 @@ async fn stopping_while_waiting_for_a_topic_consumes_nothing_and_returns_cleanly
     config.topics.dead_letter = TestBroker::unique_topic("never-created");
     let group = config.kafka.group_id.clone();
     let worker = Worker::new(config);
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await });

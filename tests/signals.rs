@@ -500,7 +500,7 @@ async fn through_kafka_one_result_carries_verdict_signals_and_flags() {
 async fn metrics_label_signal_requests_with_their_own_endpoints() {
     let w = World::new(Scenario::from_toml_str(SCENARIO).unwrap(), 1).await;
     let worker = silentauth_worker::worker::Worker::new(w.config());
-    let stats = worker.stats();
+    let stats = worker.counters();
     let cancel = tokio_util::sync::CancellationToken::new();
     let c = cancel.clone();
     let handle = tokio::spawn(async move { worker.run(c).await.expect("worker run") });

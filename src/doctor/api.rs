@@ -198,7 +198,7 @@ fn signals_check(config: &Config, name: &str, answer: HttpOutcome) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::check::Status;
+    use crate::doctor::check::Grade;
     use crate::silentauth::HttpResponse;
 
     fn answer(status: u16, error: &str) -> HttpOutcome {
@@ -214,11 +214,11 @@ mod tests {
         let mut config = Config::default();
         config.api.base_url = "https://user:s3cret@api.example.com/silent-auth/v1".into();
         for (status, error, expected) in [
-            (400, "invalid_request", Status::Pass),
-            (400, "invalid_grant", Status::Pass),
-            (400, "invalid_client", Status::Fail),
-            (400, "unauthorized_client", Status::Fail),
-            (401, "invalid_client", Status::Fail),
+            (400, "invalid_request", Grade::Pass),
+            (400, "invalid_grant", Grade::Pass),
+            (400, "invalid_client", Grade::Fail),
+            (400, "unauthorized_client", Grade::Fail),
+            (401, "invalid_client", Grade::Fail),
         ] {
             let c = token_check(&config, "default", answer(status, error));
             assert_eq!(c.status, expected, "{status} {error}: {c:?}");

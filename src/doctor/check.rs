@@ -5,7 +5,7 @@ use serde::Serialize;
 /// How a check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum Grade {
     /// Fine.
     Pass,
     /// Worth a look, but the worker can run (does not fail `doctor`).
@@ -16,13 +16,13 @@ pub enum Status {
     Skip,
 }
 
-impl Status {
+impl Grade {
     pub(super) fn label(self) -> &'static str {
         match self {
-            Status::Pass => "PASS",
-            Status::Warn => "WARN",
-            Status::Fail => "FAIL",
-            Status::Skip => "SKIP",
+            Grade::Pass => "PASS",
+            Grade::Warn => "WARN",
+            Grade::Fail => "FAIL",
+            Grade::Skip => "SKIP",
         }
     }
 }
@@ -33,7 +33,7 @@ pub struct Check {
     /// What was checked, usually the configuration key (e.g. `topics.results`).
     pub check: String,
     /// How it went.
-    pub status: Status,
+    pub status: Grade,
     /// What was found (never a secret).
     pub detail: String,
     /// What to do about it (absent when it passed).
@@ -45,7 +45,7 @@ impl Check {
     pub(super) fn pass(check: impl Into<String>, detail: impl Into<String>) -> Check {
         Check {
             check: check.into(),
-            status: Status::Pass,
+            status: Grade::Pass,
             detail: detail.into(),
             fix: None,
         }
@@ -58,7 +58,7 @@ impl Check {
     ) -> Check {
         Check {
             check: check.into(),
-            status: Status::Fail,
+            status: Grade::Fail,
             detail: detail.into(),
             fix: Some(fix.into()),
         }
@@ -70,7 +70,7 @@ impl Check {
         fix: impl Into<String>,
     ) -> Check {
         Check {
-            status: Status::Warn,
+            status: Grade::Warn,
             ..Check::fail(check, detail, fix)
         }
     }
@@ -78,7 +78,7 @@ impl Check {
     pub(super) fn skip(check: impl Into<String>, because: &str) -> Check {
         Check {
             check: check.into(),
-            status: Status::Skip,
+            status: Grade::Skip,
             detail: format!("not checked: {because}"),
             fix: None,
         }

@@ -6,13 +6,15 @@ use super::capture::Capture;
 use super::check::Check;
 use super::retention::{admin_timeout, describe, retention};
 use crate::config::Config;
-use crate::kafka::acl::{self, Verdict};
+use crate::kafka::acl::{self, Authorization};
 use crate::kafka::connect;
-use crate::kafka::topics::{self, Presence};
+use crate::kafka::topics::{self, Presence, TopicState};
 use rdkafka::admin::AdminClient;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::time::Duration;
 
 /// The worker's connection settings: the brokers and `kafka.properties` (TLS, SASL).
 fn client_config(config: &Config) -> ClientConfig {
@@ -42,68 +44,21 @@ fn security(config: &Config) -> String {
 
 /// Every Kafka check, in order; later ones are skipped when the brokers do not answer.
 pub(super) async fn checks(config: &Config) -> Vec<Check> {
-    let timeout = config.kafka.connect_timeout;
-    let c = config.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        let metadata = connect::connect(&c, "silentauth-worker-doctor", timeout)?;
-        let mut states = topics::states(&metadata, &c);
-        if let Ok(client) =
-            client_config(&c).create_with_context::<_, BaseConsumer<Capture>>(Capture)
-        {
-            topics::refine(client.client(), &mut states, timeout);
-        }
-        Ok::<_, connect::ConnectError>((metadata.brokers().len(), states))
-    })
-    .await
-    .expect("metadata task panicked");
-    let brokers = &config.kafka.brokers;
-    let (broker_count, states) = match answer {
+    let (broker_count, states) = match inspect(config).await {
         Ok(a) => a,
-        Err(e) => {
-            let mut out = vec![Check::fail(
-                "kafka.brokers",
-                format!(
-                    "no answer from {brokers} within kafka.connect_timeout ({}) with {}: {e}",
-                    humantime::format_duration(timeout),
-                    security(config)
-                ),
-                e.fix(),
-            )];
-            for (key, _) in topics::configured(config) {
-                out.push(Check::skip(key, "the brokers do not answer"));
-            }
-            out.push(Check::skip("kafka ACLs", "the brokers do not answer"));
-            for key in ["topics.results retention", "topics.dead_letter retention"] {
-                out.push(Check::skip(key, "the brokers do not answer"));
-            }
-            out.push(Check::skip("kafka.group_id", "the brokers do not answer"));
-            return out;
-        }
+        Err(e) => return unanswered(config, &e),
     };
     let mut out = vec![Check::pass(
         "kafka.brokers",
         format!(
-            "{} broker(s) answer at {brokers} with {}",
+            "{} broker(s) answer at {} with {}",
             broker_count,
+            config.kafka.brokers,
             security(config)
         ),
     )];
-    for s in &states {
-        out.push(match (&s.presence, s.problem()) {
-            (Presence::Present(n), _) => Check::pass(
-                s.key,
-                format!("topic '{}' exists, {n} partition(s)", s.topic),
-            ),
-            (_, Some(problem)) => {
-                let (detail, fix) = problem.split_once("; ").unwrap_or((&problem, ""));
-                let detail = detail.trim_start_matches(&format!("{}: ", s.key));
-                Check::fail(s.key, detail, fix)
-            }
-            (_, None) => unreachable!("a topic that is not present has a problem"),
-        });
-    }
-    let ctx = Capture;
-    let admin: AdminClient<Capture> = match client_config(config).create_with_context(ctx) {
+    out.extend(states.iter().map(topic_check));
+    let admin: AdminClient<Capture> = match client_config(config).create_with_context(Capture) {
         Ok(a) => a,
         Err(e) => {
             out.push(Check::fail(
@@ -114,36 +69,13 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
             return out;
         }
     };
-    let present = |key: &str| {
-        states
-            .iter()
-            .any(|s| s.key == key && matches!(s.presence, Presence::Present(_)))
-    };
     // A topic that cannot be used (rather than one that does not exist) may lack an ACL.
     out.push(if states.iter().all(|s| s.presence != Presence::Missing) {
         acls(config).await
     } else {
         Check::skip("kafka ACLs", "a topic does not exist")
     });
-    let outputs = [
-        ("topics.results", config.topics.results.as_str()),
-        ("topics.dead_letter", config.topics.dead_letter.as_str()),
-    ];
-    let existing: Vec<&str> = outputs
-        .iter()
-        .filter(|(key, _)| present(key))
-        .map(|(_, t)| *t)
-        .collect();
-    let mut described = describe(&admin, &existing, admin_timeout(config)).await;
-    for (key, topic) in outputs {
-        match described.remove(topic) {
-            Some(resource) => out.push(retention(config, key, topic, resource)),
-            None => out.push(Check::skip(
-                format!("{key} retention"),
-                "the topic does not exist",
-            )),
-        }
-    }
+    out.extend(retentions(config, &admin, &states).await);
     let partitions = states.iter().find_map(|s| match s.presence {
         Presence::Present(n) if s.key == "topics.jobs" => Some(n),
         _ => None,
@@ -153,6 +85,96 @@ pub(super) async fn checks(config: &Config) -> Vec<Check> {
         None => Check::skip("kafka.group_id", "the jobs topic does not exist"),
     });
     out
+}
+
+/// The first contact (within `kafka.connect_timeout`, stopping at the first TLS or SASL
+/// refusal) and the state of every configured topic: the number of brokers and the states.
+async fn inspect(config: &Config) -> Result<(usize, Vec<TopicState>), connect::ConnectError> {
+    let timeout = config.kafka.connect_timeout;
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let metadata = connect::connect(&c, "silentauth-worker-doctor", timeout)?;
+        let mut states = topics::states(&metadata, &c);
+        if let Ok(client) =
+            client_config(&c).create_with_context::<_, BaseConsumer<Capture>>(Capture)
+        {
+            topics::refine(client.client(), &mut states, timeout);
+        }
+        Ok((metadata.brokers().len(), states))
+    })
+    .await
+    .expect("metadata task panicked")
+}
+
+/// The brokers did not answer: `kafka.brokers` fails with the reason, every later check skips.
+fn unanswered(config: &Config, e: &connect::ConnectError) -> Vec<Check> {
+    let mut out = vec![Check::fail(
+        "kafka.brokers",
+        format!(
+            "no answer from {} within kafka.connect_timeout ({}) with {}: {e}",
+            config.kafka.brokers,
+            humantime::format_duration(config.kafka.connect_timeout),
+            security(config)
+        ),
+        e.fix(),
+    )];
+    let skipped = topics::configured(config)
+        .into_iter()
+        .map(|(key, _)| key)
+        .chain([
+            "kafka ACLs",
+            "topics.results retention",
+            "topics.dead_letter retention",
+        ])
+        .chain(["kafka.group_id"]);
+    out.extend(skipped.map(|key| Check::skip(key, "the brokers do not answer")));
+    out
+}
+
+/// One topic: PASS with its partition count, or FAIL with what is wrong and the fix.
+fn topic_check(s: &TopicState) -> Check {
+    match (&s.presence, s.problem()) {
+        (Presence::Present(n), _) => Check::pass(
+            s.key,
+            format!("topic '{}' exists, {n} partition(s)", s.topic),
+        ),
+        (_, Some(problem)) => {
+            let (detail, fix) = problem.split_once("; ").unwrap_or((&problem, ""));
+            let detail = detail.trim_start_matches(&format!("{}: ", s.key));
+            Check::fail(s.key, detail, fix)
+        }
+        (_, None) => unreachable!("a topic that is not present has a problem"),
+    }
+}
+
+/// The retention of the results and dead-letter topics (skipped for one that does not exist).
+async fn retentions(
+    config: &Config,
+    admin: &AdminClient<Capture>,
+    states: &[TopicState],
+) -> Vec<Check> {
+    let present = |key: &str| {
+        states
+            .iter()
+            .any(|s| s.key == key && matches!(s.presence, Presence::Present(_)))
+    };
+    let outputs = [
+        ("topics.results", config.topics.results.as_str()),
+        ("topics.dead_letter", config.topics.dead_letter.as_str()),
+    ];
+    let existing: Vec<&str> = outputs
+        .iter()
+        .filter(|(key, _)| present(key))
+        .map(|(_, t)| *t)
+        .collect();
+    let mut described = describe(admin, &existing, admin_timeout(config)).await;
+    outputs
+        .into_iter()
+        .map(|(key, topic)| match described.remove(topic) {
+            Some(resource) => retention(config, key, topic, resource),
+            None => Check::skip(format!("{key} retention"), "the topic does not exist"),
+        })
+        .collect()
 }
 
 /// The ACLs `run` needs ([`acl::needed`]), from the operations the brokers say this client may
@@ -169,11 +191,11 @@ async fn acls(config: &Config) -> Check {
     .expect("ACL task panicked");
     let needed = acl::needed(config).len();
     match verdict {
-        Ok(Verdict::Granted) => Check::pass(
+        Ok(Authorization::Granted) => Check::pass(
             "kafka ACLs",
             format!("this client may do the {needed} operations the worker needs on its topics and group"),
         ),
-        Ok(Verdict::Missing(missing)) => {
+        Ok(Authorization::Missing(missing)) => {
             let detail: Vec<String> = missing.iter().map(acl::Needed::problem).collect();
             Check::fail(
                 "kafka ACLs",
@@ -181,7 +203,7 @@ async fn acls(config: &Config) -> Check {
                 "grant the worker's principal the ACLs docs/operations.md lists",
             )
         }
-        Ok(Verdict::Unknown) => Check::warn(
+        Ok(Authorization::Unknown) => Check::warn(
             "kafka ACLs",
             "the brokers do not report this client's authorized operations; ACLs not checked",
             "check the ACLs docs/operations.md lists by hand",
@@ -215,50 +237,13 @@ async fn group(config: &Config, partitions: i32) -> Check {
             )
         }
     };
-    let state = {
-        let g = group_id.clone();
-        tokio::task::spawn_blocking(move || {
-            let client = consumer.client();
-            let described = client
-                .fetch_group_list(Some(&g), timeout)
-                .map(|list| {
-                    list.groups()
-                        .iter()
-                        .find(|gi| gi.name() == g)
-                        .map(|gi| format!("state {}, {} member(s)", gi.state(), gi.members().len()))
-                        .unwrap_or_else(|| "not known to the brokers yet".to_owned())
-                })
-                .unwrap_or_else(|e| {
-                    format!("state unknown (the brokers did not describe it: {e})")
-                });
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..partitions {
-                tpl.add_partition(&topic, p);
-            }
-            let lag = consumer
-                .committed_offsets(tpl, timeout)
-                .and_then(|committed| {
-                    let mut total = 0i64;
-                    let mut uncommitted = 0;
-                    for e in committed.elements() {
-                        let (low, high) =
-                            consumer.fetch_watermarks(&topic, e.partition(), timeout)?;
-                        match e.offset() {
-                            Offset::Offset(o) => total += (high - o).max(0),
-                            _ => {
-                                uncommitted += 1;
-                                total += high - low;
-                            }
-                        }
-                    }
-                    Ok((total, uncommitted))
-                });
-            (described, lag)
-        })
-        .await
-        .expect("group task panicked")
-    };
-    let (described, lag) = state;
+    let g = group_id.clone();
+    let (described, lag) = tokio::task::spawn_blocking(move || {
+        let described = describe_group(&consumer, &g, timeout);
+        (described, lag(&consumer, &topic, partitions, timeout))
+    })
+    .await
+    .expect("group task panicked");
     match lag {
         Ok((total, 0)) => Check::pass(
             "kafka.group_id",
@@ -280,4 +265,47 @@ async fn group(config: &Config, partitions: i32) -> Check {
             ),
         ),
     }
+}
+
+/// The group's state and member count, as the brokers describe it (or why they did not).
+fn describe_group(consumer: &BaseConsumer<Capture>, group_id: &str, timeout: Duration) -> String {
+    consumer
+        .client()
+        .fetch_group_list(Some(group_id), timeout)
+        .map(|list| {
+            list.groups()
+                .iter()
+                .find(|gi| gi.name() == group_id)
+                .map(|gi| format!("state {}, {} member(s)", gi.state(), gi.members().len()))
+                .unwrap_or_else(|| "not known to the brokers yet".to_owned())
+        })
+        .unwrap_or_else(|e| format!("state unknown (the brokers did not describe it: {e})"))
+}
+
+/// The group's lag on `topic`: the records after each committed offset (after the earliest
+/// record where none is committed), and how many partitions have no committed offset.
+fn lag(
+    consumer: &BaseConsumer<Capture>,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> KafkaResult<(i64, usize)> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    let mut total = 0i64;
+    let mut uncommitted = 0;
+    for e in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(topic, e.partition(), timeout)?;
+        match e.offset() {
+            Offset::Offset(o) => total += (high - o).max(0),
+            _ => {
+                uncommitted += 1;
+                total += high - low;
+            }
+        }
+    }
+    Ok((total, uncommitted))
 }

@@ -13,7 +13,7 @@ mod retention;
 mod security;
 
 use crate::config::Config;
-pub use check::{Check, Status};
+pub use check::{Check, Grade};
 use serde::Serialize;
 
 /// Every check of one run, in order.
@@ -29,7 +29,7 @@ impl Report {
     fn new(checks: Vec<Check>) -> Report {
         let ok = checks
             .iter()
-            .all(|c| matches!(c.status, Status::Pass | Status::Warn));
+            .all(|c| matches!(c.status, Grade::Pass | Grade::Warn));
         Report { ok, checks }
     }
 
@@ -59,14 +59,14 @@ impl Report {
             }
             out.push('\n');
         }
-        let count = |s: Status| self.checks.iter().filter(|c| c.status == s).count();
+        let count = |s: Grade| self.checks.iter().filter(|c| c.status == s).count();
         out.push_str(&format!(
             "{}: {} passed, {} warnings, {} failed, {} skipped\n",
             if self.ok { "ok" } else { "NOT OK" },
-            count(Status::Pass),
-            count(Status::Warn),
-            count(Status::Fail),
-            count(Status::Skip),
+            count(Grade::Pass),
+            count(Grade::Warn),
+            count(Grade::Fail),
+            count(Grade::Skip),
         ));
         out
     }

@@ -35,7 +35,7 @@ pub(super) fn warnings(config: &Config) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::doctor::Grade;
 
     fn with(props: &[(&str, &str)]) -> Vec<Check> {
         let mut c = Config::default();
@@ -52,7 +52,7 @@ mod tests {
             ("sasl.mechanism", "PLAIN"),
         ]);
         assert_eq!(w.len(), 1, "{w:?}");
-        assert_eq!(w[0].status, Status::Warn);
+        assert_eq!(w[0].status, Grade::Warn);
         assert!(w[0].check.contains("security.protocol"));
         assert!(w[0].detail.contains("unencrypted"));
         // Over TLS, or with SCRAM, the password is not sent in the clear.
@@ -77,7 +77,7 @@ mod tests {
                 ("ssl.endpoint.identification.algorithm", "none"),
             ]);
             assert_eq!(w.len(), 1, "{protocol}: {w:?}");
-            assert_eq!(w[0].status, Status::Warn);
+            assert_eq!(w[0].status, Grade::Warn);
             assert!(w[0].check.contains("ssl.endpoint.identification.algorithm"));
         }
         assert!(with(&[

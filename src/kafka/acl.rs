@@ -1,6 +1,6 @@
 //! The ACLs `run` needs, checked against what the brokers say this client may do: a
 //! DescribeTopics and a DescribeConsumerGroups request with the authorized operations included
-//! (KIP-430), which change nothing. Backs the start-up preflight, the readiness probe and
+//! (KIP-430), which change nothing. Backs the start-up preflight, the readiness check and
 //! `doctor`, so a missing ACL is named (the resource, the operation, what needs it) instead of
 //! surfacing as a topic that seems not to exist or a produce that keeps failing.
 //!
@@ -133,7 +133,7 @@ pub fn needed(config: &Config) -> Vec<Needed> {
 
 /// What the brokers said about the needed ACLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Authorization {
     /// Every needed ACL is there.
     Granted,
     /// These are missing.
@@ -149,7 +149,7 @@ pub fn check<C: ClientContext>(
     client: &Client<C>,
     config: &Config,
     timeout: Duration,
-) -> Result<Verdict, String> {
+) -> Result<Authorization, String> {
     let needed = needed(config);
     let mut topics: Vec<String> = Vec::new();
     for n in needed.iter().filter(|n| n.resource == "topic") {
@@ -188,15 +188,15 @@ pub fn check<C: ClientContext>(
             Kind::Groups
         };
         match allowed.iter().find(|a| a.kind == kind && a.name == n.name) {
-            Some(Allowed { ops: None, .. }) => return Ok(Verdict::Unknown),
+            Some(Allowed { ops: None, .. }) => return Ok(Authorization::Unknown),
             Some(Allowed { ops: Some(ops), .. }) if ops.contains(&n.operation.code()) => {}
             _ => missing.push(n),
         }
     }
     Ok(if missing.is_empty() {
-        Verdict::Granted
+        Authorization::Granted
     } else {
-        Verdict::Missing(missing)
+        Authorization::Missing(missing)
     })
 }
 

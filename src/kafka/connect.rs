@@ -78,7 +78,7 @@ impl fmt::Display for ConnectError {
 }
 
 /// The settings of a client that only asks for metadata: the brokers and `kafka.properties`.
-pub fn probe_config(config: &Config, client_id: &str) -> ClientConfig {
+pub fn first_contact_config(config: &Config, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka.brokers)
         .set("client.id", client_id)
@@ -97,7 +97,7 @@ pub fn connect(
     timeout: Duration,
 ) -> Result<Metadata, ConnectError> {
     let ctx = Reported::default();
-    let client: BaseConsumer<Reported> = probe_config(config, client_id)
+    let client: BaseConsumer<Reported> = first_contact_config(config, client_id)
         .create_with_context(ctx.clone())
         .map_err(|e| ConnectError::Client(e.to_string()))?;
     let deadline = Instant::now() + timeout;

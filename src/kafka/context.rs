@@ -83,7 +83,7 @@ mod tests {
         c.error(global(RDKafkaErrorCode::MessageTimedOut), "timed out");
         c.error(KafkaError::Canceled, "canceled");
         assert_eq!(c.broker_losses(), 2);
-        // Clones share the count: the producer holds one, the probe reads another.
+        // Clones share the count: the producer holds one, the readiness check reads another.
         let shared = c.clone();
         c.error(global(RDKafkaErrorCode::AllBrokersDown), "again");
         assert_eq!(shared.broker_losses(), 3);

@@ -2,7 +2,7 @@
 //! answer to a job that comes again after the in-memory cache forgot its result (rare: a
 //! redelivery or re-publication older than the cache's most recent results).
 
-use super::warmup_seek::{first_records, probe_settings};
+use super::warmup_seek::{first_records, single_record_settings};
 use crate::config::Config;
 use crate::contract::JobResult;
 use crate::idempotency::index::Stored;
@@ -42,7 +42,7 @@ impl ResultFetcher {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
         Ok(ResultFetcher {
-            consumer: Arc::new(Mutex::new(probe_settings(&mut c).create()?)),
+            consumer: Arc::new(Mutex::new(single_record_settings(&mut c).create()?)),
             topic: config.topics.results.clone(),
             timeout: config.kafka.connect_timeout,
         })

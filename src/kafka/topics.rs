@@ -1,5 +1,5 @@
 //! The topics the worker uses and whether each exists, read from metadata: backs the
-//! start-up preflight, the readiness probe and `doctor`. Nothing here creates a topic.
+//! start-up preflight, the readiness check and `doctor`. Nothing here creates a topic.
 
 use crate::config::Config;
 use rdkafka::client::{Client, ClientContext};

@@ -18,7 +18,7 @@
 //! from a search over the records' timestamps ([`super::warmup_seek`]).
 
 use super::producer::{FINGERPRINT_HEADER, REPLAY_COUNT_HEADER};
-use super::warmup_seek::{first_at_or_after, probe_first_records, probe_settings};
+use super::warmup_seek::{first_at_or_after, seek_first_records, single_record_settings};
 use crate::config::Config;
 use crate::contract::JobResult;
 use crate::idempotency::index::{Full, Indexed, Stored};
@@ -72,8 +72,8 @@ pub struct Warmed {
 /// Reads the results topic into the cache, remembering how far it got.
 pub struct ResultsReader {
     consumer: BaseConsumer,
-    /// Reads single records (see [`probe_settings`]).
-    probe: BaseConsumer,
+    /// Reads single records, for the seek (see [`single_record_settings`]).
+    seeker: BaseConsumer,
     /// A client of the worker's group that never joins it: it reads the committed offsets.
     /// (The group consumer itself cannot, inside its rebalance callback: the offset fetch
     /// would wait for the callback to return.)
@@ -113,11 +113,11 @@ impl ResultsReader {
         // Whatever the passthrough says, this reader never commits and must see EOF.
         c.set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true");
-        let probe = probe_settings(&mut c.clone()).create()?;
+        let seeker = single_record_settings(&mut c.clone()).create()?;
         let group = c.clone().set("group.id", &config.kafka.group_id).create()?;
         Ok(ResultsReader {
             consumer: c.create()?,
-            probe,
+            seeker,
             group,
             topic: config.topics.results.clone(),
             ledger: false,
@@ -185,7 +185,7 @@ impl ResultsReader {
         }
         // An offset below the log start (retention) resets to the earliest record, as the
         // group's own `auto.offset.reset = earliest` does.
-        let found = probe_first_records(&self.probe, &self.jobs_topic, &at, self.timeout)?;
+        let found = seek_first_records(&self.seeker, &self.jobs_topic, &at, self.timeout)?;
         let mut oldest = None;
         for (_, first) in found {
             match first {
@@ -352,7 +352,7 @@ impl ResultsReader {
         }
         if !unanswered.is_empty() {
             starts.extend(first_at_or_after(
-                &self.probe,
+                &self.seeker,
                 &self.topic,
                 &unanswered,
                 at_ms,

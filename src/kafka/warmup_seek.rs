@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 /// from its low end (records older than the bound are skipped as they are read).
 pub const SCAN_SPAN: i64 = 200;
 
-/// Settings that make a consumer prefetch nothing past its first fetch: each probe wants one
-/// record, and fetching on while the next probe is prepared would only decompress batches
+/// Settings that make a consumer prefetch nothing past its first fetch: each seek step wants one
+/// record, and fetching on while the next step is prepared would only decompress batches
 /// nobody reads.
-pub fn probe_settings(c: &mut ClientConfig) -> &mut ClientConfig {
+pub fn single_record_settings(c: &mut ClientConfig) -> &mut ClientConfig {
     c.set("queued.min.messages", "1")
         // A partition over that threshold backs off its next fetch (1 s by default), and that
-        // outlives the assignment: the next probe of the partition would wait for it.
+        // outlives the assignment: the next step on the partition would wait for it.
         .set("fetch.queue.backoff.ms", "0")
 }
 
@@ -31,7 +31,7 @@ pub type FirstRecord = (i64, Option<i64>);
 /// The first record at or after each `(partition, offset)` of `topic`: its offset and
 /// timestamp (`None` when the record has none), or `None` at the partition's end. An offset
 /// before the log start reads from the log start (`auto.offset.reset = earliest`).
-pub fn probe_first_records(
+pub fn seek_first_records(
     consumer: &BaseConsumer,
     topic: &str,
     at: &[(i32, i64)],
@@ -43,7 +43,7 @@ pub fn probe_first_records(
 }
 
 /// What `read` makes of the first record at or after each `(partition, offset)` of `topic`, or
-/// `None` at the partition's end (see [`probe_first_records`]).
+/// `None` at the partition's end (see [`seek_first_records`]).
 pub fn first_records<T>(
     consumer: &BaseConsumer,
     topic: &str,
@@ -99,7 +99,7 @@ trait Records {
     fn watermarks(&self, topic: &str, partition: i32, timeout: Duration)
         -> KafkaResult<(i64, i64)>;
 
-    /// As [`probe_first_records`].
+    /// As [`seek_first_records`].
     fn first(
         &self,
         topic: &str,
@@ -124,13 +124,13 @@ impl Records for BaseConsumer {
         at: &[(i32, i64)],
         timeout: Duration,
     ) -> KafkaResult<Vec<(i32, Option<FirstRecord>)>> {
-        probe_first_records(self, topic, at, timeout)
+        seek_first_records(self, topic, at, timeout)
     }
 }
 
 /// The offset of each of `partitions` of `topic` to read from so that every record stamped
 /// at or after `at_ms` is read: a binary search over the records' timestamps, all partitions
-/// probed together, until at most [`SCAN_SPAN`] records are left. It assumes timestamps grow
+/// sought together, until at most [`SCAN_SPAN`] records are left. It assumes timestamps grow
 /// with offsets, as results stamped when published do; a record without a timestamp sends the
 /// search earlier. Only brokers that cannot answer `offsets_for_times` need it.
 pub fn first_at_or_after(
@@ -155,16 +155,16 @@ fn search(
         ranges.insert(p, records.watermarks(topic, p, timeout)?);
     }
     loop {
-        let probes: Vec<(i32, i64)> = ranges
+        let steps: Vec<(i32, i64)> = ranges
             .iter()
             .filter(|(_, &(lo, hi))| hi - lo > SCAN_SPAN)
             .map(|(&p, &(lo, hi))| (p, lo + (hi - lo) / 2))
             .collect();
-        if probes.is_empty() {
+        if steps.is_empty() {
             break;
         }
-        let mids: HashMap<i32, i64> = probes.iter().copied().collect();
-        for (p, first) in records.first(topic, &probes, timeout)? {
+        let mids: HashMap<i32, i64> = steps.iter().copied().collect();
+        for (p, first) in records.first(topic, &steps, timeout)? {
             let (Some(range), Some(&mid)) = (ranges.get_mut(&p), mids.get(&p)) else {
                 continue;
             };
@@ -193,7 +193,7 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         partitions: HashMap<i32, Log>,
-        /// The probes of each call of `first`.
+        /// The steps of each call of `first`.
         calls: RefCell<Vec<Vec<(i32, i64)>>>,
     }
 
@@ -275,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn partitions_are_probed_together() {
+    fn partitions_are_sought_together() {
         let mut fake = Fake::default();
         fake.add(0, (0..50_000).map(|o| (o, Some(o))));
         fake.add(1, (0..1_000).map(|o| (o, Some(o * 50))));
@@ -286,7 +286,7 @@ mod tests {
         }
         assert_eq!(found[&2], 0, "a short partition is read from its start");
         let calls = fake.calls.borrow();
-        // As many rounds as the longest partition needs; each round probes every partition
+        // As many rounds as the longest partition needs; each round steps every partition
         // whose range is still longer than SCAN_SPAN.
         assert_eq!(calls.len(), 8, "{calls:?}");
         assert_eq!(calls[0].len(), 2, "{calls:?}");

@@ -3,7 +3,7 @@
 //! concurrency, with a throughput check on every raise): over windows of at least one round
 //! trip, a raise stays only if it pays (the answers per second grow by at least
 //! [`PAYOFF`] of the raise's proportion); a raise that does not pay is taken back, and the limit
-//! then probes downwards (to 90%) until a cut costs as much; a window whose round trip rises
+//! then tries downwards (to 90%) until a cut costs as much; a window whose round trip rises
 //! beyond its moving baseline cuts the limit to 90%, and answers that push back (429, 503,
 //! timeouts, failed connections) cut it by half their share: to half when all did.
 //!
@@ -35,7 +35,7 @@ const DEVIATION_SCALE: f64 = 2.5;
 /// ... and by at least this fraction of the baseline (no decrease on a perfectly steady
 /// baseline's noise).
 const MIN_RISE: f64 = 0.05;
-/// The multiplicative decrease when the round trip rises (Vector's), and the step of a probe
+/// The multiplicative decrease when the round trip rises (Vector's), and the step of an experiment
 /// downwards.
 const DECREASE_RATIO: f64 = 0.9;
 /// The deepest cut when the upstream pushes back: a window of nothing but 429/503/timeouts
@@ -60,7 +60,7 @@ const SLOW_START_EXIT: f64 = 1.5;
 /// The fewest answers in a window to weigh a change of the limit by (fewer: a raise is kept,
 /// a cut taken back, as if the upstream were idle).
 const MIN_JUDGED: u32 = 32;
-/// Windows the limit stays at a value it was taken back to before the next probe (the first
+/// Windows the limit stays at a value it was taken back to before the next experiment (the first
 /// still carries answers of the slots that were taken back).
 const HOLD_WINDOWS: u32 = 2;
 
@@ -91,7 +91,7 @@ impl Signal {
 
 /// A change of the limit under test: the limit before it and that window's answers per second.
 #[derive(Debug, Clone, Copy)]
-struct Probe {
+struct Experiment {
     from: f64,
     rate: f64,
     /// The change was made at the end of the last window: this one is not judged.
@@ -109,8 +109,8 @@ struct Aimd {
     /// Probing downwards: a raise did not pay, and no cut has cost yet.
     downhill: bool,
     /// The change made at the end of the last window, judged at the end of this one.
-    probe: Option<Probe>,
-    /// Windows to wait before the next probe.
+    experiment: Option<Experiment>,
+    /// Windows to wait before the next experiment.
     hold: u32,
     /// The round-trip baseline (seconds, EWMA of window means) and its mean deviation.
     past: Option<(f64, f64)>,
@@ -130,7 +130,7 @@ impl Aimd {
             max: max as f64,
             slow_start: true,
             downhill: false,
-            probe: None,
+            experiment: None,
             hold: 0,
             past: None,
             window_start: now,
@@ -164,20 +164,20 @@ impl Aimd {
                 mean > past + (DEVIATION_SCALE * dev).max(MIN_RISE * past)
             }
         });
-        match self.probe.take() {
+        match self.experiment.take() {
             // A window that did not reach the limit says nothing about a change of it.
             Some(_) if !self.reached => {}
             // The first window after a change still carries the answers of the limit before.
-            Some(probe) if probe.settling => {
-                self.probe = Some(Probe {
+            Some(experiment) if experiment.settling => {
+                self.experiment = Some(Experiment {
                     settling: false,
-                    ..probe
+                    ..experiment
                 })
             }
-            Some(probe) if self.n >= MIN_JUDGED => self.judge(probe, rate),
+            Some(experiment) if self.n >= MIN_JUDGED => self.judge(experiment, rate),
             // Too few answers to weigh: keep a raise, take a cut back.
-            Some(probe) if probe.from < self.limit => {}
-            Some(probe) => self.limit = probe.from,
+            Some(experiment) if experiment.from < self.limit => {}
+            Some(experiment) => self.limit = experiment.from,
             None if congested => {
                 self.limit *= DECREASE_RATIO;
                 self.slow_start = false;
@@ -190,10 +190,10 @@ impl Aimd {
             let share = f64::from(self.pushed) / f64::from(self.n);
             self.limit *= 1.0 - (1.0 - BACKPRESSURE_RATIO) * share;
             self.slow_start = false;
-            // Recovery after push-back climbs; no probe of this window is judged.
+            // Recovery after push-back climbs; no experiment of this window is judged.
             self.downhill = false;
             self.hold = 0;
-            self.probe = None;
+            self.experiment = None;
         }
         self.limit = self.limit.floor().clamp(1.0, self.max);
         self.past = Some(match self.past {
@@ -215,9 +215,9 @@ impl Aimd {
     /// by the next; one that does not turns the probing downwards. A cut that costs is taken
     /// back, and one that does not is kept; either turns the probing upwards again. Each turn
     /// waits [`HOLD_WINDOWS`].
-    fn judge(&mut self, probe: Probe, rate: f64) {
-        let asked = self.limit / probe.from - 1.0;
-        let got = rate / probe.rate - 1.0;
+    fn judge(&mut self, experiment: Experiment, rate: f64) {
+        let asked = self.limit / experiment.from - 1.0;
+        let got = rate / experiment.rate - 1.0;
         // The answers per second moved with the limit by at least PAYOFF of its change: a
         // raise paid, or a cut cost.
         let elastic = got / asked >= PAYOFF;
@@ -226,14 +226,14 @@ impl Aimd {
             return;
         }
         if elastic || asked > 0.0 {
-            self.limit = probe.from;
+            self.limit = experiment.from;
         }
         self.downhill = asked > 0.0;
         self.hold = HOLD_WINDOWS;
     }
 
     /// One step in the current direction: doubling in slow start (not judged; slow start ends
-    /// on the round trip or on push-back), else a probe judged two windows later.
+    /// on the round trip or on push-back), else an experiment judged two windows later.
     fn step(&mut self, rate: f64) {
         let from = self.limit;
         if self.downhill {
@@ -248,11 +248,11 @@ impl Aimd {
         }
         self.limit = self.limit.max(1.0);
         if self.limit == from {
-            // At 1 (downhill) or at the maximum (uphill): nothing to probe that way.
+            // At 1 (downhill) or at the maximum (uphill): nothing to experiment that way.
             self.downhill = false;
         } else if !self.slow_start && from >= f64::from(MIN_JUDGED) {
             // (Below MIN_JUDGED slots a window has too few answers to weigh: steps go unjudged.)
-            self.probe = Some(Probe {
+            self.experiment = Some(Experiment {
                 from,
                 rate,
                 settling: true,
@@ -732,7 +732,7 @@ mod tests {
         let mut a = Aimd::new(128, 1024, t0);
         a.past = Some((0.05, 0.0));
         assert_eq!(busy(&mut a, 100), 256);
-        assert!(a.probe.is_none(), "slow start is not judged");
+        assert!(a.experiment.is_none(), "slow start is not judged");
         assert_eq!(busy(&mut a, 100), 512);
         assert_eq!(busy(&mut a, 100), 1024);
         assert_eq!(busy(&mut a, 100), 1024, "never past max");
@@ -781,27 +781,34 @@ mod tests {
         let mut a = steady(64, 1024, t0);
         // 64 answers in 50 ms: 1,280/s. An eighth more slots.
         assert_eq!(busy(&mut a, 64), 72);
-        let probe = a.probe.expect("a raise past slow start is judged");
-        assert_eq!((probe.from, probe.settling), (64.0, true));
-        assert!((probe.rate - 1280.0).abs() < 1e-6, "{}", probe.rate);
+        let experiment = a.experiment.expect("a raise past slow start is judged");
+        assert_eq!((experiment.from, experiment.settling), (64.0, true));
+        assert!(
+            (experiment.rate - 1280.0).abs() < 1e-6,
+            "{}",
+            experiment.rate
+        );
         // The first window after it still carries the old limit's answers: not judged.
         assert_eq!(busy(&mut a, 90), 72);
-        assert!(a.probe.is_some_and(|p| !p.settling));
+        assert!(a.experiment.is_some_and(|p| !p.settling));
         // 66 answers: 3.1% more for 12.5% more slots, a quarter of the raise's share: it pays,
         // and the next raise follows.
         assert_eq!(busy(&mut a, 66), 81);
-        assert_eq!(a.probe.map(|p| p.from), Some(72.0));
+        assert_eq!(a.experiment.map(|p| p.from), Some(72.0));
         busy(&mut a, 66);
         // No more answers for the raise: taken back, and probing turns downwards after a hold.
         assert_eq!(busy(&mut a, 66), 72);
         assert!(a.downhill);
         assert_eq!(a.hold, HOLD_WINDOWS);
-        assert!(a.probe.is_none());
+        assert!(a.experiment.is_none());
         for _ in 0..HOLD_WINDOWS {
             assert_eq!(busy(&mut a, 66), 72, "held");
         }
         assert_eq!(busy(&mut a, 66), 64, "a tenth down");
-        assert_eq!(a.probe.map(|p| (p.from, p.settling)), Some((72.0, true)));
+        assert_eq!(
+            a.experiment.map(|p| (p.from, p.settling)),
+            Some((72.0, true))
+        );
     }
 
     #[test]
@@ -810,7 +817,7 @@ mod tests {
         let judge = |rate: f64| {
             let mut a = steady(200, 1024, t0);
             a.judge(
-                Probe {
+                Experiment {
                     from: 100.0,
                     rate: 1000.0,
                     settling: false,
@@ -824,10 +831,13 @@ mod tests {
         let paid = judge(rate);
         assert_eq!(paid.limit, 225.0, "the next raise: an eighth more");
         assert!(!paid.downhill && paid.hold == 0);
-        assert_eq!(paid.probe.map(|p| (p.from, p.rate)), Some((200.0, rate)));
+        assert_eq!(
+            paid.experiment.map(|p| (p.from, p.rate)),
+            Some((200.0, rate))
+        );
         let unpaid = judge(1000.0 * (1.0 + PAYOFF) - 0.01);
         assert_eq!(unpaid.limit, 100.0);
-        assert!(unpaid.downhill && unpaid.hold == HOLD_WINDOWS && unpaid.probe.is_none());
+        assert!(unpaid.downhill && unpaid.hold == HOLD_WINDOWS && unpaid.experiment.is_none());
     }
 
     #[test]
@@ -837,7 +847,7 @@ mod tests {
             let mut a = steady(90, 1024, t0);
             a.downhill = true;
             a.judge(
-                Probe {
+                Experiment {
                     from: 100.0,
                     rate: 1000.0,
                     settling: false,
@@ -865,24 +875,24 @@ mod tests {
         let mut a = steady(16, 1024, t0);
         a.step(100.0);
         assert_eq!(a.limit, 18.0, "an eighth, at least one");
-        assert!(a.probe.is_none(), "too few slots to weigh");
+        assert!(a.experiment.is_none(), "too few slots to weigh");
         let mut a = steady(4, 1024, t0);
         a.step(100.0);
         assert_eq!(a.limit, 5.0);
         let mut a = steady(32, 1024, t0);
         a.step(100.0);
         assert_eq!(a.limit, 36.0);
-        assert!(a.probe.is_some());
-        // Downhill at 1, uphill at max: nothing to probe, and the direction turns.
+        assert!(a.experiment.is_some());
+        // Downhill at 1, uphill at max: nothing to experiment, and the direction turns.
         let mut a = steady(1, 1024, t0);
         a.downhill = true;
         a.step(100.0);
         assert_eq!(a.limit, 1.0);
-        assert!(!a.downhill && a.probe.is_none());
+        assert!(!a.downhill && a.experiment.is_none());
         let mut a = steady(1024, 1024, t0);
         a.step(100.0);
         assert_eq!(a.limit, 1024.0);
-        assert!(a.probe.is_none());
+        assert!(a.experiment.is_none());
         let mut a = steady(1000, 1024, t0);
         a.step(100.0);
         assert_eq!(a.limit, 1024.0, "capped at max");
@@ -899,7 +909,7 @@ mod tests {
         let mut a = steady(64, 1024, t0);
         assert_eq!(busy(&mut a, 64), 72);
         assert_eq!(window(&mut a, MIN_WINDOW, 64, RTT, 0, false), 72);
-        assert!(a.probe.is_none(), "the raise stays, unjudged");
+        assert!(a.experiment.is_none(), "the raise stays, unjudged");
         assert_eq!(window(&mut a, MIN_WINDOW, 64, RTT, 0, false), 72);
         assert_eq!(busy(&mut a, 64), 81, "the next reached window steps");
     }
@@ -911,7 +921,7 @@ mod tests {
         busy(&mut a, 64);
         busy(&mut a, 64);
         assert_eq!(busy(&mut a, MIN_JUDGED - 1), 72);
-        assert!(a.probe.is_none() && !a.downhill);
+        assert!(a.experiment.is_none() && !a.downhill);
         let mut a = steady(64, 1024, t0);
         a.downhill = true;
         assert_eq!(busy(&mut a, 64), 57);
@@ -926,7 +936,7 @@ mod tests {
     }
 
     #[test]
-    fn push_back_cuts_by_half_its_share_and_ends_any_probe() {
+    fn push_back_cuts_by_half_its_share_and_ends_any_experiment() {
         let t0 = Instant::now();
         let mut a = steady(200, 1024, t0);
         assert_eq!(window(&mut a, MIN_WINDOW, 40, RTT, 10, false), 175);
@@ -938,7 +948,7 @@ mod tests {
             1,
             "never below 1"
         );
-        // In slow start, at a probe or downhill: push-back ends them all.
+        // In slow start, at an experiment or downhill: push-back ends them all.
         let mut a = Aimd::new(128, 1024, t0);
         assert_eq!(window(&mut a, MIN_WINDOW, 40, RTT, 1, false), 126);
         assert!(!a.slow_start);
@@ -947,7 +957,7 @@ mod tests {
         a.hold = 1;
         busy(&mut a, 64);
         window(&mut a, MIN_WINDOW, 64, RTT, 1, true);
-        assert!(a.probe.is_none() && !a.downhill && a.hold == 0);
+        assert!(a.experiment.is_none() && !a.downhill && a.hold == 0);
     }
 
     #[test]

@@ -234,39 +234,10 @@ where
             };
         }
         tries += 1;
-        attempts.count += 1;
-        if tries > 1 {
-            attempts.retries += 1;
-        }
-        let t0 = Instant::now();
-        let attempt = spans::http_attempt(stage.as_str(), method(stage), tries);
-        let outcome = send().instrument(attempt.clone()).await;
-        let elapsed = t0.elapsed();
-        let status = outcome.complete_status();
-        attempts.http_time += elapsed;
-        if let Some(o) = call.observer {
-            o.request(stage, status, elapsed);
-        }
-        let (mut c, retry_after) = match judge(policy, &call, outcome) {
-            Ok(success) => {
-                let end = AttemptEnd {
-                    status,
-                    class: None,
-                    ambiguous: false,
-                    code_spent: stage == Stage::Token,
-                };
-                spans::record_attempt(&attempt, &end);
-                return StageEnd::Success(success);
-            }
+        let (mut c, retry_after) = match attempt(policy, &call, attempts, tries, &mut send).await {
+            Ok(success) => return StageEnd::Success(success),
             Err(failure) => failure,
         };
-        let end = AttemptEnd {
-            status,
-            class: Some(c.class.as_str()),
-            ambiguous: c.ambiguous,
-            code_spent: stage == Stage::Token && (c.ambiguous || c.exchanged),
-        };
-        spans::record_attempt(&attempt, &end);
         if stage == Stage::Token && c.class == ErrorClass::CodeRejected && attempts.ambiguous {
             c = with_note(
                 c,
@@ -281,22 +252,84 @@ where
             spans::retry_after(stage.as_str(), ra);
             pause(limiter, stage, ra);
         }
-        if tries >= policy.max_attempts {
-            return StageEnd::Failed(with_note(c, &format!("gave up after {tries} attempts")));
-        }
-        let delay = backoff
-            .next()
-            .unwrap_or(policy.max_backoff)
-            .max(retry_after.unwrap_or_default());
-        if started.elapsed().saturating_add(delay) > policy.max_elapsed {
-            return StageEnd::Failed(with_note(c, "retry.max_elapsed reached"));
-        }
-        if deadline.is_some_and(|d| Instant::now().checked_add(delay).is_none_or(|at| at >= d)) {
-            return StageEnd::Failed(with_note(c, "retries stopped at the code's deadline"));
-        }
+        let next = backoff.next().unwrap_or(policy.max_backoff);
+        let delay = match retry_delay(policy, deadline, started, tries, next, retry_after) {
+            Ok(delay) => delay,
+            Err(note) => return StageEnd::Failed(with_note(c, &note)),
+        };
         last = Some(c);
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Sends the `tries`-th request of `call`'s stage and judges its answer: counted in `attempts`,
+/// told to the call's observer and recorded on the attempt's span.
+async fn attempt<F, Fut>(
+    policy: &RetryPolicy,
+    call: &StageCall<'_>,
+    attempts: &mut Attempts,
+    tries: u32,
+    send: &mut F,
+) -> Result<HttpResponse, (Classification, Option<Duration>)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = HttpOutcome>,
+{
+    let stage = call.stage;
+    attempts.count += 1;
+    if tries > 1 {
+        attempts.retries += 1;
+    }
+    let t0 = Instant::now();
+    let span = spans::http_attempt(stage.as_str(), method(stage), tries);
+    let outcome = send().instrument(span.clone()).await;
+    let elapsed = t0.elapsed();
+    let status = outcome.complete_status();
+    attempts.http_time += elapsed;
+    if let Some(o) = call.observer {
+        o.request(stage, status, elapsed);
+    }
+    let judged = judge(policy, call, outcome);
+    let end = match &judged {
+        Ok(_) => AttemptEnd {
+            status,
+            class: None,
+            ambiguous: false,
+            code_spent: stage == Stage::Token,
+        },
+        Err((c, _)) => AttemptEnd {
+            status,
+            class: Some(c.class.as_str()),
+            ambiguous: c.ambiguous,
+            code_spent: stage == Stage::Token && (c.ambiguous || c.exchanged),
+        },
+    };
+    spans::record_attempt(&span, &end);
+    judged
+}
+
+/// The pause before the next try after the `tries`-th failed: the backoff's `next` step, at
+/// least the answer's `retry_after`; `Err` with the reason when no try may follow (the attempts,
+/// `retry.max_elapsed` or the code's deadline would be passed).
+fn retry_delay(
+    policy: &RetryPolicy,
+    deadline: Option<Instant>,
+    started: Instant,
+    tries: u32,
+    next: Duration,
+    retry_after: Option<Duration>,
+) -> Result<Duration, String> {
+    if tries >= policy.max_attempts {
+        return Err(format!("gave up after {tries} attempts"));
+    }
+    let delay = next.max(retry_after.unwrap_or_default());
+    if started.elapsed().saturating_add(delay) > policy.max_elapsed {
+        return Err("retry.max_elapsed reached".to_owned());
+    }
+    if deadline.is_some_and(|d| Instant::now().checked_add(delay).is_none_or(|at| at >= d)) {
+        return Err("retries stopped at the code's deadline".to_owned());
+    }
+    Ok(delay)
 }
 
 /// The HTTP method of `stage`'s requests.

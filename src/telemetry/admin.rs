@@ -37,16 +37,16 @@ struct Sample {
 }
 
 impl Sample {
-    fn take(stats: &WorkerCounters) -> Sample {
+    fn take(counters: &WorkerCounters) -> Sample {
         let mut s = Sample {
             t: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            consumed: WorkerCounters::get(&stats.consumed),
-            dead_letters: WorkerCounters::get(&stats.dead_letters),
+            consumed: WorkerCounters::get(&counters.consumed),
+            dead_letters: WorkerCounters::get(&counters.dead_letters),
             ..Sample::default()
         };
-        for ((status, _), n) in stats.outcomes() {
+        for ((status, _), n) in counters.outcomes() {
             match status {
                 Status::Verified => s.verified += n,
                 Status::NotVerified => s.not_verified += n,
@@ -60,7 +60,7 @@ impl Sample {
 
 #[derive(Debug)]
 struct AdminState {
-    stats: Arc<WorkerCounters>,
+    counters: Arc<WorkerCounters>,
     telemetry: Telemetry,
     samples: Mutex<VecDeque<Sample>>,
 }
@@ -70,7 +70,7 @@ struct AdminState {
 /// worker's job matters more than its dashboard.
 pub async fn start(
     listen: &str,
-    stats: Arc<WorkerCounters>,
+    counters: Arc<WorkerCounters>,
     telemetry: Telemetry,
     stop: CancellationToken,
 ) -> Option<SocketAddr> {
@@ -82,9 +82,9 @@ pub async fn start(
         }
     };
     let addr = listener.local_addr().ok()?;
-    stats.set_admin_addr(addr);
+    counters.set_admin_addr(addr);
     let state = Arc::new(AdminState {
-        stats,
+        counters,
         telemetry,
         samples: Mutex::new(VecDeque::with_capacity(HISTORY_SECONDS + 1)),
     });
@@ -120,7 +120,7 @@ async fn sample_every_second(state: Arc<AdminState>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let sample = Sample::take(&state.stats);
+        let sample = Sample::take(&state.counters);
         let mut ring = state.samples.lock().unwrap_or_else(|e| e.into_inner());
         if ring.len() > HISTORY_SECONDS {
             ring.pop_front();
@@ -145,7 +145,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
-    match not_ready_reason(&state.stats) {
+    match not_ready_reason(&state.counters) {
         None => (StatusCode::OK, "ready\n").into_response(),
         Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -198,7 +198,7 @@ struct OutcomeCount {
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusBody> {
-    let s = &*state.stats;
+    let s = &*state.counters;
     let get = WorkerCounters::get;
     let counters = BTreeMap::from([
         ("consumed", get(&s.consumed)),
@@ -284,7 +284,7 @@ mod tests {
             "cannot publish to topics.results 'r': denied".into(),
         );
         s.set_unready(
-            "probe",
+            "readiness",
             "topics.dead_letter",
             "topics.dead_letter: topic 'd' does not exist".into(),
         );
@@ -295,10 +295,10 @@ mod tests {
              cannot publish to topics.results 'r': denied"
         );
         // A probe finding the results topic does not withdraw a publish failure.
-        assert!(!s.clear_unready("probe", "topics.results"));
+        assert!(!s.clear_unready("readiness", "topics.results"));
         assert!(!s.ready());
         assert!(s.clear_unready("publish", "topics.results"));
-        assert!(s.clear_unready("probe", "topics.dead_letter"));
+        assert!(s.clear_unready("readiness", "topics.dead_letter"));
         assert!(s.ready());
     }
 

@@ -48,7 +48,7 @@ pub struct WorkerCounters {
     pub paused: AtomicBool,
     /// True while partitions are assigned.
     pub assigned: AtomicBool,
-    /// False while the brokers do not answer the periodic metadata probe.
+    /// False while the brokers do not answer the periodic readiness check.
     pub brokers_ok: AtomicBool,
     /// False while results cannot be produced.
     pub producer_ok: AtomicBool,
@@ -66,7 +66,7 @@ pub struct WorkerCounters {
     /// Circuit breaker trips by trigger (a label of [`BreakerTrigger`]).
     breaker_trips: Mutex<BTreeMap<&'static str, u64>>,
     /// Why the worker cannot do its job although the brokers answer, by (source, key): e.g.
-    /// (`"probe"`, `"topics.results"`) while metadata says that topic does not exist, or
+    /// (`"readiness"`, `"topics.results"`) while metadata says that topic does not exist, or
     /// (`"publish"`, `"topics.dead_letter"`) while dead letters fail to publish.
     unready: Mutex<BTreeMap<(&'static str, &'static str), String>>,
     /// Consumer lag per jobs partition, from librdkafka's statistics.
@@ -153,7 +153,7 @@ impl WorkerCounters {
         None
     }
 
-    /// Records why the worker is not ready: `source` (`"preflight"`, `"probe"`, `"publish"`)
+    /// Records why the worker is not ready: `source` (`"preflight"`, `"readiness"`, `"publish"`)
     /// found that `key` (e.g. `"topics.results"`) cannot be used, for `reason`.
     pub fn set_unready(&self, source: &'static str, key: &'static str, reason: String) {
         self.unready

@@ -356,14 +356,14 @@ impl BrokersAnswered {
     }
 }
 
-/// The periodic readiness probe asked the brokers for metadata.
+/// The periodic readiness check asked the brokers for metadata.
 #[derive(Debug, Clone, Copy)]
-pub struct BrokersProbed {
+pub struct BrokersChecked {
     /// True when every topic's request was answered.
     pub answered: bool,
 }
 
-impl BrokersProbed {
+impl BrokersChecked {
     /// Sets whether the brokers answer; logs when that changes.
     pub fn emit(self, counters: &WorkerCounters) {
         let ok = self.answered;
@@ -661,13 +661,13 @@ mod tests {
             moved(&c, |c| BrokersAnswered.emit(c)),
             [m("brokers_ok", 0, 1)]
         );
-        let probed = |answered| BrokersProbed { answered };
-        assert_eq!(moved(&c, |c| probed(true).emit(c)), []);
+        let checked = |answered| BrokersChecked { answered };
+        assert_eq!(moved(&c, |c| checked(true).emit(c)), []);
         assert_eq!(
-            moved(&c, |c| probed(false).emit(c)),
+            moved(&c, |c| checked(false).emit(c)),
             [m("brokers_ok", 1, 0)]
         );
-        assert_eq!(moved(&c, |c| probed(false).emit(c)), []);
+        assert_eq!(moved(&c, |c| checked(false).emit(c)), []);
     }
 
     #[test]

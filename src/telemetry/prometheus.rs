@@ -183,9 +183,9 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Metrics over `stats`, `http` and the rate limiters of each client profile.
+    /// Metrics over `counters`, `http` and the rate limiters of each client profile.
     pub fn new(
-        stats: Arc<WorkerCounters>,
+        counters: Arc<WorkerCounters>,
         http: &HttpMetrics,
         limiters: Vec<ProfileLimits>,
     ) -> Telemetry {
@@ -201,7 +201,7 @@ impl Telemetry {
             Unit::Seconds,
             http.latency.clone(),
         );
-        registry.register_collector(Box::new(CountersCollector { stats, limiters }));
+        registry.register_collector(Box::new(CountersCollector { counters, limiters }));
         Telemetry { registry }
     }
 
@@ -239,7 +239,7 @@ impl ProfileLimits {
 /// Reads [`WorkerCounters`] and the limiters on each scrape.
 #[derive(Debug)]
 struct CountersCollector {
-    stats: Arc<WorkerCounters>,
+    counters: Arc<WorkerCounters>,
     limiters: Vec<ProfileLimits>,
 }
 
@@ -264,7 +264,7 @@ impl Collector for CountersCollector {
 impl CountersCollector {
     /// What came in and what went out: jobs consumed, results and dead letters, retries.
     fn encode_outcomes(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
-        let s = &*self.stats;
+        let s = &*self.counters;
         let get = WorkerCounters::get;
         counter(
             e,
@@ -358,7 +358,7 @@ impl CountersCollector {
     /// What the worker holds now: jobs in flight, codes at risk, cache bytes, paused
     /// partitions, lag.
     fn encode_load(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
-        let s = &*self.stats;
+        let s = &*self.counters;
         let get = WorkerCounters::get;
         gauge(
             e,
@@ -401,7 +401,7 @@ impl CountersCollector {
 
     /// How jobs went: duplicates, commits, jobs let go, produce errors.
     fn encode_course(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
-        let s = &*self.stats;
+        let s = &*self.counters;
         let get = WorkerCounters::get;
         counter(
             e,
@@ -438,7 +438,7 @@ impl CountersCollector {
 
     /// Readiness and the circuit breaker.
     fn encode_readiness(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
-        let s = &*self.stats;
+        let s = &*self.counters;
         gauge(
             e,
             "silentauth_ready",
@@ -483,28 +483,28 @@ mod tests {
 
     #[test]
     fn exports_every_listed_family_and_counts() {
-        let stats = Arc::new(WorkerCounters::default());
+        let counters = Arc::new(WorkerCounters::default());
         let http = HttpMetrics::default();
         let t = Telemetry::new(
-            stats.clone(),
+            counters.clone(),
             &http,
             vec![ProfileLimits::rate_only(
                 "default",
                 Arc::new(Limiter::unlimited()),
             )],
         );
-        stats.result(Status::Failed, Some(ErrorClass::CodeRejected));
-        stats.dead_letter(ErrorClass::InvalidJob);
+        counters.result(Status::Failed, Some(ErrorClass::CodeRejected));
+        counters.dead_letter(ErrorClass::InvalidJob);
         http.request(Stage::Token, Some(200), Duration::from_millis(3));
         http.request(Stage::Userinfo, None, Duration::from_millis(3));
         http.request(Stage::SimSwap, Some(200), Duration::from_millis(3));
         http.request(Stage::DeviceSwap, Some(404), Duration::from_millis(3));
         http.request(Stage::CallForwarding, Some(503), Duration::from_millis(3));
-        stats.set_lag([(0, 7)].into());
-        stats
+        counters.set_lag([(0, 7)].into());
+        counters
             .codes_at_risk
             .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-        stats.breaker_tripped(
+        counters.breaker_tripped(
             "dead_letter_ratio",
             "6 of the last 10 jobs were dead-lettered",
         );

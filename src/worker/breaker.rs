@@ -97,7 +97,7 @@ impl fmt::Display for Reason {
 pub enum Gate {
     /// Start jobs freely.
     Closed,
-    /// Start exactly one job, the probe ([`Breaker::start_probe`]).
+    /// Start exactly one job, the probe ([`Breaker::start_readiness_check`]).
     Probe,
     /// Start nothing before this instant.
     WaitUntil(Instant),
@@ -188,7 +188,7 @@ impl Breaker {
 
     /// Marks the job about to start as the probe; false (and no change) unless
     /// [`Breaker::gate`] says [`Gate::Probe`] at `now`.
-    pub fn start_probe(&mut self, now: Instant) -> bool {
+    pub fn start_readiness_check(&mut self, now: Instant) -> bool {
         match &self.state {
             State::Open { reason, probe_at } if now >= *probe_at => {
                 self.state = State::Probing {
@@ -320,15 +320,15 @@ impl Breaker {
 #[derive(Debug)]
 pub struct Gatekeeper {
     breaker: Mutex<Breaker>,
-    stats: Arc<WorkerCounters>,
+    counters: Arc<WorkerCounters>,
 }
 
 impl Gatekeeper {
-    /// A closed breaker reporting to `stats`.
-    pub fn new(config: &BreakerConfig, stats: Arc<WorkerCounters>) -> Gatekeeper {
+    /// A closed breaker reporting to `counters`.
+    pub fn new(config: &BreakerConfig, counters: Arc<WorkerCounters>) -> Gatekeeper {
         Gatekeeper {
             breaker: Mutex::new(Breaker::new(config)),
-            stats,
+            counters,
         }
     }
 
@@ -341,9 +341,9 @@ impl Gatekeeper {
         self.lock().gate(Instant::now())
     }
 
-    /// See [`Breaker::start_probe`].
-    pub fn start_probe(&self) -> bool {
-        let started = self.lock().start_probe(Instant::now());
+    /// See [`Breaker::start_readiness_check`].
+    pub fn start_readiness_check(&self) -> bool {
+        let started = self.lock().start_readiness_check(Instant::now());
         if started {
             tracing::info!("circuit breaker: letting one probe job through");
         }
@@ -367,7 +367,7 @@ impl Gatekeeper {
                     detail: &reason.detail,
                     probe_interval: &interval,
                 }
-                .emit(&self.stats);
+                .emit(&self.counters);
             }
             Some(Transition::ProbeFailed { reason, class }) => {
                 tracing::warn!(
@@ -379,12 +379,12 @@ impl Gatekeeper {
                 BreakerClosed {
                     trigger: reason.trigger.label(),
                 }
-                .emit(&self.stats);
+                .emit(&self.counters);
             }
         }
         debug_assert_eq!(
             b.open_reason().is_some(),
-            self.stats.breaker_open.load(Ordering::Relaxed)
+            self.counters.breaker_open.load(Ordering::Relaxed)
         );
     }
 }
@@ -640,11 +640,11 @@ mod tests {
         feed(&mut b, failed(ErrorClass::CredentialsRejected), 2, t0);
         let almost = t0 + INTERVAL - Duration::from_millis(1);
         assert_eq!(b.gate(almost), Gate::WaitUntil(t0 + INTERVAL));
-        assert!(!b.start_probe(almost));
+        assert!(!b.start_readiness_check(almost));
         let t1 = t0 + INTERVAL;
         assert_eq!(b.gate(t1), Gate::Probe);
-        assert!(b.start_probe(t1));
-        assert!(!b.start_probe(t1), "a second probe at once");
+        assert!(b.start_readiness_check(t1));
+        assert!(!b.start_readiness_check(t1), "a second probe at once");
         assert_eq!(b.gate(t1 + INTERVAL * 5), Gate::WaitForProbe);
     }
 
@@ -658,7 +658,7 @@ mod tests {
         assert!(feed(&mut b, failed(ErrorClass::CredentialsRejected), 3, t0).is_empty());
         assert_eq!(b.gate(t0), Gate::WaitUntil(t0 + INTERVAL));
         let t1 = t0 + INTERVAL;
-        assert!(b.start_probe(t1));
+        assert!(b.start_readiness_check(t1));
         assert!(feed(&mut b, ok(), 3, t1).is_empty());
         assert_eq!(b.gate(t1), Gate::WaitForProbe);
     }
@@ -669,7 +669,7 @@ mod tests {
         let mut b = Breaker::new(&config(2, 1.0, 10));
         feed(&mut b, failed(ErrorClass::PermissionDenied), 2, t0);
         let t1 = t0 + INTERVAL;
-        assert!(b.start_probe(t1));
+        assert!(b.start_readiness_check(t1));
         let t2 = t1 + Duration::from_secs(1);
         match b.record(failed(ErrorClass::PermissionDenied), true, t2) {
             Some(Transition::ProbeFailed { reason, class }) => {
@@ -680,7 +680,7 @@ mod tests {
         }
         assert_eq!(b.gate(t2), Gate::WaitUntil(t2 + INTERVAL));
         let t3 = t2 + INTERVAL;
-        assert!(b.start_probe(t3));
+        assert!(b.start_readiness_check(t3));
         // After a consecutive trip, an upstream failure is not "the same kind": closed.
         match b.record(failed(ErrorClass::UpstreamUnavailable), true, t3) {
             Some(Transition::Recovered(r)) => assert_eq!(r.trigger, BreakerTrigger::Consecutive),
@@ -707,13 +707,13 @@ mod tests {
         let mut b = Breaker::new(&config(20, 0.5, 4));
         feed(&mut b, failed(ErrorClass::UpstreamUnavailable), 4, t0);
         let t1 = t0 + INTERVAL;
-        assert!(b.start_probe(t1));
+        assert!(b.start_readiness_check(t1));
         assert!(matches!(
             b.record(failed(ErrorClass::RateLimited), true, t1),
             Some(Transition::ProbeFailed { .. })
         ));
         let t2 = t1 + INTERVAL;
-        assert!(b.start_probe(t2));
+        assert!(b.start_readiness_check(t2));
         // Not dead-lettered: closed, with an empty window (no instant re-trip).
         assert!(matches!(
             b.record(failed(ErrorClass::CodeRejected), true, t2),
@@ -738,11 +738,11 @@ mod tests {
             failed(ErrorClass::InvalidJob),
             failed(ErrorClass::Expired),
         ] {
-            assert!(b.start_probe(t1));
+            assert!(b.start_readiness_check(t1));
             assert_eq!(b.record(neutral, true, t1), None, "{neutral:?}");
             assert_eq!(b.gate(t1), Gate::Probe, "{neutral:?}");
         }
-        assert!(b.start_probe(t1));
+        assert!(b.start_readiness_check(t1));
         assert!(matches!(
             b.record(ok(), true, t1),
             Some(Transition::Recovered(_))
@@ -755,7 +755,7 @@ mod tests {
         let mut b = Breaker::new(&config(1, 1.0, 10));
         feed(&mut b, failed(ErrorClass::CredentialsRejected), 1, t0);
         let t1 = t0 + INTERVAL;
-        assert!(b.start_probe(t1));
+        assert!(b.start_readiness_check(t1));
         b.abandoned(false, t1);
         assert_eq!(b.gate(t1), Gate::WaitForProbe, "not the probe");
         b.abandoned(true, t1);
@@ -778,40 +778,40 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_gatekeeper_reports_trips_and_recovery_to_the_stats() {
-        let stats = Arc::new(WorkerCounters::default());
+        let counters = Arc::new(WorkerCounters::default());
         use crate::telemetry::events::{PartitionsAssigned, PreflightPassed};
-        PreflightPassed.emit(&stats);
-        PartitionsAssigned.emit(&stats);
-        let g = Gatekeeper::new(&config(2, 1.0, 10), stats.clone());
+        PreflightPassed.emit(&counters);
+        PartitionsAssigned.emit(&counters);
+        let g = Gatekeeper::new(&config(2, 1.0, 10), counters.clone());
         g.finished(Some(failed(ErrorClass::CredentialsRejected)), false);
-        assert!(stats.ready());
+        assert!(counters.ready());
         g.finished(Some(failed(ErrorClass::CredentialsRejected)), false);
-        assert!(stats.breaker_open.load(Ordering::Relaxed));
-        assert!(!stats.ready());
+        assert!(counters.breaker_open.load(Ordering::Relaxed));
+        assert!(!counters.ready());
         assert_eq!(
-            stats.breaker_reason().as_deref(),
+            counters.breaker_reason().as_deref(),
             Some("2 consecutive credentials_rejected results")
         );
-        assert_eq!(stats.breaker_trips()["consecutive"], 1);
-        assert_eq!(stats.breaker_trips()["dead_letter_ratio"], 0);
+        assert_eq!(counters.breaker_trips()["consecutive"], 1);
+        assert_eq!(counters.breaker_trips()["dead_letter_ratio"], 0);
         assert!(matches!(g.gate(), Gate::WaitUntil(_)));
-        assert!(!g.start_probe());
+        assert!(!g.start_readiness_check());
         tokio::time::advance(INTERVAL).await;
         assert_eq!(g.gate(), Gate::Probe);
-        assert!(g.start_probe());
+        assert!(g.start_readiness_check());
         g.finished(Some(failed(ErrorClass::CredentialsRejected)), true);
-        assert!(stats.breaker_open.load(Ordering::Relaxed));
+        assert!(counters.breaker_open.load(Ordering::Relaxed));
         assert_eq!(
-            stats.breaker_trips()["consecutive"],
+            counters.breaker_trips()["consecutive"],
             1,
             "a failed probe is no new trip"
         );
         tokio::time::advance(INTERVAL).await;
-        assert!(g.start_probe());
+        assert!(g.start_readiness_check());
         g.finished(Some(ok()), true);
-        assert!(!stats.breaker_open.load(Ordering::Relaxed));
-        assert!(stats.breaker_reason().is_none());
-        assert!(stats.ready());
-        assert_eq!(stats.breaker_trips()["consecutive"], 1);
+        assert!(!counters.breaker_open.load(Ordering::Relaxed));
+        assert!(counters.breaker_reason().is_none());
+        assert!(counters.ready());
+        assert_eq!(counters.breaker_trips()["consecutive"], 1);
     }
 }

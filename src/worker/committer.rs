@@ -72,7 +72,7 @@ pub async fn run_committer(
         // cover them and nothing still in flight.
         let partitions = state.finish_all(batch.iter().map(|i| i.ticket));
         let stored = commit_until_done(&publisher, &state, &consumer, &batch, &partitions).await?;
-        TransactionCommitted.emit(&state.stats);
+        TransactionCommitted.emit(&state.counters);
         for (i, at) in batch.drain(..).zip(stored) {
             let _ = i.done.send(at);
         }
@@ -117,14 +117,14 @@ async fn commit_until_done(
             Err(e) => e,
         };
         if is_fatal(&e) {
-            TransactionFenced { error: &e }.emit(&state.stats);
+            TransactionFenced { error: &e }.emit(&state.counters);
             return Err(TxnError::Fatal(e));
         }
         TransactionFailed {
             error: &e,
             retry_in: backoff,
         }
-        .emit(&state.stats);
+        .emit(&state.counters);
         let p = publisher.clone();
         let aborted = tokio::task::spawn_blocking(move || transactions::abort(&p))
             .await

@@ -64,12 +64,12 @@ async fn finish_in_flight(state: &WorkerState, grace: Duration) {
     if idle_within(state, grace).await {
         return;
     }
-    let left = state.stats.in_flight.load(Ordering::Acquire);
+    let left = state.counters.in_flight.load(Ordering::Acquire);
     ShutdownGraceExpired { let_go: left }.emit();
     state.abandon_all();
     if !idle_within(state, LET_GO_LIMIT).await {
         tracing::warn!(
-            live = state.stats.in_flight.load(Ordering::Acquire),
+            live = state.counters.in_flight.load(Ordering::Acquire),
             "jobs let go at shutdown did not publish their interrupted results in time"
         );
     }
@@ -77,17 +77,17 @@ async fn finish_in_flight(state: &WorkerState, grace: Duration) {
 
 /// Waits up to `limit` for every job task to end; true when none is left.
 async fn idle_within(state: &WorkerState, limit: Duration) -> bool {
-    let stats = &state.stats;
+    let counters = &state.counters;
     let limit = tokio::time::sleep(limit);
     tokio::pin!(limit);
-    while stats.in_flight.load(Ordering::Acquire) > 0 {
+    while counters.in_flight.load(Ordering::Acquire) > 0 {
         tokio::select! {
             _ = &mut limit => break,
             _ = state.finished.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    stats.in_flight.load(Ordering::Acquire) == 0
+    counters.in_flight.load(Ordering::Acquire) == 0
 }
 
 /// Stores every partition's position and commits what is stored (at-least-once delivery).
@@ -96,7 +96,7 @@ fn commit_stored(state: &WorkerState, consumer: &JobConsumer) {
         store_offset(consumer, &state.jobs_topic, p, pos);
     }
     match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => OffsetsCommitted.emit(&state.stats),
+        Ok(()) => OffsetsCommitted.emit(&state.counters),
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "final commit failed"),
     }

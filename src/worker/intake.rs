@@ -24,7 +24,7 @@ pub struct Intake {
     env: Arc<JobEnv>,
     consumer: Arc<JobConsumer>,
     state: Arc<WorkerState>,
-    stats: Arc<WorkerCounters>,
+    counters: Arc<WorkerCounters>,
     breaker: Arc<Gatekeeper>,
     cancel: CancellationToken,
     fenced: CancellationToken,
@@ -50,7 +50,7 @@ impl Intake {
             env: started.env.clone(),
             consumer: started.consumer.clone(),
             state: started.state.clone(),
-            stats: started.env.stats.clone(),
+            counters: started.env.counters.clone(),
             breaker: started.env.breaker.clone(),
             cancel,
             fenced: started.fenced.clone(),
@@ -73,7 +73,7 @@ impl Intake {
     }
 
     async fn step(&mut self) -> Flow {
-        let in_flight = self.stats.in_flight.load(Ordering::Acquire);
+        let in_flight = self.counters.in_flight.load(Ordering::Acquire);
         // A job starts only while the redelivery index has room for every job in flight: at
         // its bound the worker waits for jobs to age out of `worker.code_ttl` rather than
         // forget one.
@@ -102,7 +102,7 @@ impl Intake {
             return Flow::Go;
         }
         if let Some(a) = self.paused.take() {
-            resume(&self.consumer, &self.stats, a);
+            resume(&self.consumer, &self.counters, a);
         }
         let consumer = self.consumer.clone();
         let m = tokio::select! {
@@ -137,7 +137,7 @@ impl Intake {
             _ = self.fenced.cancelled() => Flow::Stop,
             _ = self.state.finished.notified() => Flow::Go,
             _ = tokio::time::sleep(self.pause_after) => {
-                self.paused = pause(&self.consumer, &self.stats);
+                self.paused = pause(&self.consumer, &self.counters);
                 Flow::Go
             }
         }
@@ -148,7 +148,7 @@ impl Intake {
     /// the assignment (which a rebalance may have grown) is paused again.
     async fn hold(&mut self, gate: Gate) -> Flow {
         if self.paused.is_none() {
-            self.paused = pause(&self.consumer, &self.stats);
+            self.paused = pause(&self.consumer, &self.counters);
         }
         // At least once a second: a full redelivery index frees room only with time.
         let second = crate::clock::from_now(Duration::from_secs(1));
@@ -170,7 +170,7 @@ impl Intake {
                 if let Some(taken) = job::take(&self.state, &m) {
                     self.held.push_back(taken);
                 }
-                if let Some(a) = pause(&self.consumer, &self.stats) {
+                if let Some(a) = pause(&self.consumer, &self.counters) {
                     self.paused = Some(a);
                 }
             }
@@ -181,21 +181,21 @@ impl Intake {
 }
 
 /// Pauses every assigned partition; `None` when the assignment cannot be read or paused.
-fn pause(consumer: &JobConsumer, stats: &WorkerCounters) -> Option<TopicPartitionList> {
+fn pause(consumer: &JobConsumer, counters: &WorkerCounters) -> Option<TopicPartitionList> {
     let a = consumer.assignment().ok()?;
     consumer.pause(&a).ok()?;
     PartitionsPaused {
         count: a.count() as u64,
     }
-    .emit(stats);
+    .emit(counters);
     Some(a)
 }
 
 /// Resumes what [`pause`] paused, as far as it is still assigned.
-fn resume(consumer: &JobConsumer, stats: &WorkerCounters, paused: TopicPartitionList) {
+fn resume(consumer: &JobConsumer, counters: &WorkerCounters, paused: TopicPartitionList) {
     let now = consumer.assignment().unwrap_or(paused);
     let _ = consumer.resume(&now);
-    PartitionsResumed.emit(stats);
+    PartitionsResumed.emit(counters);
 }
 
 /// How long a full window may go without polling before the partitions are paused: well inside

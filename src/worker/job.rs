@@ -46,7 +46,7 @@ pub(super) struct JobEnv {
     /// The consumer group, named in dead-letter headers.
     pub(super) group_id: String,
     /// Counters.
-    pub(super) stats: Arc<WorkerCounters>,
+    pub(super) counters: Arc<WorkerCounters>,
     /// Set with `exactly_once`: finished jobs go to the transaction committer.
     pub(super) committer: Option<mpsc::Sender<TxnItem>>,
     /// The circuit breaker, told every job's outcome.
@@ -100,10 +100,10 @@ pub(super) fn start(env: &Arc<JobEnv>, taken: Taken, probe: bool) {
     if probe {
         // Only the run loop moves the breaker from open to probing, so the gate it just read
         // still holds.
-        let started = env.breaker.start_probe();
+        let started = env.breaker.start_readiness_check();
         debug_assert!(started, "the probe gate closed under the run loop");
     }
-    JobStarted.emit(&env.stats);
+    JobStarted.emit(&env.counters);
     traces::record_group(&taken.span, &env.group_id);
     let span = tracing::info_span!(
         "job",
@@ -135,7 +135,7 @@ struct InFlight<'a>(&'a JobEnv);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        JobEnded.emit(&self.0.stats);
+        JobEnded.emit(&self.0.counters);
         self.0.state.finished.notify_one();
     }
 }
@@ -151,7 +151,7 @@ impl Drop for InFlight<'_> {
 async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Option<CallOutcome> {
     // Held until the job's outputs are acknowledged (or it is abandoned): from the moment its code
     // is spent until then, the job counts in `silentauth_codes_at_risk`.
-    let spent = SpentCode::counted(env.stats.codes_at_risk.clone());
+    let spent = SpentCode::counted(env.counters.codes_at_risk.clone());
     let ctx = context(env, &taken.record, &spent);
     let publication = tokio::select! {
         biased;
@@ -166,10 +166,10 @@ async fn run_job(env: &JobEnv, taken: Taken, let_go: &CancellationToken) -> Opti
             status: r.status,
             class: r.error.as_ref().map(|e| e.class),
         }
-        .emit(&env.stats);
+        .emit(&env.counters);
     }
     if let Some(d) = &publication.dead_letter {
-        DeadLetterPublished { class: d.class }.emit(&env.stats);
+        DeadLetterPublished { class: d.class }.emit(&env.counters);
     }
     drop(spent);
     CallOutcome::of(&publication)
@@ -245,21 +245,21 @@ async fn publish(env: &JobEnv, publication: &Publication) -> Option<Stored> {
                     error: &e,
                     retry_in: backoff,
                 }
-                .emit(&env.stats);
+                .emit(&env.counters);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     };
-    ProduceSucceeded.emit(&env.stats);
+    ProduceSucceeded.emit(&env.counters);
     let published = [
         (Output::Results, publication.result.is_some()),
         (Output::DeadLetter, publication.dead_letter.is_some()),
     ];
     for (output, _) in published.into_iter().filter(|(_, sent)| *sent) {
         // A topic just written to exists, whatever an earlier probe said.
-        let cleared = env.stats.clear_unready("publish", output.key())
-            | env.stats.clear_unready("probe", output.key());
+        let cleared = env.counters.clear_unready("publish", output.key())
+            | env.counters.clear_unready("readiness", output.key());
         if cleared {
             tracing::info!(
                 key = output.key(),
@@ -312,7 +312,7 @@ fn interrupted(env: &JobEnv, record: &JobRecord, ctx: &JobContext) -> Option<Pub
         interrupted: job.is_some(),
         reason,
     }
-    .emit(&env.stats);
+    .emit(&env.counters);
     let job = job?;
     let fingerprint = fingerprint(&job);
     let result = conclude_interrupted(env, &job, ctx, why, fingerprint);
@@ -376,7 +376,7 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
             retries: out.retries,
             http_time: out.http_time,
         }
-        .emit(&env.stats);
+        .emit(&env.counters);
         out.result
     };
     let read_back = |at| env.fetcher.read_async(at, &job.job_id);
@@ -385,7 +385,7 @@ async fn answer(env: &JobEnv, job: &Job, ctx: &JobContext) -> Option<(JobResult,
         Answer::Duplicate(mut r) => {
             r.duplicate = true;
             crate::spans::idempotency_hit();
-            IdempotencyHit.emit(&env.stats);
+            IdempotencyHit.emit(&env.counters);
             Some((r, Some(key.fingerprint)))
         }
         Answer::Reused => {

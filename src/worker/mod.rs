@@ -27,11 +27,11 @@ use intake::Intake;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// One configured worker; [`Worker::stats`] is live while [`Worker::run`] runs.
+/// One configured worker; [`Worker::counters`] is live while [`Worker::run`] runs.
 #[derive(Debug)]
 pub struct Worker {
     config: Config,
-    stats: Arc<WorkerCounters>,
+    counters: Arc<WorkerCounters>,
 }
 
 /// Runs a worker until `cancel` fires, then shuts down gracefully.
@@ -44,13 +44,13 @@ impl Worker {
     pub fn new(config: Config) -> Worker {
         Worker {
             config,
-            stats: Arc::new(WorkerCounters::default()),
+            counters: Arc::new(WorkerCounters::default()),
         }
     }
 
     /// The live counters.
-    pub fn stats(&self) -> Arc<WorkerCounters> {
-        self.stats.clone()
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        self.counters.clone()
     }
 
     /// Consumes until `cancel` fires; then stops taking jobs, finishes in-flight ones within
@@ -58,7 +58,7 @@ impl Worker {
     pub async fn run(self, cancel: CancellationToken) -> Result<(), WorkerError> {
         // Cancelled by the caller, or by the worker itself when it must halt.
         let cancel = cancel.child_token();
-        let Some(started) = startup::start(&self.config, &self.stats, &cancel).await? else {
+        let Some(started) = startup::start(&self.config, &self.counters, &cancel).await? else {
             return Ok(());
         };
         let state = started.state.clone();

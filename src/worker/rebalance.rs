@@ -78,8 +78,8 @@ impl WorkerContext {
         let limit = crate::clock::from_now_std(LET_GO_LIMIT);
         blocking(|| self.wait_let_go(partitions, limit));
         let revoked = self.state.assignments().revoke(partitions);
-        let stats = &self.state.stats;
-        stats.forget_lag(partitions);
+        let counters = &self.state.counters;
+        counters.forget_lag(partitions);
         if revoked.abandoned > 0 {
             RevokeGraceExpired {
                 abandoned: revoked.abandoned,
@@ -93,7 +93,7 @@ impl WorkerContext {
         }
         if commit.count() > 0 && !self.transactional {
             match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => OffsetsCommitted.emit(stats),
+                Ok(()) => OffsetsCommitted.emit(counters),
                 Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
             }
         }
@@ -183,7 +183,7 @@ impl WorkerContext {
             }
         }
         self.state.assignments().assign(partitions);
-        PartitionsAssigned.emit(&self.state.stats);
+        PartitionsAssigned.emit(&self.state.counters);
         self.rescale(consumer);
         tracing::info!(?partitions, "partitions assigned");
     }
@@ -229,7 +229,7 @@ impl ClientContext for WorkerContext {
         // Only partitions owned now: a report can lag behind a revoke.
         let keep = |p: i32| owned.contains(&p);
         if let Some(lag) = consumer_lags(statistics, &self.state.jobs_topic, keep) {
-            self.state.stats.set_lag(lag);
+            self.state.counters.set_lag(lag);
         }
     }
 }
@@ -239,12 +239,12 @@ impl ConsumerContext for WorkerContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = partitions_of(tpl, &self.state.jobs_topic);
             if !parts.is_empty() {
-                PartitionsRevoked.emit(&self.state.stats);
+                PartitionsRevoked.emit(&self.state.counters);
                 self.revoke(consumer, &parts);
             }
             let remaining = consumer.assignment().map(|a| a.count()).unwrap_or(0);
             if remaining <= parts.len() {
-                AllPartitionsRevoked.emit(&self.state.stats);
+                AllPartitionsRevoked.emit(&self.state.counters);
             }
         }
     }
@@ -264,7 +264,7 @@ impl ConsumerContext for WorkerContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => OffsetsCommitted.emit(&self.state.stats),
+            Ok(()) => OffsetsCommitted.emit(&self.state.counters),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => tracing::warn!(error = %e, "offset commit failed"),
         }

@@ -1,6 +1,6 @@
 //! Start-up: the HTTP client and verifier, the admin listener, the producer, the preflight (the
 //! brokers answer and every topic exists), transactions with `exactly_once`, the readiness
-//! probe, the worker state and the group consumer (whose every assignment, the first included,
+//! readiness check, the worker state and the group consumer (whose every assignment, the first included,
 //! warms the idempotency cache before a job of it is taken), and the transaction committer.
 
 use super::breaker::Gatekeeper;
@@ -42,7 +42,7 @@ pub struct Started {
     pub fenced: CancellationToken,
     /// The transaction committer, with `exactly_once`.
     pub committer: Option<JoinHandle<Result<(), TxnError>>>,
-    /// Stop the readiness probe and the admin listener when dropped.
+    /// Stop the readiness check and the admin listener when dropped.
     pub guards: (DropGuard, DropGuard),
 }
 
@@ -50,7 +50,7 @@ pub struct Started {
 /// consumed).
 pub async fn start(
     config: &Config,
-    stats: &Arc<WorkerCounters>,
+    counters: &Arc<WorkerCounters>,
     cancel: &CancellationToken,
 ) -> Result<Option<Started>, WorkerError> {
     for warning in config.warnings() {
@@ -61,14 +61,14 @@ pub async fn start(
     let http_metrics = Arc::new(HttpMetrics::default());
     let verifier = Verifier::from_config(api, config).with_observer(http_metrics.clone());
     // The admin listener lives as long as the worker, whichever way it stops.
-    let admin_guard = serve_admin(config, stats, &verifier, &http_metrics).await;
+    let admin_guard = serve_admin(config, counters, &verifier, &http_metrics).await;
     let exactly_once = config.worker.delivery == Delivery::ExactlyOnce;
     let publisher = Arc::new(if exactly_once {
         Publisher::transactional(config)?
     } else {
         Publisher::new(config)?
     });
-    if !preflight::preflight(&publisher, config, stats, cancel).await? {
+    if !preflight::preflight(&publisher, config, counters, cancel).await? {
         tracing::info!("stopped while waiting for topics; nothing was consumed");
         return Ok(None);
     }
@@ -78,12 +78,12 @@ pub async fn start(
             .await
             .expect("init task panicked")?;
     }
-    PreflightPassed.emit(stats);
-    let probe_guard = start_probe(&publisher, config, stats);
+    PreflightPassed.emit(counters);
+    let readiness_guard = start_readiness_check(&publisher, config, counters);
 
     let state = Arc::new(WorkerState::with_stop(
         config,
-        stats.clone(),
+        counters.clone(),
         cancel.clone(),
     ));
     let consumer = subscribe(config, &state, &verifier)?;
@@ -101,9 +101,9 @@ pub async fn start(
         state: state.clone(),
         consumer: consumer.clone(),
         group_id: config.kafka.group_id.clone(),
-        stats: stats.clone(),
+        counters: counters.clone(),
         committer: committer_tx,
-        breaker: Arc::new(Gatekeeper::new(&config.worker.breaker, stats.clone())),
+        breaker: Arc::new(Gatekeeper::new(&config.worker.breaker, counters.clone())),
         fetcher: ResultFetcher::new(config)?,
         ledger: ledger(config, &publisher)?,
     });
@@ -115,7 +115,7 @@ pub async fn start(
         publisher,
         fenced,
         committer,
-        guards: (probe_guard, admin_guard),
+        guards: (readiness_guard, admin_guard),
     }))
 }
 
@@ -140,7 +140,7 @@ fn ledger(
 /// Starts the admin listener (metrics, health, status); it stops when the guard is dropped.
 async fn serve_admin(
     config: &Config,
-    stats: &Arc<WorkerCounters>,
+    counters: &Arc<WorkerCounters>,
     verifier: &Verifier<SilentAuthClient>,
     http_metrics: &HttpMetrics,
 ) -> DropGuard {
@@ -154,22 +154,22 @@ async fn serve_admin(
             concurrency: p.concurrency.clone(),
         })
         .collect();
-    let telemetry = Telemetry::new(stats.clone(), http_metrics, limiters);
-    crate::telemetry::admin::start(&config.admin.listen, stats.clone(), telemetry, stop).await;
+    let telemetry = Telemetry::new(counters.clone(), http_metrics, limiters);
+    crate::telemetry::admin::start(&config.admin.listen, counters.clone(), telemetry, stop).await;
     guard
 }
 
-/// Readiness follows the brokers and the topics: a metadata probe (see [`preflight::probe`]),
+/// Readiness follows the brokers and the topics: a metadata request per topic (see [`preflight::check_readiness`]),
 /// until the guard is dropped.
-fn start_probe(
+fn start_readiness_check(
     publisher: &Arc<Publisher>,
     config: &Config,
-    stats: &Arc<WorkerCounters>,
+    counters: &Arc<WorkerCounters>,
 ) -> DropGuard {
     let stop = CancellationToken::new();
     let guard = stop.clone().drop_guard();
-    let (p, c, s) = (publisher.clone(), config.clone(), stats.clone());
-    tokio::spawn(preflight::probe(p, c, s, stop));
+    let (p, c, s) = (publisher.clone(), config.clone(), counters.clone());
+    tokio::spawn(preflight::check_readiness(p, c, s, stop));
     guard
 }
 

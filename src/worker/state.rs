@@ -177,7 +177,7 @@ pub struct WorkerState {
     /// The idempotency cache, warmed on every assignment.
     pub cache: IdempotencyCache,
     /// Counters.
-    pub stats: Arc<WorkerCounters>,
+    pub counters: Arc<WorkerCounters>,
     /// Woken whenever a job finishes.
     pub finished: Notify,
     /// Set once the worker stops: a job let go from now on was let go by the shutdown.
@@ -195,12 +195,12 @@ impl WorkerState {
     /// [`halt`]: WorkerState::halt
     pub fn with_stop(
         config: &Config,
-        stats: Arc<WorkerCounters>,
+        counters: Arc<WorkerCounters>,
         stop: CancellationToken,
     ) -> WorkerState {
         WorkerState {
             stop,
-            ..WorkerState::new(config, stats)
+            ..WorkerState::new(config, counters)
         }
     }
 
@@ -225,17 +225,17 @@ impl WorkerState {
     }
 
     /// Owning nothing yet, with an empty idempotency cache sized by `config`.
-    pub fn new(config: &Config, stats: Arc<WorkerCounters>) -> WorkerState {
+    pub fn new(config: &Config, counters: Arc<WorkerCounters>) -> WorkerState {
         WorkerState {
             jobs_topic: config.topics.jobs.clone(),
             assignments: Mutex::new(Assignments::default()),
             cache: IdempotencyCache::with_gauge(
                 config.worker.idempotency_cache_size,
                 config.worker.idempotency_cache_bytes,
-                stats.idempotency_cache_bytes.clone(),
+                counters.idempotency_cache_bytes.clone(),
                 (config.worker.idempotency_index_size, config.worker.code_ttl),
             ),
-            stats,
+            counters,
             finished: Notify::new(),
             stopping: AtomicBool::new(false),
             stop: CancellationToken::new(),

@@ -403,7 +403,7 @@ async fn drive(
     collector: Option<&Collector>,
     load: Load<'_>,
     sampler: &Sampler<'_>,
-    stats: &dyn WorkerGauges,
+    counters: &dyn WorkerGauges,
 ) -> anyhow::Result<(Option<Published>, Received)> {
     let limit = spec.stop_after.unwrap_or(Duration::from_secs(600));
     let deadline = silentauth_worker::clock::from_now_std(limit);
@@ -415,7 +415,7 @@ async fn drive(
         }
         return Ok((None, Received::default()));
     };
-    let collected = collect(collector, load, spec, deadline, stats);
+    let collected = collect(collector, load, spec, deadline, counters);
     tokio::select! {
         biased;
         r = collected => r,
@@ -442,14 +442,17 @@ async fn collect(
     load: Load<'_>,
     spec: &BatchSpec,
     deadline: Instant,
-    stats: &dyn WorkerGauges,
+    counters: &dyn WorkerGauges,
 ) -> anyhow::Result<(Option<Published>, Received)> {
     let want = spec.jobs as u64;
     if let Some(p) = load.backlog {
-        return Ok((Some(p), collector.collect(want, 0, deadline, stats).await));
+        return Ok((
+            Some(p),
+            collector.collect(want, 0, deadline, counters).await,
+        ));
     }
     let publish = publish_paced(load.publisher, load.topic, load.records, spec.publish_rate);
-    let collect = collector.collect(want, 0, deadline, stats);
+    let collect = collector.collect(want, 0, deadline, counters);
     let (p, r) = tokio::join!(publish, collect);
     Ok((Some(p?), r))
 }

@@ -41,11 +41,11 @@ impl Running {
             });
         }
         let worker = Worker::new(config);
-        let stats = worker.stats();
-        let http_times = keep_http_times.then(|| HttpTimes::observe(&stats));
+        let counters = worker.counters();
+        let http_times = keep_http_times.then(|| HttpTimes::observe(&counters));
         let cancel = CancellationToken::new();
         let mut handle = tokio::spawn(worker.run(cancel.clone()));
-        if let Err(e) = wait_ready(&stats, &mut handle).await {
+        if let Err(e) = wait_ready(&counters, &mut handle).await {
             cancel.cancel();
             return Err(e);
         }
@@ -53,7 +53,7 @@ impl Running {
             cancel,
             handle,
             live: Arc::new(Live::InProcess {
-                counters: stats,
+                counters,
                 http_times,
             }),
         })

@@ -212,10 +212,10 @@ impl Collector {
         want_results: u64,
         want_dead_letters: u64,
         deadline: Instant,
-        stats: &dyn WorkerGauges,
+        counters: &dyn WorkerGauges,
     ) -> Received {
         let mut got = Received::default();
-        let progress = Progress::new(want_results, stats);
+        let progress = Progress::new(want_results, counters);
         let mut grace_until: Option<Instant> = None;
         loop {
             let complete =
@@ -305,7 +305,7 @@ impl WorkerGauges for WorkerCounters {
 
 /// A progress bar on a terminal, a line every two seconds otherwise (stderr).
 struct Progress<'a> {
-    stats: &'a dyn WorkerGauges,
+    counters: &'a dyn WorkerGauges,
     bar: Option<ProgressBar>,
     total: u64,
     started: Instant,
@@ -313,7 +313,7 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(total: u64, stats: &'a dyn WorkerGauges) -> Progress<'a> {
+    fn new(total: u64, counters: &'a dyn WorkerGauges) -> Progress<'a> {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(
@@ -325,7 +325,7 @@ impl<'a> Progress<'a> {
             bar
         });
         Progress {
-            stats,
+            counters,
             bar,
             total,
             started: Instant::now(),
@@ -350,8 +350,8 @@ impl<'a> Progress<'a> {
     fn message(&self, dead_letters: u64) -> String {
         format!(
             "{dead_letters} dead letters, {} in flight, {} HTTP requests",
-            self.stats.in_flight(),
-            self.stats.http_requests()
+            self.counters.in_flight(),
+            self.counters.http_requests()
         )
     }
 

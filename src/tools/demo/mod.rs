@@ -22,7 +22,7 @@ pub use report::{DemoReport, HttpCounts};
 use anyhow::{bail, Context};
 use collect::Collector;
 use plan::{Plan, STALE_PROFILE};
-use silentauth_simulator::SimHandle;
+use silentauth_simulator::{SimHandle, SimStats};
 use silentauth_worker::config::{Config, ProfileConfig, TopicsConfig};
 use silentauth_worker::harness::embedded::EmbeddedCluster;
 use silentauth_worker::secret::Secret;
@@ -76,19 +76,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let plan = Plan::new(opts.jobs, opts.seed);
     let topics = TopicsConfig::default();
     let partitions = (opts.jobs / 2_500).clamp(8, 64) as i32;
-
-    let cluster = EmbeddedCluster::start(1).context("cannot start the embedded Kafka cluster")?;
+    let cluster = start_cluster(&topics, partitions)?;
     let bootstrap = cluster.bootstrap_servers();
-    for (topic, n) in [
-        (&topics.jobs, partitions),
-        (&topics.results, partitions),
-        (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
-        (&topics.ledger, 1),
-    ] {
-        cluster
-            .create_topic(topic, n)
-            .with_context(|| format!("cannot create topic {topic}"))?;
-    }
     let mut scenario = plan.scenario.clone();
     scenario.latency.fixed = opts.latency;
     let sim = SimHandle::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), scenario)
@@ -97,24 +86,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let config = config(&bootstrap, &sim.base_url(), &opts);
     config.validate().context("demo configuration")?;
     let records = plan.records(&sim, config.worker.code_ttl);
-    let want_results: u64 = plan
-        .jobs
-        .iter()
-        .map(|j| j.kind.expected(config.retry.max_attempts))
-        .filter(|e| e.result.is_some())
-        .map(|e| u64::from(e.copies))
-        .sum();
-    let want_dead_letters = plan
-        .jobs
-        .iter()
-        .filter(|j| {
-            j.kind
-                .expected(config.retry.max_attempts)
-                .dead_letter
-                .is_some()
-        })
-        .count() as u64;
-
+    let (want_results, want_dead_letters) = expected(&plan, config.retry.max_attempts);
     println!(
         "silentauth-worker demo: {} jobs (seed {}), embedded Kafka at {bootstrap} \
          ({partitions} partitions), simulator at {} (latency {} ms), max_in_flight {}",
@@ -132,25 +104,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         (&topics.results, partitions),
         (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
     )?;
-    let worker = Worker::new(config.clone());
-    let stats = worker.stats();
-    let cancel = CancellationToken::new();
-    let mut handle = tokio::spawn(worker.run(cancel.clone()));
-    eprintln!("demo: waiting for the worker to join its consumer group ...");
-    if let Err(e) = wait_ready(&stats, &mut handle).await {
-        cancel.cancel();
-        return Err(e);
-    }
-    if let Some(addr) = stats.admin_addr() {
-        eprintln!("demo: status page http://{addr}/ (metrics at /metrics)");
-    }
+    let (counters, cancel, mut handle) = start_worker(&config).await?;
     eprintln!(
         "demo: publishing {} records to {} ...",
         records.len(),
         topics.jobs
     );
-    let published = publisher.publish(&topics.jobs, &records).await;
-    let published = match published {
+    let published = match publisher.publish(&topics.jobs, &records).await {
         Ok(p) => p,
         Err(e) => {
             cancel.cancel();
@@ -159,7 +119,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     };
     let deadline = published.first + opts.timeout;
     let received = collector
-        .collect(want_results, want_dead_letters, deadline, &*stats)
+        .collect(want_results, want_dead_letters, deadline, &*counters)
         .await;
 
     let stop = config
@@ -172,25 +132,81 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     drop((collector, publisher));
     drop(cluster);
 
-    let mut report = DemoReport::build(
-        &plan,
-        &records,
-        &published,
-        received,
-        config.retry.max_attempts,
-    );
+    let max_attempts = config.retry.max_attempts;
+    let mut report = DemoReport::build(&plan, &records, &published, received, max_attempts);
     report.seed = opts.seed;
-    report.http = HttpCounts {
-        worker_requests: WorkerCounters::get(&stats.http_requests),
-        worker_retries: WorkerCounters::get(&stats.retries),
-        token: sim_stats.total("token"),
-        userinfo: sim_stats.total("userinfo"),
-        signals: sim_stats.signals_total(),
-        faults_injected: sim_stats.faults_injected,
-        codes_reused: sim_stats.codes_reused,
-    };
+    report.http = http_counts(&counters, &sim_stats);
     print!("{}", report.render());
     Ok(report)
+}
+
+/// The embedded cluster with the demo's topics: jobs and results on `partitions` partitions.
+fn start_cluster(topics: &TopicsConfig, partitions: i32) -> anyhow::Result<EmbeddedCluster> {
+    let cluster = EmbeddedCluster::start(1).context("cannot start the embedded Kafka cluster")?;
+    for (topic, n) in [
+        (&topics.jobs, partitions),
+        (&topics.results, partitions),
+        (&topics.dead_letter, DEAD_LETTER_PARTITIONS),
+        (&topics.ledger, 1),
+    ] {
+        cluster
+            .create_topic(topic, n)
+            .with_context(|| format!("cannot create topic {topic}"))?;
+    }
+    Ok(cluster)
+}
+
+/// How many results (copies included) and dead letters the plan's jobs should end with.
+fn expected(plan: &Plan, max_attempts: u32) -> (u64, u64) {
+    let ends: Vec<_> = plan
+        .jobs
+        .iter()
+        .map(|j| j.kind.expected(max_attempts))
+        .collect();
+    let results = ends
+        .iter()
+        .filter(|e| e.result.is_some())
+        .map(|e| u64::from(e.copies))
+        .sum();
+    let dead_letters = ends.iter().filter(|e| e.dead_letter.is_some()).count() as u64;
+    (results, dead_letters)
+}
+
+/// The worker on `config`, started and joined to its group: its counters, the token that
+/// stops it and its task.
+async fn start_worker(
+    config: &Config,
+) -> anyhow::Result<(
+    Arc<WorkerCounters>,
+    CancellationToken,
+    JoinHandle<Result<(), WorkerError>>,
+)> {
+    let worker = Worker::new(config.clone());
+    let counters = worker.counters();
+    let cancel = CancellationToken::new();
+    let mut handle = tokio::spawn(worker.run(cancel.clone()));
+    eprintln!("demo: waiting for the worker to join its consumer group ...");
+    if let Err(e) = wait_ready(&counters, &mut handle).await {
+        cancel.cancel();
+        return Err(e);
+    }
+    if let Some(addr) = counters.admin_addr() {
+        eprintln!("demo: status page http://{addr}/ (metrics at /metrics)");
+    }
+    Ok((counters, cancel, handle))
+}
+
+/// The HTTP figures of the summary: the worker's requests and retries, the simulator's counts.
+fn http_counts(counters: &WorkerCounters, sim: &SimStats) -> HttpCounts {
+    HttpCounts {
+        worker_requests: WorkerCounters::get(&counters.http_requests),
+        worker_retries: WorkerCounters::get(&counters.retries),
+        token: sim.total("token"),
+        userinfo: sim.total("userinfo"),
+        signals: sim.signals_total(),
+        faults_injected: sim.faults_injected,
+        codes_reused: sim.codes_reused,
+    }
 }
 
 /// The simulator's Network Signals base URL beside its Silent Auth `base_url`.
@@ -253,11 +269,11 @@ pub(crate) async fn stop_worker(
 
 /// Waits until the worker has partitions and a working producer, or reports why it stopped.
 pub(crate) async fn wait_ready(
-    stats: &Arc<WorkerCounters>,
+    counters: &Arc<WorkerCounters>,
     handle: &mut JoinHandle<Result<(), WorkerError>>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    while !stats.ready() {
+    while !counters.ready() {
         if handle.is_finished() {
             return match handle.await {
                 Ok(Ok(())) => bail!("the worker stopped before it was ready"),

@@ -719,4 +719,96 @@ mod tests {
         assert_eq!(tiny.len(), 1);
         assert!(tiny.lookup("b", 0).is_some());
     }
+
+    #[test]
+    fn bytes_exactly_at_the_bound_stay() {
+        let c = IdempotencyCache::new(10, one("a") + one("b"));
+        c.remember(&result("a", 0), None);
+        c.remember(&result("b", 0), None);
+        assert_eq!((c.len(), c.bytes()), (2, one("a") + one("b")));
+        c.remember(&result("c", 0), None);
+        assert_eq!(c.len(), 2, "one byte past the bound evicts");
+    }
+
+    #[test]
+    fn between_equal_replay_counts_the_later_result_wins() {
+        let c = IdempotencyCache::new(10, 1 << 20);
+        assert!(c.is_empty());
+        c.remember(&result("a", 0), None);
+        assert!(!c.is_empty());
+        let later = JobResult {
+            phone_number_verified: Some(false),
+            ..result("a", 0)
+        };
+        c.remember(&later, None);
+        let held = c.lookup("a", 0).unwrap();
+        assert_eq!(held.phone_number_verified, Some(false));
+        // A lower count never replaces a higher one.
+        c.remember(&result("a", 1), None);
+        c.remember(&later, None);
+        assert_eq!(c.lookup("a", 1).unwrap().phone_number_verified, Some(true));
+    }
+
+    #[test]
+    fn capacity_and_sizes_follow_the_bounds() {
+        // 500 bytes counted a result: 10 by bytes, beneath 100 by entries.
+        assert_eq!(IdempotencyCache::new(100, 5_000).result_capacity(), 10);
+        assert_eq!(IdempotencyCache::new(3, 5_000).result_capacity(), 3);
+        let c = IdempotencyCache::with_gauge(
+            10,
+            1 << 20,
+            Arc::default(),
+            (3, std::time::Duration::from_secs(600)),
+        );
+        assert!(c.has_room(2), "two of three free");
+        let now = Utc::now().timestamp_millis();
+        for id in ["a", "b"] {
+            let stored = Some(index::Stored {
+                partition: 0,
+                offset: 1,
+            });
+            let indexed = Indexed {
+                fingerprint: Some(9),
+                replay_count: 0,
+                stored,
+            };
+            c.index(id, indexed, now).unwrap();
+        }
+        assert!(
+            !c.has_room(1),
+            "the third place is kept free for nothing: full"
+        );
+        let (jobs, bytes) = c.index_size();
+        assert_eq!(jobs, 2);
+        assert!(bytes >= 2 * 32, "{bytes}");
+    }
+
+    #[tokio::test]
+    async fn another_jobs_result_read_back_is_no_answer() {
+        // Two job_ids whose index keys collide: the result read back belongs to "b", so "a" is
+        // treated as unseen and verified.
+        let c = IdempotencyCache::new(10, 1 << 20);
+        let at = index::Stored {
+            partition: 0,
+            offset: 3,
+        };
+        let indexed = Indexed {
+            fingerprint: Some(1),
+            replay_count: 0,
+            stored: Some(at),
+        };
+        c.index("a", indexed, Utc::now().timestamp_millis())
+            .unwrap();
+        let key = JobKey {
+            job_id: "a",
+            replay_count: 0,
+            fingerprint: 1,
+        };
+        let answer = c.run(
+            &key,
+            || async { result("a", 0) },
+            |_| async { Some(result("b", 0)) },
+        );
+        assert!(matches!(answer.await, Answer::Verified(r) if r.job_id == "a"));
+    }
 }

@@ -366,4 +366,23 @@ mod tests {
         assert_eq!(got.partition, i32::from(PRESENTED - 1));
         assert_eq!(got.offset, 5);
     }
+
+    #[test]
+    fn room_counts_the_jobs_to_come_and_the_bytes_count_the_buckets() {
+        let mut i = ResultIndex::new(3, TTL);
+        assert!(i.is_empty());
+        assert_eq!(i.max_entries(), 3);
+        i.insert("a", at(0, 1, 0, Some(7)), NOW, NOW).unwrap();
+        assert!(!i.is_empty());
+        assert!(i.has_room(1, NOW), "1 held + 1 to come < 3");
+        assert!(!i.has_room(2, NOW), "1 held + 2 to come fill the bound");
+        // std's table: 2,048 buckets for 1,000 keys (at most 7/8 full), each a key, an entry
+        // and a control byte.
+        let mut big = ResultIndex::new(10_000, TTL);
+        for n in 0..1_000 {
+            big.insert(&format!("job-{n}"), at(0, n, 0, Some(7)), NOW, NOW)
+                .unwrap();
+        }
+        assert_eq!(big.bytes(), 2_048 * 33);
+    }
 }

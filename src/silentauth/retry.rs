@@ -894,4 +894,47 @@ mod tests {
         let (_, times, _) = run(&spent, &Limiter::unlimited(), Stage::Userinfo, None, script).await;
         assert_eq!(times.len(), 1);
     }
+
+    #[test]
+    fn concurrent_work_adds_its_requests_and_overlaps_its_waits() {
+        let mut a = Attempts {
+            count: 2,
+            http_time: Duration::from_secs(3),
+            retries: 1,
+            ambiguous: false,
+        };
+        let b = Attempts {
+            count: 3,
+            http_time: Duration::from_secs(5),
+            retries: 2,
+            ambiguous: false,
+        };
+        a.add_concurrent(&b);
+        assert_eq!((a.count, a.retries), (5, 3));
+        assert_eq!(a.http_time, Duration::from_secs(5), "the longer of the two");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_time_waited_for_answers_adds_up_over_attempts() {
+        let mut attempts = Attempts::default();
+        let mut script = vec![resp(503, None), resp(200, None)].into_iter();
+        let end = run_stage(
+            &policy(3),
+            &Limiter::unlimited(),
+            Stage::Userinfo,
+            None,
+            &mut attempts,
+            || {
+                let next = script.next().expect("script too short");
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    next
+                }
+            },
+        )
+        .await;
+        assert!(matches!(end, StageEnd::Success(_)), "{end:?}");
+        assert_eq!((attempts.count, attempts.retries), (2, 1));
+        assert_eq!(attempts.http_time, Duration::from_millis(200));
+    }
 }

@@ -6,7 +6,7 @@
 //! is final, and a crash before the result is acknowledged costs the user a login: the job is a
 //! *code at risk* until every holder of its [`SpentCode`] is gone.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Why a code is spent.
@@ -42,6 +42,8 @@ struct Inner {
     state: AtomicU8,
     /// Token requests sent with the code (answered or not).
     presented: AtomicU32,
+    /// A presentation-ledger record of the code was started: it may exist.
+    recorded: AtomicBool,
     /// Counts the spent codes whose holders are still alive (the worker's gauge).
     at_risk: Option<Arc<AtomicU64>>,
 }
@@ -71,6 +73,7 @@ impl SpentCode {
         SpentCode(Arc::new(Inner {
             state: AtomicU8::new(NOT_SPENT),
             presented: AtomicU32::new(0),
+            recorded: AtomicBool::new(false),
             at_risk: Some(at_risk),
         }))
     }
@@ -85,6 +88,19 @@ impl SpentCode {
     /// How many token requests carried the code.
     pub fn presentations(&self) -> u32 {
         self.0.presented.load(Ordering::Acquire)
+    }
+
+    /// Records that a presentation-ledger record of the code is being written: once it may
+    /// exist, the next owner of a job let go here would conclude it presented, so this owner
+    /// concludes it too (see [`SpentCode::may_be_presented`]).
+    pub fn recording(&self) {
+        self.0.recorded.store(true, Ordering::Release);
+    }
+
+    /// Whether the code may have been presented, as a job let go must assume: a token request
+    /// left, or a ledger record saying one would may exist.
+    pub fn may_be_presented(&self) -> bool {
+        self.presentations() > 0 || self.0.recorded.load(Ordering::Acquire)
     }
 
     /// Records that a token call returned 2xx.
@@ -201,5 +217,18 @@ mod tests {
         let plain = SpentCode::new();
         plain.exchanged();
         assert!(plain.is_spent());
+    }
+
+    #[test]
+    fn a_ledger_record_under_way_counts_as_a_possible_presentation() {
+        let code = SpentCode::new();
+        assert!(!code.may_be_presented());
+        code.clone().recording();
+        assert!(code.may_be_presented(), "a record may exist");
+        assert_eq!(code.presentations(), 0, "no request left");
+        let sent = SpentCode::new();
+        sent.presented();
+        assert!(sent.may_be_presented());
+        assert!(!sent.is_spent());
     }
 }

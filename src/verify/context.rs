@@ -64,6 +64,9 @@ pub(super) async fn record_presentation(
     if recorded.load(Ordering::Acquire) {
         return Ok(());
     }
+    // From here the record may land even if this job is let go before its answer: the job then
+    // ends `interrupted` here, as the next owner would conclude from the ledger.
+    ctx.spent.recording();
     match ledger.record(job, ctx.replay_count).await {
         Ok(()) => {
             recorded.store(true, Ordering::Release);

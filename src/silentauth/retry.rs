@@ -290,7 +290,20 @@ where
         o.request(stage, status, elapsed);
     }
     let judged = judge(policy, call, outcome);
-    let end = match &judged {
+    let end = attempt_end(stage, status, &judged);
+    spans::record_attempt(&span, &end);
+    judged
+}
+
+/// How an attempt of `stage` answered `status` ended, as judged, for its span: a token attempt
+/// spends the code when it was answered 2xx, or may have used it, or got a 2xx whose body broke
+/// off.
+fn attempt_end(
+    stage: Stage,
+    status: Option<u16>,
+    judged: &Result<HttpResponse, (Classification, Option<Duration>)>,
+) -> AttemptEnd<'static> {
+    match judged {
         Ok(_) => AttemptEnd {
             status,
             class: None,
@@ -303,9 +316,7 @@ where
             ambiguous: c.ambiguous,
             code_spent: stage == Stage::Token && (c.ambiguous || c.exchanged),
         },
-    };
-    spans::record_attempt(&span, &end);
-    judged
+    }
 }
 
 /// The pause before the next try after the `tries`-th failed: the backoff's `next` step, at
@@ -936,5 +947,30 @@ mod tests {
         assert!(matches!(end, StageEnd::Success(_)), "{end:?}");
         assert_eq!((attempts.count, attempts.retries), (2, 1));
         assert_eq!(attempts.http_time, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn an_attempt_spends_the_code_only_on_the_token_stage_when_answered_or_maybe_used() {
+        let p = policy(3);
+        let end = |stage, outcome: HttpOutcome| {
+            let status = outcome.complete_status();
+            let judged = judge(&p, &StageCall::new(stage), outcome);
+            let e = attempt_end(stage, status, &judged);
+            (e.class.is_some(), e.ambiguous, e.code_spent)
+        };
+        assert_eq!(end(Stage::Token, resp(200, None)), (false, false, true));
+        assert_eq!(end(Stage::Userinfo, resp(200, None)), (false, false, false));
+        assert_eq!(end(Stage::Token, resp(503, None)), (true, false, false));
+        let no_answer = HttpOutcome::Transport(Transport::Timeout);
+        assert_eq!(
+            end(Stage::Token, no_answer),
+            (true, true, true),
+            "may have used it"
+        );
+        let broken = HttpOutcome::Incomplete {
+            status: 200,
+            cause: Transport::Timeout,
+        };
+        assert_eq!(end(Stage::Token, broken), (true, false, true), "exchanged");
     }
 }

@@ -973,4 +973,10 @@ mod tests {
         };
         assert_eq!(end(Stage::Token, broken), (true, false, true), "exchanged");
     }
+
+    #[test]
+    fn userinfo_is_a_get_and_the_rest_are_posts() {
+        assert_eq!(method(Stage::Userinfo), "GET");
+        assert_eq!(method(Stage::Token), "POST");
+    }
 }

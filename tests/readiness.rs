@@ -16,35 +16,13 @@ use silentauth_simulator::Scenario;
 use silentauth_worker::config::Config;
 use silentauth_worker::telemetry::counters::WorkerCounters;
 use silentauth_worker::worker::Worker;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::world::{admin_addr, admin_get, read_topic, World};
+use support::world::{admin_addr, admin_get, read_topic, readyz_until, World};
 use support::{BrokerKind, TestBroker};
 use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_silentauth-worker");
-
-/// Polls `/readyz` until `want(status, body)` holds; panics after `within`.
-async fn readyz_until(
-    addr: SocketAddr,
-    within: Duration,
-    what: &str,
-    want: impl Fn(u16, &str) -> bool,
-) -> (u16, String) {
-    let deadline = Instant::now() + within;
-    loop {
-        let (code, body) = admin_get(addr, "/readyz").await;
-        if want(code, &body) {
-            return (code, body);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never {what}: last {code} {body:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The committed offsets of `group` on `topic`'s partition 0 (`Offset::Invalid` when none).
 async fn committed(w: &World, group: &str) -> Offset {

@@ -19,7 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::load::{count, wait_count};
 use support::secured::{Mode, Secured, WORKER};
-use support::world::{admin_get, read_topic, World};
+use support::world::{read_topic, readyz_until, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_silentauth-worker");
 /// The hint whose token requests the simulator answers 500 (a dead letter).
@@ -454,22 +454,25 @@ async fn write_on_results_taken_away_while_running_turns_readiness_503_and_loses
     let addr = admin_addr(&log, Duration::from_secs(60));
     w.send_job(&w.job("live-1", "491700000021")).await;
     wait_count(&w.broker, &w.results, 1, Duration::from_secs(60)).await;
-    let ready = readyz_until(addr, "200", |c, _| c == 200).await;
+    let ready = readyz_until(addr, Duration::from_secs(60), "200", |c, _| c == 200).await;
     assert_eq!(ready.0, 200);
 
     let write = format!("topic:literal:{}:write", w.results);
     s.revoke(WORKER, std::slice::from_ref(&write));
     w.send_job(&w.job("live-2", "491700000022")).await;
-    let (_, body) = readyz_until(addr, "503 naming the results topic", |c, b| {
-        c == 503 && b.contains(&w.results)
-    })
+    let (_, body) = readyz_until(
+        addr,
+        Duration::from_secs(60),
+        "503 naming the results topic",
+        |c, b| c == 503 && b.contains(&w.results),
+    )
     .await;
     assert!(body.to_lowercase().contains("authoriz"), "{body}");
     assert_eq!(count(&w.broker, &w.results).await, 1);
 
     s.grant(WORKER, &[write]);
     wait_count(&w.broker, &w.results, 2, Duration::from_secs(60)).await;
-    readyz_until(addr, "200 again", |c, _| c == 200).await;
+    readyz_until(addr, Duration::from_secs(60), "200 again", |c, _| c == 200).await;
     support::process::sigterm(child);
     let results = w.results_by_id().await;
     assert_eq!(results["live-2"][0]["status"], "verified", "{results:?}");
@@ -478,24 +481,4 @@ async fn write_on_results_taken_away_while_running_turns_readiness_503_and_loses
         "the worker's log",
         &std::fs::read_to_string(&log).unwrap(),
     );
-}
-
-/// Polls `/readyz` until `want(status, body)`; panics after 60 s.
-async fn readyz_until(
-    addr: std::net::SocketAddr,
-    what: &str,
-    want: impl Fn(u16, &str) -> bool,
-) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (code, body) = admin_get(addr, "/readyz").await;
-        if want(code, &body) {
-            return (code, body);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never {what}: last {code} {body:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -802,14 +802,14 @@ fn random_suffix() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 10)
 }
 
-fn env_nonempty(name: &str) -> Option<String> {
+pub fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .filter(|value| !value.trim().is_empty())
 }
 
 /// True when `tool` is an executable file in a `PATH` directory.
-fn on_path(tool: &str) -> bool {
+pub fn on_path(tool: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {

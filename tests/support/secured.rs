@@ -2,10 +2,9 @@
 //! per mode, started once per machine with `ensure` (a file lock makes parallel test processes
 //! share it; `.ci/run` stops them at the end), and the ACLs of the worker's principal.
 
-use super::broker::{announce, kafka_script, repo_root};
+use super::broker::{announce, env_nonempty, kafka_script, on_path, repo_root};
 use super::TestBroker;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Mutex;
 
 /// A secured mode of `scripts/kafka.sh`.
@@ -48,8 +47,8 @@ impl Secured {
     /// fails to start fails the test: where `java` is present nothing is skipped. `None`, with
     /// a loud SKIPPED line, only without `java` and without `TEST_BROKER=kafka`.
     pub async fn ensure(mode: Mode) -> Option<Secured> {
-        let forced = std::env::var("TEST_BROKER").is_ok_and(|b| b == "kafka");
-        let java = Command::new("java").arg("-version").output().is_ok();
+        let forced = env_nonempty("TEST_BROKER").as_deref() == Some("kafka");
+        let java = on_path("java");
         if !java && !forced {
             announce(&format!(
                 "SKIPPED: the secured Apache Kafka node ({}) needs java, which is not installed",

@@ -316,6 +316,27 @@ pub async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) 
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// Polls `/readyz` until `want(status, body)` holds; panics after `within`.
+pub async fn readyz_until(
+    addr: std::net::SocketAddr,
+    within: std::time::Duration,
+    what: &str,
+    want: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (code, body) = admin_get(addr, "/readyz").await;
+        if want(code, &body) {
+            return (code, body);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never {what}: last {code} {body:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The value of one sample of a worker's `/metrics` at `addr`, e.g.
 /// `silentauth_breaker_trips_total{reason="x"}`; panics when it is missing.
 pub async fn metric(addr: std::net::SocketAddr, sample: &str) -> f64 {
